@@ -1,0 +1,161 @@
+//! The JSON documents exchanged between the host and a policy.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The whole document a policy receives: `{"abi":1,"request":{...},"settings":{...}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PolicyInput {
+    /// ABI version of this document; always 1 for ABI v1.
+    pub abi: u32,
+    /// What is being asked, by whom, with which key.
+    pub request: SignRequest,
+    /// The settings the policy was bound with (`null` when none were given).
+    #[serde(default)]
+    pub settings: serde_json::Value,
+}
+
+/// One signing request as a policy sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SignRequest {
+    /// The server's id for this request (also in the audit log).
+    pub request_id: String,
+    /// The authenticated caller.
+    pub principal: Principal,
+    /// The key asked to sign.
+    pub key: KeyInfo,
+    /// What would be signed, decoded.
+    pub intent: Intent,
+    /// Server time of the request, RFC 3339 in UTC.
+    pub time: String,
+    /// Server time of the request, seconds since the Unix epoch.
+    pub unix_time: i64,
+}
+
+/// The authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Principal {
+    /// The token issuer (`iss`).
+    pub issuer: String,
+    /// The subject (`sub`).
+    pub subject: String,
+    /// Keyward roles held by the caller (`admin`, `signer`, ...).
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+/// Public facts about the key asked to sign.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyInfo {
+    /// Key id.
+    pub id: String,
+    /// Key name, unique on the server.
+    pub name: String,
+    /// Algorithm, e.g. `ed25519`, `secp256k1`, `p256`, `rsa-2048`.
+    pub algorithm: String,
+    /// What the key may sign: `raw`, `document`, `ethereum`, `bitcoin` or `solana`.
+    pub purpose: String,
+    /// Where the private key lives, e.g. `software`.
+    pub backend: String,
+    /// Free-form labels set by key administrators.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// What would be signed, decoded by the host. Tagged by `kind`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Intent {
+    /// A raw digest or message for a key of purpose `raw`.
+    Raw(RawIntent),
+}
+
+/// A raw signature over a digest or a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RawIntent {
+    /// `true` when the caller sent a digest, `false` when it sent the message itself.
+    pub prehashed: bool,
+    /// Hash algorithm of `digest`: `sha256`, `sha384` or `sha512`.
+    pub hash: String,
+    /// Hex digest of what is signed (for Ed25519 messages: SHA-256 of the message, for reference).
+    pub digest: String,
+    /// Length in bytes of the message, when the caller sent one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_len: Option<u64>,
+}
+
+/// A policy's answer. Tagged by `decision`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "decision", rename_all = "snake_case")]
+pub enum Decision {
+    /// Let the request through.
+    Allow,
+    /// Refuse the request.
+    Deny {
+        /// Why, shown to the caller and kept in the audit log.
+        reason: String,
+    },
+    /// Hold the request until enough approvers agree.
+    RequireApproval {
+        /// Why approval is needed.
+        reason: String,
+        /// How many distinct approvers must agree.
+        approvals: u32,
+        /// Roles an approver may hold (any one of them suffices).
+        approver_roles: Vec<String>,
+        /// How long the request may wait, in seconds.
+        ttl_seconds: u64,
+    },
+}
+
+impl Decision {
+    /// A deny with the given reason.
+    pub fn deny(reason: impl Into<String>) -> Self {
+        Decision::Deny {
+            reason: reason.into(),
+        }
+    }
+
+    /// The decision's name as on the wire: `allow`, `deny` or `require_approval`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Decision::Allow => "allow",
+            Decision::Deny { .. } => "deny",
+            Decision::RequireApproval { .. } => "require_approval",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decisions_have_the_documented_wire_shape() {
+        let allow: Decision = serde_json::from_str(r#"{"decision":"allow"}"#).unwrap();
+        assert_eq!(allow, Decision::Allow);
+        let deny: Decision =
+            serde_json::from_str(r#"{"decision":"deny","reason":"too big"}"#).unwrap();
+        assert_eq!(deny, Decision::deny("too big"));
+        let pending: Decision = serde_json::from_str(
+            r#"{"decision":"require_approval","reason":"r","approvals":2,"approver_roles":["treasury"],"ttl_seconds":3600}"#,
+        )
+        .unwrap();
+        assert_eq!(pending.name(), "require_approval");
+        assert!(serde_json::from_str::<Decision>(r#"{"decision":"maybe"}"#).is_err());
+    }
+
+    #[test]
+    fn intents_are_tagged_by_kind() {
+        let intent = Intent::Raw(RawIntent {
+            prehashed: true,
+            hash: "sha256".into(),
+            digest: "00".into(),
+            message_len: None,
+        });
+        let json = serde_json::to_value(&intent).unwrap();
+        assert_eq!(json["kind"], "raw");
+        assert!(json.get("message_len").is_none());
+    }
+}

@@ -1,0 +1,201 @@
+//! Administrative changes to keys: create, import, disable. Each change is applied in the
+//! same transaction as its audit record; a change whose audit record fails is not made.
+//! Never records private key material, only what the backend needs to load the key again.
+
+use std::collections::BTreeMap;
+
+use serde_json::json;
+
+use crate::app::AppState;
+use crate::audit::{Actor, AuditEvent};
+use crate::auth::Principal;
+use crate::keys::{Algorithm, GeneratedKey, KeyError, KeyMeta, LoadedKey, Purpose};
+use crate::pipeline::PipelineError;
+use crate::store::{KeyRow, KeyStatus, StateChange};
+
+/// A new key's name, purpose and labels.
+#[derive(Debug, Clone)]
+pub struct NewKey {
+    /// Unique name.
+    pub name: String,
+    /// Purpose.
+    pub purpose: Purpose,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Purposes that keys can be created with on this server.
+pub const SUPPORTED_PURPOSES: &[Purpose] = &[Purpose::Raw];
+
+/// Checks a key name: 1 to 100 characters of `A-Z a-z 0-9 . _ -`.
+pub fn check_name(name: &str) -> Result<(), String> {
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if name.is_empty() || name.len() > 100 || !name.chars().all(ok_char) {
+        return Err(format!(
+            "key name {name:?} is invalid: use 1 to 100 characters of A-Z, a-z, 0-9, '.', '_' and '-'"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks labels: at most 32, keys up to 64 and values up to 256 characters.
+pub fn check_labels(labels: &BTreeMap<String, String>) -> Result<(), String> {
+    if labels.len() > 32 {
+        return Err("at most 32 labels are allowed".into());
+    }
+    for (k, v) in labels {
+        if k.is_empty() || k.len() > 64 {
+            return Err(format!("label name {k:?} must be 1 to 64 characters"));
+        }
+        if v.len() > 256 {
+            return Err(format!("label {k:?} has a value longer than 256 characters"));
+        }
+    }
+    Ok(())
+}
+
+fn actor(p: &Principal) -> Actor {
+    Actor {
+        issuer: p.issuer.clone(),
+        subject: p.subject.clone(),
+    }
+}
+
+/// Generates a key in `backend` and records it.
+pub async fn create_key(
+    state: &AppState,
+    principal: &Principal,
+    new: NewKey,
+    algorithm: Algorithm,
+    backend: &str,
+) -> Result<KeyMeta, PipelineError> {
+    let backend = state.keys().backend(backend)?;
+    let backend_name = backend.name().to_string();
+    let id = new_key_id();
+    let key_id = id.clone();
+    let made = tokio::task::spawn_blocking(move || backend.generate(&key_id, algorithm))
+        .await
+        .map_err(|e| KeyError::Unavailable(format!("key generation task failed: {e}")))??;
+    record_new_key(state, principal, id, new, algorithm, &backend_name, made, "key.create").await
+}
+
+/// Imports a PKCS#8 PEM private key into a software slot and records it.
+pub async fn import_key(
+    state: &AppState,
+    principal: &Principal,
+    new: NewKey,
+    pem: String,
+    expected: Option<Algorithm>,
+) -> Result<KeyMeta, PipelineError> {
+    let id = new_key_id();
+    let software = state.software().clone();
+    let key_id = id.clone();
+    let (algorithm, made) = tokio::task::spawn_blocking(move || {
+        let pem = zeroize::Zeroizing::new(pem);
+        software.import_pkcs8_pem(&key_id, &pem, expected)
+    })
+    .await
+    .map_err(|e| KeyError::Unavailable(format!("key import task failed: {e}")))??;
+    record_new_key(state, principal, id, new, algorithm, "software", made, "key.import").await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn record_new_key(
+    state: &AppState,
+    principal: &Principal,
+    id: String,
+    new: NewKey,
+    algorithm: Algorithm,
+    backend: &str,
+    made: GeneratedKey,
+    action: &'static str,
+) -> Result<KeyMeta, PipelineError> {
+    let (now, _) = crate::clock::now();
+    let row = KeyRow {
+        id: id.clone(),
+        name: new.name.clone(),
+        algorithm: algorithm.to_string(),
+        purpose: new.purpose.to_string(),
+        backend: backend.to_string(),
+        status: KeyStatus::Active,
+        labels: serde_json::to_string(&new.labels).unwrap_or_else(|_| "{}".into()),
+        public_key: made.public_key.spki_der().to_vec(),
+        material: made.material,
+        created_at: now.clone(),
+        created_by: principal.display_id(),
+        updated_at: now,
+    };
+    let meta = KeyMeta::from_row(&row)?;
+    let event = AuditEvent {
+        action,
+        outcome: "ok",
+        actor: actor(principal),
+        key_id: Some(id),
+        request_id: Some(crate::api::error::current_request_id()),
+        details: json!({
+            "name": new.name,
+            "algorithm": algorithm.as_str(),
+            "purpose": new.purpose.as_str(),
+            "backend": backend,
+            "labels": new.labels,
+            "public_key_sha256": hex::encode(<sha2::Sha256 as sha2::Digest>::digest(made.public_key.spki_der())),
+        }),
+    };
+    state
+        .audit()
+        .append(vec![StateChange::InsertKey(Box::new(row))], event)
+        .await?;
+    state.keys().insert(LoadedKey {
+        meta: meta.clone(),
+        signer: Some(made.key),
+    });
+    Ok(meta)
+}
+
+/// Disables a key; it keeps its history but never signs again.
+pub async fn disable_key(
+    state: &AppState,
+    principal: &Principal,
+    key_id: &str,
+) -> Result<KeyMeta, PipelineError> {
+    let row = state
+        .store()
+        .key(key_id)
+        .await?
+        .ok_or_else(|| PipelineError::KeyNotFound(key_id.to_string()))?;
+    if row.status == KeyStatus::Disabled {
+        return KeyMeta::from_row(&row).map_err(Into::into);
+    }
+    let (now, _) = crate::clock::now();
+    let event = AuditEvent {
+        action: "key.disable",
+        outcome: "ok",
+        actor: actor(principal),
+        key_id: Some(key_id.to_string()),
+        request_id: Some(crate::api::error::current_request_id()),
+        details: json!({"name": row.name}),
+    };
+    state.keys().invalidate(key_id);
+    state
+        .audit()
+        .append(
+            vec![StateChange::SetKeyStatus {
+                key_id: key_id.to_string(),
+                status: KeyStatus::Disabled,
+                at: now,
+            }],
+            event,
+        )
+        .await?;
+    state.keys().invalidate(key_id);
+    let row = state
+        .store()
+        .key(key_id)
+        .await?
+        .ok_or_else(|| PipelineError::KeyNotFound(key_id.to_string()))?;
+    Ok(KeyMeta::from_row(&row)?)
+}
+
+fn new_key_id() -> String {
+    format!("key_{}", uuid::Uuid::now_v7().simple())
+}

@@ -1,0 +1,358 @@
+//! The one place errors become HTTP.
+//!
+//! Every error response, whether raised by a handler, by poem (unknown route, body too
+//! large, unparsable JSON) or by a layer below, has the same body:
+//! `{"code":"POLICY_DENIED","message":"...","request_id":"..."}` plus optional `details`.
+//! Codes are stable and machine-readable. Messages say what the caller did wrong and how
+//! to fix it, and never carry secrets or internal paths.
+
+use poem::http::StatusCode;
+use poem::{Endpoint, IntoResponse, Middleware, Request, Response};
+use poem_openapi::registry::{MetaMediaType, MetaResponse, MetaResponses, Registry};
+use poem_openapi::types::ToJSON;
+use poem_openapi::{ApiResponse, Object};
+use serde_json::Value;
+
+use crate::audit::AuditError;
+use crate::auth::AuthError;
+use crate::keys::KeyError;
+use crate::pipeline::PipelineError;
+use crate::store::StoreError;
+
+tokio::task_local! {
+    static REQUEST_ID: String;
+}
+
+/// The id of the request being served (empty outside a request).
+pub fn current_request_id() -> String {
+    REQUEST_ID.try_with(Clone::clone).unwrap_or_default()
+}
+
+/// The uniform error body.
+#[derive(Debug, Clone, Object)]
+pub struct ErrorBody {
+    /// Stable machine-readable code, e.g. `POLICY_DENIED`.
+    pub code: String,
+    /// What went wrong and how to fix it.
+    pub message: String,
+    /// The request's id (also in the `X-Request-Id` header and the audit log).
+    pub request_id: String,
+    /// Extra facts, e.g. the policy decision trace of a denial.
+    #[oai(skip_serializing_if_is_none)]
+    pub details: Option<Value>,
+}
+
+/// An error on its way to becoming an HTTP response.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Stable code.
+    pub code: &'static str,
+    /// Message for the caller.
+    pub message: String,
+    /// Extra facts.
+    pub details: Option<Value>,
+}
+
+impl ApiError {
+    /// An error with status, code and message.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            details: None,
+        }
+    }
+
+    /// Adds details.
+    pub fn with_details(mut self, details: Value) -> Self {
+        self.details = Some(details);
+        self
+    }
+
+    /// 400 `BAD_REQUEST`.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", message)
+    }
+
+    /// 422 `INVALID_REQUEST`.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "INVALID_REQUEST", message)
+    }
+
+    /// 403 `FORBIDDEN`.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "FORBIDDEN", message)
+    }
+
+    /// 404 `NOT_FOUND`.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "NOT_FOUND", message)
+    }
+
+    /// 500 `INTERNAL` (details go to the log, not the caller).
+    pub fn internal(context: &str, err: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %err, "{context}");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL",
+            format!("{context}; see the server log for request {}", current_request_id()),
+        )
+    }
+
+    fn body(&self) -> ErrorBody {
+        ErrorBody {
+            code: self.code.to_string(),
+            message: self.message.clone(),
+            request_id: current_request_id(),
+            details: self.details.clone(),
+        }
+    }
+
+    /// The HTTP response.
+    pub fn to_response(&self) -> Response {
+        let body = self.body().to_json_string();
+        Response::builder()
+            .status(self.status)
+            .content_type("application/json; charset=utf-8")
+            .body(body)
+    }
+
+    /// Wraps an error raised by poem itself (routing, extraction, limits).
+    fn from_poem(err: &poem::Error) -> Self {
+        let status = err.status();
+        let code = match status {
+            StatusCode::BAD_REQUEST => "BAD_REQUEST",
+            StatusCode::UNAUTHORIZED => "UNAUTHENTICATED",
+            StatusCode::FORBIDDEN => "FORBIDDEN",
+            StatusCode::NOT_FOUND => "NOT_FOUND",
+            StatusCode::METHOD_NOT_ALLOWED => "METHOD_NOT_ALLOWED",
+            StatusCode::PAYLOAD_TOO_LARGE => "PAYLOAD_TOO_LARGE",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "UNSUPPORTED_MEDIA_TYPE",
+            StatusCode::UNPROCESSABLE_ENTITY => "INVALID_REQUEST",
+            s if s.is_server_error() => "INTERNAL",
+            _ => "BAD_REQUEST",
+        };
+        let message = match status {
+            StatusCode::NOT_FOUND => "no such route; see /docs for the API".to_string(),
+            StatusCode::PAYLOAD_TOO_LARGE => {
+                "the request body is larger than the server accepts (server.max_body_bytes)".into()
+            }
+            StatusCode::UNAUTHORIZED => AuthError::Missing.to_string(),
+            s if s.is_server_error() => {
+                tracing::error!(error = %err, "unhandled server error");
+                "internal error; see the server log".into()
+            }
+            _ => err.to_string(),
+        };
+        Self::new(status, code, message)
+    }
+}
+
+impl poem::error::ResponseError for ApiError {
+    fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    fn as_response(&self) -> Response {
+        self.to_response()
+    }
+}
+
+/// Statuses listed in the OpenAPI document for every operation that can fail.
+const DOCUMENTED: &[(u16, &str)] = &[
+    (400, "Malformed input (bad JSON or base64)."),
+    (401, "No bearer token, or the token was refused."),
+    (403, "Missing role, not allowed for this key, or denied by policy."),
+    (404, "No such key or resource."),
+    (409, "Conflict with the current state (name taken, key disabled)."),
+    (413, "The body is larger than the server accepts."),
+    (422, "Well-formed but invalid input."),
+    (503, "A key backend, the database or the audit log is unavailable; nothing was signed."),
+];
+
+impl ApiResponse for ApiError {
+    fn meta() -> MetaResponses {
+        MetaResponses {
+            responses: DOCUMENTED
+                .iter()
+                .map(|(status, description)| MetaResponse {
+                    description,
+                    status: Some(*status),
+                    status_range: None,
+                    content: vec![MetaMediaType {
+                        content_type: "application/json; charset=utf-8",
+                        schema: <ErrorBody as poem_openapi::types::Type>::schema_ref(),
+                    }],
+                    headers: vec![],
+                })
+                .collect(),
+        }
+    }
+
+    fn register(registry: &mut Registry) {
+        <ErrorBody as poem_openapi::types::Type>::register(registry);
+    }
+}
+
+/// Result alias for handlers.
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Config(_) => ApiError::internal("token verification is misconfigured", e),
+            _ => ApiError::new(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", e.to_string()),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "CONFLICT", m),
+            StoreError::Database(_) => {
+                tracing::error!(error = %e, "database error");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "DATABASE_UNAVAILABLE",
+                    "the database is unavailable; nothing was changed",
+                )
+            }
+            other => ApiError::internal("storage error", other),
+        }
+    }
+}
+
+impl From<AuditError> for ApiError {
+    fn from(e: AuditError) -> Self {
+        match e {
+            AuditError::Rejected(inner) => inner.into(),
+            AuditError::Unavailable(_) => {
+                tracing::error!(error = %e, "audit append failed");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "AUDIT_UNAVAILABLE",
+                    "the audit log could not record this operation, so its result is withheld",
+                )
+            }
+        }
+    }
+}
+
+impl From<KeyError> for ApiError {
+    fn from(e: KeyError) -> Self {
+        match e {
+            KeyError::InvalidInput(m) => ApiError::invalid(m),
+            KeyError::InvalidKeyMaterial(m) => ApiError::invalid(m),
+            KeyError::Unseal { .. } => {
+                tracing::error!(error = %e, "sealed key failed to open");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "KEY_UNSEAL_FAILED", e.to_string())
+            }
+            KeyError::Unavailable(_) | KeyError::UnknownBackend(_) => {
+                tracing::error!(error = %e, "key backend error");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "BACKEND_UNAVAILABLE",
+                    "the key backend is unavailable; nothing was signed",
+                )
+            }
+        }
+    }
+}
+
+impl From<PipelineError> for ApiError {
+    fn from(e: PipelineError) -> Self {
+        use PipelineError as P;
+        match e {
+            P::KeyNotFound(id) => ApiError::not_found(format!("no key with id {id:?}")),
+            P::KeyDisabled(id) => ApiError::new(
+                StatusCode::CONFLICT,
+                "KEY_DISABLED",
+                format!("key {id} is disabled and cannot sign"),
+            ),
+            P::Forbidden(m) => ApiError::forbidden(m),
+            P::WrongPurpose { key_purpose, wanted } => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "WRONG_KEY_PURPOSE",
+                format!("this key's purpose is {key_purpose}; it cannot be used for {wanted} signing"),
+            ),
+            P::Invalid(m) => ApiError::invalid(m),
+            P::PolicyDenied { reason, verdict } => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "POLICY_DENIED",
+                format!("denied by policy: {reason}"),
+            )
+            .with_details(serde_json::json!({ "policy": verdict })),
+            P::ApprovalNotAvailable { verdict } => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "APPROVAL_NOT_AVAILABLE",
+                "a policy requires approval, and this server has no approval workflow; nothing was signed",
+            )
+            .with_details(serde_json::json!({ "policy": verdict })),
+            P::IdempotencyMismatch => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "IDEMPOTENCY_KEY_REUSED",
+                "this Idempotency-Key was used with a different request; use a new key",
+            ),
+            P::Key(e) => e.into(),
+            P::Audit(e) => e.into(),
+            P::Store(e) => e.into(),
+        }
+    }
+}
+
+/// Middleware: gives each request an id, and turns every error into the uniform body.
+pub struct ErrorEnvelope;
+
+impl<E: Endpoint> Middleware<E> for ErrorEnvelope {
+    type Output = ErrorEnvelopeEndpoint<E>;
+
+    fn transform(&self, ep: E) -> Self::Output {
+        ErrorEnvelopeEndpoint { inner: ep }
+    }
+}
+
+/// The endpoint made by `ErrorEnvelope`.
+pub struct ErrorEnvelopeEndpoint<E> {
+    inner: E,
+}
+
+impl<E: Endpoint> Endpoint for ErrorEnvelopeEndpoint<E> {
+    type Output = Response;
+
+    async fn call(&self, req: Request) -> poem::Result<Response> {
+        let id = uuid::Uuid::now_v7().simple().to_string();
+        let header = id.clone();
+        let mut resp = REQUEST_ID
+            .scope(id, async {
+                match self.inner.call(req).await {
+                    Ok(out) => {
+                        let resp = out.into_response();
+                        if resp.status().is_client_error() || resp.status().is_server_error() {
+                            let is_json = resp
+                                .content_type()
+                                .is_some_and(|ct| ct.starts_with("application/json"));
+                            if !is_json {
+                                let err = poem::Error::from_status(resp.status());
+                                return ApiError::from_poem(&err).to_response();
+                            }
+                        }
+                        resp
+                    }
+                    Err(err) => match err.downcast_ref::<ApiError>() {
+                        Some(api) => api.to_response(),
+                        None => ApiError::from_poem(&err).to_response(),
+                    },
+                }
+            })
+            .await;
+        if let Ok(value) = header.parse() {
+            resp.headers_mut().insert("x-request-id", value);
+        }
+        Ok(resp)
+    }
+}

@@ -1,0 +1,472 @@
+//! Keys and signing: `/v1/keys...`.
+
+use std::collections::BTreeMap;
+
+use poem::web::Data;
+use poem_openapi::param::{Header, Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+
+use super::error::{ApiError, ApiResult, current_request_id};
+use super::{ApiTags, BearerAuth, PublicKeyView, page_limit};
+use crate::admin::{self, NewKey};
+use crate::app::AppState;
+use crate::auth::Role;
+use crate::intent::IntentError;
+use crate::intent::raw::{RawPayload, decode_b64};
+use crate::keys::{Algorithm, EcdsaFormat, KeyMeta, Purpose, RsaScheme, SignOptions};
+use crate::pipeline::{self, Idempotency, PipelineError, SignCall, SignReceipt};
+use crate::policy::Verdict;
+use crate::store::cursor;
+
+/// Key management.
+pub struct KeysApi;
+
+/// Signing and verification.
+pub struct SigningApi;
+
+/// A key as shown by the API.
+#[derive(Debug, Clone, Object)]
+pub struct KeyView {
+    /// Key id.
+    pub id: String,
+    /// Unique name.
+    pub name: String,
+    /// `ed25519`, `secp256k1`, `p256`, `rsa-2048`, `rsa-3072` or `rsa-4096`.
+    pub algorithm: String,
+    /// What the key may sign: `raw`.
+    pub purpose: String,
+    /// Where the private key lives: `software`.
+    pub backend: String,
+    /// `active` or `disabled`.
+    pub status: String,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// The public key.
+    pub public_key: PublicKeyView,
+    /// Creation time.
+    pub created_at: String,
+    /// Who created it (`issuer|subject`).
+    pub created_by: String,
+    /// Last change.
+    pub updated_at: String,
+}
+
+impl KeyView {
+    fn from_meta(meta: &KeyMeta) -> ApiResult<Self> {
+        Ok(KeyView {
+            id: meta.id.clone(),
+            name: meta.name.clone(),
+            algorithm: meta.algorithm.to_string(),
+            purpose: meta.purpose.to_string(),
+            backend: meta.backend.clone(),
+            status: meta.status.as_str().to_string(),
+            labels: meta.labels.clone(),
+            public_key: PublicKeyView {
+                pem: meta.public_key.to_pem(),
+                jwk: meta.public_key.to_jwk().map_err(|e| ApiError::internal("public key", e))?,
+            },
+            created_at: meta.created_at.clone(),
+            created_by: meta.created_by.clone(),
+            updated_at: meta.updated_at.clone(),
+        })
+    }
+}
+
+/// Create a key.
+#[derive(Debug, Clone, Object)]
+pub struct CreateKeyRequest {
+    /// Unique name: 1 to 100 characters of A-Z, a-z, 0-9, '.', '_' and '-'.
+    pub name: String,
+    /// `ed25519`, `secp256k1`, `p256`, `rsa-2048`, `rsa-3072` or `rsa-4096`.
+    pub algorithm: String,
+    /// What the key may sign (default `raw`).
+    pub purpose: Option<String>,
+    /// Free-form labels.
+    pub labels: Option<BTreeMap<String, String>>,
+}
+
+/// Import a private key.
+#[derive(Debug, Clone, Object)]
+pub struct ImportKeyRequest {
+    /// Unique name.
+    pub name: String,
+    /// PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`). Never echoed or stored unsealed.
+    pub private_key_pem: String,
+    /// If given, the key must be of this algorithm.
+    pub algorithm: Option<String>,
+    /// What the key may sign (default `raw`).
+    pub purpose: Option<String>,
+    /// Free-form labels.
+    pub labels: Option<BTreeMap<String, String>>,
+}
+
+/// A page of keys.
+#[derive(Debug, Clone, Object)]
+pub struct KeyPage {
+    /// Keys, ordered by id.
+    pub items: Vec<KeyView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A created key.
+#[derive(ApiResponse)]
+pub enum Created {
+    /// Created.
+    #[oai(status = 201)]
+    Created(Json<KeyView>),
+}
+
+/// Sign with a key: a `digest` or a `message`.
+#[derive(Debug, Clone, Object, serde::Serialize)]
+pub struct SignBody {
+    /// Base64 digest; its length must match `hash`.
+    pub digest: Option<String>,
+    /// Base64 message; hashed with `hash` by the server (Ed25519 signs it as is).
+    pub message: Option<String>,
+    /// `sha256` (default), `sha384` or `sha512`.
+    pub hash: Option<String>,
+    /// RSA only: `pkcs1v15` (default) or `pss`.
+    pub scheme: Option<String>,
+    /// ECDSA only: `der` (default) or `raw` (r||s).
+    pub format: Option<String>,
+}
+
+/// Verify a signature.
+#[derive(Debug, Clone, Object)]
+pub struct VerifyBody {
+    /// Base64 digest (or send `message`).
+    pub digest: Option<String>,
+    /// Base64 message.
+    pub message: Option<String>,
+    /// `sha256` (default), `sha384` or `sha512`.
+    pub hash: Option<String>,
+    /// Base64 signature.
+    pub signature: String,
+    /// RSA only: `pkcs1v15` (default) or `pss`.
+    pub scheme: Option<String>,
+    /// ECDSA only: `der` (default) or `raw`.
+    pub format: Option<String>,
+}
+
+/// The outcome of a verification.
+#[derive(Debug, Clone, Object)]
+pub struct VerifyResult {
+    /// Whether the signature verifies under the key.
+    pub valid: bool,
+    /// Key id.
+    pub key_id: String,
+    /// Key algorithm.
+    pub algorithm: String,
+}
+
+/// One policy's part in a decision.
+#[derive(Debug, Clone, Object)]
+pub struct TraceView {
+    /// Policy name.
+    pub policy: String,
+    /// Module SHA-256, hex.
+    pub digest: String,
+    /// Its decision.
+    pub decision: String,
+    /// Its reason.
+    #[oai(skip_serializing_if_is_none)]
+    pub reason: Option<String>,
+    /// Fuel used.
+    pub fuel: u64,
+    /// Microseconds.
+    pub micros: u64,
+}
+
+/// How the policy stage decided.
+#[derive(Debug, Clone, Object)]
+pub struct PolicyView {
+    /// `allow`, `deny` or `require_approval`.
+    pub decision: String,
+    /// `default` (no policy bound) or `policies`.
+    pub source: String,
+    /// Each policy evaluated.
+    pub trace: Vec<TraceView>,
+}
+
+impl From<&Verdict> for PolicyView {
+    fn from(v: &Verdict) -> Self {
+        PolicyView {
+            decision: v.decision.name().to_string(),
+            source: serde_json::to_value(v.source)
+                .ok()
+                .and_then(|s| s.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            trace: v
+                .trace
+                .iter()
+                .map(|t| TraceView {
+                    policy: t.policy.clone(),
+                    digest: t.digest.clone(),
+                    decision: t.decision.clone(),
+                    reason: t.reason.clone(),
+                    fuel: t.fuel,
+                    micros: t.micros,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A signature.
+#[derive(Debug, Clone, Object)]
+pub struct SignResult {
+    /// Base64 signature (DER or r||s for ECDSA, as asked).
+    pub signature: String,
+    /// Key algorithm.
+    pub algorithm: String,
+    /// Key id.
+    pub key_id: String,
+    /// Request id (also in the audit log).
+    pub request_id: String,
+    /// secp256k1 only: the recovery id (0 or 1).
+    #[oai(skip_serializing_if_is_none)]
+    pub recovery_id: Option<u8>,
+    /// When the signature was recorded.
+    pub signed_at: String,
+    /// How the policy stage decided.
+    pub policy: PolicyView,
+}
+
+impl From<SignReceipt> for SignResult {
+    fn from(r: SignReceipt) -> Self {
+        SignResult {
+            policy: PolicyView::from(&r.verdict),
+            signature: r.signature,
+            algorithm: r.algorithm,
+            key_id: r.key_id,
+            request_id: r.request_id,
+            recovery_id: r.recovery_id,
+            signed_at: r.signed_at,
+        }
+    }
+}
+
+impl From<IntentError> for ApiError {
+    fn from(e: IntentError) -> Self {
+        match e {
+            IntentError::Malformed(m) => ApiError::bad_request(m),
+            IntentError::Invalid(m) => ApiError::invalid(m),
+        }
+    }
+}
+
+fn parse_new_key(
+    name: &str,
+    purpose: Option<&str>,
+    labels: Option<BTreeMap<String, String>>,
+) -> ApiResult<NewKey> {
+    admin::check_name(name).map_err(ApiError::invalid)?;
+    let purpose: Purpose = match purpose {
+        Some(p) => p.parse().map_err(ApiError::invalid)?,
+        None => Purpose::Raw,
+    };
+    if !admin::SUPPORTED_PURPOSES.contains(&purpose) {
+        let names: Vec<&str> = admin::SUPPORTED_PURPOSES.iter().map(|p| p.as_str()).collect();
+        return Err(ApiError::invalid(format!(
+            "purpose {purpose} is not available on this server; available: {}",
+            names.join(", ")
+        )));
+    }
+    let labels = labels.unwrap_or_default();
+    admin::check_labels(&labels).map_err(ApiError::invalid)?;
+    Ok(NewKey {
+        name: name.to_string(),
+        purpose,
+        labels,
+    })
+}
+
+/// Parses `scheme` and `format`, which only apply to RSA and ECDSA keys respectively.
+fn parse_options(algorithm: Algorithm, scheme: Option<&str>, format: Option<&str>) -> Result<SignOptions, PipelineError> {
+    let scheme = match scheme {
+        None => RsaScheme::default(),
+        Some(_) if !algorithm.is_rsa() => {
+            return Err(PipelineError::Invalid(format!("scheme applies to RSA keys; this key is {algorithm}")));
+        }
+        Some(s) => s.parse().map_err(PipelineError::Invalid)?,
+    };
+    let format = match format {
+        None => EcdsaFormat::default(),
+        Some(_) if !algorithm.is_ecdsa() => {
+            return Err(PipelineError::Invalid(format!("format applies to ECDSA keys; this key is {algorithm}")));
+        }
+        Some(f) => f.parse().map_err(PipelineError::Invalid)?,
+    };
+    Ok(SignOptions { scheme, format })
+}
+
+fn check_idempotency_key(key: &str) -> ApiResult<()> {
+    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| (0x21..0x7f).contains(&b)) {
+        return Err(ApiError::invalid(
+            "Idempotency-Key must be 1 to 255 printable ASCII characters without spaces",
+        ));
+    }
+    Ok(())
+}
+
+#[OpenApi]
+impl KeysApi {
+    /// Create a key (roles: key-admin, admin). The private key is generated in the backend
+    /// and never leaves it.
+    #[oai(path = "/v1/keys", method = "post", tag = "ApiTags::Keys")]
+    async fn create(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        body: Json<CreateKeyRequest>,
+    ) -> ApiResult<Created> {
+        let principal = auth.require(&[Role::KeyAdmin])?;
+        let algorithm: Algorithm = body.algorithm.parse().map_err(ApiError::invalid)?;
+        let new = parse_new_key(&body.name, body.purpose.as_deref(), body.labels.clone())?;
+        let meta = admin::create_key(&state, principal, new, algorithm, "software").await?;
+        Ok(Created::Created(Json(KeyView::from_meta(&meta)?)))
+    }
+
+    /// Import a PKCS#8 private key into a software slot (roles: key-admin, admin). The key is
+    /// sealed at once; the response never contains it.
+    #[oai(path = "/v1/keys/import", method = "post", tag = "ApiTags::Keys")]
+    async fn import(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        body: Json<ImportKeyRequest>,
+    ) -> ApiResult<Created> {
+        let principal = auth.require(&[Role::KeyAdmin])?;
+        let Json(body) = body;
+        let expected: Option<Algorithm> = body
+            .algorithm
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(ApiError::invalid)?;
+        let new = parse_new_key(&body.name, body.purpose.as_deref(), body.labels)?;
+        let meta = admin::import_key(&state, principal, new, body.private_key_pem, expected).await?;
+        Ok(Created::Created(Json(KeyView::from_meta(&meta)?)))
+    }
+
+    /// List keys, ordered by id (any role).
+    #[oai(path = "/v1/keys", method = "get", tag = "ApiTags::Keys")]
+    async fn list(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        /// Page size, 1 to 500 (default 50).
+        limit: Query<Option<u32>>,
+        /// `next_cursor` of the previous page.
+        cursor: Query<Option<String>>,
+    ) -> ApiResult<Json<KeyPage>> {
+        auth.require(Role::ALL)?;
+        let limit = page_limit(limit.0)?;
+        let after = match cursor.0.as_deref() {
+            Some(c) => Some(cursor::decode(c).ok_or_else(|| ApiError::invalid("cursor is not valid"))?),
+            None => None,
+        };
+        let rows = state.store().keys_page(after.as_deref(), limit + 1).await?;
+        let more = rows.len() > limit as usize;
+        let mut items = Vec::new();
+        for row in rows.iter().take(limit as usize) {
+            let meta = KeyMeta::from_row(row)?;
+            items.push(KeyView::from_meta(&meta)?);
+        }
+        let next_cursor = if more { items.last().map(|k| cursor::encode(&k.id)) } else { None };
+        Ok(Json(KeyPage { items, next_cursor }))
+    }
+
+    /// Get a key with its public key as PEM and JWK (any role).
+    #[oai(path = "/v1/keys/:id", method = "get", tag = "ApiTags::Keys")]
+    async fn get(&self, state: Data<&AppState>, auth: BearerAuth, id: Path<String>) -> ApiResult<Json<KeyView>> {
+        auth.require(Role::ALL)?;
+        let row = state
+            .store()
+            .key(&id.0)
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("no key with id {:?}", id.0)))?;
+        Ok(Json(KeyView::from_meta(&KeyMeta::from_row(&row)?)?))
+    }
+
+    /// Disable a key for good (roles: key-admin, admin). It keeps its history and public key
+    /// but never signs again.
+    #[oai(path = "/v1/keys/:id/disable", method = "post", tag = "ApiTags::Keys")]
+    async fn disable(&self, state: Data<&AppState>, auth: BearerAuth, id: Path<String>) -> ApiResult<Json<KeyView>> {
+        let principal = auth.require(&[Role::KeyAdmin])?;
+        let meta = admin::disable_key(&state, principal, &id.0).await?;
+        Ok(Json(KeyView::from_meta(&meta)?))
+    }
+}
+
+#[OpenApi]
+impl SigningApi {
+    /// Sign a digest or a message (role: signer). The request runs through the key's
+    /// policies and is recorded in the audit log before the signature is returned. Send an
+    /// `Idempotency-Key` to make retries safe.
+    #[oai(path = "/v1/keys/:id/sign", method = "post", tag = "ApiTags::Signing")]
+    async fn sign(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        id: Path<String>,
+        /// Makes retries safe: the same key with the same body returns the same response.
+        #[oai(name = "Idempotency-Key")]
+        idempotency_key: Header<Option<String>>,
+        body: Json<SignBody>,
+    ) -> ApiResult<Json<SignResult>> {
+        let Json(body) = body;
+        let idempotency = match idempotency_key.0 {
+            Some(key) => {
+                check_idempotency_key(&key)?;
+                Some(Idempotency::new(key, "raw.sign", &id.0, &body))
+            }
+            None => None,
+        };
+        let payload = RawPayload::decode(body.digest.as_deref(), body.message.as_deref(), body.hash.as_deref())?;
+        let (scheme, format) = (body.scheme, body.format);
+        let call = SignCall {
+            principal: auth.0,
+            key_id: id.0,
+            operation: "raw.sign",
+            build: Box::new(move |algorithm| {
+                let options = parse_options(algorithm, scheme.as_deref(), format.as_deref())?;
+                Ok((payload.into_intent(algorithm), options))
+            }),
+            idempotency,
+            request_id: current_request_id(),
+        };
+        let receipt = pipeline::submit(&state, call).await?;
+        Ok(Json(receipt.into()))
+    }
+
+    /// Verify a signature with a key's public key (any role).
+    #[oai(path = "/v1/keys/:id/verify", method = "post", tag = "ApiTags::Signing")]
+    async fn verify(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        id: Path<String>,
+        body: Json<VerifyBody>,
+    ) -> ApiResult<Json<VerifyResult>> {
+        auth.require(Role::ALL)?;
+        let row = state
+            .store()
+            .key(&id.0)
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("no key with id {:?}", id.0)))?;
+        let meta = KeyMeta::from_row(&row)?;
+        let options = parse_options(meta.algorithm, body.scheme.as_deref(), body.format.as_deref())?;
+        let payload = RawPayload::decode(body.digest.as_deref(), body.message.as_deref(), body.hash.as_deref())?;
+        let signature = decode_b64("signature", &body.signature)?;
+        let input = payload.to_sign(meta.algorithm);
+        let valid = meta.public_key.verify(&input, &signature, options.scheme, options.format)?;
+        Ok(Json(VerifyResult {
+            valid,
+            key_id: meta.id,
+            algorithm: meta.algorithm.to_string(),
+        }))
+    }
+}

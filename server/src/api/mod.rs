@@ -1,0 +1,89 @@
+//! The HTTP API: one module per OpenAPI tag. Handlers parse input, check roles for
+//! administrative operations, and call the layer below; signing goes through
+//! `pipeline::submit` only. Errors become HTTP in `error` alone.
+
+pub mod audit;
+pub mod error;
+pub mod keys;
+pub mod limits;
+pub mod system;
+
+use poem::Request;
+use poem_openapi::auth::Bearer;
+use poem_openapi::{Object, SecurityScheme, Tags};
+
+use crate::app::AppState;
+use crate::auth::{Principal, Role};
+use error::ApiError;
+
+/// The OpenAPI tags.
+#[derive(Tags)]
+pub enum ApiTags {
+    /// Create, import, list and disable keys.
+    Keys,
+    /// Sign and verify with keys.
+    Signing,
+    /// Read the hash-chained audit log.
+    Audit,
+    /// Health.
+    System,
+}
+
+/// Bearer JWT from a configured issuer.
+#[derive(SecurityScheme)]
+#[oai(ty = "bearer", bearer_format = "JWT", checker = "check_bearer")]
+pub struct BearerAuth(pub Principal);
+
+async fn check_bearer(req: &Request, bearer: Bearer) -> poem::Result<Principal> {
+    let state = req
+        .data::<AppState>()
+        .ok_or_else(|| ApiError::internal("server state missing", "no AppState"))?;
+    Ok(state.auth().verify(&bearer.token).map_err(ApiError::from)?)
+}
+
+impl BearerAuth {
+    /// The caller, if they hold any of `roles`; 403 otherwise.
+    pub fn require(&self, roles: &[Role]) -> Result<&Principal, ApiError> {
+        if self.0.has_any_role(roles) {
+            Ok(&self.0)
+        } else {
+            let names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+            Err(ApiError::forbidden(format!(
+                "this operation needs one of the roles: {}",
+                names.join(", ")
+            )))
+        }
+    }
+}
+
+/// The combined API.
+pub type Apis = (keys::KeysApi, keys::SigningApi, audit::AuditApi, system::SystemApi);
+
+/// All API implementations.
+pub fn apis() -> Apis {
+    (keys::KeysApi, keys::SigningApi, audit::AuditApi, system::SystemApi)
+}
+
+/// Default and maximum page sizes.
+pub const DEFAULT_PAGE: u32 = 50;
+/// Largest page a caller may ask for.
+pub const MAX_PAGE: u32 = 500;
+
+/// Checks a `limit` query parameter.
+pub fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
+    match limit {
+        None => Ok(DEFAULT_PAGE),
+        Some(0) => Err(ApiError::invalid("limit must be at least 1")),
+        Some(n) if n > MAX_PAGE => Err(ApiError::invalid(format!("limit must be at most {MAX_PAGE}"))),
+        Some(n) => Ok(n),
+    }
+}
+
+/// A public key in the API.
+#[derive(Debug, Clone, Object)]
+pub struct PublicKeyView {
+    /// PEM `PUBLIC KEY` (SubjectPublicKeyInfo).
+    pub pem: String,
+    /// JSON Web Key.
+    pub jwk: serde_json::Value,
+}

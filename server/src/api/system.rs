@@ -1,0 +1,100 @@
+//! Health endpoints, and the development issuer's discovery document and JWKS.
+
+use poem::web::{Data, Json as PoemJson};
+use poem::{IntoResponse, Response, handler, http::StatusCode};
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+
+use super::ApiTags;
+use super::error::ApiError;
+use crate::app::AppState;
+
+/// Health endpoints.
+pub struct SystemApi;
+
+/// Health report.
+#[derive(Debug, Clone, Object)]
+pub struct Health {
+    /// `ok` or `unavailable`.
+    pub status: String,
+    /// Each check by name: `ok` or what failed.
+    pub checks: std::collections::BTreeMap<String, String>,
+}
+
+/// Readiness answer.
+#[derive(ApiResponse)]
+pub enum ReadyResponse {
+    /// Ready to serve.
+    #[oai(status = 200)]
+    Ready(Json<Health>),
+    /// Not ready; see `checks`.
+    #[oai(status = 503)]
+    NotReady(Json<Health>),
+}
+
+#[OpenApi]
+impl SystemApi {
+    /// Liveness: the process answers.
+    #[oai(path = "/health/live", method = "get", tag = "ApiTags::System")]
+    async fn live(&self) -> Json<Health> {
+        Json(Health {
+            status: "ok".into(),
+            checks: Default::default(),
+        })
+    }
+
+    /// Readiness: the database answers and every key backend can sign.
+    #[oai(path = "/health/ready", method = "get", tag = "ApiTags::System")]
+    async fn ready(&self, state: Data<&AppState>) -> ReadyResponse {
+        let mut checks = std::collections::BTreeMap::new();
+        let db = match state.store().ping().await {
+            Ok(()) => "ok".to_string(),
+            Err(e) => e.to_string(),
+        };
+        checks.insert("database".to_string(), db);
+        for backend in state.keys().backends() {
+            let status = match backend.check_ready() {
+                Ok(()) => "ok".to_string(),
+                Err(e) => e.to_string(),
+            };
+            checks.insert(format!("backend:{}", backend.name()), status);
+        }
+        let ok = checks.values().all(|v| v == "ok");
+        let health = Health {
+            status: if ok { "ok" } else { "unavailable" }.into(),
+            checks,
+        };
+        if ok {
+            ReadyResponse::Ready(Json(health))
+        } else {
+            ReadyResponse::NotReady(Json(health))
+        }
+    }
+}
+
+fn dev_issuer_missing() -> Response {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+        "this server does not run the development issuer",
+    )
+    .to_response()
+}
+
+/// `/.well-known/openid-configuration` of the development issuer.
+#[handler]
+pub async fn discovery(state: Data<&AppState>) -> Response {
+    match state.dev_issuer() {
+        Some(issuer) => PoemJson(issuer.discovery()).into_response(),
+        None => dev_issuer_missing(),
+    }
+}
+
+/// `/.well-known/jwks.json` of the development issuer.
+#[handler]
+pub async fn jwks(state: Data<&AppState>) -> Response {
+    match state.dev_issuer() {
+        Some(issuer) => PoemJson(issuer.jwks()).into_response(),
+        None => dev_issuer_missing(),
+    }
+}

@@ -1,0 +1,178 @@
+//! Builds the server: the shared `AppState` (store, audit writer, keys, authenticator, policy
+//! stage) from a validated `Config`, and the route tree.
+
+use std::sync::Arc;
+
+use poem::{EndpointExt, Route};
+use poem_openapi::OpenApiService;
+
+use crate::api::{self, error::ErrorEnvelope, limits::BodyLimit};
+use crate::audit::AuditLog;
+use crate::auth::dev_issuer::DevIssuer;
+use crate::auth::{Authenticator, IssuerVerifier};
+use crate::config::Config;
+use crate::keys::{Algorithm, Kek, KeyBackend, KeyRegistry, SealedKey, SoftwareBackend};
+use crate::policy::PolicyStage;
+use crate::store::Store;
+
+/// Errors at start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Storage could not be opened.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// Authentication could not be set up.
+    #[error(transparent)]
+    Auth(#[from] crate::auth::AuthError),
+    /// The KEK does not open this database's keys.
+    #[error(
+        "the key-encryption key does not match the one this database was created with \
+         (check KEYWARD_KEK or keys.kek_file)"
+    )]
+    WrongKek,
+    /// Anything else.
+    #[error("{0}")]
+    Other(String),
+}
+
+struct Inner {
+    config: Config,
+    store: Store,
+    audit: AuditLog,
+    keys: KeyRegistry,
+    software: SoftwareBackend,
+    auth: Authenticator,
+    policy: PolicyStage,
+    dev_issuer: Option<DevIssuer>,
+    public_url: String,
+}
+
+/// Everything a request handler needs. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+const KEK_CHECK: &str = "kek_check";
+
+impl AppState {
+    /// Opens storage, checks the KEK, starts the audit writer and sets up authentication.
+    /// `public_url` is the server's base URL (the development issuer's identifier on first start).
+    pub async fn build(config: Config, public_url: &str) -> Result<Self, StartError> {
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| StartError::Other(format!("cannot create {}: {e}", config.data_dir.display())))?;
+        let store = Store::open_file(&config.database).await?;
+        check_kek(&store, &config.kek).await?;
+        let audit = AuditLog::start(store.clone()).await?;
+        let software = SoftwareBackend::new(config.kek.clone());
+        let backends: Vec<Arc<dyn KeyBackend>> = vec![Arc::new(software.clone())];
+        let keys = KeyRegistry::new(store.clone(), backends);
+
+        let mut verifiers = Vec::new();
+        let dev_issuer = if config.dev_issuer {
+            let issuer = DevIssuer::load_or_create(&config.data_dir, public_url)?;
+            verifiers.push(issuer.verifier(config.leeway_seconds)?);
+            Some(issuer)
+        } else {
+            None
+        };
+        for issuer in &config.issuers {
+            let text = std::fs::read(&issuer.jwks_file).map_err(|e| {
+                StartError::Other(format!("cannot read JWKS file {}: {e}", issuer.jwks_file.display()))
+            })?;
+            let jwks = serde_json::from_slice(&text).map_err(|e| {
+                StartError::Other(format!("JWKS file {} is not a JWK set: {e}", issuer.jwks_file.display()))
+            })?;
+            verifiers.push(IssuerVerifier::new(issuer.settings.clone(), &jwks)?);
+        }
+        let policy = PolicyStage::new(config.default_decision);
+        Ok(AppState(Arc::new(Inner {
+            auth: Authenticator::new(verifiers),
+            config,
+            store,
+            audit,
+            keys,
+            software,
+            policy,
+            dev_issuer,
+            public_url: public_url.trim_end_matches('/').to_string(),
+        })))
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.0.config
+    }
+    /// The database.
+    pub fn store(&self) -> &Store {
+        &self.0.store
+    }
+    /// The audit writer.
+    pub fn audit(&self) -> &AuditLog {
+        &self.0.audit
+    }
+    /// Loaded keys and backends.
+    pub fn keys(&self) -> &KeyRegistry {
+        &self.0.keys
+    }
+    /// The software slot backend (for imports).
+    pub fn software(&self) -> &SoftwareBackend {
+        &self.0.software
+    }
+    /// The token verifier.
+    pub fn auth(&self) -> &Authenticator {
+        &self.0.auth
+    }
+    /// The policy stage.
+    pub fn policy(&self) -> &PolicyStage {
+        &self.0.policy
+    }
+    /// The development issuer, when enabled.
+    pub fn dev_issuer(&self) -> Option<&DevIssuer> {
+        self.0.dev_issuer.as_ref()
+    }
+    /// The server's base URL.
+    pub fn public_url(&self) -> &str {
+        &self.0.public_url
+    }
+}
+
+async fn check_kek(store: &Store, kek: &Kek) -> Result<(), StartError> {
+    let fresh = SealedKey::seal(kek, KEK_CHECK, Algorithm::Ed25519, b"keyward")
+        .map_err(|e| StartError::Other(e.to_string()))?;
+    let stored = store.meta_init(KEK_CHECK, fresh.as_bytes()).await?;
+    SealedKey::from_stored(stored)
+        .open(kek, KEK_CHECK, Algorithm::Ed25519)
+        .map(|_| ())
+        .map_err(|_| StartError::WrongKek)
+}
+
+/// The OpenAPI service (all `/v1` operations and health).
+pub fn openapi_service() -> OpenApiService<api::Apis, ()> {
+    OpenApiService::new(api::apis(), "Keyward", env!("CARGO_PKG_VERSION"))
+        .description(
+            "Policy-gated remote signing. Every signature passes through the policies bound \
+             to its key and lands in a hash-chained audit log. Authenticate with a bearer JWT \
+             (the Authorize button); `keyward dev` prints one.",
+        )
+}
+
+/// The OpenAPI document as JSON.
+pub fn openapi_json() -> String {
+    openapi_service().spec()
+}
+
+/// The whole route tree.
+pub fn routes(state: AppState) -> impl poem::Endpoint {
+    let service = openapi_service();
+    let docs = service.swagger_ui();
+    let spec = service.spec_endpoint();
+    let max_body = state.config().max_body_bytes;
+    Route::new()
+        .nest("/", service)
+        .nest("/docs", docs)
+        .at("/openapi.json", spec)
+        .at("/.well-known/openid-configuration", poem::get(api::system::discovery))
+        .at("/.well-known/jwks.json", poem::get(api::system::jwks))
+        .with(BodyLimit(max_body))
+        .with(ErrorEnvelope)
+        .data(state)
+}

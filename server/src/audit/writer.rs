@@ -1,0 +1,175 @@
+//! The audit writer: one task owns the chain's head and appends records in order.
+//!
+//! Callers send an event with the state changes that go with it and wait for the answer.
+//! The writer takes every job that is waiting (up to `MAX_BATCH`), and writes them in one
+//! SQLite transaction: for each job a savepoint, its state changes, its chained record. Then
+//! it updates the recorded head and commits once (one fsync for the whole batch), and only
+//! then answers each caller. A job whose own change is refused is rolled back to its savepoint
+//! alone; if the commit fails, every job in the batch fails and the head is reloaded.
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::{AuditError, AuditEvent, GENESIS_HASH, Result, record_hash};
+use crate::store::audit::{self as rows, AuditRow};
+use crate::store::{self, StateChange, Store, StoreError};
+
+const MAX_BATCH: usize = 256;
+const QUEUE: usize = 4096;
+
+struct Job {
+    changes: Vec<StateChange>,
+    event: AuditEvent,
+    done: oneshot::Sender<Result<Appended>>,
+}
+
+/// Where an event landed in the chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    /// The record's sequence number.
+    pub seq: i64,
+    /// The record's timestamp.
+    pub ts: String,
+}
+
+/// Handle to the audit writer. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AuditLog {
+    jobs: mpsc::Sender<Job>,
+}
+
+#[derive(Debug, Clone)]
+struct Head {
+    seq: i64,
+    hash: Vec<u8>,
+}
+
+impl AuditLog {
+    /// Starts the writer on `store`. Must be called inside a Tokio runtime.
+    pub async fn start(store: Store) -> std::result::Result<Self, StoreError> {
+        let head = load_head(&store).await?;
+        let (tx, rx) = mpsc::channel(QUEUE);
+        tokio::spawn(run(store, head, rx));
+        Ok(AuditLog { jobs: tx })
+    }
+
+    /// Appends `event` and applies `changes` in the same transaction. Returns only after the
+    /// transaction committed.
+    pub async fn append(&self, changes: Vec<StateChange>, event: AuditEvent) -> Result<Appended> {
+        let (done, answer) = oneshot::channel();
+        self.jobs
+            .send(Job {
+                changes,
+                event,
+                done,
+            })
+            .await
+            .map_err(|_| AuditError::Unavailable("the audit writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| AuditError::Unavailable("the audit writer has stopped".into()))?
+    }
+}
+
+async fn load_head(store: &Store) -> std::result::Result<Head, StoreError> {
+    Ok(match store.audit_head().await? {
+        Some((seq, hash)) => Head { seq, hash },
+        None => Head {
+            seq: 0,
+            hash: GENESIS_HASH.to_vec(),
+        },
+    })
+}
+
+async fn run(store: Store, mut head: Head, mut rx: mpsc::Receiver<Job>) {
+    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let outcomes = write_batch(&store, &mut head, &batch).await;
+        match outcomes {
+            Ok(results) => {
+                for (job, result) in batch.drain(..).zip(results) {
+                    let _ = job.done.send(result);
+                }
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "audit commit failed; no dependent result is returned");
+                for job in batch.drain(..) {
+                    let _ = job.done.send(Err(AuditError::Unavailable(err.to_string())));
+                }
+                match load_head(&store).await {
+                    Ok(h) => head = h,
+                    Err(e) => tracing::error!(error = %e, "cannot reload the audit head"),
+                }
+            }
+        }
+    }
+}
+
+/// Writes one batch. `Err` means the whole transaction failed; `Ok` holds each job's result.
+async fn write_batch(
+    store: &Store,
+    head: &mut Head,
+    batch: &[Job],
+) -> std::result::Result<Vec<Result<Appended>>, StoreError> {
+    let mut tx = store.pool().begin_with("BEGIN IMMEDIATE").await?;
+    let mut next = head.clone();
+    let mut results = Vec::with_capacity(batch.len());
+    for job in batch {
+        sqlx::query("SAVEPOINT job").execute(&mut *tx).await?;
+        match write_job(&mut tx, &next, job).await {
+            Ok(row) => {
+                sqlx::query("RELEASE job").execute(&mut *tx).await?;
+                next = Head {
+                    seq: row.seq,
+                    hash: row.hash.clone(),
+                };
+                results.push(Ok(Appended {
+                    seq: row.seq,
+                    ts: row.ts,
+                }));
+            }
+            Err(err) => {
+                sqlx::query("ROLLBACK TO job").execute(&mut *tx).await?;
+                sqlx::query("RELEASE job").execute(&mut *tx).await?;
+                results.push(Err(match err {
+                    StoreError::Conflict(_) => AuditError::Rejected(err),
+                    other => AuditError::Unavailable(other.to_string()),
+                }));
+            }
+        }
+    }
+    if next.seq != head.seq {
+        rows::set_head(&mut tx, next.seq, &next.hash).await?;
+    }
+    tx.commit().await?;
+    *head = next;
+    Ok(results)
+}
+
+async fn write_job(
+    conn: &mut sqlx::SqliteConnection,
+    head: &Head,
+    job: &Job,
+) -> std::result::Result<AuditRow, StoreError> {
+    for change in &job.changes {
+        store::apply_change(conn, change).await?;
+    }
+    let event = &job.event;
+    let (ts, _) = crate::clock::now();
+    let mut row = AuditRow {
+        seq: head.seq + 1,
+        ts,
+        action: event.action.to_string(),
+        outcome: event.outcome.to_string(),
+        actor_issuer: event.actor.issuer.clone(),
+        actor_subject: event.actor.subject.clone(),
+        key_id: event.key_id.clone(),
+        request_id: event.request_id.clone(),
+        details: serde_json::to_string(&event.details)
+            .map_err(|e| StoreError::Corrupt(format!("audit details: {e}")))?,
+        prev_hash: head.hash.clone(),
+        hash: Vec::new(),
+    };
+    row.hash = record_hash(&row).to_vec();
+    rows::append(conn, &row).await?;
+    Ok(row)
+}

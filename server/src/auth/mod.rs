@@ -1,0 +1,188 @@
+//! Authentication and roles.
+//!
+//! Every `/v1` route needs a bearer JWT from a configured issuer. `Authenticator::verify`
+//! turns a token into a `Principal` or refuses it; nothing else in the server reads tokens.
+//! It never fetches keys from a URL named inside a token.
+//!
+//! Parts: `jwt` (per-issuer verification against a JWKS), `dev_issuer` (the development
+//! issuer of `keyward dev`, which mints tokens and serves its discovery document and JWKS).
+
+pub mod dev_issuer;
+mod jwt;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use base64::Engine as _;
+
+pub use jwt::{IssuerSettings, IssuerVerifier};
+
+/// Tokens longer than this are refused before parsing.
+pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
+
+/// Errors of the authentication layer. Messages are safe to show to the caller.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// No bearer token was sent.
+    #[error("a bearer token is required (Authorization: Bearer <JWT>)")]
+    Missing,
+    /// The token was refused.
+    #[error("the bearer token was refused: {0}")]
+    Invalid(String),
+    /// The issuer's configuration is unusable.
+    #[error("issuer configuration error: {0}")]
+    Config(String),
+}
+
+/// Result alias of the authentication layer.
+pub type Result<T, E = AuthError> = std::result::Result<T, E>;
+
+/// A Keyward role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Everything, including every other role's rights.
+    Admin,
+    /// Creates, imports and disables keys.
+    KeyAdmin,
+    /// Uploads policies.
+    PolicyAdmin,
+    /// Signs with keys.
+    Signer,
+    /// Approves pending requests.
+    Approver,
+    /// Reads the audit log.
+    Auditor,
+}
+
+impl Role {
+    /// Every role.
+    pub const ALL: &'static [Role] = &[
+        Role::Admin,
+        Role::KeyAdmin,
+        Role::PolicyAdmin,
+        Role::Signer,
+        Role::Approver,
+        Role::Auditor,
+    ];
+
+    /// The role's name in tokens and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::KeyAdmin => "key-admin",
+            Role::PolicyAdmin => "policy-admin",
+            Role::Signer => "signer",
+            Role::Approver => "approver",
+            Role::Auditor => "auditor",
+        }
+    }
+
+    /// Parses a role name.
+    pub fn parse(name: &str) -> Option<Role> {
+        Role::ALL.iter().copied().find(|r| r.as_str() == name)
+    }
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// Token issuer.
+    pub issuer: String,
+    /// Token subject.
+    pub subject: String,
+    /// Keyward roles held.
+    pub roles: Vec<Role>,
+}
+
+impl Principal {
+    /// Whether the caller holds `role` (an `admin` holds every role).
+    pub fn has_role(&self, role: Role) -> bool {
+        self.roles.contains(&role) || self.roles.contains(&Role::Admin)
+    }
+
+    /// Whether the caller holds any of `roles`.
+    pub fn has_any_role(&self, roles: &[Role]) -> bool {
+        roles.iter().any(|r| self.has_role(*r))
+    }
+
+    /// `issuer|subject`, as recorded in `created_by` fields.
+    pub fn display_id(&self) -> String {
+        format!("{}|{}", self.issuer, self.subject)
+    }
+
+    /// The wire form handed to policies.
+    pub fn to_wire(&self) -> keyward_policy::Principal {
+        keyward_policy::Principal {
+            issuer: self.issuer.clone(),
+            subject: self.subject.clone(),
+            roles: self.roles.iter().map(|r| r.as_str().to_string()).collect(),
+        }
+    }
+}
+
+/// Verifies bearer tokens from the configured issuers.
+#[derive(Clone, Default)]
+pub struct Authenticator {
+    issuers: HashMap<String, Arc<IssuerVerifier>>,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("issuers", &self.issuers.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Authenticator {
+    /// An authenticator trusting `issuers`.
+    pub fn new(issuers: Vec<IssuerVerifier>) -> Self {
+        Authenticator {
+            issuers: issuers
+                .into_iter()
+                .map(|v| (v.issuer().to_string(), Arc::new(v)))
+                .collect(),
+        }
+    }
+
+    /// The configured issuer identifiers.
+    pub fn issuer_names(&self) -> Vec<&str> {
+        self.issuers.keys().map(String::as_str).collect()
+    }
+
+    /// Verifies `token` and returns the caller.
+    pub fn verify(&self, token: &str) -> Result<Principal> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(AuthError::Invalid(format!(
+                "the token is longer than {MAX_TOKEN_BYTES} bytes"
+            )));
+        }
+        let issuer = unverified_issuer(token)?;
+        let verifier = self
+            .issuers
+            .get(&issuer)
+            .ok_or_else(|| AuthError::Invalid("the token's issuer is not trusted here".into()))?;
+        verifier.verify(token)
+    }
+}
+
+/// Reads `iss` from the payload without checking anything else, only to pick the issuer
+/// whose keys will then verify the whole token.
+fn unverified_issuer(token: &str) -> Result<String> {
+    let mut parts = token.split('.');
+    let (Some(_), Some(payload), Some(_), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(AuthError::Invalid("not a JWS compact token".into()));
+    };
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .map_err(|_| AuthError::Invalid("the payload is not base64url".into()))?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|_| AuthError::Invalid("the payload is not JSON".into()))?;
+    match claims.get("iss") {
+        Some(serde_json::Value::String(iss)) => Ok(iss.clone()),
+        Some(_) => Err(AuthError::Invalid("iss must be a string".into())),
+        None => Err(AuthError::Invalid("the token has no iss claim".into())),
+    }
+}

@@ -1,0 +1,201 @@
+//! What the `keyward` command-line verbs do: `serve`, `dev`, `token`, `audit verify`,
+//! `openapi`. The binary only parses arguments and calls these.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use poem::listener::{Acceptor, Listener, TcpListener};
+
+use crate::app::{self, AppState, StartError};
+use crate::audit::VerifyReport;
+use crate::auth::Role;
+use crate::auth::dev_issuer::DevIssuer;
+use crate::config::{Config, write_private_file};
+use crate::keys::Kek;
+use crate::store::Store;
+
+/// How long the development admin token is valid.
+pub const DEV_ADMIN_TOKEN_TTL: Duration = Duration::from_secs(12 * 3600);
+
+/// Runs the server with `config` until SIGINT or SIGTERM. `announce` is called once the
+/// server is listening, with its state and base URL.
+pub async fn serve(
+    config: Config,
+    announce: impl FnOnce(&AppState, &str) -> Result<(), StartError>,
+) -> Result<(), StartError> {
+    let acceptor = TcpListener::bind(config.listen)
+        .into_acceptor()
+        .await
+        .map_err(|e| StartError::Other(format!("cannot listen on {}: {e}", config.listen)))?;
+    let addr: SocketAddr = acceptor
+        .local_addr()
+        .first()
+        .and_then(|a| a.as_socket_addr().copied())
+        .unwrap_or(config.listen);
+    let base_url = format!("http://{addr}");
+    let state = AppState::build(config, &base_url).await?;
+    announce(&state, &base_url)?;
+    let store = state.store().clone();
+    let routes = app::routes(state);
+    poem::Server::new_with_acceptor(acceptor)
+        .run_with_graceful_shutdown(routes, shutdown_signal(), Some(Duration::from_secs(10)))
+        .await
+        .map_err(|e| StartError::Other(format!("server error: {e}")))?;
+    store.close().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Builds the configuration of `keyward dev`: SQLite and a KEK in `data_dir` (created on
+/// first start), the development issuer, and `allow` as the default decision. `KEYWARD_*`
+/// variables still apply. Returns the config and whether a new KEK was created.
+pub fn dev_config(data_dir: &Path, listen: SocketAddr) -> Result<(Config, bool), StartError> {
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| StartError::Other(format!("cannot create {}: {e}", data_dir.display())))?;
+    let data_dir = data_dir
+        .canonicalize()
+        .map_err(|e| StartError::Other(format!("{}: {e}", data_dir.display())))?;
+    let kek_path = data_dir.join("kek");
+    let created = if kek_path.exists() {
+        false
+    } else {
+        write_private_file(&kek_path, Kek::generate().to_hex().as_bytes())
+            .map_err(|e| StartError::Other(format!("cannot write {}: {e}", kek_path.display())))?;
+        true
+    };
+    let mut table = toml::Table::new();
+    let mut section = |name: &str, entries: Vec<(&str, toml::Value)>| {
+        let t: toml::Table = entries.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        table.insert(name.to_string(), toml::Value::Table(t));
+    };
+    let path = |p: &Path| toml::Value::String(p.display().to_string());
+    section("server", vec![("listen", toml::Value::String(listen.to_string()))]);
+    section("storage", vec![("data_dir", path(&data_dir))]);
+    section("keys", vec![("kek_file", path(&kek_path))]);
+    section("auth", vec![("dev_issuer", toml::Value::Boolean(true))]);
+    section("policy", vec![("default_decision", toml::Value::String("allow".into()))]);
+    let config = Config::from_table(table, std::env::vars(), &data_dir)
+        .map_err(|e| StartError::Other(e.to_string()))?;
+    Ok((config, created))
+}
+
+/// `keyward dev`: prints `listening:`, `swagger:` and `admin token:` lines, then serves.
+pub async fn dev(data_dir: &Path, listen: SocketAddr) -> Result<(), StartError> {
+    let (config, created) = dev_config(data_dir, listen)?;
+    if created {
+        eprintln!(
+            "keyward dev: created a new key-encryption key at {} (keep it secret; without it the keys in this directory cannot be used)",
+            config.data_dir.join("kek").display()
+        );
+    }
+    eprintln!("keyward dev: data in {}", config.data_dir.display());
+    serve(config, |state, base_url| {
+        let issuer = state
+            .dev_issuer()
+            .ok_or_else(|| StartError::Other("the development issuer is not running".into()))?;
+        let token = issuer.mint("dev-admin", &[Role::Admin], DEV_ADMIN_TOKEN_TTL)?;
+        println!("listening: {base_url}");
+        println!("swagger: {base_url}/docs");
+        println!("admin token: {token}");
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        Ok(())
+    })
+    .await
+}
+
+/// `keyward token`: mints a development token.
+pub fn token(data_dir: &Path, subject: &str, roles: &[String], ttl: &str) -> Result<String, StartError> {
+    let ttl = parse_ttl(ttl).map_err(StartError::Other)?;
+    let mut parsed = Vec::new();
+    for name in roles {
+        let role = Role::parse(name).ok_or_else(|| {
+            let all: Vec<&str> = Role::ALL.iter().map(|r| r.as_str()).collect();
+            StartError::Other(format!("unknown role {name:?}; roles are: {}", all.join(", ")))
+        })?;
+        parsed.push(role);
+    }
+    if subject.trim().is_empty() {
+        return Err(StartError::Other("--subject must not be empty".into()));
+    }
+    let issuer = DevIssuer::load(data_dir)?;
+    Ok(issuer.mint(subject, &parsed, ttl)?)
+}
+
+/// Parses `90s`, `15m`, `1h`, `7d` (or a plain number of seconds).
+pub fn parse_ttl(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
+    let n: u64 = number.parse().map_err(|_| format!("ttl {text:?} must look like 90s, 15m, 1h or 7d"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86400,
+        _ => return Err(format!("ttl {text:?} must look like 90s, 15m, 1h or 7d")),
+    };
+    if secs == 0 || secs > 366 * 86400 {
+        return Err(format!("ttl {text:?} must be between 1s and 366d"));
+    }
+    Ok(Duration::from_secs(secs))
+}
+
+/// Where `keyward audit verify` finds the database.
+pub enum DatabaseLocation {
+    /// `<dir>/keyward.db`.
+    DataDir(PathBuf),
+    /// The database named by a config file.
+    Config(PathBuf),
+}
+
+/// `keyward audit verify`: checks the whole chain.
+pub async fn audit_verify(location: DatabaseLocation) -> Result<VerifyReport, StartError> {
+    let path = match location {
+        DatabaseLocation::DataDir(dir) => dir.join("keyward.db"),
+        DatabaseLocation::Config(file) => {
+            Config::load(&file).map_err(|e| StartError::Other(e.to_string()))?.database
+        }
+    };
+    if !path.exists() {
+        return Err(StartError::Other(format!("no database at {}", path.display())));
+    }
+    let store = Store::open_file(&path).await?;
+    let report = crate::audit::verify(&store).await?;
+    store.close().await;
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttl_units() {
+        assert_eq!(parse_ttl("1h").unwrap(), Duration::from_secs(3600));
+        assert_eq!(parse_ttl("90").unwrap(), Duration::from_secs(90));
+        assert!(parse_ttl("1y").is_err());
+        assert!(parse_ttl("0s").is_err());
+    }
+}

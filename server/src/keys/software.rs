@@ -1,0 +1,379 @@
+//! Software key slots: private keys held as PKCS#8 DER, sealed under the KEK at rest
+//! (see `sealed`), parsed into memory only to sign.
+//!
+//! Never stores or returns unsealed key bytes; every plaintext buffer is zeroized on drop.
+
+use std::sync::Arc;
+
+use pkcs8::{DecodePrivateKey, EncodePrivateKey};
+use zeroize::Zeroizing;
+
+use super::sealed::fill_random;
+use super::{
+    Algorithm, EcdsaFormat, GeneratedKey, HashAlg, Kek, KeyBackend, KeyError, PublicKey, Result,
+    RsaScheme, SealedKey, SignOptions, Signature, SigningKey, ToSign,
+};
+
+/// The software slot backend, named `software`.
+#[derive(Debug, Clone)]
+pub struct SoftwareBackend {
+    kek: Kek,
+}
+
+/// A parsed private key held in memory.
+enum SoftwareKey {
+    Ed25519(ed25519_dalek::SigningKey),
+    Secp256k1(k256::ecdsa::SigningKey),
+    P256(p256::ecdsa::SigningKey),
+    Rsa(Algorithm, rsa::PrivateKey),
+}
+
+impl SoftwareBackend {
+    /// The backend's name.
+    pub const NAME: &'static str = "software";
+
+    /// A backend sealing under `kek`.
+    pub fn new(kek: Kek) -> Self {
+        SoftwareBackend { kek }
+    }
+
+    /// Imports a PKCS#8 private key (PEM). When `expected` is given the key must be of that
+    /// algorithm. Returns the key sealed for `key_id`.
+    pub fn import_pkcs8_pem(
+        &self,
+        key_id: &str,
+        pem: &str,
+        expected: Option<Algorithm>,
+    ) -> Result<(Algorithm, GeneratedKey)> {
+        let pem = pem.trim();
+        if pem.contains("ENCRYPTED PRIVATE KEY") {
+            return Err(KeyError::InvalidKeyMaterial(
+                "encrypted PKCS#8 is not accepted; decrypt it first (openssl pkcs8 -topk8 -nocrypt)".into(),
+            ));
+        }
+        if !pem.starts_with("-----BEGIN PRIVATE KEY-----") {
+            return Err(KeyError::InvalidKeyMaterial(
+                "expected a PKCS#8 PEM starting with -----BEGIN PRIVATE KEY----- \
+                 (convert other formats with openssl pkcs8 -topk8 -nocrypt)"
+                    .into(),
+            ));
+        }
+        let (label, der) = pkcs8::der::pem::decode_vec(pem.as_bytes())
+            .map_err(|e| KeyError::InvalidKeyMaterial(format!("the PEM does not decode: {e}")))?;
+        let der = Zeroizing::new(der);
+        if label != "PRIVATE KEY" {
+            return Err(KeyError::InvalidKeyMaterial(format!("unexpected PEM label {label:?}")));
+        }
+        let algorithm = detect_algorithm(&der)?;
+        if let Some(expected) = expected
+            && expected != algorithm
+        {
+            return Err(KeyError::InvalidKeyMaterial(format!(
+                "the key is {algorithm}, but {expected} was asked for"
+            )));
+        }
+        let key = SoftwareKey::from_pkcs8(algorithm, &der)?;
+        Ok((algorithm, self.finish(key_id, key)?))
+    }
+
+    fn finish(&self, key_id: &str, key: SoftwareKey) -> Result<GeneratedKey> {
+        let algorithm = key.algorithm();
+        let der = key.to_pkcs8()?;
+        let sealed = SealedKey::seal(&self.kek, key_id, algorithm, &der)?;
+        let public_key = key.public_key()?;
+        Ok(GeneratedKey {
+            key: Arc::new(key),
+            public_key,
+            material: sealed.as_bytes().to_vec(),
+        })
+    }
+}
+
+impl KeyBackend for SoftwareBackend {
+    fn name(&self) -> &str {
+        Self::NAME
+    }
+
+    fn generate(&self, key_id: &str, algorithm: Algorithm) -> Result<GeneratedKey> {
+        let key = SoftwareKey::generate(algorithm)?;
+        self.finish(key_id, key)
+    }
+
+    fn load(
+        &self,
+        key_id: &str,
+        algorithm: Algorithm,
+        material: &[u8],
+    ) -> Result<Arc<dyn SigningKey>> {
+        let der = SealedKey::from_stored(material.to_vec()).open(&self.kek, key_id, algorithm)?;
+        Ok(Arc::new(SoftwareKey::from_pkcs8(algorithm, &der)?))
+    }
+
+    fn check_ready(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+fn detect_algorithm(der: &[u8]) -> Result<Algorithm> {
+    use pkcs8::der::Decode;
+    let info = pkcs8::PrivateKeyInfoRef::from_der(der)
+        .map_err(|e| KeyError::InvalidKeyMaterial(format!("not a PKCS#8 private key: {e}")))?;
+    const ED25519: pkcs8::ObjectIdentifier = pkcs8::ObjectIdentifier::new_unwrap("1.3.101.112");
+    const EC: pkcs8::ObjectIdentifier = pkcs8::ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
+    const RSA: pkcs8::ObjectIdentifier = pkcs8::ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+    const SECP256K1: pkcs8::ObjectIdentifier = pkcs8::ObjectIdentifier::new_unwrap("1.3.132.0.10");
+    const P256: pkcs8::ObjectIdentifier = pkcs8::ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
+    let oid = info.algorithm.oid;
+    if oid == ED25519 {
+        return Ok(Algorithm::Ed25519);
+    }
+    if oid == EC {
+        let curve = info.algorithm.parameters_oid().ok();
+        return match curve {
+            Some(c) if c == SECP256K1 => Ok(Algorithm::Secp256k1),
+            Some(c) if c == P256 => Ok(Algorithm::P256),
+            Some(c) => Err(KeyError::InvalidKeyMaterial(format!(
+                "unsupported elliptic curve {c}; Keyward supports secp256k1 and P-256"
+            ))),
+            None => Err(KeyError::InvalidKeyMaterial("EC key without a named curve".into())),
+        };
+    }
+    if oid == RSA {
+        let key = rsa::PrivateKey::from_pkcs8_der(der)
+            .map_err(|e| KeyError::InvalidKeyMaterial(format!("RSA key does not parse: {e}")))?;
+        use rsa::traits::PublicKeyParts;
+        return match key.size() * 8 {
+            2048 => Ok(Algorithm::Rsa2048),
+            3072 => Ok(Algorithm::Rsa3072),
+            4096 => Ok(Algorithm::Rsa4096),
+            bits => Err(KeyError::InvalidKeyMaterial(format!(
+                "{bits}-bit RSA keys are not supported; use 2048, 3072 or 4096 bits"
+            ))),
+        };
+    }
+    Err(KeyError::InvalidKeyMaterial(format!(
+        "unsupported key algorithm {oid}; Keyward imports Ed25519, secp256k1, P-256 and RSA keys"
+    )))
+}
+
+fn random_scalar<T>(parse: impl Fn(&[u8]) -> Option<T>) -> T {
+    loop {
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        fill_random(bytes.as_mut());
+        if let Some(key) = parse(bytes.as_ref()) {
+            return key;
+        }
+    }
+}
+
+impl SoftwareKey {
+    fn generate(algorithm: Algorithm) -> Result<Self> {
+        Ok(match algorithm {
+            Algorithm::Ed25519 => SoftwareKey::Ed25519(random_scalar(|b| {
+                b.try_into().ok().map(ed25519_dalek::SigningKey::from_bytes)
+            })),
+            Algorithm::Secp256k1 => SoftwareKey::Secp256k1(random_scalar(|b| {
+                k256::ecdsa::SigningKey::from_slice(b).ok()
+            })),
+            Algorithm::P256 => SoftwareKey::P256(random_scalar(|b| {
+                p256::ecdsa::SigningKey::from_slice(b).ok()
+            })),
+            alg => {
+                let bits = alg.rsa_bits().unwrap_or(2048);
+                let key = rsa::PrivateKey::new(&mut getrandom::SysRng, bits)
+                    .map_err(|e| KeyError::Unavailable(format!("RSA key generation failed: {e}")))?;
+                SoftwareKey::Rsa(alg, key)
+            }
+        })
+    }
+
+    fn from_pkcs8(algorithm: Algorithm, der: &[u8]) -> Result<Self> {
+        let bad = |e: pkcs8::Error| {
+            KeyError::InvalidKeyMaterial(format!("{algorithm} private key does not parse: {e}"))
+        };
+        Ok(match algorithm {
+            Algorithm::Ed25519 => {
+                SoftwareKey::Ed25519(ed25519_dalek::SigningKey::from_pkcs8_der(der).map_err(bad)?)
+            }
+            Algorithm::Secp256k1 => {
+                SoftwareKey::Secp256k1(k256::ecdsa::SigningKey::from_pkcs8_der(der).map_err(bad)?)
+            }
+            Algorithm::P256 => {
+                SoftwareKey::P256(p256::ecdsa::SigningKey::from_pkcs8_der(der).map_err(bad)?)
+            }
+            alg => SoftwareKey::Rsa(alg, rsa::PrivateKey::from_pkcs8_der(der).map_err(bad)?),
+        })
+    }
+
+    fn to_pkcs8(&self) -> Result<Zeroizing<Vec<u8>>> {
+        let doc = match self {
+            SoftwareKey::Ed25519(k) => k.to_pkcs8_der(),
+            SoftwareKey::Secp256k1(k) => k.to_pkcs8_der(),
+            SoftwareKey::P256(k) => k.to_pkcs8_der(),
+            SoftwareKey::Rsa(_, k) => k.to_pkcs8_der(),
+        }
+        .map_err(|e| KeyError::Unavailable(format!("cannot encode private key: {e}")))?;
+        Ok(Zeroizing::new(doc.as_bytes().to_vec()))
+    }
+
+    fn public_key(&self) -> Result<PublicKey> {
+        match self {
+            SoftwareKey::Ed25519(k) => PublicKey::encode(Algorithm::Ed25519, &k.verifying_key()),
+            SoftwareKey::Secp256k1(k) => PublicKey::encode(Algorithm::Secp256k1, k.verifying_key()),
+            SoftwareKey::P256(k) => PublicKey::encode(Algorithm::P256, k.verifying_key()),
+            SoftwareKey::Rsa(alg, k) => PublicKey::encode(*alg, &k.to_public_key()),
+        }
+    }
+}
+
+fn digest_of(input: &ToSign, algorithm: Algorithm) -> Result<(HashAlg, &[u8])> {
+    match input {
+        ToSign::Digest { hash, digest } => {
+            if digest.len() != hash.len() {
+                return Err(KeyError::InvalidInput(format!(
+                    "a {hash} digest is {} bytes, got {}",
+                    hash.len(),
+                    digest.len()
+                )));
+            }
+            Ok((*hash, digest))
+        }
+        ToSign::Message(_) => Err(KeyError::InvalidInput(format!(
+            "{algorithm} keys sign digests; hash the message first"
+        ))),
+    }
+}
+
+impl SigningKey for SoftwareKey {
+    fn algorithm(&self) -> Algorithm {
+        match self {
+            SoftwareKey::Ed25519(_) => Algorithm::Ed25519,
+            SoftwareKey::Secp256k1(_) => Algorithm::Secp256k1,
+            SoftwareKey::P256(_) => Algorithm::P256,
+            SoftwareKey::Rsa(alg, _) => *alg,
+        }
+    }
+
+    fn sign(&self, input: &ToSign, options: SignOptions) -> Result<Signature> {
+        let fail = |e: signature::Error| KeyError::Unavailable(format!("signing failed: {e}"));
+        let algorithm = self.algorithm();
+        let bytes = match self {
+            SoftwareKey::Ed25519(k) => {
+                let ToSign::Message(msg) = input else {
+                    return Err(KeyError::InvalidInput(
+                        "ed25519 keys sign messages (PureEdDSA)".into(),
+                    ));
+                };
+                use ed25519_dalek::Signer as _;
+                k.sign(msg).to_bytes().to_vec()
+            }
+            SoftwareKey::Secp256k1(k) => {
+                let (_, digest) = digest_of(input, algorithm)?;
+                if digest.len() < 16 {
+                    return Err(KeyError::InvalidInput("digest too short for ECDSA".into()));
+                }
+                // k256 signs with RFC 6979 nonces and always returns low-S signatures.
+                let (sig, recid) = k.sign_prehash_recoverable(digest);
+                let sig = sig.normalize_s();
+                let bytes = match options.format {
+                    EcdsaFormat::Der => sig.to_der().as_bytes().to_vec(),
+                    EcdsaFormat::Raw => sig.to_bytes().to_vec(),
+                };
+                return Ok(Signature {
+                    bytes,
+                    recovery_id: Some(recid.to_byte()),
+                });
+            }
+            SoftwareKey::P256(k) => {
+                let (_, digest) = digest_of(input, algorithm)?;
+                use signature::hazmat::PrehashSigner;
+                let sig: p256::ecdsa::Signature = k.sign_prehash(digest).map_err(fail)?;
+                match options.format {
+                    EcdsaFormat::Der => sig.to_der().as_bytes().to_vec(),
+                    EcdsaFormat::Raw => sig.to_bytes().to_vec(),
+                }
+            }
+            SoftwareKey::Rsa(_, k) => {
+                let (hash, digest) = digest_of(input, algorithm)?;
+                use sha2::{Sha256, Sha384, Sha512};
+                let mut rng = getrandom::SysRng;
+                match (options.scheme, hash) {
+                    (RsaScheme::Pkcs1v15, HashAlg::Sha256) => k.pkcs1v15_sign_prehash_with_rng::<Sha256, _>(&mut rng, digest),
+                    (RsaScheme::Pkcs1v15, HashAlg::Sha384) => k.pkcs1v15_sign_prehash_with_rng::<Sha384, _>(&mut rng, digest),
+                    (RsaScheme::Pkcs1v15, HashAlg::Sha512) => k.pkcs1v15_sign_prehash_with_rng::<Sha512, _>(&mut rng, digest),
+                    (RsaScheme::Pss, HashAlg::Sha256) => k.pss_sign_prehash_with_rng::<Sha256, _>(&mut rng, digest),
+                    (RsaScheme::Pss, HashAlg::Sha384) => k.pss_sign_prehash_with_rng::<Sha384, _>(&mut rng, digest),
+                    (RsaScheme::Pss, HashAlg::Sha512) => k.pss_sign_prehash_with_rng::<Sha512, _>(&mut rng, digest),
+                }
+                .map_err(|e| KeyError::Unavailable(format!("RSA signing failed: {e}")))?
+            }
+        };
+        Ok(Signature {
+            bytes,
+            recovery_id: None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample_input(alg: Algorithm) -> ToSign {
+        match alg {
+            Algorithm::Ed25519 => ToSign::Message(b"hello".to_vec()),
+            _ => ToSign::Digest {
+                hash: HashAlg::Sha256,
+                digest: HashAlg::Sha256.digest(b"hello"),
+            },
+        }
+    }
+
+    #[test]
+    fn every_algorithm_generates_signs_verifies_and_reloads() {
+        let backend = SoftwareBackend::new(Kek::generate());
+        for &alg in &[Algorithm::Ed25519, Algorithm::Secp256k1, Algorithm::P256, Algorithm::Rsa2048] {
+            let made = backend.generate("k", alg).unwrap();
+            let input = sample_input(alg);
+            for scheme in [RsaScheme::Pkcs1v15, RsaScheme::Pss] {
+                let options = SignOptions { scheme, format: EcdsaFormat::Der };
+                let sig = made.key.sign(&input, options).unwrap();
+                assert!(made.public_key.verify(&input, &sig.bytes, scheme, EcdsaFormat::Der).unwrap(), "{alg}");
+                let mut flipped = sig.bytes.clone();
+                let last = flipped.len() - 1;
+                flipped[last] ^= 1;
+                assert!(!made.public_key.verify(&input, &flipped, scheme, EcdsaFormat::Der).unwrap(), "{alg}");
+            }
+            let again = backend.load("k", alg, &made.material).unwrap();
+            let sig = again.sign(&input, SignOptions::default()).unwrap();
+            assert!(made.public_key.verify(&input, &sig.bytes, RsaScheme::Pkcs1v15, EcdsaFormat::Der).unwrap());
+            assert!(backend.load("other-id", alg, &made.material).is_err());
+        }
+    }
+
+    #[test]
+    fn secp256k1_is_low_s_with_a_recovery_id() {
+        let backend = SoftwareBackend::new(Kek::generate());
+        let made = backend.generate("k", Algorithm::Secp256k1).unwrap();
+        let order_half = hex::decode("7fffffffffffffffffffffffffffffff5d576e7357a4501ddfe92f46681b20a0").unwrap();
+        for i in 0..64u8 {
+            let input = ToSign::Digest { hash: HashAlg::Sha256, digest: HashAlg::Sha256.digest(&[i]) };
+            let sig = made.key.sign(&input, SignOptions { format: EcdsaFormat::Raw, ..Default::default() }).unwrap();
+            assert!(sig.bytes[32..] <= order_half[..], "high S at {i}");
+            assert!(matches!(sig.recovery_id, Some(0 | 1)));
+        }
+    }
+
+    #[test]
+    fn import_refuses_other_formats_and_mismatched_algorithms() {
+        let backend = SoftwareBackend::new(Kek::generate());
+        let err = backend.import_pkcs8_pem("k", "-----BEGIN EC PRIVATE KEY-----\nAA==\n-----END EC PRIVATE KEY-----", None).unwrap_err();
+        assert!(err.to_string().contains("PKCS#8"), "{err}");
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
+        let pem = key.to_pkcs8_pem(pkcs8::LineEnding::LF).unwrap();
+        let (alg, _) = backend.import_pkcs8_pem("k", &pem, None).unwrap();
+        assert_eq!(alg, Algorithm::Ed25519);
+        let err = backend.import_pkcs8_pem("k", &pem, Some(Algorithm::P256)).unwrap_err();
+        assert!(err.to_string().contains("ed25519"), "{err}");
+    }
+}

@@ -1,0 +1,415 @@
+//! The one signing path: authenticate -> resolve -> authorize -> policies -> sign -> audit.
+//!
+//! Every route that produces a signature builds a `SignCall` and calls `submit`; no route
+//! signs by itself. The guarantees live here:
+//! - a disabled key, a missing role or a key of another purpose stops the request before the
+//!   policy stage;
+//! - the policy verdict decides; anything but an explicit allow gives no signature;
+//! - only the digest or message crosses into the backend, off the async runtime;
+//! - the outcome (signed, denied, failed) is recorded in the hash-chained audit log in the
+//!   same transaction as the request row, and a signature is returned only after that
+//!   transaction committed;
+//! - an `Idempotency-Key` replays the stored outcome for the same body and is refused for
+//!   another body.
+//!
+//! Authentication happens before `submit` (the caller arrives as a `Principal`).
+
+use std::sync::Arc;
+
+use keyward_policy::{Decision, Intent, SignRequest};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sha2::Digest as _;
+
+use crate::app::AppState;
+use crate::audit::{Actor, AuditError, AuditEvent};
+use crate::auth::{Principal, Role};
+use crate::intent::SignIntent;
+use crate::keys::{Algorithm, KeyError, LoadedKey, ResolveError, SignOptions, Signature};
+use crate::policy::Verdict;
+use crate::store::{SignRequestRow, SignStatus, StateChange, StoreError};
+
+/// Errors of the signing path.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// No such key.
+    #[error("no key {0}")]
+    KeyNotFound(String),
+    /// The key is disabled.
+    #[error("key {0} is disabled")]
+    KeyDisabled(String),
+    /// The caller may not sign with this key.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The key's purpose does not allow this kind of signing.
+    #[error("key purpose {key_purpose} cannot sign {wanted}")]
+    WrongPurpose {
+        /// The key's purpose.
+        key_purpose: String,
+        /// What was asked.
+        wanted: String,
+    },
+    /// The request does not fit the key.
+    #[error("{0}")]
+    Invalid(String),
+    /// A policy (or the default decision) denied the request.
+    #[error("denied: {reason}")]
+    PolicyDenied {
+        /// Why.
+        reason: String,
+        /// The verdict.
+        verdict: Box<Verdict>,
+    },
+    /// A policy requires approval, which this server cannot collect.
+    #[error("approval required but not available")]
+    ApprovalNotAvailable {
+        /// The verdict.
+        verdict: Box<Verdict>,
+    },
+    /// The idempotency key was used with another request.
+    #[error("idempotency key reused with another request")]
+    IdempotencyMismatch,
+    /// The key backend failed.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// The audit log failed: no signature is returned.
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<ResolveError> for PipelineError {
+    fn from(e: ResolveError) -> Self {
+        match e {
+            ResolveError::Store(e) => PipelineError::Store(e),
+            ResolveError::Key(e) => PipelineError::Key(e),
+        }
+    }
+}
+
+/// A caller's idempotency key with the hash of the request it came with.
+#[derive(Debug, Clone)]
+pub struct Idempotency {
+    /// The `Idempotency-Key` header.
+    pub key: String,
+    /// SHA-256 of the operation, key id and request body.
+    pub body_hash: [u8; 32],
+}
+
+impl Idempotency {
+    /// Binds `key` to the operation, key id and body.
+    pub fn new(key: String, operation: &str, key_id: &str, body: &impl Serialize) -> Self {
+        let mut h = sha2::Sha256::new();
+        h.update(operation.as_bytes());
+        h.update([0]);
+        h.update(key_id.as_bytes());
+        h.update([0]);
+        h.update(serde_json::to_vec(body).unwrap_or_default());
+        Idempotency {
+            key,
+            body_hash: h.finalize().into(),
+        }
+    }
+}
+
+/// Turns a route's input into the intent and options for a key of the given algorithm.
+pub type BuildIntent =
+    Box<dyn FnOnce(Algorithm) -> Result<(SignIntent, SignOptions), PipelineError> + Send>;
+
+/// One sign request on its way through the pipeline.
+pub struct SignCall {
+    /// The authenticated caller.
+    pub principal: Principal,
+    /// The key asked to sign.
+    pub key_id: String,
+    /// The route, e.g. `raw.sign`.
+    pub operation: &'static str,
+    /// Decodes the request into an intent and signature options once the key (and so its
+    /// algorithm) is known.
+    pub build: BuildIntent,
+    /// Idempotency, when the caller sent a key.
+    pub idempotency: Option<Idempotency>,
+    /// The request id.
+    pub request_id: String,
+}
+
+/// A signature that made it through, and how.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignReceipt {
+    /// Request id.
+    pub request_id: String,
+    /// Key id.
+    pub key_id: String,
+    /// Key algorithm.
+    pub algorithm: String,
+    /// Signature bytes, base64.
+    pub signature: String,
+    /// secp256k1 recovery id.
+    pub recovery_id: Option<u8>,
+    /// When it was recorded.
+    pub signed_at: String,
+    /// The policy verdict.
+    pub verdict: Verdict,
+}
+
+/// Runs a sign request through the whole path.
+pub async fn submit(state: &AppState, call: SignCall) -> Result<SignReceipt, PipelineError> {
+    if let Some(idem) = &call.idempotency
+        && let Some(previous) = replay(state, &call.principal, idem).await?
+    {
+        return previous;
+    }
+
+    // Resolve.
+    let key = state
+        .keys()
+        .resolve(&call.key_id)
+        .await?
+        .ok_or_else(|| PipelineError::KeyNotFound(call.key_id.clone()))?;
+    let Some(signer) = key.signer.clone() else {
+        return Err(PipelineError::KeyDisabled(key.meta.id.clone()));
+    };
+
+    // Authorize.
+    if !call.principal.has_role(Role::Signer) {
+        return Err(PipelineError::Forbidden("signing needs the role signer".into()));
+    }
+    let SignCall {
+        principal,
+        build,
+        idempotency,
+        request_id,
+        operation,
+        ..
+    } = call;
+    let (intent, options) = build(key.meta.algorithm)?;
+    if intent.purpose != key.meta.purpose {
+        return Err(PipelineError::WrongPurpose {
+            key_purpose: key.meta.purpose.to_string(),
+            wanted: intent.purpose.to_string(),
+        });
+    }
+
+    // Policies.
+    let (time, unix_time) = crate::clock::now();
+    let request = SignRequest {
+        request_id: request_id.clone(),
+        principal: principal.to_wire(),
+        key: key.meta.to_wire(),
+        intent: intent.intent.clone(),
+        time: time.clone(),
+        unix_time,
+    };
+    let verdict = state.policy().evaluate(&key.meta, &request).await;
+    let outcome = Outcome {
+        state,
+        principal: &principal,
+        key: &key,
+        operation,
+        intent: &intent.intent,
+        verdict: &verdict,
+        request_id: &request_id,
+        idempotency: idempotency.as_ref(),
+        time: (time, unix_time),
+    };
+    match &verdict.decision {
+        Decision::Allow => {}
+        Decision::Deny { reason } => {
+            let reason = reason.clone();
+            outcome.record_refusal(SignStatus::Denied, "POLICY_DENIED", &reason).await?;
+            return Err(PipelineError::PolicyDenied {
+                reason,
+                verdict: Box::new(verdict),
+            });
+        }
+        Decision::RequireApproval { .. } => {
+            outcome
+                .record_refusal(SignStatus::Denied, "APPROVAL_NOT_AVAILABLE", "approval required")
+                .await?;
+            return Err(PipelineError::ApprovalNotAvailable {
+                verdict: Box::new(verdict),
+            });
+        }
+    }
+
+    // Sign, off the async runtime.
+    let to_sign = intent.to_sign.clone();
+    let signed = tokio::task::spawn_blocking(move || signer.sign(&to_sign, options))
+        .await
+        .map_err(|e| KeyError::Unavailable(format!("signing task failed: {e}")))
+        .and_then(|r| r);
+    let signature = match signed {
+        Ok(s) => s,
+        Err(err) => {
+            let code = match &err {
+                KeyError::InvalidInput(_) => "INVALID_REQUEST",
+                _ => "BACKEND_UNAVAILABLE",
+            };
+            outcome.record_refusal(SignStatus::Failed, code, &err.to_string()).await?;
+            return Err(err.into());
+        }
+    };
+
+    // Audit, then answer.
+    outcome.record_signature(signature).await
+}
+
+/// Looks for an earlier request with the same idempotency key.
+async fn replay(
+    state: &AppState,
+    principal: &Principal,
+    idem: &Idempotency,
+) -> Result<Option<Result<SignReceipt, PipelineError>>, PipelineError> {
+    let Some(row) = state
+        .store()
+        .request_by_idempotency_key(&principal.issuer, &principal.subject, &idem.key)
+        .await?
+    else {
+        return Ok(None);
+    };
+    if row.body_hash.as_deref() != Some(&idem.body_hash[..]) {
+        return Err(PipelineError::IdempotencyMismatch);
+    }
+    let verdict: Verdict = serde_json::from_str(&row.decision)
+        .map_err(|e| StoreError::Corrupt(format!("request {} verdict: {e}", row.id)))?;
+    Ok(Some(match row.status {
+        SignStatus::Signed => {
+            let receipt: SignReceipt = serde_json::from_str(row.response.as_deref().unwrap_or(""))
+                .map_err(|e| StoreError::Corrupt(format!("request {} response: {e}", row.id)))?;
+            Ok(receipt)
+        }
+        _ => match verdict.decision {
+            Decision::RequireApproval { .. } => Err(PipelineError::ApprovalNotAvailable {
+                verdict: Box::new(verdict),
+            }),
+            _ => Err(PipelineError::PolicyDenied {
+                reason: row.error_message.unwrap_or_default(),
+                verdict: Box::new(verdict),
+            }),
+        },
+    }))
+}
+
+/// Everything needed to record how a request ended.
+struct Outcome<'a> {
+    state: &'a AppState,
+    principal: &'a Principal,
+    key: &'a Arc<LoadedKey>,
+    operation: &'static str,
+    intent: &'a Intent,
+    verdict: &'a Verdict,
+    request_id: &'a str,
+    idempotency: Option<&'a Idempotency>,
+    time: (String, i64),
+}
+
+impl Outcome<'_> {
+    fn row(&self, status: SignStatus) -> SignRequestRow {
+        // Failures are not replayed: a retry with the same key may succeed.
+        let idem = self.idempotency.filter(|_| status != SignStatus::Failed);
+        SignRequestRow {
+            id: self.request_id.to_string(),
+            key_id: self.key.meta.id.clone(),
+            issuer: self.principal.issuer.clone(),
+            subject: self.principal.subject.clone(),
+            operation: self.operation.to_string(),
+            status,
+            intent: serde_json::to_string(self.intent).unwrap_or_default(),
+            decision: serde_json::to_string(self.verdict).unwrap_or_default(),
+            idempotency_key: idem.map(|i| i.key.clone()),
+            body_hash: idem.map(|i| i.body_hash.to_vec()),
+            response: None,
+            error_code: None,
+            error_message: None,
+            created_at: self.time.0.clone(),
+            created_unix: self.time.1,
+        }
+    }
+
+    fn event(&self, outcome: &'static str, extra: serde_json::Value) -> AuditEvent {
+        let mut details = json!({
+            "operation": self.operation,
+            "algorithm": self.key.meta.algorithm.as_str(),
+            "purpose": self.key.meta.purpose.as_str(),
+            "intent": self.intent,
+            "policy": self.verdict,
+        });
+        if let (Some(map), serde_json::Value::Object(extra)) = (details.as_object_mut(), extra) {
+            map.extend(extra);
+        }
+        AuditEvent {
+            action: "sign",
+            outcome,
+            actor: Actor {
+                issuer: self.principal.issuer.clone(),
+                subject: self.principal.subject.clone(),
+            },
+            key_id: Some(self.key.meta.id.clone()),
+            request_id: Some(self.request_id.to_string()),
+            details,
+        }
+    }
+
+    async fn record_refusal(
+        &self,
+        status: SignStatus,
+        code: &str,
+        message: &str,
+    ) -> Result<(), PipelineError> {
+        let mut row = self.row(status);
+        row.error_code = Some(code.to_string());
+        row.error_message = Some(message.to_string());
+        let event = self.event(
+            status.as_str(),
+            json!({"error_code": code, "error": message}),
+        );
+        match self
+            .state
+            .audit()
+            .append(vec![StateChange::InsertSignRequest(Box::new(row))], event)
+            .await
+        {
+            Ok(_) => Ok(()),
+            // A concurrent request with the same idempotency key got there first.
+            Err(AuditError::Rejected(StoreError::Conflict(_))) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn record_signature(&self, signature: Signature) -> Result<SignReceipt, PipelineError> {
+        use base64::Engine as _;
+        let sig_hash = hex::encode(sha2::Sha256::digest(&signature.bytes));
+        let receipt = SignReceipt {
+            request_id: self.request_id.to_string(),
+            key_id: self.key.meta.id.clone(),
+            algorithm: self.key.meta.algorithm.to_string(),
+            signature: base64::engine::general_purpose::STANDARD.encode(&signature.bytes),
+            recovery_id: signature.recovery_id,
+            signed_at: self.time.0.clone(),
+            verdict: self.verdict.clone(),
+        };
+        let mut row = self.row(SignStatus::Signed);
+        row.response = Some(serde_json::to_string(&receipt).unwrap_or_default());
+        let event = self.event("ok", json!({"signature_sha256": sig_hash}));
+        match self
+            .state
+            .audit()
+            .append(vec![StateChange::InsertSignRequest(Box::new(row))], event)
+            .await
+        {
+            Ok(_) => Ok(receipt),
+            Err(AuditError::Rejected(StoreError::Conflict(_))) => {
+                // A concurrent request with the same idempotency key committed first: answer
+                // with what it recorded, and drop this signature unseen.
+                let idem = self.idempotency.ok_or(PipelineError::IdempotencyMismatch)?;
+                match replay(self.state, self.principal, idem).await? {
+                    Some(previous) => previous,
+                    None => Err(PipelineError::IdempotencyMismatch),
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}

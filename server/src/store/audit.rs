@@ -1,0 +1,156 @@
+//! Audit log rows: append inside the writer's transaction, list with filters, scan for
+//! verification.
+
+use futures_util::TryStreamExt;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, SqliteConnection};
+
+use super::{Result, Store};
+
+/// One stored audit record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRow {
+    /// Position in the chain, from 1, without gaps.
+    pub seq: i64,
+    /// Time (RFC 3339, UTC, milliseconds).
+    pub ts: String,
+    /// What happened, e.g. `key.create`, `sign`.
+    pub action: String,
+    /// How it ended, e.g. `ok`, `denied`, `failed`.
+    pub outcome: String,
+    /// Actor's issuer.
+    pub actor_issuer: String,
+    /// Actor's subject.
+    pub actor_subject: String,
+    /// The key concerned.
+    pub key_id: Option<String>,
+    /// The request concerned.
+    pub request_id: Option<String>,
+    /// Details as a JSON object (exact text, as hashed).
+    pub details: String,
+    /// The previous record's hash (32 zero bytes for seq 1).
+    pub prev_hash: Vec<u8>,
+    /// This record's hash.
+    pub hash: Vec<u8>,
+}
+
+/// Filters for listing audit records.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// Only this key.
+    pub key_id: Option<String>,
+    /// Only this actor subject.
+    pub subject: Option<String>,
+    /// Only this action.
+    pub action: Option<String>,
+    /// At or after this time (RFC 3339 UTC, as stored).
+    pub since: Option<String>,
+    /// Before this time.
+    pub until: Option<String>,
+}
+
+fn from_row(row: &SqliteRow) -> Result<AuditRow> {
+    Ok(AuditRow {
+        seq: row.try_get("seq")?,
+        ts: row.try_get("ts")?,
+        action: row.try_get("action")?,
+        outcome: row.try_get("outcome")?,
+        actor_issuer: row.try_get("actor_issuer")?,
+        actor_subject: row.try_get("actor_subject")?,
+        key_id: row.try_get("key_id")?,
+        request_id: row.try_get("request_id")?,
+        details: row.try_get("details")?,
+        prev_hash: row.try_get("prev_hash")?,
+        hash: row.try_get("hash")?,
+    })
+}
+
+pub(crate) async fn append(conn: &mut SqliteConnection, row: &AuditRow) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO audit_log (seq, ts, action, outcome, actor_issuer, actor_subject, key_id, \
+         request_id, details, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(row.seq)
+    .bind(&row.ts)
+    .bind(&row.action)
+    .bind(&row.outcome)
+    .bind(&row.actor_issuer)
+    .bind(&row.actor_subject)
+    .bind(&row.key_id)
+    .bind(&row.request_id)
+    .bind(&row.details)
+    .bind(&row.prev_hash)
+    .bind(&row.hash)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn set_head(conn: &mut SqliteConnection, seq: i64, hash: &[u8]) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO audit_head (id, seq, hash) VALUES (1, ?, ?) \
+         ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+    )
+    .bind(seq)
+    .bind(hash)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+impl Store {
+    /// The recorded head of the chain: `(seq, hash)`, or `None` for an empty log.
+    pub async fn audit_head(&self) -> Result<Option<(i64, Vec<u8>)>> {
+        let row = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(row.map(|r| (r.get(0), r.get(1))))
+    }
+
+    /// Records matching `filter`, newest first, with `seq` below `before`, at most `limit`.
+    pub async fn audit_page(
+        &self,
+        filter: &AuditFilter,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<AuditRow>> {
+        let rows = sqlx::query(
+            "SELECT * FROM audit_log WHERE seq < ? \
+             AND (? IS NULL OR key_id = ?) \
+             AND (? IS NULL OR actor_subject = ?) \
+             AND (? IS NULL OR action = ?) \
+             AND (? IS NULL OR ts >= ?) \
+             AND (? IS NULL OR ts < ?) \
+             ORDER BY seq DESC LIMIT ?",
+        )
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(&filter.key_id)
+        .bind(&filter.key_id)
+        .bind(&filter.subject)
+        .bind(&filter.subject)
+        .bind(&filter.action)
+        .bind(&filter.action)
+        .bind(&filter.since)
+        .bind(&filter.since)
+        .bind(&filter.until)
+        .bind(&filter.until)
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(from_row).collect()
+    }
+
+    /// Visits every record in `seq` order, streaming (constant memory).
+    pub async fn audit_scan<F>(&self, mut visit: F) -> Result<()>
+    where
+        F: FnMut(AuditRow) -> std::ops::ControlFlow<()>,
+    {
+        let mut rows = sqlx::query("SELECT * FROM audit_log ORDER BY seq").fetch(self.pool());
+        while let Some(row) = rows.try_next().await? {
+            if visit(from_row(&row)?).is_break() {
+                break;
+            }
+        }
+        Ok(())
+    }
+}

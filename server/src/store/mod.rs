@@ -1,0 +1,194 @@
+//! Storage: sqlx over SQLite, with embedded migrations.
+//!
+//! Repositories hide SQL from the rest of the server: other modules see typed rows and
+//! functions, never query strings. State changes that must be audited are applied by the audit
+//! writer inside its transaction (see `StateChange`), never on their own.
+//!
+//! Parts: `keys` (key rows), `requests` (sign requests and idempotency), `audit` (chain rows).
+
+pub mod audit;
+pub mod keys;
+pub mod requests;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+
+pub use keys::{KeyRow, KeyStatus};
+pub use requests::{SignRequestRow, SignStatus};
+
+/// Errors of the storage layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database failed.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Migrations failed.
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The database is not configured the way Keyward requires.
+    #[error("database check failed: {0}")]
+    Check(String),
+    /// A unique constraint was hit.
+    #[error("{0}")]
+    Conflict(String),
+    /// Stored data does not parse.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// Result alias of the storage layer.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A change applied inside the audit writer's transaction, together with its audit record.
+#[derive(Debug, Clone)]
+pub enum StateChange {
+    /// A key was created or imported.
+    InsertKey(Box<KeyRow>),
+    /// A key's status changed.
+    SetKeyStatus {
+        /// Key id.
+        key_id: String,
+        /// New status.
+        status: KeyStatus,
+        /// When.
+        at: String,
+    },
+    /// A sign request reached its outcome.
+    InsertSignRequest(Box<SignRequestRow>),
+}
+
+/// The database handle.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+impl Store {
+    /// Opens (creating if missing) the SQLite database at `path`, runs migrations and checks
+    /// that WAL, `synchronous=FULL` and foreign keys are in force.
+    pub async fn open_file(path: &Path) -> Result<Self> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true);
+        Self::open_with(options).await
+    }
+
+    /// Opens a database from a `sqlite:` URL.
+    pub async fn open_url(url: &str) -> Result<Self> {
+        let options = SqliteConnectOptions::from_str(url)?.create_if_missing(true);
+        Self::open_with(options).await
+    }
+
+    async fn open_with(options: SqliteConnectOptions) -> Result<Self> {
+        let options = options
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .min_connections(1)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        let store = Store { pool };
+        store.check_pragmas().await?;
+        Ok(store)
+    }
+
+    async fn check_pragmas(&self) -> Result<()> {
+        let mut conn = self.pool.acquire().await?;
+        let mode: String = sqlx::query("PRAGMA journal_mode").fetch_one(&mut *conn).await?.try_get(0)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Check(format!("journal_mode is {mode}, WAL is required")));
+        }
+        let sync: i64 = sqlx::query("PRAGMA synchronous").fetch_one(&mut *conn).await?.try_get(0)?;
+        if sync != 2 {
+            return Err(StoreError::Check(format!("synchronous is {sync}, FULL (2) is required")));
+        }
+        let fk: i64 = sqlx::query("PRAGMA foreign_keys").fetch_one(&mut *conn).await?.try_get(0)?;
+        if fk != 1 {
+            return Err(StoreError::Check("foreign_keys is off".into()));
+        }
+        Ok(())
+    }
+
+    /// The connection pool (for repositories in this module and the audit writer).
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Reads a `meta` value.
+    pub async fn meta(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        let row = sqlx::query("SELECT value FROM meta WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    /// Writes a `meta` value if it is not set yet; returns the value in force.
+    pub async fn meta_init(&self, name: &str, value: &[u8]) -> Result<Vec<u8>> {
+        sqlx::query("INSERT OR IGNORE INTO meta (name, value) VALUES (?, ?)")
+            .bind(name)
+            .bind(value)
+            .execute(&self.pool)
+            .await?;
+        self.meta(name)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("meta {name} vanished")))
+    }
+
+    /// Closes the pool, waiting for connections to finish.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Applies one state change inside a transaction.
+pub(crate) async fn apply_change(
+    conn: &mut sqlx::SqliteConnection,
+    change: &StateChange,
+) -> Result<()> {
+    match change {
+        StateChange::InsertKey(row) => keys::insert(conn, row).await,
+        StateChange::SetKeyStatus { key_id, status, at } => {
+            keys::set_status(conn, key_id, *status, at).await
+        }
+        StateChange::InsertSignRequest(row) => requests::insert(conn, row).await,
+    }
+}
+
+/// Maps a unique-constraint violation to `Conflict` with `message`.
+pub(crate) fn conflict_or(err: sqlx::Error, message: impl FnOnce() -> String) -> StoreError {
+    match &err {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(message()),
+        _ => StoreError::Database(err),
+    }
+}
+
+/// Opaque pagination cursors: the last id or seq seen, base64url.
+pub mod cursor {
+    use base64::Engine as _;
+
+    /// Encodes a cursor.
+    pub fn encode(last: &str) -> String {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(last.as_bytes())
+    }
+
+    /// Decodes a cursor; `None` when it is not one of ours.
+    pub fn decode(cursor: &str) -> Option<String> {
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(cursor).ok()?;
+        String::from_utf8(bytes).ok()
+    }
+}
