@@ -48,7 +48,9 @@ pub fn check_labels(labels: &BTreeMap<String, String>) -> Result<(), String> {
             return Err(format!("label name {k:?} must be 1 to 64 characters"));
         }
         if v.len() > 256 {
-            return Err(format!("label {k:?} has a value longer than 256 characters"));
+            return Err(format!(
+                "label {k:?} has a value longer than 256 characters"
+            ));
         }
     }
     Ok(())
@@ -76,7 +78,17 @@ pub async fn create_key(
     let made = tokio::task::spawn_blocking(move || backend.generate(&key_id, algorithm))
         .await
         .map_err(|e| KeyError::Unavailable(format!("key generation task failed: {e}")))??;
-    record_new_key(state, principal, id, new, algorithm, &backend_name, made, "key.create").await
+    record_new_key(
+        state,
+        principal,
+        id,
+        new,
+        algorithm,
+        &backend_name,
+        made,
+        "key.create",
+    )
+    .await
 }
 
 /// Imports a PKCS#8 PEM private key into a software slot and records it.
@@ -96,7 +108,17 @@ pub async fn import_key(
     })
     .await
     .map_err(|e| KeyError::Unavailable(format!("key import task failed: {e}")))??;
-    record_new_key(state, principal, id, new, algorithm, "software", made, "key.import").await
+    record_new_key(
+        state,
+        principal,
+        id,
+        new,
+        algorithm,
+        "software",
+        made,
+        "key.import",
+    )
+    .await
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -57,8 +57,9 @@ impl AppState {
     /// Opens storage, checks the KEK, starts the audit writer and sets up authentication.
     /// `public_url` is the server's base URL (the development issuer's identifier on first start).
     pub async fn build(config: Config, public_url: &str) -> Result<Self, StartError> {
-        std::fs::create_dir_all(&config.data_dir)
-            .map_err(|e| StartError::Other(format!("cannot create {}: {e}", config.data_dir.display())))?;
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+            StartError::Other(format!("cannot create {}: {e}", config.data_dir.display()))
+        })?;
         let store = Store::open_file(&config.database).await?;
         check_kek(&store, &config.kek).await?;
         let audit = AuditLog::start(store.clone()).await?;
@@ -76,10 +77,16 @@ impl AppState {
         };
         for issuer in &config.issuers {
             let text = std::fs::read(&issuer.jwks_file).map_err(|e| {
-                StartError::Other(format!("cannot read JWKS file {}: {e}", issuer.jwks_file.display()))
+                StartError::Other(format!(
+                    "cannot read JWKS file {}: {e}",
+                    issuer.jwks_file.display()
+                ))
             })?;
             let jwks = serde_json::from_slice(&text).map_err(|e| {
-                StartError::Other(format!("JWKS file {} is not a JWK set: {e}", issuer.jwks_file.display()))
+                StartError::Other(format!(
+                    "JWKS file {} is not a JWK set: {e}",
+                    issuer.jwks_file.display()
+                ))
             })?;
             verifiers.push(IssuerVerifier::new(issuer.settings.clone(), &jwks)?);
         }
@@ -147,12 +154,11 @@ async fn check_kek(store: &Store, kek: &Kek) -> Result<(), StartError> {
 
 /// The OpenAPI service (all `/v1` operations and health).
 pub fn openapi_service() -> OpenApiService<api::Apis, ()> {
-    OpenApiService::new(api::apis(), "Keyward", env!("CARGO_PKG_VERSION"))
-        .description(
-            "Policy-gated remote signing. Every signature passes through the policies bound \
+    OpenApiService::new(api::apis(), "Keyward", env!("CARGO_PKG_VERSION")).description(
+        "Policy-gated remote signing. Every signature passes through the policies bound \
              to its key and lands in a hash-chained audit log. Authenticate with a bearer JWT \
              (the Authorize button); `keyward dev` prints one.",
-        )
+    )
 }
 
 /// The OpenAPI document as JSON.
@@ -161,7 +167,7 @@ pub fn openapi_json() -> String {
 }
 
 /// The whole route tree.
-pub fn routes(state: AppState) -> impl poem::Endpoint {
+pub fn routes(state: AppState) -> impl poem::Endpoint<Output = poem::Response> {
     let service = openapi_service();
     let docs = service.swagger_ui();
     let spec = service.spec_endpoint();
@@ -170,7 +176,10 @@ pub fn routes(state: AppState) -> impl poem::Endpoint {
         .nest("/", service)
         .nest("/docs", docs)
         .at("/openapi.json", spec)
-        .at("/.well-known/openid-configuration", poem::get(api::system::discovery))
+        .at(
+            "/.well-known/openid-configuration",
+            poem::get(api::system::discovery),
+        )
         .at("/.well-known/jwks.json", poem::get(api::system::jwks))
         .with(BodyLimit(max_body))
         .with(ErrorEnvelope)

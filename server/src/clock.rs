@@ -13,9 +13,8 @@ pub fn now() -> (String, i64) {
 
 /// Formats a time the way Keyward stores it.
 pub fn format(t: OffsetDateTime) -> String {
-    let fmt = format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    );
+    let fmt =
+        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
     t.to_offset(time::UtcOffset::UTC)
         .format(&fmt)
         .unwrap_or_else(|_| t.unix_timestamp().to_string())
@@ -25,7 +24,9 @@ pub fn format(t: OffsetDateTime) -> String {
 pub fn normalize(input: &str) -> Result<String, String> {
     OffsetDateTime::parse(input, &Rfc3339)
         .map(format)
-        .map_err(|e| format!("{input:?} is not an RFC 3339 time ({e}); example: 2026-01-31T12:00:00Z"))
+        .map_err(|e| {
+            format!("{input:?} is not an RFC 3339 time ({e}); example: 2026-01-31T12:00:00Z")
+        })
 }
 
 #[cfg(test)]
@@ -34,7 +35,10 @@ mod tests {
 
     #[test]
     fn stored_format_sorts_and_normalizes_offsets() {
-        assert_eq!(normalize("2026-01-31T13:00:00+01:00").unwrap(), "2026-01-31T12:00:00.000Z");
+        assert_eq!(
+            normalize("2026-01-31T13:00:00+01:00").unwrap(),
+            "2026-01-31T12:00:00.000Z"
+        );
         assert!(normalize("yesterday").is_err());
         let (a, _) = now();
         assert_eq!(a.len(), "2026-01-31T12:00:00.000Z".len());

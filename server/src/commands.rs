@@ -87,15 +87,24 @@ pub fn dev_config(data_dir: &Path, listen: SocketAddr) -> Result<(Config, bool),
     };
     let mut table = toml::Table::new();
     let mut section = |name: &str, entries: Vec<(&str, toml::Value)>| {
-        let t: toml::Table = entries.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        let t: toml::Table = entries
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
         table.insert(name.to_string(), toml::Value::Table(t));
     };
     let path = |p: &Path| toml::Value::String(p.display().to_string());
-    section("server", vec![("listen", toml::Value::String(listen.to_string()))]);
+    section(
+        "server",
+        vec![("listen", toml::Value::String(listen.to_string()))],
+    );
     section("storage", vec![("data_dir", path(&data_dir))]);
     section("keys", vec![("kek_file", path(&kek_path))]);
     section("auth", vec![("dev_issuer", toml::Value::Boolean(true))]);
-    section("policy", vec![("default_decision", toml::Value::String("allow".into()))]);
+    section(
+        "policy",
+        vec![("default_decision", toml::Value::String("allow".into()))],
+    );
     let config = Config::from_table(table, std::env::vars(), &data_dir)
         .map_err(|e| StartError::Other(e.to_string()))?;
     Ok((config, created))
@@ -127,13 +136,21 @@ pub async fn dev(data_dir: &Path, listen: SocketAddr) -> Result<(), StartError> 
 }
 
 /// `keyward token`: mints a development token.
-pub fn token(data_dir: &Path, subject: &str, roles: &[String], ttl: &str) -> Result<String, StartError> {
+pub fn token(
+    data_dir: &Path,
+    subject: &str,
+    roles: &[String],
+    ttl: &str,
+) -> Result<String, StartError> {
     let ttl = parse_ttl(ttl).map_err(StartError::Other)?;
     let mut parsed = Vec::new();
     for name in roles {
         let role = Role::parse(name).ok_or_else(|| {
             let all: Vec<&str> = Role::ALL.iter().map(|r| r.as_str()).collect();
-            StartError::Other(format!("unknown role {name:?}; roles are: {}", all.join(", ")))
+            StartError::Other(format!(
+                "unknown role {name:?}; roles are: {}",
+                all.join(", ")
+            ))
         })?;
         parsed.push(role);
     }
@@ -147,8 +164,13 @@ pub fn token(data_dir: &Path, subject: &str, roles: &[String], ttl: &str) -> Res
 /// Parses `90s`, `15m`, `1h`, `7d` (or a plain number of seconds).
 pub fn parse_ttl(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
-    let n: u64 = number.parse().map_err(|_| format!("ttl {text:?} must look like 90s, 15m, 1h or 7d"))?;
+    let (number, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("ttl {text:?} must look like 90s, 15m, 1h or 7d"))?;
     let secs = match unit {
         "" | "s" => n,
         "m" => n * 60,
@@ -175,11 +197,16 @@ pub async fn audit_verify(location: DatabaseLocation) -> Result<VerifyReport, St
     let path = match location {
         DatabaseLocation::DataDir(dir) => dir.join("keyward.db"),
         DatabaseLocation::Config(file) => {
-            Config::load(&file).map_err(|e| StartError::Other(e.to_string()))?.database
+            Config::load(&file)
+                .map_err(|e| StartError::Other(e.to_string()))?
+                .database
         }
     };
     if !path.exists() {
-        return Err(StartError::Other(format!("no database at {}", path.display())));
+        return Err(StartError::Other(format!(
+            "no database at {}",
+            path.display()
+        )));
     }
     let store = Store::open_file(&path).await?;
     let report = crate::audit::verify(&store).await?;

@@ -231,8 +231,8 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
-        let value: toml::Table =
-            toml::from_str(&text).map_err(|e| ConfigError::Parse(format!("{}: {e}", path.display())))?;
+        let value: toml::Table = toml::from_str(&text)
+            .map_err(|e| ConfigError::Parse(format!("{}: {e}", path.display())))?;
         let base = path.parent().unwrap_or(Path::new("."));
         Self::from_table(value, std::env::vars(), base)
     }
@@ -264,10 +264,24 @@ impl Config {
         Self::validate(file, kek_env, base)
     }
 
-    fn validate(file: FileConfig, kek_env: Option<String>, base: &Path) -> Result<Self, ConfigError> {
-        let resolve = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
+    fn validate(
+        file: FileConfig,
+        kek_env: Option<String>,
+        base: &Path,
+    ) -> Result<Self, ConfigError> {
+        let resolve = |p: &Path| {
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            }
+        };
         let listen: SocketAddr = file.server.listen.parse().map_err(|_| {
-            invalid("server.listen", &file.server.listen, "expected HOST:PORT, e.g. 127.0.0.1:8080")
+            invalid(
+                "server.listen",
+                &file.server.listen,
+                "expected HOST:PORT, e.g. 127.0.0.1:8080",
+            )
         })?;
         if file.server.max_body_bytes < 1024 {
             return Err(invalid(
@@ -291,7 +305,8 @@ impl Config {
                 let bytes = std::fs::read(&path).map_err(|e| {
                     invalid("keys.kek_file", path.display(), format!("cannot read: {e}"))
                 })?;
-                Kek::parse(&bytes).map_err(|reason| invalid("keys.kek_file", path.display(), reason))?
+                Kek::parse(&bytes)
+                    .map_err(|reason| invalid("keys.kek_file", path.display(), reason))?
             }
             (None, None) => {
                 return Err(invalid(
@@ -312,10 +327,18 @@ impl Config {
         for (i, section) in file.auth.issuers.iter().enumerate() {
             let key = |k: &str| format!("auth.issuers[{i}].{k}");
             if !section.issuer.starts_with("https://") && !section.issuer.starts_with("http://") {
-                return Err(invalid(&key("issuer"), &section.issuer, "must be an http(s) URL"));
+                return Err(invalid(
+                    &key("issuer"),
+                    &section.issuer,
+                    "must be an http(s) URL",
+                ));
             }
             if section.audiences.is_empty() {
-                return Err(invalid(&key("audiences"), "[]", "at least one audience is required"));
+                return Err(invalid(
+                    &key("audiences"),
+                    "[]",
+                    "at least one audience is required",
+                ));
             }
             if !section.roles_claim.starts_with('/') {
                 return Err(invalid(
@@ -325,15 +348,20 @@ impl Config {
                 ));
             }
             let names = if section.algorithms.is_empty() {
-                vec!["RS256".to_string(), "PS256".into(), "ES256".into(), "EdDSA".into()]
+                vec![
+                    "RS256".to_string(),
+                    "PS256".into(),
+                    "ES256".into(),
+                    "EdDSA".into(),
+                ]
             } else {
                 section.algorithms.clone()
             };
             let mut algorithms = Vec::new();
             for name in &names {
-                let alg: jsonwebtoken::Algorithm = name.parse().map_err(|_| {
-                    invalid(&key("algorithms"), name, "unknown JWS algorithm")
-                })?;
+                let alg: jsonwebtoken::Algorithm = name
+                    .parse()
+                    .map_err(|_| invalid(&key("algorithms"), name, "unknown JWS algorithm"))?;
                 if matches!(
                     alg,
                     jsonwebtoken::Algorithm::HS256
@@ -384,7 +412,9 @@ fn overlay(table: &mut toml::Table, path: &str, raw: &str) {
         if !entry.is_table() {
             *entry = toml::Value::Table(toml::Table::new());
         }
-        let toml::Value::Table(next) = entry else { return };
+        let toml::Value::Table(next) = entry else {
+            return;
+        };
         current = next;
     }
     let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
@@ -407,7 +437,10 @@ pub fn write_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
             .open(path)?
     };
     #[cfg(not(unix))]
-    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(path)?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)?;
     file.write_all(bytes)?;
     file.sync_all()
 }
@@ -457,7 +490,10 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(err.contains("server.listen") && err.contains("nowhere"), "{err}");
+        assert!(
+            err.contains("server.listen") && err.contains("nowhere"),
+            "{err}"
+        );
 
         let err = Config::from_table(
             table("[storage]\ndata_dir = \"d\"\nbogus = 1\n"),
@@ -475,14 +511,21 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(err.contains("KEYWARD_KEK") && !err.contains("short"), "{err}");
+        assert!(
+            err.contains("KEYWARD_KEK") && !err.contains("short"),
+            "{err}"
+        );
     }
 
     #[test]
     fn a_production_config_needs_an_issuer_and_a_kek() {
-        let err = Config::from_table(table("[storage]\ndata_dir = \"d\"\n"), env(&[("KEYWARD_KEK", KEK)]), Path::new("/"))
-            .unwrap_err()
-            .to_string();
+        let err = Config::from_table(
+            table("[storage]\ndata_dir = \"d\"\n"),
+            env(&[("KEYWARD_KEK", KEK)]),
+            Path::new("/"),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("auth.issuers"), "{err}");
         let err = Config::from_table(
             table("[storage]\ndata_dir = \"d\"\n[auth]\ndev_issuer = true\n"),

@@ -9,7 +9,11 @@ use clap::{Parser, Subcommand};
 use keyward_server::commands::{self, DatabaseLocation};
 
 #[derive(Parser)]
-#[command(name = "keyward", version, about = "Policy-gated remote signing server")]
+#[command(
+    name = "keyward",
+    version,
+    about = "Policy-gated remote signing server"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -82,16 +86,25 @@ async fn main() -> anyhow::Result<ExitCode> {
         }
         Command::Dev { data_dir, listen } => commands::dev(&data_dir, listen).await?,
         Command::Openapi => println!("{}", keyward_server::app::openapi_json()),
-        Command::Token { data_dir, subject, roles, ttl } => {
+        Command::Token {
+            data_dir,
+            subject,
+            roles,
+            ttl,
+        } => {
             println!("{}", commands::token(&data_dir, &subject, &roles, &ttl)?);
         }
-        Command::Audit { command: AuditCommand::Verify { data_dir, config } } => {
+        Command::Audit {
+            command: AuditCommand::Verify { data_dir, config },
+        } => {
             let location = match (data_dir, config) {
                 (_, Some(config)) => DatabaseLocation::Config(config),
                 (Some(dir), None) => DatabaseLocation::DataDir(dir),
                 (None, None) => DatabaseLocation::DataDir(PathBuf::from("./keyward-data")),
             };
-            let report = commands::audit_verify(location).await.context("audit verify")?;
+            let report = commands::audit_verify(location)
+                .await
+                .context("audit verify")?;
             return Ok(match report.broken {
                 None => {
                     println!("OK: {} records, chain intact", report.records);

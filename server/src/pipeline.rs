@@ -174,7 +174,9 @@ pub async fn submit(state: &AppState, call: SignCall) -> Result<SignReceipt, Pip
 
     // Authorize.
     if !call.principal.has_role(Role::Signer) {
-        return Err(PipelineError::Forbidden("signing needs the role signer".into()));
+        return Err(PipelineError::Forbidden(
+            "signing needs the role signer".into(),
+        ));
     }
     let SignCall {
         principal,
@@ -218,7 +220,9 @@ pub async fn submit(state: &AppState, call: SignCall) -> Result<SignReceipt, Pip
         Decision::Allow => {}
         Decision::Deny { reason } => {
             let reason = reason.clone();
-            outcome.record_refusal(SignStatus::Denied, "POLICY_DENIED", &reason).await?;
+            outcome
+                .record_refusal(SignStatus::Denied, "POLICY_DENIED", &reason)
+                .await?;
             return Err(PipelineError::PolicyDenied {
                 reason,
                 verdict: Box::new(verdict),
@@ -226,7 +230,11 @@ pub async fn submit(state: &AppState, call: SignCall) -> Result<SignReceipt, Pip
         }
         Decision::RequireApproval { .. } => {
             outcome
-                .record_refusal(SignStatus::Denied, "APPROVAL_NOT_AVAILABLE", "approval required")
+                .record_refusal(
+                    SignStatus::Denied,
+                    "APPROVAL_NOT_AVAILABLE",
+                    "approval required",
+                )
                 .await?;
             return Err(PipelineError::ApprovalNotAvailable {
                 verdict: Box::new(verdict),
@@ -247,7 +255,9 @@ pub async fn submit(state: &AppState, call: SignCall) -> Result<SignReceipt, Pip
                 KeyError::InvalidInput(_) => "INVALID_REQUEST",
                 _ => "BACKEND_UNAVAILABLE",
             };
-            outcome.record_refusal(SignStatus::Failed, code, &err.to_string()).await?;
+            outcome
+                .record_refusal(SignStatus::Failed, code, &err.to_string())
+                .await?;
             return Err(err.into());
         }
     };

@@ -51,7 +51,8 @@ pub struct AuditRecordView {
 impl AuditRecordView {
     fn from_row(row: AuditRow) -> Self {
         AuditRecordView {
-            details: serde_json::from_str(&row.details).unwrap_or(serde_json::Value::String(row.details)),
+            details: serde_json::from_str(&row.details)
+                .unwrap_or(serde_json::Value::String(row.details)),
             seq: row.seq,
             ts: row.ts,
             action: row.action,
@@ -103,7 +104,11 @@ impl AuditApi {
     ) -> ApiResult<Json<AuditPage>> {
         auth.require(&[Role::Auditor])?;
         let limit = page_limit(limit.0)?;
-        let time = |t: Option<String>| t.map(|t| crate::clock::normalize(&t)).transpose().map_err(ApiError::invalid);
+        let time = |t: Option<String>| {
+            t.map(|t| crate::clock::normalize(&t))
+                .transpose()
+                .map_err(ApiError::invalid)
+        };
         let filter = AuditFilter {
             key_id: key_id.0,
             subject: subject.0,
@@ -121,10 +126,15 @@ impl AuditApi {
         };
         let rows = state.store().audit_page(&filter, before, limit + 1).await?;
         let more = rows.len() > limit as usize;
-        let items: Vec<AuditRecordView> =
-            rows.into_iter().take(limit as usize).map(AuditRecordView::from_row).collect();
+        let items: Vec<AuditRecordView> = rows
+            .into_iter()
+            .take(limit as usize)
+            .map(AuditRecordView::from_row)
+            .collect();
         let next_cursor = if more {
-            items.last().map(|r| crate::store::cursor::encode(&r.seq.to_string()))
+            items
+                .last()
+                .map(|r| crate::store::cursor::encode(&r.seq.to_string()))
         } else {
             None
         };

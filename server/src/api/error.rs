@@ -99,7 +99,10 @@ impl ApiError {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "INTERNAL",
-            format!("{context}; see the server log for request {}", current_request_id()),
+            format!(
+                "{context}; see the server log for request {}",
+                current_request_id()
+            ),
         )
     }
 
@@ -166,12 +169,21 @@ impl poem::error::ResponseError for ApiError {
 const DOCUMENTED: &[(u16, &str)] = &[
     (400, "Malformed input (bad JSON or base64)."),
     (401, "No bearer token, or the token was refused."),
-    (403, "Missing role, not allowed for this key, or denied by policy."),
+    (
+        403,
+        "Missing role, not allowed for this key, or denied by policy.",
+    ),
     (404, "No such key or resource."),
-    (409, "Conflict with the current state (name taken, key disabled)."),
+    (
+        409,
+        "Conflict with the current state (name taken, key disabled).",
+    ),
     (413, "The body is larger than the server accepts."),
     (422, "Well-formed but invalid input."),
-    (503, "A key backend, the database or the audit log is unavailable; nothing was signed."),
+    (
+        503,
+        "A key backend, the database or the audit log is unavailable; nothing was signed.",
+    ),
 ];
 
 impl ApiResponse for ApiError {
@@ -250,7 +262,11 @@ impl From<KeyError> for ApiError {
             KeyError::InvalidKeyMaterial(m) => ApiError::invalid(m),
             KeyError::Unseal { .. } => {
                 tracing::error!(error = %e, "sealed key failed to open");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "KEY_UNSEAL_FAILED", e.to_string())
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "KEY_UNSEAL_FAILED",
+                    e.to_string(),
+                )
             }
             KeyError::Unavailable(_) | KeyError::UnknownBackend(_) => {
                 tracing::error!(error = %e, "key backend error");

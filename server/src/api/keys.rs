@@ -64,7 +64,10 @@ impl KeyView {
             labels: meta.labels.clone(),
             public_key: PublicKeyView {
                 pem: meta.public_key.to_pem(),
-                jwk: meta.public_key.to_jwk().map_err(|e| ApiError::internal("public key", e))?,
+                jwk: meta
+                    .public_key
+                    .to_jwk()
+                    .map_err(|e| ApiError::internal("public key", e))?,
             },
             created_at: meta.created_at.clone(),
             created_by: meta.created_by.clone(),
@@ -268,7 +271,10 @@ fn parse_new_key(
         None => Purpose::Raw,
     };
     if !admin::SUPPORTED_PURPOSES.contains(&purpose) {
-        let names: Vec<&str> = admin::SUPPORTED_PURPOSES.iter().map(|p| p.as_str()).collect();
+        let names: Vec<&str> = admin::SUPPORTED_PURPOSES
+            .iter()
+            .map(|p| p.as_str())
+            .collect();
         return Err(ApiError::invalid(format!(
             "purpose {purpose} is not available on this server; available: {}",
             names.join(", ")
@@ -284,18 +290,26 @@ fn parse_new_key(
 }
 
 /// Parses `scheme` and `format`, which only apply to RSA and ECDSA keys respectively.
-fn parse_options(algorithm: Algorithm, scheme: Option<&str>, format: Option<&str>) -> Result<SignOptions, PipelineError> {
+fn parse_options(
+    algorithm: Algorithm,
+    scheme: Option<&str>,
+    format: Option<&str>,
+) -> Result<SignOptions, PipelineError> {
     let scheme = match scheme {
         None => RsaScheme::default(),
         Some(_) if !algorithm.is_rsa() => {
-            return Err(PipelineError::Invalid(format!("scheme applies to RSA keys; this key is {algorithm}")));
+            return Err(PipelineError::Invalid(format!(
+                "scheme applies to RSA keys; this key is {algorithm}"
+            )));
         }
         Some(s) => s.parse().map_err(PipelineError::Invalid)?,
     };
     let format = match format {
         None => EcdsaFormat::default(),
         Some(_) if !algorithm.is_ecdsa() => {
-            return Err(PipelineError::Invalid(format!("format applies to ECDSA keys; this key is {algorithm}")));
+            return Err(PipelineError::Invalid(format!(
+                "format applies to ECDSA keys; this key is {algorithm}"
+            )));
         }
         Some(f) => f.parse().map_err(PipelineError::Invalid)?,
     };
@@ -347,7 +361,8 @@ impl KeysApi {
             .transpose()
             .map_err(ApiError::invalid)?;
         let new = parse_new_key(&body.name, body.purpose.as_deref(), body.labels)?;
-        let meta = admin::import_key(&state, principal, new, body.private_key_pem, expected).await?;
+        let meta =
+            admin::import_key(&state, principal, new, body.private_key_pem, expected).await?;
         Ok(Created::Created(Json(KeyView::from_meta(&meta)?)))
     }
 
@@ -365,7 +380,9 @@ impl KeysApi {
         auth.require(Role::ALL)?;
         let limit = page_limit(limit.0)?;
         let after = match cursor.0.as_deref() {
-            Some(c) => Some(cursor::decode(c).ok_or_else(|| ApiError::invalid("cursor is not valid"))?),
+            Some(c) => {
+                Some(cursor::decode(c).ok_or_else(|| ApiError::invalid("cursor is not valid"))?)
+            }
             None => None,
         };
         let rows = state.store().keys_page(after.as_deref(), limit + 1).await?;
@@ -375,13 +392,22 @@ impl KeysApi {
             let meta = KeyMeta::from_row(row)?;
             items.push(KeyView::from_meta(&meta)?);
         }
-        let next_cursor = if more { items.last().map(|k| cursor::encode(&k.id)) } else { None };
+        let next_cursor = if more {
+            items.last().map(|k| cursor::encode(&k.id))
+        } else {
+            None
+        };
         Ok(Json(KeyPage { items, next_cursor }))
     }
 
     /// Get a key with its public key as PEM and JWK (any role).
     #[oai(path = "/v1/keys/:id", method = "get", tag = "ApiTags::Keys")]
-    async fn get(&self, state: Data<&AppState>, auth: BearerAuth, id: Path<String>) -> ApiResult<Json<KeyView>> {
+    async fn get(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        id: Path<String>,
+    ) -> ApiResult<Json<KeyView>> {
         auth.require(Role::ALL)?;
         let row = state
             .store()
@@ -394,7 +420,12 @@ impl KeysApi {
     /// Disable a key for good (roles: key-admin, admin). It keeps its history and public key
     /// but never signs again.
     #[oai(path = "/v1/keys/:id/disable", method = "post", tag = "ApiTags::Keys")]
-    async fn disable(&self, state: Data<&AppState>, auth: BearerAuth, id: Path<String>) -> ApiResult<Json<KeyView>> {
+    async fn disable(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        id: Path<String>,
+    ) -> ApiResult<Json<KeyView>> {
         let principal = auth.require(&[Role::KeyAdmin])?;
         let meta = admin::disable_key(&state, principal, &id.0).await?;
         Ok(Json(KeyView::from_meta(&meta)?))
@@ -425,7 +456,11 @@ impl SigningApi {
             }
             None => None,
         };
-        let payload = RawPayload::decode(body.digest.as_deref(), body.message.as_deref(), body.hash.as_deref())?;
+        let payload = RawPayload::decode(
+            body.digest.as_deref(),
+            body.message.as_deref(),
+            body.hash.as_deref(),
+        )?;
         let (scheme, format) = (body.scheme, body.format);
         let call = SignCall {
             principal: auth.0,
@@ -443,7 +478,11 @@ impl SigningApi {
     }
 
     /// Verify a signature with a key's public key (any role).
-    #[oai(path = "/v1/keys/:id/verify", method = "post", tag = "ApiTags::Signing")]
+    #[oai(
+        path = "/v1/keys/:id/verify",
+        method = "post",
+        tag = "ApiTags::Signing"
+    )]
     async fn verify(
         &self,
         state: Data<&AppState>,
@@ -458,11 +497,21 @@ impl SigningApi {
             .await?
             .ok_or_else(|| ApiError::not_found(format!("no key with id {:?}", id.0)))?;
         let meta = KeyMeta::from_row(&row)?;
-        let options = parse_options(meta.algorithm, body.scheme.as_deref(), body.format.as_deref())?;
-        let payload = RawPayload::decode(body.digest.as_deref(), body.message.as_deref(), body.hash.as_deref())?;
+        let options = parse_options(
+            meta.algorithm,
+            body.scheme.as_deref(),
+            body.format.as_deref(),
+        )?;
+        let payload = RawPayload::decode(
+            body.digest.as_deref(),
+            body.message.as_deref(),
+            body.hash.as_deref(),
+        )?;
         let signature = decode_b64("signature", &body.signature)?;
         let input = payload.to_sign(meta.algorithm);
-        let valid = meta.public_key.verify(&input, &signature, options.scheme, options.format)?;
+        let valid = meta
+            .public_key
+            .verify(&input, &signature, options.scheme, options.format)?;
         Ok(Json(VerifyResult {
             valid,
             key_id: meta.id,

@@ -48,7 +48,7 @@ impl<E: Endpoint> Endpoint for BodyLimitEndpoint<E> {
         match announced {
             Some(len) if len > self.max as u64 => return Err(too_large(self.max)),
             Some(_) => {}
-            None if req.headers().contains_key(poem::http::header::TRANSFER_ENCODING) => {
+            None => {
                 use tokio::io::AsyncReadExt;
                 let mut buf = Vec::new();
                 let mut reader = req.take_body().into_async_read().take(self.max as u64 + 1);
@@ -61,7 +61,6 @@ impl<E: Endpoint> Endpoint for BodyLimitEndpoint<E> {
                 }
                 req.set_body(Body::from(buf));
             }
-            None => {}
         }
         self.inner.call(req).await
     }

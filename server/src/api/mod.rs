@@ -57,11 +57,21 @@ impl BearerAuth {
 }
 
 /// The combined API.
-pub type Apis = (keys::KeysApi, keys::SigningApi, audit::AuditApi, system::SystemApi);
+pub type Apis = (
+    keys::KeysApi,
+    keys::SigningApi,
+    audit::AuditApi,
+    system::SystemApi,
+);
 
 /// All API implementations.
 pub fn apis() -> Apis {
-    (keys::KeysApi, keys::SigningApi, audit::AuditApi, system::SystemApi)
+    (
+        keys::KeysApi,
+        keys::SigningApi,
+        audit::AuditApi,
+        system::SystemApi,
+    )
 }
 
 /// Default and maximum page sizes.
@@ -74,7 +84,9 @@ pub fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
     match limit {
         None => Ok(DEFAULT_PAGE),
         Some(0) => Err(ApiError::invalid("limit must be at least 1")),
-        Some(n) if n > MAX_PAGE => Err(ApiError::invalid(format!("limit must be at most {MAX_PAGE}"))),
+        Some(n) if n > MAX_PAGE => Err(ApiError::invalid(format!(
+            "limit must be at most {MAX_PAGE}"
+        ))),
         Some(n) => Ok(n),
     }
 }

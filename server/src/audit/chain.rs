@@ -67,12 +67,21 @@ pub async fn verify(store: &Store) -> Result<VerifyReport, StoreError> {
             let problem = if row.seq != expected_seq {
                 Some((
                     expected_seq,
-                    format!("record {expected_seq} is missing (next record is {})", row.seq),
+                    format!(
+                        "record {expected_seq} is missing (next record is {})",
+                        row.seq
+                    ),
                 ))
             } else if row.prev_hash != prev {
-                Some((row.seq, "prev_hash does not match the previous record's hash".to_string()))
+                Some((
+                    row.seq,
+                    "prev_hash does not match the previous record's hash".to_string(),
+                ))
             } else if row.hash != record_hash(&row) {
-                Some((row.seq, "hash does not match the record's contents (edited)".to_string()))
+                Some((
+                    row.seq,
+                    "hash does not match the record's contents (edited)".to_string(),
+                ))
             } else {
                 None
             };
@@ -91,7 +100,10 @@ pub async fn verify(store: &Store) -> Result<VerifyReport, StoreError> {
             None if last == 0 => {}
             None => broken = Some((1, "the chain head record is missing".into())),
             Some((seq, _)) if seq > last => {
-                broken = Some((last + 1, format!("records {} to {seq} are missing", last + 1)));
+                broken = Some((
+                    last + 1,
+                    format!("records {} to {seq} are missing", last + 1),
+                ));
             }
             Some((seq, hash)) if seq != last || hash != prev => {
                 broken = Some((seq, "the chain head does not match the last record".into()));

@@ -89,15 +89,15 @@ impl DevIssuer {
             )));
         }
         let pem = std::fs::read_to_string(&key_path).map_err(|e| io_err(&key_path, e))?;
-        let identity: Identity = serde_json::from_slice(
-            &std::fs::read(&id_path).map_err(|e| io_err(&id_path, e))?,
-        )
-        .map_err(|e| io_err(&id_path, e))?;
+        let identity: Identity =
+            serde_json::from_slice(&std::fs::read(&id_path).map_err(|e| io_err(&id_path, e))?)
+                .map_err(|e| io_err(&id_path, e))?;
         use pkcs8::DecodePrivateKey;
-        let key = ed25519_dalek::SigningKey::from_pkcs8_pem(&pem)
-            .map_err(|e| io_err(&key_path, e))?;
+        let key =
+            ed25519_dalek::SigningKey::from_pkcs8_pem(&pem).map_err(|e| io_err(&key_path, e))?;
         let public = key.verifying_key().to_bytes();
-        let encoding = EncodingKey::from_ed_pem(pem.as_bytes()).map_err(|e| io_err(&key_path, e))?;
+        let encoding =
+            EncodingKey::from_ed_pem(pem.as_bytes()).map_err(|e| io_err(&key_path, e))?;
         let kid = hex::encode(&sha2::Sha256::digest(public)[..8]);
         Ok(DevIssuer {
             identity,
@@ -186,7 +186,9 @@ mod tests {
     fn minted_tokens_verify_and_survive_reload() {
         let dir = tempfile::tempdir().unwrap();
         let issuer = DevIssuer::load_or_create(dir.path(), "http://127.0.0.1:1").unwrap();
-        let token = issuer.mint("alice", &[Role::Signer], Duration::from_secs(60)).unwrap();
+        let token = issuer
+            .mint("alice", &[Role::Signer], Duration::from_secs(60))
+            .unwrap();
         let again = DevIssuer::load_or_create(dir.path(), "http://other:2").unwrap();
         assert_eq!(again.issuer(), "http://127.0.0.1:1");
         let p = again.verifier(0).unwrap().verify(&token).unwrap();

@@ -87,8 +87,9 @@ impl IssuerVerifier {
             if algorithms.is_empty() {
                 continue;
             }
-            let key = DecodingKey::from_jwk(jwk)
-                .map_err(|e| AuthError::Config(format!("unusable JWK in {}: {e}", settings.issuer)))?;
+            let key = DecodingKey::from_jwk(jwk).map_err(|e| {
+                AuthError::Config(format!("unusable JWK in {}: {e}", settings.issuer))
+            })?;
             keys.push(VerifyKey {
                 kid: jwk.common.key_id.clone(),
                 key,
@@ -114,7 +115,11 @@ impl IssuerVerifier {
             )));
         }
         let candidates: Vec<&VerifyKey> = match &header.kid {
-            Some(kid) => self.keys.iter().filter(|k| k.kid.as_deref() == Some(kid)).collect(),
+            Some(kid) => self
+                .keys
+                .iter()
+                .filter(|k| k.kid.as_deref() == Some(kid))
+                .collect(),
             None if self.keys.len() == 1 => self.keys.iter().collect(),
             None => {
                 return Err(AuthError::Invalid(
@@ -191,7 +196,10 @@ mod tests {
     fn roles_come_from_an_array_or_a_space_separated_string() {
         let claims = json!({"roles": ["signer", "nope"], "realm": {"r": "auditor admin"}});
         assert_eq!(read_roles(&claims, "/roles"), vec![Role::Signer]);
-        assert_eq!(read_roles(&claims, "/realm/r"), vec![Role::Admin, Role::Auditor]);
+        assert_eq!(
+            read_roles(&claims, "/realm/r"),
+            vec![Role::Admin, Role::Auditor]
+        );
         assert!(read_roles(&claims, "/missing").is_empty());
     }
 }

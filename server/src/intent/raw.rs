@@ -41,11 +41,11 @@ impl RawPayload {
         match (digest, message) {
             (Some(d), None) => {
                 let digest = decode_b64("digest", d)?;
-                if digest.len() != hash.len() {
+                if digest.len() != hash.output_len() {
                     return Err(IntentError::Invalid(format!(
                         "digest is {} bytes, but a {hash} digest is {} bytes",
                         digest.len(),
-                        hash.len()
+                        hash.output_len()
                     )));
                 }
                 Ok(RawPayload::Digest(hash, digest))
@@ -61,9 +61,10 @@ impl RawPayload {
     /// What a key of `algorithm` signs for this payload.
     pub fn to_sign(&self, algorithm: Algorithm) -> ToSign {
         match (algorithm.input_kind(), self) {
-            (SignInputKind::Message, RawPayload::Digest(_, bytes) | RawPayload::Message(_, bytes)) => {
-                ToSign::Message(bytes.clone())
-            }
+            (
+                SignInputKind::Message,
+                RawPayload::Digest(_, bytes) | RawPayload::Message(_, bytes),
+            ) => ToSign::Message(bytes.clone()),
             (SignInputKind::Digest, RawPayload::Digest(hash, digest)) => ToSign::Digest {
                 hash: *hash,
                 digest: digest.clone(),
@@ -132,8 +133,14 @@ mod tests {
         let p = RawPayload::Message(HashAlg::Sha384, b"abc".to_vec());
         assert_eq!(
             p.to_sign(Algorithm::P256),
-            ToSign::Digest { hash: HashAlg::Sha384, digest: HashAlg::Sha384.digest(b"abc") }
+            ToSign::Digest {
+                hash: HashAlg::Sha384,
+                digest: HashAlg::Sha384.digest(b"abc")
+            }
         );
-        assert_eq!(p.to_sign(Algorithm::Ed25519), ToSign::Message(b"abc".to_vec()));
+        assert_eq!(
+            p.to_sign(Algorithm::Ed25519),
+            ToSign::Message(b"abc".to_vec())
+        );
     }
 }

@@ -110,12 +110,15 @@ named_enum!(
     }
 );
 
+// The enums are declared by `named_enum!`, which cannot carry `#[default]`.
+#[allow(clippy::derivable_impls)]
 impl Default for RsaScheme {
     fn default() -> Self {
         RsaScheme::Pkcs1v15
     }
 }
 
+#[allow(clippy::derivable_impls)]
 impl Default for EcdsaFormat {
     fn default() -> Self {
         EcdsaFormat::Der
@@ -154,7 +157,7 @@ impl Algorithm {
 
 impl HashAlg {
     /// Digest length in bytes.
-    pub fn len(self) -> usize {
+    pub fn output_len(self) -> usize {
         match self {
             HashAlg::Sha256 => 32,
             HashAlg::Sha384 => 48,
@@ -188,7 +191,7 @@ mod tests {
     #[test]
     fn digest_lengths_match_the_hash() {
         for h in HashAlg::ALL {
-            assert_eq!(h.digest(b"abc").len(), h.len());
+            assert_eq!(h.digest(b"abc").len(), h.output_len());
         }
     }
 }

@@ -121,8 +121,12 @@ pub trait KeyBackend: Send + Sync {
     /// Creates a new key pair; `key_id` is bound into what is stored.
     fn generate(&self, key_id: &str, algorithm: Algorithm) -> Result<GeneratedKey>;
     /// Loads a key from the material stored at creation.
-    fn load(&self, key_id: &str, algorithm: Algorithm, material: &[u8])
-    -> Result<Arc<dyn SigningKey>>;
+    fn load(
+        &self,
+        key_id: &str,
+        algorithm: Algorithm,
+        material: &[u8],
+    ) -> Result<Arc<dyn SigningKey>>;
     /// Checks that the backend can sign right now.
     fn check_ready(&self) -> Result<()>;
 }

@@ -69,7 +69,9 @@ impl PublicKey {
     /// The key as a JSON Web Key (RFC 7517/8037), without private parts.
     pub fn to_jwk(&self) -> Result<Value> {
         Ok(match self.parsed()? {
-            Parsed::Ed25519(k) => json!({"kty": "OKP", "crv": "Ed25519", "x": b64url(k.as_bytes())}),
+            Parsed::Ed25519(k) => {
+                json!({"kty": "OKP", "crv": "Ed25519", "x": b64url(k.as_bytes())})
+            }
             Parsed::Secp256k1(k) => {
                 let point = k.to_sec1_point(false);
                 json!({"kty": "EC", "crv": "secp256k1",
@@ -82,7 +84,9 @@ impl PublicKey {
                        "x": b64url(point.x().map(|x| x.as_slice()).unwrap_or_default()),
                        "y": b64url(point.y().map(|y| y.as_slice()).unwrap_or_default())})
             }
-            Parsed::Rsa(k) => json!({"kty": "RSA", "n": b64url(&k.n_bytes()), "e": b64url(&k.e_bytes())}),
+            Parsed::Rsa(k) => {
+                json!({"kty": "RSA", "n": b64url(&k.n_bytes()), "e": b64url(&k.e_bytes())})
+            }
         })
     }
 
@@ -120,12 +124,24 @@ impl PublicKey {
             (Parsed::Rsa(k), ToSign::Digest { hash, digest }) => {
                 use sha2::{Sha256, Sha384, Sha512};
                 match (scheme, hash) {
-                    (RsaScheme::Pkcs1v15, HashAlg::Sha256) => k.pkcs1v15_verify_prehash::<Sha256>(digest, signature),
-                    (RsaScheme::Pkcs1v15, HashAlg::Sha384) => k.pkcs1v15_verify_prehash::<Sha384>(digest, signature),
-                    (RsaScheme::Pkcs1v15, HashAlg::Sha512) => k.pkcs1v15_verify_prehash::<Sha512>(digest, signature),
-                    (RsaScheme::Pss, HashAlg::Sha256) => k.pss_verify_prehash::<Sha256>(digest, signature),
-                    (RsaScheme::Pss, HashAlg::Sha384) => k.pss_verify_prehash::<Sha384>(digest, signature),
-                    (RsaScheme::Pss, HashAlg::Sha512) => k.pss_verify_prehash::<Sha512>(digest, signature),
+                    (RsaScheme::Pkcs1v15, HashAlg::Sha256) => {
+                        k.pkcs1v15_verify_prehash::<Sha256>(digest, signature)
+                    }
+                    (RsaScheme::Pkcs1v15, HashAlg::Sha384) => {
+                        k.pkcs1v15_verify_prehash::<Sha384>(digest, signature)
+                    }
+                    (RsaScheme::Pkcs1v15, HashAlg::Sha512) => {
+                        k.pkcs1v15_verify_prehash::<Sha512>(digest, signature)
+                    }
+                    (RsaScheme::Pss, HashAlg::Sha256) => {
+                        k.pss_verify_prehash::<Sha256>(digest, signature)
+                    }
+                    (RsaScheme::Pss, HashAlg::Sha384) => {
+                        k.pss_verify_prehash::<Sha384>(digest, signature)
+                    }
+                    (RsaScheme::Pss, HashAlg::Sha512) => {
+                        k.pss_verify_prehash::<Sha512>(digest, signature)
+                    }
                 }
                 .is_ok()
             }
@@ -133,7 +149,11 @@ impl PublicKey {
                 return Err(KeyError::InvalidInput(format!(
                     "{} keys verify {}",
                     self.algorithm,
-                    if self.algorithm == Algorithm::Ed25519 { "messages" } else { "digests" }
+                    if self.algorithm == Algorithm::Ed25519 {
+                        "messages"
+                    } else {
+                        "digests"
+                    }
                 )));
             }
         })

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
-use super::{Algorithm, KeyBackend, KeyError, Purpose, PublicKey, SigningKey};
+use super::{Algorithm, KeyBackend, KeyError, PublicKey, Purpose, SigningKey};
 use crate::store::{KeyRow, KeyStatus, Store, StoreError};
 
 /// A key's public facts.
@@ -38,10 +38,12 @@ pub struct KeyMeta {
 impl KeyMeta {
     /// Reads a stored row.
     pub fn from_row(row: &KeyRow) -> Result<Self, StoreError> {
-        let corrupt = |what: &str, e: String| StoreError::Corrupt(format!("key {}: {what}: {e}", row.id));
+        let corrupt =
+            |what: &str, e: String| StoreError::Corrupt(format!("key {}: {what}: {e}", row.id));
         let algorithm: Algorithm = row.algorithm.parse().map_err(|e| corrupt("algorithm", e))?;
         let purpose: Purpose = row.purpose.parse().map_err(|e| corrupt("purpose", e))?;
-        let labels = serde_json::from_str(&row.labels).map_err(|e| corrupt("labels", e.to_string()))?;
+        let labels =
+            serde_json::from_str(&row.labels).map_err(|e| corrupt("labels", e.to_string()))?;
         let public_key = PublicKey::from_spki_der(algorithm, row.public_key.clone())
             .map_err(|e| corrupt("public key", e.to_string()))?;
         Ok(KeyMeta {
@@ -103,7 +105,10 @@ impl KeyRegistry {
     pub fn new(store: Store, backends: Vec<Arc<dyn KeyBackend>>) -> Self {
         KeyRegistry {
             store,
-            backends: backends.into_iter().map(|b| (b.name().to_string(), b)).collect(),
+            backends: backends
+                .into_iter()
+                .map(|b| (b.name().to_string(), b))
+                .collect(),
             cache: RwLock::new(HashMap::new()),
         }
     }

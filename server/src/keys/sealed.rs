@@ -61,7 +61,10 @@ impl Kek {
                 .map_err(|_| "the KEK must be 64 hex digits or base64 of 32 bytes")?
         });
         let bytes: [u8; 32] = decoded.as_slice().try_into().map_err(|_| {
-            format!("the KEK must be 32 bytes; this one is {} bytes", decoded.len())
+            format!(
+                "the KEK must be 32 bytes; this one is {} bytes",
+                decoded.len()
+            )
         })?;
         Ok(Kek::from_bytes(bytes))
     }
@@ -115,12 +118,20 @@ impl SealedKey {
 
     /// Opens the blob for `key_id` / `algorithm`. Fails if any byte, the id or the algorithm
     /// differs from what was sealed, or the KEK is not the one that sealed it.
-    pub fn open(&self, kek: &Kek, key_id: &str, algorithm: Algorithm) -> Result<Zeroizing<Vec<u8>>> {
+    pub fn open(
+        &self,
+        kek: &Kek,
+        key_id: &str,
+        algorithm: Algorithm,
+    ) -> Result<Zeroizing<Vec<u8>>> {
         let fail = |reason: &str| KeyError::Unseal {
             key_id: key_id.to_string(),
             reason: reason.to_string(),
         };
-        let (&version, rest) = self.0.split_first().ok_or_else(|| fail("the blob is empty"))?;
+        let (&version, rest) = self
+            .0
+            .split_first()
+            .ok_or_else(|| fail("the blob is empty"))?;
         if version != VERSION {
             return Err(fail(&format!("unknown envelope version {version}")));
         }
@@ -176,13 +187,22 @@ mod tests {
         for i in 0..sealed.as_bytes().len() {
             let mut bytes = sealed.as_bytes().to_vec();
             bytes[i] ^= 0x01;
-            let err = SealedKey::from_stored(bytes).open(&kek, "k1", Algorithm::P256).unwrap_err();
+            let err = SealedKey::from_stored(bytes)
+                .open(&kek, "k1", Algorithm::P256)
+                .unwrap_err();
             assert!(matches!(err, KeyError::Unseal { .. }), "byte {i}: {err}");
         }
         let err = sealed.open(&kek, "k2", Algorithm::P256).unwrap_err();
-        assert!(err.to_string().contains("sealed key k2 failed to open"), "{err}");
+        assert!(
+            err.to_string().contains("sealed key k2 failed to open"),
+            "{err}"
+        );
         assert!(sealed.open(&kek, "k1", Algorithm::Secp256k1).is_err());
-        assert!(sealed.open(&Kek::generate(), "k1", Algorithm::P256).is_err());
+        assert!(
+            sealed
+                .open(&Kek::generate(), "k1", Algorithm::P256)
+                .is_err()
+        );
     }
 
     #[test]
@@ -193,7 +213,13 @@ mod tests {
         assert_eq!(again.0.as_ref(), kek.0.as_ref());
         use base64::Engine as _;
         let b64 = base64::engine::general_purpose::STANDARD.encode(kek.0.as_ref());
-        assert_eq!(Kek::parse(format!("{b64}\n").as_bytes()).unwrap().0.as_ref(), kek.0.as_ref());
+        assert_eq!(
+            Kek::parse(format!("{b64}\n").as_bytes())
+                .unwrap()
+                .0
+                .as_ref(),
+            kek.0.as_ref()
+        );
         assert!(Kek::parse(b"too short").is_err());
         assert_eq!(format!("{kek:?}"), "Kek([redacted])");
     }

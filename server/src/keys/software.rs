@@ -62,7 +62,9 @@ impl SoftwareBackend {
             .map_err(|e| KeyError::InvalidKeyMaterial(format!("the PEM does not decode: {e}")))?;
         let der = Zeroizing::new(der);
         if label != "PRIVATE KEY" {
-            return Err(KeyError::InvalidKeyMaterial(format!("unexpected PEM label {label:?}")));
+            return Err(KeyError::InvalidKeyMaterial(format!(
+                "unexpected PEM label {label:?}"
+            )));
         }
         let algorithm = detect_algorithm(&der)?;
         if let Some(expected) = expected
@@ -120,9 +122,11 @@ fn detect_algorithm(der: &[u8]) -> Result<Algorithm> {
         .map_err(|e| KeyError::InvalidKeyMaterial(format!("not a PKCS#8 private key: {e}")))?;
     const ED25519: pkcs8::ObjectIdentifier = pkcs8::ObjectIdentifier::new_unwrap("1.3.101.112");
     const EC: pkcs8::ObjectIdentifier = pkcs8::ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
-    const RSA: pkcs8::ObjectIdentifier = pkcs8::ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+    const RSA: pkcs8::ObjectIdentifier =
+        pkcs8::ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
     const SECP256K1: pkcs8::ObjectIdentifier = pkcs8::ObjectIdentifier::new_unwrap("1.3.132.0.10");
-    const P256: pkcs8::ObjectIdentifier = pkcs8::ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
+    const P256: pkcs8::ObjectIdentifier =
+        pkcs8::ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
     let oid = info.algorithm.oid;
     if oid == ED25519 {
         return Ok(Algorithm::Ed25519);
@@ -135,7 +139,9 @@ fn detect_algorithm(der: &[u8]) -> Result<Algorithm> {
             Some(c) => Err(KeyError::InvalidKeyMaterial(format!(
                 "unsupported elliptic curve {c}; Keyward supports secp256k1 and P-256"
             ))),
-            None => Err(KeyError::InvalidKeyMaterial("EC key without a named curve".into())),
+            None => Err(KeyError::InvalidKeyMaterial(
+                "EC key without a named curve".into(),
+            )),
         };
     }
     if oid == RSA {
@@ -180,8 +186,9 @@ impl SoftwareKey {
             })),
             alg => {
                 let bits = alg.rsa_bits().unwrap_or(2048);
-                let key = rsa::PrivateKey::new(&mut getrandom::SysRng, bits)
-                    .map_err(|e| KeyError::Unavailable(format!("RSA key generation failed: {e}")))?;
+                let key = rsa::PrivateKey::new(&mut getrandom::SysRng, bits).map_err(|e| {
+                    KeyError::Unavailable(format!("RSA key generation failed: {e}"))
+                })?;
                 SoftwareKey::Rsa(alg, key)
             }
         })
@@ -229,10 +236,10 @@ impl SoftwareKey {
 fn digest_of(input: &ToSign, algorithm: Algorithm) -> Result<(HashAlg, &[u8])> {
     match input {
         ToSign::Digest { hash, digest } => {
-            if digest.len() != hash.len() {
+            if digest.len() != hash.output_len() {
                 return Err(KeyError::InvalidInput(format!(
                     "a {hash} digest is {} bytes, got {}",
-                    hash.len(),
+                    hash.output_len(),
                     digest.len()
                 )));
             }
@@ -298,12 +305,24 @@ impl SigningKey for SoftwareKey {
                 use sha2::{Sha256, Sha384, Sha512};
                 let mut rng = getrandom::SysRng;
                 match (options.scheme, hash) {
-                    (RsaScheme::Pkcs1v15, HashAlg::Sha256) => k.pkcs1v15_sign_prehash_with_rng::<Sha256, _>(&mut rng, digest),
-                    (RsaScheme::Pkcs1v15, HashAlg::Sha384) => k.pkcs1v15_sign_prehash_with_rng::<Sha384, _>(&mut rng, digest),
-                    (RsaScheme::Pkcs1v15, HashAlg::Sha512) => k.pkcs1v15_sign_prehash_with_rng::<Sha512, _>(&mut rng, digest),
-                    (RsaScheme::Pss, HashAlg::Sha256) => k.pss_sign_prehash_with_rng::<Sha256, _>(&mut rng, digest),
-                    (RsaScheme::Pss, HashAlg::Sha384) => k.pss_sign_prehash_with_rng::<Sha384, _>(&mut rng, digest),
-                    (RsaScheme::Pss, HashAlg::Sha512) => k.pss_sign_prehash_with_rng::<Sha512, _>(&mut rng, digest),
+                    (RsaScheme::Pkcs1v15, HashAlg::Sha256) => {
+                        k.pkcs1v15_sign_prehash_with_rng::<Sha256, _>(&mut rng, digest)
+                    }
+                    (RsaScheme::Pkcs1v15, HashAlg::Sha384) => {
+                        k.pkcs1v15_sign_prehash_with_rng::<Sha384, _>(&mut rng, digest)
+                    }
+                    (RsaScheme::Pkcs1v15, HashAlg::Sha512) => {
+                        k.pkcs1v15_sign_prehash_with_rng::<Sha512, _>(&mut rng, digest)
+                    }
+                    (RsaScheme::Pss, HashAlg::Sha256) => {
+                        k.pss_sign_prehash_with_rng::<Sha256, _>(&mut rng, digest)
+                    }
+                    (RsaScheme::Pss, HashAlg::Sha384) => {
+                        k.pss_sign_prehash_with_rng::<Sha384, _>(&mut rng, digest)
+                    }
+                    (RsaScheme::Pss, HashAlg::Sha512) => {
+                        k.pss_sign_prehash_with_rng::<Sha512, _>(&mut rng, digest)
+                    }
                 }
                 .map_err(|e| KeyError::Unavailable(format!("RSA signing failed: {e}")))?
             }
@@ -332,21 +351,44 @@ mod tests {
     #[test]
     fn every_algorithm_generates_signs_verifies_and_reloads() {
         let backend = SoftwareBackend::new(Kek::generate());
-        for &alg in &[Algorithm::Ed25519, Algorithm::Secp256k1, Algorithm::P256, Algorithm::Rsa2048] {
+        for &alg in &[
+            Algorithm::Ed25519,
+            Algorithm::Secp256k1,
+            Algorithm::P256,
+            Algorithm::Rsa2048,
+        ] {
             let made = backend.generate("k", alg).unwrap();
             let input = sample_input(alg);
             for scheme in [RsaScheme::Pkcs1v15, RsaScheme::Pss] {
-                let options = SignOptions { scheme, format: EcdsaFormat::Der };
+                let options = SignOptions {
+                    scheme,
+                    format: EcdsaFormat::Der,
+                };
                 let sig = made.key.sign(&input, options).unwrap();
-                assert!(made.public_key.verify(&input, &sig.bytes, scheme, EcdsaFormat::Der).unwrap(), "{alg}");
+                assert!(
+                    made.public_key
+                        .verify(&input, &sig.bytes, scheme, EcdsaFormat::Der)
+                        .unwrap(),
+                    "{alg}"
+                );
                 let mut flipped = sig.bytes.clone();
                 let last = flipped.len() - 1;
                 flipped[last] ^= 1;
-                assert!(!made.public_key.verify(&input, &flipped, scheme, EcdsaFormat::Der).unwrap(), "{alg}");
+                assert!(
+                    !made
+                        .public_key
+                        .verify(&input, &flipped, scheme, EcdsaFormat::Der)
+                        .unwrap(),
+                    "{alg}"
+                );
             }
             let again = backend.load("k", alg, &made.material).unwrap();
             let sig = again.sign(&input, SignOptions::default()).unwrap();
-            assert!(made.public_key.verify(&input, &sig.bytes, RsaScheme::Pkcs1v15, EcdsaFormat::Der).unwrap());
+            assert!(
+                made.public_key
+                    .verify(&input, &sig.bytes, RsaScheme::Pkcs1v15, EcdsaFormat::Der)
+                    .unwrap()
+            );
             assert!(backend.load("other-id", alg, &made.material).is_err());
         }
     }
@@ -355,10 +397,24 @@ mod tests {
     fn secp256k1_is_low_s_with_a_recovery_id() {
         let backend = SoftwareBackend::new(Kek::generate());
         let made = backend.generate("k", Algorithm::Secp256k1).unwrap();
-        let order_half = hex::decode("7fffffffffffffffffffffffffffffff5d576e7357a4501ddfe92f46681b20a0").unwrap();
+        let order_half =
+            hex::decode("7fffffffffffffffffffffffffffffff5d576e7357a4501ddfe92f46681b20a0")
+                .unwrap();
         for i in 0..64u8 {
-            let input = ToSign::Digest { hash: HashAlg::Sha256, digest: HashAlg::Sha256.digest(&[i]) };
-            let sig = made.key.sign(&input, SignOptions { format: EcdsaFormat::Raw, ..Default::default() }).unwrap();
+            let input = ToSign::Digest {
+                hash: HashAlg::Sha256,
+                digest: HashAlg::Sha256.digest(&[i]),
+            };
+            let sig = made
+                .key
+                .sign(
+                    &input,
+                    SignOptions {
+                        format: EcdsaFormat::Raw,
+                        ..Default::default()
+                    },
+                )
+                .unwrap();
             assert!(sig.bytes[32..] <= order_half[..], "high S at {i}");
             assert!(matches!(sig.recovery_id, Some(0 | 1)));
         }
@@ -367,13 +423,21 @@ mod tests {
     #[test]
     fn import_refuses_other_formats_and_mismatched_algorithms() {
         let backend = SoftwareBackend::new(Kek::generate());
-        let err = backend.import_pkcs8_pem("k", "-----BEGIN EC PRIVATE KEY-----\nAA==\n-----END EC PRIVATE KEY-----", None).unwrap_err();
+        let err = backend
+            .import_pkcs8_pem(
+                "k",
+                "-----BEGIN EC PRIVATE KEY-----\nAA==\n-----END EC PRIVATE KEY-----",
+                None,
+            )
+            .unwrap_err();
         assert!(err.to_string().contains("PKCS#8"), "{err}");
         let key = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
         let pem = key.to_pkcs8_pem(pkcs8::LineEnding::LF).unwrap();
         let (alg, _) = backend.import_pkcs8_pem("k", &pem, None).unwrap();
         assert_eq!(alg, Algorithm::Ed25519);
-        let err = backend.import_pkcs8_pem("k", &pem, Some(Algorithm::P256)).unwrap_err();
+        let err = backend
+            .import_pkcs8_pem("k", &pem, Some(Algorithm::P256))
+            .unwrap_err();
         assert!(err.to_string().contains("ed25519"), "{err}");
     }
 }

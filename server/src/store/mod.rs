@@ -102,15 +102,28 @@ impl Store {
 
     async fn check_pragmas(&self) -> Result<()> {
         let mut conn = self.pool.acquire().await?;
-        let mode: String = sqlx::query("PRAGMA journal_mode").fetch_one(&mut *conn).await?.try_get(0)?;
+        let mode: String = sqlx::query("PRAGMA journal_mode")
+            .fetch_one(&mut *conn)
+            .await?
+            .try_get(0)?;
         if !mode.eq_ignore_ascii_case("wal") {
-            return Err(StoreError::Check(format!("journal_mode is {mode}, WAL is required")));
+            return Err(StoreError::Check(format!(
+                "journal_mode is {mode}, WAL is required"
+            )));
         }
-        let sync: i64 = sqlx::query("PRAGMA synchronous").fetch_one(&mut *conn).await?.try_get(0)?;
+        let sync: i64 = sqlx::query("PRAGMA synchronous")
+            .fetch_one(&mut *conn)
+            .await?
+            .try_get(0)?;
         if sync != 2 {
-            return Err(StoreError::Check(format!("synchronous is {sync}, FULL (2) is required")));
+            return Err(StoreError::Check(format!(
+                "synchronous is {sync}, FULL (2) is required"
+            )));
         }
-        let fk: i64 = sqlx::query("PRAGMA foreign_keys").fetch_one(&mut *conn).await?.try_get(0)?;
+        let fk: i64 = sqlx::query("PRAGMA foreign_keys")
+            .fetch_one(&mut *conn)
+            .await?
+            .try_get(0)?;
         if fk != 1 {
             return Err(StoreError::Check("foreign_keys is off".into()));
         }
@@ -188,7 +201,9 @@ pub mod cursor {
 
     /// Decodes a cursor; `None` when it is not one of ours.
     pub fn decode(cursor: &str) -> Option<String> {
-        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(cursor).ok()?;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(cursor)
+            .ok()?;
         String::from_utf8(bytes).ok()
     }
 }

@@ -31,7 +31,9 @@ impl SignStatus {
             "signed" => Ok(SignStatus::Signed),
             "denied" => Ok(SignStatus::Denied),
             "failed" => Ok(SignStatus::Failed),
-            other => Err(StoreError::Corrupt(format!("unknown request status {other:?}"))),
+            other => Err(StoreError::Corrupt(format!(
+                "unknown request status {other:?}"
+            ))),
         }
     }
 }

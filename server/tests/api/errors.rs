@@ -1,0 +1,127 @@
+//! Authentication failures and the uniform error body.
+
+use keyward_server::auth::Role;
+use poem::http::StatusCode;
+use serde_json::json;
+
+use crate::{assert_error, setup, setup_with};
+
+#[tokio::test]
+async fn tokens_are_required_and_checked() {
+    let server = setup().await;
+    let key = server.create_key("k", "ed25519").await;
+    let path = format!("/v1/keys/{}/sign", key["id"].as_str().unwrap());
+    let body = json!({"message": "AA=="});
+
+    let (status, resp) = server.call("POST", &path, None, Some(body.clone())).await;
+    assert_error(status, &resp, StatusCode::UNAUTHORIZED, "UNAUTHENTICATED");
+
+    // Same issuer URL, another key: the signature does not verify.
+    let other = setup().await;
+    let forged = other.token("admin-1", &[Role::Admin]);
+    let (status, resp) = server
+        .call("POST", &path, Some(&forged), Some(body.clone()))
+        .await;
+    assert_error(status, &resp, StatusCode::UNAUTHORIZED, "UNAUTHENTICATED");
+
+    // Expired beyond the leeway, signed with the right key.
+    let pem = std::fs::read(server.dir.path().join("dev-issuer-key.pem")).unwrap();
+    let now = jsonwebtoken::get_current_timestamp();
+    let claims = json!({"iss": "http://keyward.test", "aud": "keyward", "sub": "x", "roles": ["admin"],
+                        "exp": now - 300, "iat": now - 900});
+    let kid = jsonwebtoken::decode_header(&server.admin).unwrap().kid;
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+    header.kid = kid.clone();
+    let expired = jsonwebtoken::encode(
+        &header,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_ed_pem(&pem).unwrap(),
+    )
+    .unwrap();
+    let (status, resp) = server
+        .call("POST", &path, Some(&expired), Some(body.clone()))
+        .await;
+    assert_error(status, &resp, StatusCode::UNAUTHORIZED, "UNAUTHENTICATED");
+    assert!(
+        resp["message"].as_str().unwrap().contains("expired"),
+        "{resp}"
+    );
+
+    // Wrong audience, right key.
+    let claims = json!({"iss": "http://keyward.test", "aud": "elsewhere", "sub": "x", "roles": ["admin"], "exp": now + 300});
+    let foreign = jsonwebtoken::encode(
+        &header,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_ed_pem(&pem).unwrap(),
+    )
+    .unwrap();
+    let (status, resp) = server
+        .call("POST", &path, Some(&foreign), Some(body.clone()))
+        .await;
+    assert_error(status, &resp, StatusCode::UNAUTHORIZED, "UNAUTHENTICATED");
+
+    for garbage in ["abc", "a.b.c", &"x".repeat(20_000)] {
+        let (status, resp) = server
+            .call("POST", &path, Some(garbage), Some(body.clone()))
+            .await;
+        assert_error(status, &resp, StatusCode::UNAUTHORIZED, "UNAUTHENTICATED");
+    }
+}
+
+#[tokio::test]
+async fn unknown_routes_and_large_bodies_get_the_uniform_body() {
+    let server = setup_with(|c| c.max_body_bytes = 2048).await;
+    let (status, resp) = server
+        .call("GET", "/v1/nothing-here", Some(&server.admin), None)
+        .await;
+    assert_error(status, &resp, StatusCode::NOT_FOUND, "NOT_FOUND");
+    let key = server.create_key("k", "ed25519").await;
+    let big = "A".repeat(4096);
+    let (status, resp) = server
+        .call(
+            "POST",
+            &format!("/v1/keys/{}/sign", key["id"].as_str().unwrap()),
+            Some(&server.admin),
+            Some(json!({"message": big})),
+        )
+        .await;
+    assert_error(
+        status,
+        &resp,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "PAYLOAD_TOO_LARGE",
+    );
+    let (status, resp) = server
+        .call(
+            "POST",
+            "/v1/keys",
+            Some(&server.admin),
+            Some(json!("not an object")),
+        )
+        .await;
+    assert_error(status, &resp, StatusCode::BAD_REQUEST, "BAD_REQUEST");
+}
+
+#[tokio::test]
+async fn health_and_discovery_are_public() {
+    let server = setup().await;
+    let (status, live) = server.call("GET", "/health/live", None, None).await;
+    assert_eq!(
+        (status, live["status"].as_str()),
+        (StatusCode::OK, Some("ok"))
+    );
+    let (status, ready) = server.call("GET", "/health/ready", None, None).await;
+    assert_eq!(status, StatusCode::OK, "{ready}");
+    assert_eq!(ready["checks"]["database"], "ok");
+    assert_eq!(ready["checks"]["backend:software"], "ok");
+    let (status, disco) = server
+        .call("GET", "/.well-known/openid-configuration", None, None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(disco["issuer"], "http://keyward.test");
+    let (_, jwks) = server
+        .call("GET", "/.well-known/jwks.json", None, None)
+        .await;
+    assert_eq!(jwks["keys"][0]["kty"], "OKP");
+    assert!(jwks["keys"][0].get("d").is_none(), "no private part");
+}

@@ -1,0 +1,148 @@
+//! In-process API tests: one test binary, a module per area, a shared `setup()`.
+#![allow(clippy::unwrap_used)]
+
+mod audit;
+mod errors;
+mod keys;
+mod openapi;
+mod signing;
+
+use std::time::Duration;
+
+use keyward_server::app::{self, AppState};
+use keyward_server::auth::Role;
+use keyward_server::config::Config;
+use poem::EndpointExt;
+use poem::endpoint::BoxEndpoint;
+use poem::http::StatusCode;
+use poem::test::TestClient;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+/// A server on a temporary data directory, reached through poem's test client.
+pub struct TestServer {
+    pub client: TestClient<BoxEndpoint<'static>>,
+    pub state: AppState,
+    pub dir: TempDir,
+    pub admin: String,
+}
+
+/// The same configuration as `keyward dev` (default decision `allow`), in a temp dir.
+pub async fn setup() -> TestServer {
+    setup_with(|_| {}).await
+}
+
+/// Like `setup`, after `edit` changes the configuration.
+pub async fn setup_with(edit: impl FnOnce(&mut Config)) -> TestServer {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (mut config, _) =
+        keyward_server::commands::dev_config(dir.path(), "127.0.0.1:0".parse().unwrap())
+            .expect("dev config");
+    edit(&mut config);
+    let state = AppState::build(config, "http://keyward.test")
+        .await
+        .expect("state");
+    let client = TestClient::new(app::routes(state.clone()).boxed());
+    let mut server = TestServer {
+        client,
+        state,
+        dir,
+        admin: String::new(),
+    };
+    server.admin = server.token("admin-1", &[Role::Admin]);
+    server
+}
+
+impl TestServer {
+    /// Mints a development token.
+    pub fn token(&self, subject: &str, roles: &[Role]) -> String {
+        self.state
+            .dev_issuer()
+            .expect("dev issuer")
+            .mint(subject, roles, Duration::from_secs(600))
+            .expect("mint")
+    }
+
+    /// Sends a request with an optional bearer token and JSON body; returns status and JSON.
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        self.call_with(method, path, token, body, &[]).await
+    }
+
+    /// Like `call`, with extra headers.
+    pub async fn call_with(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, Value) {
+        let mut req = match method {
+            "GET" => self.client.get(path),
+            "POST" => self.client.post(path),
+            "PUT" => self.client.put(path),
+            "DELETE" => self.client.delete(path),
+            other => panic!("method {other}"),
+        };
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if let Some(b) = body {
+            req = req.body_json(&b);
+        }
+        let resp = req.send().await;
+        let status = resp.0.status();
+        let bytes = resp.0.into_body().into_bytes().await.expect("body");
+        let value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+        };
+        (status, value)
+    }
+
+    /// Creates a key as admin and returns its JSON.
+    pub async fn create_key(&self, name: &str, algorithm: &str) -> Value {
+        let (status, body) = self
+            .call(
+                "POST",
+                "/v1/keys",
+                Some(&self.admin),
+                Some(json!({"name": name, "algorithm": algorithm})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body
+    }
+}
+
+/// Asserts the uniform error body with `code`, and that no signature came back.
+pub fn assert_error(status: StatusCode, body: &Value, want_status: StatusCode, want_code: &str) {
+    assert_eq!(status, want_status, "{body}");
+    assert_eq!(body["code"], want_code, "{body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    assert!(
+        body["request_id"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    assert!(body.get("signature").is_none(), "{body}");
+}
+
+/// Standard base64.
+pub fn b64(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
