@@ -1,1 +1,300 @@
-//! x
+//! Black-box test harness: builds the real `keyward` binary once, starts it on a free
+//! loopback port in a temporary data directory, and talks to it over HTTP.
+//! Everything it starts is stopped when the handle is dropped.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Path of the `keyward` binary, built on first use with the same profile as the tests.
+pub fn keyward_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "-q", "-p", "keyward-server", "--bin", "keyward"])
+            .current_dir(workspace_root())
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "building keyward failed");
+        let target = std::env::var("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| workspace_root().join("target"));
+        let bin = target.join("debug").join("keyward");
+        assert!(bin.exists(), "{} missing", bin.display());
+        bin
+    })
+}
+
+/// Runs `keyward` with `args` to completion; returns (exit success, stdout, stderr).
+pub fn run_keyward(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(keyward_bin())
+        .args(args)
+        .output()
+        .expect("run keyward");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A running `keyward` process.
+pub struct Keyward {
+    child: Option<Child>,
+    /// Base URL, e.g. `http://127.0.0.1:43121`.
+    pub url: String,
+    /// The admin token printed by `keyward dev` (absent for `serve`).
+    pub admin_token: Option<String>,
+    /// Every stdout line printed before the server was ready.
+    pub banner: Vec<String>,
+    /// The data directory.
+    pub data_dir: PathBuf,
+}
+
+impl Keyward {
+    /// `keyward dev --data-dir DIR --listen 127.0.0.1:0`.
+    pub fn dev(data_dir: &Path) -> Self {
+        Self::dev_with_env(data_dir, &[])
+    }
+
+    /// `keyward dev` with extra environment variables.
+    pub fn dev_with_env(data_dir: &Path, env: &[(&str, &str)]) -> Self {
+        let dir = data_dir.to_str().unwrap();
+        Self::spawn(
+            &["dev", "--data-dir", dir, "--listen", "127.0.0.1:0"],
+            env,
+            "admin token: ",
+            data_dir,
+        )
+    }
+
+    /// `keyward serve --config FILE`.
+    pub fn serve(config: &Path, data_dir: &Path, env: &[(&str, &str)]) -> Self {
+        Self::spawn(
+            &["serve", "--config", config.to_str().unwrap()],
+            env,
+            "listening: ",
+            data_dir,
+        )
+    }
+
+    fn spawn(args: &[&str], env: &[(&str, &str)], ready: &str, data_dir: &Path) -> Self {
+        let mut cmd = Command::new(keyward_bin());
+        cmd.args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .env("KEYWARD_LOG", "warn");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn keyward");
+        let stdout = child.stdout.take().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let (etx, erx) = mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = etx.send(line);
+            }
+        });
+        let mut banner = Vec::new();
+        loop {
+            match rx.recv_timeout(Duration::from_secs(120)) {
+                Ok(line) => {
+                    let done = line.starts_with(ready);
+                    banner.push(line);
+                    if done {
+                        break;
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    let errors: Vec<String> = erx.try_iter().collect();
+                    panic!(
+                        "keyward {args:?} did not become ready; stdout {banner:?}; stderr {errors:?}"
+                    );
+                }
+            }
+        }
+        let url = banner
+            .iter()
+            .find_map(|l| l.strip_prefix("listening: "))
+            .expect("listening line")
+            .to_string();
+        let admin_token = banner
+            .iter()
+            .find_map(|l| l.strip_prefix("admin token: "))
+            .map(str::to_string);
+        Keyward {
+            child: Some(child),
+            url,
+            admin_token,
+            banner,
+            data_dir: data_dir.to_path_buf(),
+        }
+    }
+
+    /// The admin token (dev servers only).
+    pub fn admin(&self) -> &str {
+        self.admin_token.as_deref().expect("admin token")
+    }
+
+    /// Mints a token with `keyward token` from this data directory.
+    pub fn token(&self, subject: &str, roles: &[&str]) -> String {
+        let dir = self.data_dir.to_str().unwrap();
+        let mut args = vec!["token", "--data-dir", dir, "--subject", subject];
+        for r in roles {
+            args.push("--role");
+            args.push(r);
+        }
+        let (ok, out, err) = run_keyward(&args);
+        assert!(ok, "keyward token failed: {err}");
+        out.trim().to_string()
+    }
+
+    /// Stops the server with SIGTERM and waits for it.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            for _ in 0..100 {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Kills the server with SIGKILL.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Sends a request; returns status and JSON body (or the text as a JSON string).
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
+        self.call_with(method, path, token, body, &[]).await
+    }
+
+    /// Like `call`, with extra headers.
+    pub async fn call_with(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> (u16, Value) {
+        let client = client();
+        let url = format!("{}{path}", self.url);
+        let mut req = client.request(method.parse().unwrap(), url);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, value)
+    }
+}
+
+impl Drop for Keyward {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A shared HTTP client.
+pub fn client() -> reqwest::Client {
+    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
+    CLIENT
+        .get_or_init(|| {
+            reqwest::Client::builder()
+                .timeout(Duration::from_secs(120))
+                .build()
+                .unwrap()
+        })
+        .clone()
+}
+
+/// Asserts the uniform error body and that no signature came back.
+pub fn assert_error(status: u16, body: &Value, want: u16, code: &str) {
+    assert_eq!(status, want, "{body}");
+    assert_eq!(body["code"], code, "{body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    assert!(
+        body["request_id"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    assert!(body.get("signature").is_none(), "{body}");
+}
+
+/// Standard base64 encode.
+pub fn b64(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Standard base64 decode.
+pub fn unb64(text: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .unwrap()
+}
+
+/// Runs `openssl` with `args` in `dir`; returns (success, combined output).
+pub fn openssl(dir: &Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run openssl");
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
