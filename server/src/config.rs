@@ -518,6 +518,16 @@ mod tests {
     }
 
     #[test]
+    fn the_example_production_config_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/production.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let cfg = Config::from_table(table(&text), env(&[("KEYWARD_KEK", KEK)]), Path::new("/")).unwrap();
+        assert_eq!(cfg.default_decision, DefaultDecision::Deny);
+        assert!(!cfg.dev_issuer);
+        assert_eq!(cfg.issuers.len(), 1);
+    }
+
+    #[test]
     fn a_production_config_needs_an_issuer_and_a_kek() {
         let err = Config::from_table(
             table("[storage]\ndata_dir = \"d\"\n"),
