@@ -12,12 +12,15 @@ use std::time::{Duration, Instant};
 
 use keyward_server::app::{self, AppState};
 use keyward_server::auth::Role;
-use keyward_server::keys::{Algorithm, KeyBackend, Kek, SignOptions, SoftwareBackend, ToSign};
+use keyward_server::keys::{Algorithm, Kek, KeyBackend, SignOptions, SoftwareBackend, ToSign};
 use poem::listener::{Acceptor, Listener, TcpListener};
 use serde_json::json;
 
 fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -57,25 +60,41 @@ fn raw_signing(threads: usize, seconds: f64) -> f64 {
 fn main() {
     let seconds = env_or("BENCH_SECONDS", 10);
     let concurrency = env_or("BENCH_CONCURRENCY", 64) as usize;
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
 
     let raw1 = raw_signing(1, 3.0);
     let raw_all = raw_signing(cores, 3.0);
 
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let (e2e, p50, p99, errors, audit_rows) = rt.block_on(async move {
         let dir = tempfile::tempdir().unwrap();
         let (config, _) =
-            keyward_server::commands::dev_config(dir.path(), "127.0.0.1:0".parse().unwrap()).unwrap();
-        let acceptor = TcpListener::bind("127.0.0.1:0").into_acceptor().await.unwrap();
+            keyward_server::commands::dev_config(dir.path(), "127.0.0.1:0".parse().unwrap())
+                .unwrap();
+        let acceptor = TcpListener::bind("127.0.0.1:0")
+            .into_acceptor()
+            .await
+            .unwrap();
         let addr = *acceptor.local_addr()[0].as_socket_addr().unwrap();
         let base = format!("http://{addr}");
         let state = AppState::build(config, &base).await.unwrap();
-        let token = state.dev_issuer().unwrap().mint("bench", &[Role::Admin], Duration::from_secs(3600)).unwrap();
+        let token = state
+            .dev_issuer()
+            .unwrap()
+            .mint("bench", &[Role::Admin], Duration::from_secs(3600))
+            .unwrap();
         let store = state.store().clone();
         tokio::spawn(poem::Server::new_with_acceptor(acceptor).run(app::routes(state)));
 
-        let client = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build().unwrap();
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(concurrency)
+            .build()
+            .unwrap();
         let key: serde_json::Value = client
             .post(format!("{base}/v1/keys"))
             .bearer_auth(&token)
@@ -104,7 +123,12 @@ fn main() {
                         let body = json!({"message": format!("bWVzc2FnZQ{i}==")});
                         while Instant::now() < deadline {
                             let t = Instant::now();
-                            let resp = client.post(&url).bearer_auth(&token).json(&body).send().await;
+                            let resp = client
+                                .post(&url)
+                                .bearer_auth(&token)
+                                .json(&body)
+                                .send()
+                                .await;
                             match resp {
                                 Ok(r) if r.status().is_success() => {
                                     let _ = r.bytes().await;
@@ -132,13 +156,32 @@ fn main() {
         let elapsed = start.elapsed().as_secs_f64();
         lat.sort();
         let rows = keyward_server::audit::verify(&store).await.unwrap();
-        (lat.len() as f64 / elapsed, percentile(&lat, 0.5), percentile(&lat, 0.99), errors, rows)
+        (
+            lat.len() as f64 / elapsed,
+            percentile(&lat, 0.5),
+            percentile(&lat, 0.99),
+            errors,
+            rows,
+        )
     });
 
-    println!("keyward signing throughput ({cores} cores, {concurrency} connections, {seconds}s window)");
+    println!(
+        "keyward signing throughput ({cores} cores, {concurrency} connections, {seconds}s window)"
+    );
     println!("  raw Ed25519, 1 thread:          {raw1:>10.0} sig/s");
     println!("  raw Ed25519, {cores} threads:         {raw_all:>10.0} sig/s");
-    println!("  end-to-end HTTP sign:           {e2e:>10.0} sig/s   p50 {:.2} ms   p99 {:.2} ms   errors {errors}", p50.as_secs_f64() * 1e3, p99.as_secs_f64() * 1e3);
-    println!("  ratio end-to-end / raw ({cores} threads): {:.3}", e2e / raw_all);
-    println!("  audit chain after the run: {} records, intact: {}", audit_rows.records, audit_rows.is_ok());
+    println!(
+        "  end-to-end HTTP sign:           {e2e:>10.0} sig/s   p50 {:.2} ms   p99 {:.2} ms   errors {errors}",
+        p50.as_secs_f64() * 1e3,
+        p99.as_secs_f64() * 1e3
+    );
+    println!(
+        "  ratio end-to-end / raw ({cores} threads): {:.3}",
+        e2e / raw_all
+    );
+    println!(
+        "  audit chain after the run: {} records, intact: {}",
+        audit_rows.records,
+        audit_rows.is_ok()
+    );
 }

@@ -7,6 +7,7 @@ use poem::{EndpointExt, Route};
 use poem_openapi::OpenApiService;
 
 use crate::api::{self, error::ErrorEnvelope, limits::BodyLimit};
+use crate::approvals::ApprovalHub;
 use crate::audit::AuditLog;
 use crate::auth::dev_issuer::DevIssuer;
 use crate::auth::{Authenticator, IssuerVerifier};
@@ -44,6 +45,7 @@ struct Inner {
     auth: Authenticator,
     policy: PolicyStage,
     dev_issuer: Option<DevIssuer>,
+    approvals: ApprovalHub,
     public_url: String,
 }
 
@@ -91,7 +93,13 @@ impl AppState {
             verifiers.push(IssuerVerifier::new(issuer.settings.clone(), &jwks)?);
         }
         let policy = PolicyStage::new(config.default_decision);
-        Ok(AppState(Arc::new(Inner {
+        let approvals = ApprovalHub::new(
+            store.clone(),
+            config.approvals.webhook_url.clone(),
+            config.approvals.webhook_secret.clone(),
+        );
+        let state = AppState(Arc::new(Inner {
+            approvals,
             auth: Authenticator::new(verifiers),
             config,
             store,
@@ -101,7 +109,9 @@ impl AppState {
             policy,
             dev_issuer,
             public_url: public_url.trim_end_matches('/').to_string(),
-        })))
+        }));
+        crate::approvals::spawn_background(state.clone());
+        Ok(state)
     }
 
     /// The configuration.
@@ -135,6 +145,10 @@ impl AppState {
     /// The development issuer, when enabled.
     pub fn dev_issuer(&self) -> Option<&DevIssuer> {
         self.0.dev_issuer.as_ref()
+    }
+    /// Notifications of approval state changes.
+    pub fn approvals(&self) -> &ApprovalHub {
+        &self.0.approvals
     }
     /// The server's base URL.
     pub fn public_url(&self) -> &str {

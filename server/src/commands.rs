@@ -158,7 +158,7 @@ pub fn token(
         return Err(StartError::Other("--subject must not be empty".into()));
     }
     let issuer = DevIssuer::load(data_dir)?;
-    Ok(issuer.mint(subject, &parsed, ttl)?)
+    Ok(issuer.mint_named(subject, roles, ttl)?)
 }
 
 /// Parses `90s`, `15m`, `1h`, `7d` (or a plain number of seconds).

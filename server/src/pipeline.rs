@@ -4,7 +4,9 @@
 //! signs by itself. The guarantees live here:
 //! - a disabled key, a missing role or a key of another purpose stops the request before the
 //!   policy stage;
-//! - the policy verdict decides; anything but an explicit allow gives no signature;
+//! - the policy verdict decides; anything but an explicit allow gives no signature now: a
+//!   require-approval verdict stores the exact bytes to sign as a pending request, and
+//!   `sign_approved` makes that signature once, after the approvers' quorum;
 //! - only the digest or message crosses into the backend, off the async runtime;
 //! - the outcome (signed, denied, failed) is recorded in the hash-chained audit log in the
 //!   same transaction as the request row, and a signature is returned only after that
@@ -25,8 +27,9 @@ use crate::app::AppState;
 use crate::audit::{Actor, AuditError, AuditEvent};
 use crate::auth::{Principal, Role};
 use crate::intent::SignIntent;
-use crate::keys::{Algorithm, KeyError, LoadedKey, ResolveError, SignOptions, Signature};
+use crate::keys::{Algorithm, KeyError, LoadedKey, ResolveError, SignOptions, Signature, ToSign};
 use crate::policy::Verdict;
+use crate::store::approvals::{ApprovalRequestRow, ApprovalStatus};
 use crate::store::{SignRequestRow, SignStatus, StateChange, StoreError};
 
 /// Errors of the signing path.
@@ -60,12 +63,9 @@ pub enum PipelineError {
         /// The verdict.
         verdict: Box<Verdict>,
     },
-    /// A policy requires approval, which this server cannot collect.
-    #[error("approval required but not available")]
-    ApprovalNotAvailable {
-        /// The verdict.
-        verdict: Box<Verdict>,
-    },
+    /// A policy asked for approval with parameters the server cannot honour.
+    #[error("invalid approval requirement: {0}")]
+    BadApprovalRequirement(String),
     /// The idempotency key was used with another request.
     #[error("idempotency key reused with another request")]
     IdempotencyMismatch,
@@ -154,8 +154,90 @@ pub struct SignReceipt {
     pub verdict: Verdict,
 }
 
+/// A request that is waiting for approvers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingReceipt {
+    /// Request id (poll `/v1/requests/{id}`).
+    pub request_id: String,
+    /// Key id.
+    pub key_id: String,
+    /// Why approval is needed.
+    pub reason: String,
+    /// Distinct approvals needed.
+    pub approvals: u32,
+    /// Roles an approver may hold.
+    pub approver_roles: Vec<String>,
+    /// When the request expires.
+    pub expires_at: String,
+    /// The policy verdict.
+    pub verdict: Verdict,
+}
+
+/// How a request that passed the pipeline ended: signed now, or waiting for approvers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Submitted {
+    /// Signed and recorded.
+    Signed(SignReceipt),
+    /// Stored; approvers decide.
+    Pending(PendingReceipt),
+}
+
+/// The bytes and options to sign, as stored with a pending request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StoredToSign {
+    kind: String,
+    hash: Option<String>,
+    bytes: String,
+    scheme: String,
+    format: String,
+}
+
+fn encode_to_sign(to_sign: &ToSign, options: SignOptions) -> String {
+    use base64::Engine as _;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let stored = match to_sign {
+        ToSign::Digest { hash, digest } => StoredToSign {
+            kind: "digest".into(),
+            hash: Some(hash.to_string()),
+            bytes: b64(digest),
+            scheme: options.scheme.to_string(),
+            format: options.format.to_string(),
+        },
+        ToSign::Message(m) => StoredToSign {
+            kind: "message".into(),
+            hash: None,
+            bytes: b64(m),
+            scheme: options.scheme.to_string(),
+            format: options.format.to_string(),
+        },
+    };
+    serde_json::to_string(&stored).unwrap_or_default()
+}
+
+fn decode_to_sign(text: &str) -> Result<(ToSign, SignOptions), StoreError> {
+    use base64::Engine as _;
+    let corrupt = |e: String| StoreError::Corrupt(format!("stored bytes to sign: {e}"));
+    let stored: StoredToSign = serde_json::from_str(text).map_err(|e| corrupt(e.to_string()))?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(&stored.bytes)
+        .map_err(|e| corrupt(e.to_string()))?;
+    let options = SignOptions {
+        scheme: stored.scheme.parse().map_err(corrupt)?,
+        format: stored.format.parse().map_err(corrupt)?,
+    };
+    let to_sign = match (stored.kind.as_str(), stored.hash) {
+        ("digest", Some(hash)) => ToSign::Digest {
+            hash: hash.parse().map_err(corrupt)?,
+            digest: bytes,
+        },
+        ("message", None) => ToSign::Message(bytes),
+        (kind, _) => return Err(corrupt(format!("unknown kind {kind}"))),
+    };
+    Ok((to_sign, options))
+}
+
 /// Runs a sign request through the whole path.
-pub async fn submit(state: &AppState, call: SignCall) -> Result<SignReceipt, PipelineError> {
+pub async fn submit(state: &AppState, call: SignCall) -> Result<Submitted, PipelineError> {
     if let Some(idem) = &call.idempotency
         && let Some(previous) = replay(state, &call.principal, idem).await?
     {
@@ -229,16 +311,10 @@ pub async fn submit(state: &AppState, call: SignCall) -> Result<SignReceipt, Pip
             });
         }
         Decision::RequireApproval { .. } => {
-            outcome
-                .record_refusal(
-                    SignStatus::Denied,
-                    "APPROVAL_NOT_AVAILABLE",
-                    "approval required",
-                )
-                .await?;
-            return Err(PipelineError::ApprovalNotAvailable {
-                verdict: Box::new(verdict),
-            });
+            return outcome
+                .record_pending(&intent.to_sign, options)
+                .await
+                .map(Submitted::Pending);
         }
     }
 
@@ -263,7 +339,10 @@ pub async fn submit(state: &AppState, call: SignCall) -> Result<SignReceipt, Pip
     };
 
     // Audit, then answer.
-    outcome.record_signature(signature).await
+    outcome
+        .record_signature(signature)
+        .await
+        .map(Submitted::Signed)
 }
 
 /// Looks for an earlier request with the same idempotency key.
@@ -271,7 +350,22 @@ async fn replay(
     state: &AppState,
     principal: &Principal,
     idem: &Idempotency,
-) -> Result<Option<Result<SignReceipt, PipelineError>>, PipelineError> {
+) -> Result<Option<Result<Submitted, PipelineError>>, PipelineError> {
+    if let Some(pending) = state
+        .store()
+        .approval_request_by_idempotency_key(&principal.issuer, &principal.subject, &idem.key)
+        .await?
+    {
+        if pending.body_hash.as_deref() != Some(&idem.body_hash[..]) {
+            return Err(PipelineError::IdempotencyMismatch);
+        }
+        if let (ApprovalStatus::Signed, Some(result)) = (pending.status, &pending.result) {
+            let receipt: SignReceipt = serde_json::from_str(result)
+                .map_err(|e| StoreError::Corrupt(format!("request {} result: {e}", pending.id)))?;
+            return Ok(Some(Ok(Submitted::Signed(receipt))));
+        }
+        return Ok(Some(Ok(Submitted::Pending(pending_receipt(&pending)?))));
+    }
     let Some(row) = state
         .store()
         .request_by_idempotency_key(&principal.issuer, &principal.subject, &idem.key)
@@ -288,18 +382,27 @@ async fn replay(
         SignStatus::Signed => {
             let receipt: SignReceipt = serde_json::from_str(row.response.as_deref().unwrap_or(""))
                 .map_err(|e| StoreError::Corrupt(format!("request {} response: {e}", row.id)))?;
-            Ok(receipt)
+            Ok(Submitted::Signed(receipt))
         }
-        _ => match verdict.decision {
-            Decision::RequireApproval { .. } => Err(PipelineError::ApprovalNotAvailable {
-                verdict: Box::new(verdict),
-            }),
-            _ => Err(PipelineError::PolicyDenied {
-                reason: row.error_message.unwrap_or_default(),
-                verdict: Box::new(verdict),
-            }),
-        },
+        _ => Err(PipelineError::PolicyDenied {
+            reason: row.error_message.unwrap_or_default(),
+            verdict: Box::new(verdict),
+        }),
     }))
+}
+
+/// The pending receipt of a stored approval request.
+pub fn pending_receipt(row: &ApprovalRequestRow) -> Result<PendingReceipt, StoreError> {
+    let corrupt = |e: serde_json::Error| StoreError::Corrupt(format!("request {}: {e}", row.id));
+    Ok(PendingReceipt {
+        request_id: row.id.clone(),
+        key_id: row.key_id.clone(),
+        reason: row.reason.clone(),
+        approvals: u32::try_from(row.quorum).unwrap_or(u32::MAX),
+        approver_roles: serde_json::from_str(&row.approver_roles).map_err(corrupt)?,
+        expires_at: row.expires_at.clone(),
+        verdict: serde_json::from_str(&row.verdict).map_err(corrupt)?,
+    })
 }
 
 /// Everything needed to record how a request ended.
@@ -388,6 +491,96 @@ impl Outcome<'_> {
         }
     }
 
+    async fn record_pending(
+        &self,
+        to_sign: &ToSign,
+        options: SignOptions,
+    ) -> Result<PendingReceipt, PipelineError> {
+        let Decision::RequireApproval {
+            reason,
+            approvals,
+            approver_roles,
+            ttl_seconds,
+        } = &self.verdict.decision
+        else {
+            return Err(PipelineError::BadApprovalRequirement(
+                "not an approval verdict".into(),
+            ));
+        };
+        let limits = &self.state.config().approvals;
+        if *approvals == 0 || *approvals > limits.max_quorum {
+            return Err(PipelineError::BadApprovalRequirement(format!(
+                "a policy asked for {approvals} approvals; between 1 and {} are possible",
+                limits.max_quorum
+            )));
+        }
+        let ttl = (*ttl_seconds).clamp(1, limits.max_ttl_seconds);
+        let expires_unix = self
+            .time
+            .1
+            .saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX));
+        let expires_at = time::OffsetDateTime::from_unix_timestamp(expires_unix)
+            .map(crate::clock::format)
+            .map_err(|e| PipelineError::BadApprovalRequirement(e.to_string()))?;
+        let row = ApprovalRequestRow {
+            id: self.request_id.to_string(),
+            key_id: self.key.meta.id.clone(),
+            issuer: self.principal.issuer.clone(),
+            subject: self.principal.subject.clone(),
+            operation: self.operation.to_string(),
+            status: ApprovalStatus::PendingApproval,
+            intent: serde_json::to_string(self.intent).unwrap_or_default(),
+            verdict: serde_json::to_string(self.verdict).unwrap_or_default(),
+            to_sign: encode_to_sign(to_sign, options),
+            options: serde_json::to_string(
+                &json!({"scheme": options.scheme.as_str(), "format": options.format.as_str()}),
+            )
+            .unwrap_or_default(),
+            quorum: i64::from(*approvals),
+            approver_roles: serde_json::to_string(approver_roles).unwrap_or_else(|_| "[]".into()),
+            reason: reason.clone(),
+            expires_at,
+            expires_unix,
+            idempotency_key: self.idempotency.map(|i| i.key.clone()),
+            body_hash: self.idempotency.map(|i| i.body_hash.to_vec()),
+            result: None,
+            error_code: None,
+            error_message: None,
+            created_at: self.time.0.clone(),
+            updated_at: self.time.0.clone(),
+        };
+        let receipt = pending_receipt(&row)?;
+        let event = self.event(
+            "pending_approval",
+            json!({"approvals": approvals, "approver_roles": approver_roles, "expires_at": row.expires_at}),
+        );
+        match self
+            .state
+            .audit()
+            .append(
+                vec![StateChange::InsertApprovalRequest(Box::new(row))],
+                event,
+            )
+            .await
+        {
+            Ok(_) => {
+                self.state
+                    .approvals()
+                    .changed(&receipt.request_id, "pending_approval");
+                Ok(receipt)
+            }
+            Err(AuditError::Rejected(StoreError::Conflict(_))) => {
+                let idem = self.idempotency.ok_or(PipelineError::IdempotencyMismatch)?;
+                match replay(self.state, self.principal, idem).await? {
+                    Some(Ok(Submitted::Pending(p))) => Ok(p),
+                    Some(Err(e)) => Err(e),
+                    _ => Err(PipelineError::IdempotencyMismatch),
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
     async fn record_signature(&self, signature: Signature) -> Result<SignReceipt, PipelineError> {
         use base64::Engine as _;
         let sig_hash = hex::encode(sha2::Sha256::digest(&signature.bytes));
@@ -415,11 +608,148 @@ impl Outcome<'_> {
                 // with what it recorded, and drop this signature unseen.
                 let idem = self.idempotency.ok_or(PipelineError::IdempotencyMismatch)?;
                 match replay(self.state, self.principal, idem).await? {
-                    Some(previous) => previous,
-                    None => Err(PipelineError::IdempotencyMismatch),
+                    Some(Ok(Submitted::Signed(receipt))) => Ok(receipt),
+                    Some(Err(e)) => Err(e),
+                    _ => Err(PipelineError::IdempotencyMismatch),
                 }
             }
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// Makes the signature of an approved request, exactly once: from the bytes stored when it was
+/// requested, after checking that the key can still sign. The request becomes `signed` (with
+/// the receipt) or `failed` in the same transaction as its audit record. Only the caller whose
+/// vote completed the quorum (or start-up recovery) calls this.
+pub async fn sign_approved(state: &AppState, id: &str) -> Result<SignReceipt, PipelineError> {
+    let row = state
+        .store()
+        .approval_request(id)
+        .await?
+        .ok_or_else(|| PipelineError::Invalid(format!("no approval request {id}")))?;
+    if row.status != ApprovalStatus::Approved {
+        return Err(PipelineError::Invalid(format!(
+            "request {id} is {}, not approved",
+            row.status.as_str()
+        )));
+    }
+    let approvers: Vec<String> = state
+        .store()
+        .approval_votes(id)
+        .await?
+        .into_iter()
+        .filter(|v| v.decision == "approve")
+        .map(|v| v.subject)
+        .collect();
+    let actor = Actor {
+        issuer: row.issuer.clone(),
+        subject: row.subject.clone(),
+    };
+    let (now, _) = crate::clock::now();
+    let fail = |code: &str, message: String| {
+        let event = AuditEvent {
+            action: "sign",
+            outcome: "failed",
+            actor: actor.clone(),
+            key_id: Some(row.key_id.clone()),
+            request_id: Some(row.id.clone()),
+            details: json!({"operation": row.operation, "approvers": approvers, "error_code": code, "error": message}),
+        };
+        let change = StateChange::ApprovalTransition {
+            id: row.id.clone(),
+            from: vec![ApprovalStatus::Approved],
+            to: ApprovalStatus::Failed,
+            at: now.clone(),
+            result: None,
+            error: Some((code.to_string(), message)),
+        };
+        (vec![change], event)
+    };
+    let (to_sign, options) = decode_to_sign(&row.to_sign)?;
+    let key = state.keys().resolve(&row.key_id).await?;
+    let signer = match key.as_ref().and_then(|k| k.signer.clone()) {
+        Some(signer) => signer,
+        None => {
+            let (changes, event) = fail(
+                "KEY_DISABLED",
+                "the key was disabled before the approvals completed".into(),
+            );
+            state.audit().append(changes, event).await?;
+            state.approvals().changed(id, "failed");
+            return Err(PipelineError::KeyDisabled(row.key_id.clone()));
+        }
+    };
+    let key = key.ok_or_else(|| PipelineError::KeyNotFound(row.key_id.clone()))?;
+    let signed = tokio::task::spawn_blocking(move || signer.sign(&to_sign, options))
+        .await
+        .map_err(|e| KeyError::Unavailable(format!("signing task failed: {e}")))
+        .and_then(|r| r);
+    let signature = match signed {
+        Ok(s) => s,
+        Err(err) => {
+            let (changes, event) = fail("BACKEND_UNAVAILABLE", err.to_string());
+            state.audit().append(changes, event).await?;
+            state.approvals().changed(id, "failed");
+            return Err(err.into());
+        }
+    };
+    use base64::Engine as _;
+    let verdict: Verdict = serde_json::from_str(&row.verdict)
+        .map_err(|e| StoreError::Corrupt(format!("request {id} verdict: {e}")))?;
+    let receipt = SignReceipt {
+        request_id: row.id.clone(),
+        key_id: row.key_id.clone(),
+        algorithm: key.meta.algorithm.to_string(),
+        signature: base64::engine::general_purpose::STANDARD.encode(&signature.bytes),
+        recovery_id: signature.recovery_id,
+        signed_at: now.clone(),
+        verdict,
+    };
+    let receipt_json = serde_json::to_string(&receipt).unwrap_or_default();
+    let (_, unix) = crate::clock::now();
+    let request_row = SignRequestRow {
+        id: row.id.clone(),
+        key_id: row.key_id.clone(),
+        issuer: row.issuer.clone(),
+        subject: row.subject.clone(),
+        operation: row.operation.clone(),
+        status: SignStatus::Signed,
+        intent: row.intent.clone(),
+        decision: row.verdict.clone(),
+        idempotency_key: None,
+        body_hash: None,
+        response: Some(receipt_json.clone()),
+        error_code: None,
+        error_message: None,
+        created_at: now.clone(),
+        created_unix: unix,
+    };
+    let event = AuditEvent {
+        action: "sign",
+        outcome: "ok",
+        actor,
+        key_id: Some(row.key_id.clone()),
+        request_id: Some(row.id.clone()),
+        details: json!({
+            "operation": row.operation,
+            "algorithm": key.meta.algorithm.as_str(),
+            "approvers": approvers,
+            "signature_sha256": hex::encode(sha2::Sha256::digest(&signature.bytes)),
+        }),
+    };
+    let changes = vec![
+        StateChange::ApprovalTransition {
+            id: row.id.clone(),
+            from: vec![ApprovalStatus::Approved],
+            to: ApprovalStatus::Signed,
+            at: now,
+            result: Some(receipt_json),
+            error: None,
+        },
+        StateChange::InsertSignRequest(Box::new(request_row)),
+    ];
+    state.audit().append(changes, event).await?;
+    state.approvals().changed(id, "signed");
+    Ok(receipt)
 }

@@ -291,10 +291,15 @@ impl From<PipelineError> for ApiError {
                 format!("key {id} is disabled and cannot sign"),
             ),
             P::Forbidden(m) => ApiError::forbidden(m),
-            P::WrongPurpose { key_purpose, wanted } => ApiError::new(
+            P::WrongPurpose {
+                key_purpose,
+                wanted,
+            } => ApiError::new(
                 StatusCode::FORBIDDEN,
                 "WRONG_KEY_PURPOSE",
-                format!("this key's purpose is {key_purpose}; it cannot be used for {wanted} signing"),
+                format!(
+                    "this key's purpose is {key_purpose}; it cannot be used for {wanted} signing"
+                ),
             ),
             P::Invalid(m) => ApiError::invalid(m),
             P::PolicyDenied { reason, verdict } => ApiError::new(
@@ -303,12 +308,13 @@ impl From<PipelineError> for ApiError {
                 format!("denied by policy: {reason}"),
             )
             .with_details(serde_json::json!({ "policy": verdict })),
-            P::ApprovalNotAvailable { verdict } => ApiError::new(
+            P::BadApprovalRequirement(m) => ApiError::new(
                 StatusCode::FORBIDDEN,
-                "APPROVAL_NOT_AVAILABLE",
-                "a policy requires approval, and this server has no approval workflow; nothing was signed",
-            )
-            .with_details(serde_json::json!({ "policy": verdict })),
+                "POLICY_DENIED",
+                format!(
+                    "a policy asked for an approval this server cannot hold, so the request is refused: {m}"
+                ),
+            ),
             P::IdempotencyMismatch => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "IDEMPOTENCY_KEY_REUSED",

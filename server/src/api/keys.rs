@@ -15,7 +15,9 @@ use crate::auth::Role;
 use crate::intent::IntentError;
 use crate::intent::raw::{RawPayload, decode_b64};
 use crate::keys::{Algorithm, EcdsaFormat, KeyMeta, Purpose, RsaScheme, SignOptions};
-use crate::pipeline::{self, Idempotency, PipelineError, SignCall, SignReceipt};
+use crate::pipeline::{
+    self, Idempotency, PendingReceipt, PipelineError, SignCall, SignReceipt, Submitted,
+};
 use crate::policy::Verdict;
 use crate::store::cursor;
 
@@ -111,6 +113,65 @@ pub struct KeyPage {
     pub items: Vec<KeyView>,
     /// Pass as `cursor` for the next page; absent on the last page.
     pub next_cursor: Option<String>,
+}
+
+/// A request waiting for approvers.
+#[derive(Debug, Clone, Object)]
+pub struct PendingResult {
+    /// Request id.
+    pub request_id: String,
+    /// `pending_approval`.
+    pub status: String,
+    /// Where to follow it (`GET`, with `?wait=SECONDS` to long-poll).
+    pub status_url: String,
+    /// Key id.
+    pub key_id: String,
+    /// Why approval is needed.
+    pub reason: String,
+    /// Distinct approvals needed.
+    pub approvals_required: u32,
+    /// Roles an approver may hold.
+    pub approver_roles: Vec<String>,
+    /// When it expires.
+    pub expires_at: String,
+    /// How the policy stage decided.
+    pub policy: PolicyView,
+}
+
+impl From<PendingReceipt> for PendingResult {
+    fn from(p: PendingReceipt) -> Self {
+        PendingResult {
+            status: "pending_approval".into(),
+            status_url: format!("/v1/requests/{}", p.request_id),
+            policy: PolicyView::from(&p.verdict),
+            request_id: p.request_id,
+            key_id: p.key_id,
+            reason: p.reason,
+            approvals_required: p.approvals,
+            approver_roles: p.approver_roles,
+            expires_at: p.expires_at,
+        }
+    }
+}
+
+/// The answer of a sign route: a signature, or a request waiting for approvers.
+#[derive(ApiResponse)]
+pub enum SignResponse {
+    /// Signed.
+    #[oai(status = 200)]
+    Signed(Json<SignResult>),
+    /// A policy requires approval: the request waits; follow `status_url`.
+    #[oai(status = 202)]
+    Pending(Json<PendingResult>),
+}
+
+impl From<Submitted> for SignResponse {
+    fn from(s: Submitted) -> Self {
+        match s {
+            Submitted::Signed(r) => SignResponse::Signed(Json(r.into())),
+            Submitted::Pending(p) => SignResponse::Pending(Json(p.into())),
+        }
+    }
 }
 
 /// A created key.
@@ -447,7 +508,7 @@ impl SigningApi {
         #[oai(name = "Idempotency-Key")]
         idempotency_key: Header<Option<String>>,
         body: Json<SignBody>,
-    ) -> ApiResult<Json<SignResult>> {
+    ) -> ApiResult<SignResponse> {
         let Json(body) = body;
         let idempotency = match idempotency_key.0 {
             Some(key) => {
@@ -473,8 +534,7 @@ impl SigningApi {
             idempotency,
             request_id: current_request_id(),
         };
-        let receipt = pipeline::submit(&state, call).await?;
-        Ok(Json(receipt.into()))
+        Ok(pipeline::submit(&state, call).await?.into())
     }
 
     /// Verify a signature with a key's public key (any role).

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod error;
 pub mod keys;
 pub mod limits;
+pub mod requests;
 pub mod system;
 
 use poem::Request;
@@ -23,6 +24,8 @@ pub enum ApiTags {
     Keys,
     /// Sign and verify with keys.
     Signing,
+    /// Requests waiting for approvers: approve, reject, cancel, follow.
+    Approvals,
     /// Read the hash-chained audit log.
     Audit,
     /// Health.

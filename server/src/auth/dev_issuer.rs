@@ -119,6 +119,13 @@ impl DevIssuer {
 
     /// Mints a token for `subject` with `roles`, valid for `ttl`.
     pub fn mint(&self, subject: &str, roles: &[Role], ttl: Duration) -> Result<String> {
+        let names: Vec<String> = roles.iter().map(|r| r.as_str().to_string()).collect();
+        self.mint_named(subject, &names, ttl)
+    }
+
+    /// Mints a token whose roles claim holds `roles` as given (Keyward roles and others,
+    /// such as `treasury` for approver rules).
+    pub fn mint_named(&self, subject: &str, roles: &[String], ttl: Duration) -> Result<String> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_err(|e| AuthError::Config(e.to_string()))?
@@ -130,7 +137,7 @@ impl DevIssuer {
             "iat": now,
             "nbf": now,
             "exp": now + ttl.as_secs(),
-            "roles": roles.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+            "roles": roles,
         });
         let mut header = Header::new(jsonwebtoken::Algorithm::EdDSA);
         header.kid = Some(self.kid.clone());

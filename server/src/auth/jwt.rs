@@ -150,11 +150,12 @@ impl IssuerVerifier {
             .filter(|s| !s.is_empty())
             .ok_or_else(|| AuthError::Invalid("sub must be a non-empty string".into()))?
             .to_string();
-        let roles = read_roles(&claims, &self.settings.roles_claim);
+        let (roles, other_roles) = read_roles(&claims, &self.settings.roles_claim);
         Ok(Principal {
             issuer: self.settings.issuer.clone(),
             subject,
             roles,
+            other_roles,
         })
     }
 }
@@ -173,18 +174,25 @@ fn describe(e: &jsonwebtoken::errors::Error) -> String {
     }
 }
 
-/// Reads roles at `pointer`: an array of strings or one space-separated string. Names that
-/// are not Keyward roles are ignored.
-pub(crate) fn read_roles(claims: &Value, pointer: &str) -> Vec<Role> {
+/// Reads roles at `pointer`: an array of strings or one space-separated string. Returns the
+/// Keyward roles and, apart, the other role names.
+pub(crate) fn read_roles(claims: &Value, pointer: &str) -> (Vec<Role>, Vec<String>) {
     let names: Vec<&str> = match claims.pointer(pointer) {
         Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),
         Some(Value::String(s)) => s.split_whitespace().collect(),
         _ => Vec::new(),
     };
-    let mut roles: Vec<Role> = names.into_iter().filter_map(Role::parse).collect();
+    let mut roles: Vec<Role> = names.iter().filter_map(|n| Role::parse(n)).collect();
     roles.sort_by_key(|r| r.as_str());
     roles.dedup();
-    roles
+    let mut other: Vec<String> = names
+        .iter()
+        .filter(|n| Role::parse(n).is_none())
+        .map(|n| n.to_string())
+        .collect();
+    other.sort();
+    other.dedup();
+    (roles, other)
 }
 
 #[cfg(test)]
@@ -195,11 +203,14 @@ mod tests {
     #[test]
     fn roles_come_from_an_array_or_a_space_separated_string() {
         let claims = json!({"roles": ["signer", "nope"], "realm": {"r": "auditor admin"}});
-        assert_eq!(read_roles(&claims, "/roles"), vec![Role::Signer]);
         assert_eq!(
-            read_roles(&claims, "/realm/r"),
+            read_roles(&claims, "/roles"),
+            (vec![Role::Signer], vec!["nope".to_string()])
+        );
+        assert_eq!(
+            read_roles(&claims, "/realm/r").0,
             vec![Role::Admin, Role::Auditor]
         );
-        assert!(read_roles(&claims, "/missing").is_empty());
+        assert!(read_roles(&claims, "/missing").0.is_empty());
     }
 }

@@ -92,6 +92,8 @@ pub struct Principal {
     pub subject: String,
     /// Keyward roles held.
     pub roles: Vec<Role>,
+    /// Other role names from the token (e.g. `treasury`), for policies and approver rules.
+    pub other_roles: Vec<String>,
 }
 
 impl Principal {
@@ -105,6 +107,20 @@ impl Principal {
         roles.iter().any(|r| self.has_role(*r))
     }
 
+    /// Whether the caller holds the role named `name`: a Keyward role (with `admin` implying
+    /// all of them) or another role name carried by the token.
+    pub fn has_named_role(&self, name: &str) -> bool {
+        match Role::parse(name) {
+            Some(role) => self.has_role(role),
+            None => self.other_roles.iter().any(|r| r == name),
+        }
+    }
+
+    /// Whether this is the same caller as `issuer`/`subject`.
+    pub fn is(&self, issuer: &str, subject: &str) -> bool {
+        self.issuer == issuer && self.subject == subject
+    }
+
     /// `issuer|subject`, as recorded in `created_by` fields.
     pub fn display_id(&self) -> String {
         format!("{}|{}", self.issuer, self.subject)
@@ -115,7 +131,12 @@ impl Principal {
         keyward_policy::Principal {
             issuer: self.issuer.clone(),
             subject: self.subject.clone(),
-            roles: self.roles.iter().map(|r| r.as_str().to_string()).collect(),
+            roles: self
+                .roles
+                .iter()
+                .map(|r| r.as_str().to_string())
+                .chain(self.other_roles.iter().cloned())
+                .collect(),
         }
     }
 }

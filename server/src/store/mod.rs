@@ -6,6 +6,7 @@
 //!
 //! Parts: `keys` (key rows), `requests` (sign requests and idempotency), `audit` (chain rows).
 
+pub mod approvals;
 pub mod audit;
 pub mod keys;
 pub mod requests;
@@ -59,6 +60,30 @@ pub enum StateChange {
     },
     /// A sign request reached its outcome.
     InsertSignRequest(Box<SignRequestRow>),
+    /// A sign request now waits for approvers.
+    InsertApprovalRequest(Box<approvals::ApprovalRequestRow>),
+    /// An approver voted (may complete or reject the request).
+    Vote {
+        /// The vote.
+        vote: approvals::VoteRow,
+        /// Now, Unix seconds (votes after the expiry are refused).
+        now_unix: i64,
+    },
+    /// An approval request changed state.
+    ApprovalTransition {
+        /// Request id.
+        id: String,
+        /// States it may be in now.
+        from: Vec<approvals::ApprovalStatus>,
+        /// Its new state.
+        to: approvals::ApprovalStatus,
+        /// When.
+        at: String,
+        /// The sign receipt (JSON), when signed.
+        result: Option<String>,
+        /// Error code and message, when failed.
+        error: Option<(String, String)>,
+    },
 }
 
 /// The database handle.
@@ -179,6 +204,19 @@ pub(crate) async fn apply_change(
             keys::set_status(conn, key_id, *status, at).await
         }
         StateChange::InsertSignRequest(row) => requests::insert(conn, row).await,
+        StateChange::InsertApprovalRequest(row) => approvals::insert(conn, row).await,
+        StateChange::Vote { vote, now_unix } => approvals::vote(conn, vote, *now_unix).await,
+        StateChange::ApprovalTransition {
+            id,
+            from,
+            to,
+            at,
+            result,
+            error,
+        } => {
+            let error = error.as_ref().map(|(c, m)| (c.as_str(), m.as_str()));
+            approvals::set_status(conn, id, from, *to, at, result.as_deref(), error).await
+        }
     }
 }
 

@@ -1,0 +1,367 @@
+//! The approval workflow: a request that a policy sent for approval waits, survives restarts,
+//! collects distinct approvals from eligible approvers, and is then signed exactly once, or is
+//! rejected, cancelled or expires.
+//!
+//! Every vote and transition goes through the audit writer as a conditional state change, so
+//! concurrent approvers are serialised: only the vote that completes the quorum moves the
+//! request to `approved`, and only that caller (or start-up recovery) asks the pipeline for the
+//! signature. Nothing here signs by itself.
+//!
+//! Parts: `rules` (who may see and act on a request), `webhook` (signed event delivery).
+
+mod rules;
+mod webhook;
+
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::sync::watch;
+
+pub use rules::{can_act, can_view};
+
+use crate::app::AppState;
+use crate::audit::{Actor, AuditError, AuditEvent};
+use crate::auth::Principal;
+use crate::pipeline::{self, PipelineError};
+use crate::store::approvals::{ApprovalRequestRow, ApprovalStatus, VoteRow};
+use crate::store::{StateChange, Store, StoreError};
+
+/// Errors of the approval workflow.
+#[derive(Debug, thiserror::Error)]
+pub enum ApprovalError {
+    /// No such request (or not visible to the caller).
+    #[error("no request {0}")]
+    NotFound(String),
+    /// The caller may not do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The request's state does not allow it.
+    #[error("{0}")]
+    Conflict(String),
+    /// The signing path failed.
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+}
+
+impl From<StoreError> for ApprovalError {
+    fn from(e: StoreError) -> Self {
+        ApprovalError::Pipeline(e.into())
+    }
+}
+
+impl From<AuditError> for ApprovalError {
+    fn from(e: AuditError) -> Self {
+        match e {
+            AuditError::Rejected(StoreError::Conflict(m)) => ApprovalError::Conflict(m),
+            other => ApprovalError::Pipeline(other.into()),
+        }
+    }
+}
+
+/// Notifies long-polls and the webhook of state changes.
+pub struct ApprovalHub {
+    version: watch::Sender<u64>,
+    webhook: Option<webhook::WebhookSender>,
+}
+
+impl ApprovalHub {
+    /// A hub; starts the webhook sender when one is configured.
+    pub fn new(
+        store: Store,
+        url: Option<String>,
+        secret: Option<zeroize::Zeroizing<Vec<u8>>>,
+    ) -> Self {
+        let (version, _) = watch::channel(0);
+        let webhook = match (url, secret) {
+            (Some(url), Some(secret)) => Some(webhook::WebhookSender::start(store, url, secret)),
+            _ => None,
+        };
+        ApprovalHub { version, webhook }
+    }
+
+    /// Records that request `id` changed (to `status`).
+    pub fn changed(&self, id: &str, status: &str) {
+        self.version.send_modify(|v| *v += 1);
+        if let Some(w) = &self.webhook {
+            w.send(id, status);
+        }
+    }
+
+    fn subscribe(&self) -> watch::Receiver<u64> {
+        self.version.subscribe()
+    }
+}
+
+fn actor(p: &Principal) -> Actor {
+    Actor {
+        issuer: p.issuer.clone(),
+        subject: p.subject.clone(),
+    }
+}
+
+async fn load(state: &AppState, id: &str) -> Result<ApprovalRequestRow, ApprovalError> {
+    state
+        .store()
+        .approval_request(id)
+        .await?
+        .ok_or_else(|| ApprovalError::NotFound(id.to_string()))
+}
+
+/// A request as `principal` may see it, first moving it to `expired` if its time is up.
+pub async fn get(
+    state: &AppState,
+    principal: &Principal,
+    id: &str,
+) -> Result<ApprovalRequestRow, ApprovalError> {
+    let mut row = load(state, id).await?;
+    if !can_view(principal, &row) {
+        return Err(ApprovalError::NotFound(id.to_string()));
+    }
+    if expire_if_due(state, &row).await? {
+        row = load(state, id).await?;
+    }
+    Ok(row)
+}
+
+/// Waits up to `wait` for the request's status to differ from `seen`; returns it then.
+pub async fn wait_for_change(
+    state: &AppState,
+    principal: &Principal,
+    id: &str,
+    wait: Duration,
+) -> Result<ApprovalRequestRow, ApprovalError> {
+    let mut rx = state.approvals().subscribe();
+    let first = get(state, principal, id).await?;
+    if !matches!(
+        first.status,
+        ApprovalStatus::PendingApproval | ApprovalStatus::Approved
+    ) || wait.is_zero()
+    {
+        return Ok(first);
+    }
+    let deadline = tokio::time::Instant::now()
+        + wait.min(Duration::from_secs(first.expires_unix.max(0) as u64).max(wait));
+    loop {
+        let timeout = tokio::time::sleep_until(deadline);
+        tokio::select! {
+            changed = rx.changed() => {
+                if changed.is_err() {
+                    return get(state, principal, id).await;
+                }
+                let now = get(state, principal, id).await?;
+                if now.status != first.status {
+                    return Ok(now);
+                }
+            }
+            _ = timeout => return get(state, principal, id).await,
+        }
+    }
+}
+
+/// Moves a pending request past its expiry to `expired` (audited). Returns whether it did.
+async fn expire_if_due(state: &AppState, row: &ApprovalRequestRow) -> Result<bool, ApprovalError> {
+    let (now, unix) = crate::clock::now();
+    if row.status != ApprovalStatus::PendingApproval || row.expires_unix > unix {
+        return Ok(false);
+    }
+    let event = AuditEvent {
+        action: "approval.expire",
+        outcome: "ok",
+        actor: Actor {
+            issuer: "keyward".into(),
+            subject: "keyward".into(),
+        },
+        key_id: Some(row.key_id.clone()),
+        request_id: Some(row.id.clone()),
+        details: json!({"expires_at": row.expires_at}),
+    };
+    let change = StateChange::ApprovalTransition {
+        id: row.id.clone(),
+        from: vec![ApprovalStatus::PendingApproval],
+        to: ApprovalStatus::Expired,
+        at: now,
+        result: None,
+        error: None,
+    };
+    match state.audit().append(vec![change], event).await {
+        Ok(_) => {
+            state.approvals().changed(&row.id, "expired");
+            Ok(true)
+        }
+        // Someone else moved it first.
+        Err(AuditError::Rejected(StoreError::Conflict(_))) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Approves (or, with `approve == false`, rejects) a request. When this approval completes the
+/// quorum, the signature is made before this returns.
+pub async fn vote(
+    state: &AppState,
+    principal: &Principal,
+    id: &str,
+    approve: bool,
+    comment: Option<String>,
+) -> Result<ApprovalRequestRow, ApprovalError> {
+    let row = get(state, principal, id).await?;
+    if row.status == ApprovalStatus::Expired {
+        return Err(ApprovalError::Conflict(format!(
+            "request {id} expired at {}",
+            row.expires_at
+        )));
+    }
+    if row.status != ApprovalStatus::PendingApproval {
+        return Err(ApprovalError::Conflict(format!(
+            "request {id} is {}, not pending",
+            row.status.as_str()
+        )));
+    }
+    if principal.is(&row.issuer, &row.subject) {
+        return Err(ApprovalError::Forbidden(
+            "the requester cannot approve or reject their own request".into(),
+        ));
+    }
+    if !can_act(principal, &row) {
+        return Err(ApprovalError::Forbidden(
+            "approving needs the role approver and one of the request's approver roles".into(),
+        ));
+    }
+    if let Some(c) = &comment
+        && c.len() > 1000
+    {
+        return Err(ApprovalError::Forbidden(
+            "comments are limited to 1000 characters".into(),
+        ));
+    }
+    let (now, unix) = crate::clock::now();
+    let decision = if approve { "approve" } else { "reject" };
+    let event = AuditEvent {
+        action: if approve {
+            "approval.approve"
+        } else {
+            "approval.reject"
+        },
+        outcome: "ok",
+        actor: actor(principal),
+        key_id: Some(row.key_id.clone()),
+        request_id: Some(row.id.clone()),
+        details: json!({"comment": comment, "quorum": row.quorum}),
+    };
+    let change = StateChange::Vote {
+        vote: VoteRow {
+            request_id: row.id.clone(),
+            issuer: principal.issuer.clone(),
+            subject: principal.subject.clone(),
+            decision: decision.into(),
+            comment,
+            created_at: now,
+        },
+        now_unix: unix,
+    };
+    if let Err(err) = state.audit().append(vec![change], event).await {
+        // Tell the caller why precisely: expired, already voted, or no longer pending.
+        let err: ApprovalError = err.into();
+        let current = load(state, id).await?;
+        if expire_if_due(state, &current).await? {
+            return Err(ApprovalError::Conflict(format!(
+                "request {id} expired at {}",
+                current.expires_at
+            )));
+        }
+        return Err(err);
+    }
+    let after = load(state, id).await?;
+    state.approvals().changed(id, after.status.as_str());
+    if after.status == ApprovalStatus::Approved {
+        // This vote completed the quorum: make the signature now. A failure is recorded on
+        // the request (`failed`); the vote itself stands.
+        if let Err(e) = pipeline::sign_approved(state, id).await {
+            tracing::warn!(request = id, error = %e, "approved request could not be signed");
+        }
+        return Ok(load(state, id).await?);
+    }
+    Ok(after)
+}
+
+/// The requester withdraws a pending request.
+pub async fn cancel(
+    state: &AppState,
+    principal: &Principal,
+    id: &str,
+) -> Result<ApprovalRequestRow, ApprovalError> {
+    let row = get(state, principal, id).await?;
+    if !principal.is(&row.issuer, &row.subject) {
+        return Err(ApprovalError::Forbidden(
+            "only the requester can cancel a request".into(),
+        ));
+    }
+    if row.status != ApprovalStatus::PendingApproval {
+        return Err(ApprovalError::Conflict(format!(
+            "request {id} is {}, not pending",
+            row.status.as_str()
+        )));
+    }
+    let (now, _) = crate::clock::now();
+    let event = AuditEvent {
+        action: "approval.cancel",
+        outcome: "ok",
+        actor: actor(principal),
+        key_id: Some(row.key_id.clone()),
+        request_id: Some(row.id.clone()),
+        details: json!({}),
+    };
+    let change = StateChange::ApprovalTransition {
+        id: row.id.clone(),
+        from: vec![ApprovalStatus::PendingApproval],
+        to: ApprovalStatus::Cancelled,
+        at: now,
+        result: None,
+        error: None,
+    };
+    state.audit().append(vec![change], event).await?;
+    state.approvals().changed(id, "cancelled");
+    Ok(load(state, id).await?)
+}
+
+/// Background work: sign requests left `approved` by a crash, then sweep expiries forever.
+pub fn spawn_background(state: AppState) {
+    tokio::spawn(async move {
+        match state
+            .store()
+            .approval_request_ids(ApprovalStatus::Approved, None)
+            .await
+        {
+            Ok(ids) => {
+                for id in ids {
+                    if let Err(e) = pipeline::sign_approved(&state, &id).await {
+                        tracing::warn!(request = %id, error = %e, "resuming an approved request failed");
+                    }
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot list approved requests"),
+        }
+        let every = Duration::from_secs(state.config().approvals.sweep_interval_seconds);
+        loop {
+            tokio::time::sleep(every).await;
+            let (_, unix) = crate::clock::now();
+            let ids = match state
+                .store()
+                .approval_request_ids(ApprovalStatus::PendingApproval, Some(unix))
+                .await
+            {
+                Ok(ids) => ids,
+                Err(e) => {
+                    tracing::warn!(error = %e, "expiry sweep failed");
+                    continue;
+                }
+            };
+            for id in ids {
+                if let Ok(Some(row)) = state.store().approval_request(&id).await
+                    && let Err(e) = expire_if_due(&state, &row).await
+                {
+                    tracing::warn!(request = %id, error = %e, "expiring a request failed");
+                }
+            }
+        }
+    });
+}

@@ -1,0 +1,376 @@
+//! Approval requests and votes. Every transition is conditional on the current status, so
+//! that concurrent approvers cannot move a request twice; the audit writer applies them one
+//! at a time in its transaction.
+
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, SqliteConnection};
+
+use super::{Result, Store, StoreError, conflict_or};
+
+/// Where an approval request stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovalStatus {
+    /// Waiting for approvers.
+    PendingApproval,
+    /// The quorum was reached; the signature is being made.
+    Approved,
+    /// Signed; the result is on the request.
+    Signed,
+    /// An approver rejected it.
+    Rejected,
+    /// Nobody completed it in time.
+    Expired,
+    /// The requester withdrew it.
+    Cancelled,
+    /// It could not be signed (key disabled, backend error).
+    Failed,
+}
+
+impl ApprovalStatus {
+    /// Name as stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApprovalStatus::PendingApproval => "pending_approval",
+            ApprovalStatus::Approved => "approved",
+            ApprovalStatus::Signed => "signed",
+            ApprovalStatus::Rejected => "rejected",
+            ApprovalStatus::Expired => "expired",
+            ApprovalStatus::Cancelled => "cancelled",
+            ApprovalStatus::Failed => "failed",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Result<Self> {
+        Ok(match s {
+            "pending_approval" => ApprovalStatus::PendingApproval,
+            "approved" => ApprovalStatus::Approved,
+            "signed" => ApprovalStatus::Signed,
+            "rejected" => ApprovalStatus::Rejected,
+            "expired" => ApprovalStatus::Expired,
+            "cancelled" => ApprovalStatus::Cancelled,
+            "failed" => ApprovalStatus::Failed,
+            other => {
+                return Err(StoreError::Corrupt(format!(
+                    "unknown approval status {other:?}"
+                )));
+            }
+        })
+    }
+}
+
+/// A stored approval request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalRequestRow {
+    /// Request id (the sign request's id).
+    pub id: String,
+    /// Key id.
+    pub key_id: String,
+    /// Requester's issuer.
+    pub issuer: String,
+    /// Requester's subject.
+    pub subject: String,
+    /// Route, e.g. `raw.sign`.
+    pub operation: String,
+    /// Status.
+    pub status: ApprovalStatus,
+    /// Intent (JSON).
+    pub intent: String,
+    /// Policy verdict (JSON).
+    pub verdict: String,
+    /// What to sign (JSON).
+    pub to_sign: String,
+    /// Signature options (JSON).
+    pub options: String,
+    /// Distinct approvals needed.
+    pub quorum: i64,
+    /// Approver roles (JSON array).
+    pub approver_roles: String,
+    /// The policy's reason.
+    pub reason: String,
+    /// Expiry (RFC 3339).
+    pub expires_at: String,
+    /// Expiry (Unix seconds).
+    pub expires_unix: i64,
+    /// Requester's idempotency key.
+    pub idempotency_key: Option<String>,
+    /// Body hash that came with it.
+    pub body_hash: Option<Vec<u8>>,
+    /// Sign receipt (JSON), once signed.
+    pub result: Option<String>,
+    /// Error code, once failed.
+    pub error_code: Option<String>,
+    /// Error message, once failed.
+    pub error_message: Option<String>,
+    /// Created (RFC 3339).
+    pub created_at: String,
+    /// Last change (RFC 3339).
+    pub updated_at: String,
+}
+
+/// One approver's vote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VoteRow {
+    /// The request.
+    pub request_id: String,
+    /// Voter's issuer.
+    pub issuer: String,
+    /// Voter's subject.
+    pub subject: String,
+    /// `approve` or `reject`.
+    pub decision: String,
+    /// Optional comment.
+    pub comment: Option<String>,
+    /// When.
+    pub created_at: String,
+}
+
+fn from_row(row: &SqliteRow) -> Result<ApprovalRequestRow> {
+    let status: String = row.try_get("status")?;
+    Ok(ApprovalRequestRow {
+        id: row.try_get("id")?,
+        key_id: row.try_get("key_id")?,
+        issuer: row.try_get("issuer")?,
+        subject: row.try_get("subject")?,
+        operation: row.try_get("operation")?,
+        status: ApprovalStatus::parse(&status)?,
+        intent: row.try_get("intent")?,
+        verdict: row.try_get("verdict")?,
+        to_sign: row.try_get("to_sign")?,
+        options: row.try_get("options")?,
+        quorum: row.try_get("quorum")?,
+        approver_roles: row.try_get("approver_roles")?,
+        reason: row.try_get("reason")?,
+        expires_at: row.try_get("expires_at")?,
+        expires_unix: row.try_get("expires_unix")?,
+        idempotency_key: row.try_get("idempotency_key")?,
+        body_hash: row.try_get("body_hash")?,
+        result: row.try_get("result")?,
+        error_code: row.try_get("error_code")?,
+        error_message: row.try_get("error_message")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+pub(crate) async fn insert(conn: &mut SqliteConnection, r: &ApprovalRequestRow) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO approval_requests (id, key_id, issuer, subject, operation, status, intent, \
+         verdict, to_sign, options, quorum, approver_roles, reason, expires_at, expires_unix, \
+         idempotency_key, body_hash, result, error_code, error_message, created_at, updated_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&r.id)
+    .bind(&r.key_id)
+    .bind(&r.issuer)
+    .bind(&r.subject)
+    .bind(&r.operation)
+    .bind(r.status.as_str())
+    .bind(&r.intent)
+    .bind(&r.verdict)
+    .bind(&r.to_sign)
+    .bind(&r.options)
+    .bind(r.quorum)
+    .bind(&r.approver_roles)
+    .bind(&r.reason)
+    .bind(&r.expires_at)
+    .bind(r.expires_unix)
+    .bind(&r.idempotency_key)
+    .bind(&r.body_hash)
+    .bind(&r.result)
+    .bind(&r.error_code)
+    .bind(&r.error_message)
+    .bind(&r.created_at)
+    .bind(&r.updated_at)
+    .execute(conn)
+    .await
+    .map_err(|e| conflict_or(e, || "idempotency key already used".into()))?;
+    Ok(())
+}
+
+/// Records a vote on a pending, unexpired request. An approval that reaches the quorum moves
+/// the request to `approved`; a rejection moves it to `rejected`. Refused (Conflict) when the
+/// request is no longer pending, has expired, or the voter already voted.
+pub(crate) async fn vote(conn: &mut SqliteConnection, vote: &VoteRow, now_unix: i64) -> Result<()> {
+    let open = sqlx::query(
+        "SELECT quorum FROM approval_requests WHERE id = ? AND status = 'pending_approval' AND expires_unix > ?",
+    )
+    .bind(&vote.request_id)
+    .bind(now_unix)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(open) = open else {
+        return Err(StoreError::Conflict(
+            "the request is no longer pending".into(),
+        ));
+    };
+    let quorum: i64 = open.try_get(0)?;
+    sqlx::query(
+        "INSERT INTO approval_votes (request_id, issuer, subject, decision, comment, created_at) \
+         VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&vote.request_id)
+    .bind(&vote.issuer)
+    .bind(&vote.subject)
+    .bind(&vote.decision)
+    .bind(&vote.comment)
+    .bind(&vote.created_at)
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| {
+        conflict_or(e, || {
+            "this approver has already voted on the request".into()
+        })
+    })?;
+    let next = if vote.decision == "reject" {
+        Some(ApprovalStatus::Rejected)
+    } else {
+        let approvals: i64 = sqlx::query(
+            "SELECT COUNT(*) FROM approval_votes WHERE request_id = ? AND decision = 'approve'",
+        )
+        .bind(&vote.request_id)
+        .fetch_one(&mut *conn)
+        .await?
+        .try_get(0)?;
+        (approvals >= quorum).then_some(ApprovalStatus::Approved)
+    };
+    if let Some(next) = next {
+        set_status(
+            conn,
+            &vote.request_id,
+            &[ApprovalStatus::PendingApproval],
+            next,
+            &vote.created_at,
+            None,
+            None,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Moves a request from one of `from` to `to`; Conflict when it is in another state.
+pub(crate) async fn set_status(
+    conn: &mut SqliteConnection,
+    id: &str,
+    from: &[ApprovalStatus],
+    to: ApprovalStatus,
+    at: &str,
+    result: Option<&str>,
+    error: Option<(&str, &str)>,
+) -> Result<()> {
+    let mut done = 0;
+    for status in from {
+        done += sqlx::query(
+            "UPDATE approval_requests SET status = ?, updated_at = ?, result = COALESCE(?, result), \
+             error_code = COALESCE(?, error_code), error_message = COALESCE(?, error_message) \
+             WHERE id = ? AND status = ?",
+        )
+        .bind(to.as_str())
+        .bind(at)
+        .bind(result)
+        .bind(error.map(|e| e.0))
+        .bind(error.map(|e| e.1))
+        .bind(id)
+        .bind(status.as_str())
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    }
+    if done == 0 {
+        return Err(StoreError::Conflict(format!(
+            "the request is not in a state that can become {}",
+            to.as_str()
+        )));
+    }
+    Ok(())
+}
+
+impl Store {
+    /// An approval request by id.
+    pub async fn approval_request(&self, id: &str) -> Result<Option<ApprovalRequestRow>> {
+        let row = sqlx::query("SELECT * FROM approval_requests WHERE id = ?")
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(from_row).transpose()
+    }
+
+    /// An approval request by its requester's idempotency key.
+    pub async fn approval_request_by_idempotency_key(
+        &self,
+        issuer: &str,
+        subject: &str,
+        key: &str,
+    ) -> Result<Option<ApprovalRequestRow>> {
+        let row = sqlx::query(
+            "SELECT * FROM approval_requests WHERE issuer = ? AND subject = ? AND idempotency_key = ?",
+        )
+        .bind(issuer)
+        .bind(subject)
+        .bind(key)
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(from_row).transpose()
+    }
+
+    /// Requests with `status` (or any), newest first, created before the id `before`.
+    pub async fn approval_requests_page(
+        &self,
+        status: Option<ApprovalStatus>,
+        before: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<ApprovalRequestRow>> {
+        let rows = sqlx::query(
+            "SELECT * FROM approval_requests WHERE (? IS NULL OR status = ?) AND id < ? \
+             ORDER BY id DESC LIMIT ?",
+        )
+        .bind(status.map(|s| s.as_str()))
+        .bind(status.map(|s| s.as_str()))
+        .bind(before.unwrap_or("\u{10ffff}"))
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(from_row).collect()
+    }
+
+    /// Ids of requests in `status`; with `expired_by`, only those expiring at or before it.
+    pub async fn approval_request_ids(
+        &self,
+        status: ApprovalStatus,
+        expired_by: Option<i64>,
+    ) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT id FROM approval_requests WHERE status = ? AND (? IS NULL OR expires_unix <= ?) ORDER BY id",
+        )
+        .bind(status.as_str())
+        .bind(expired_by)
+        .bind(expired_by)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    /// The votes on a request, oldest first.
+    pub async fn approval_votes(&self, request_id: &str) -> Result<Vec<VoteRow>> {
+        let rows = sqlx::query(
+            "SELECT * FROM approval_votes WHERE request_id = ? ORDER BY created_at, subject",
+        )
+        .bind(request_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(VoteRow {
+                    request_id: r.try_get("request_id")?,
+                    issuer: r.try_get("issuer")?,
+                    subject: r.try_get("subject")?,
+                    decision: r.try_get("decision")?,
+                    comment: r.try_get("comment")?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+}
