@@ -11,6 +11,7 @@ use crate::audit::AuditLog;
 use crate::auth::dev_issuer::DevIssuer;
 use crate::auth::{Authenticator, IssuerVerifier};
 use crate::config::Config;
+use crate::documents::Documents;
 use crate::keys::{Algorithm, Kek, KeyBackend, KeyRegistry, SealedKey, SoftwareBackend};
 use crate::policy::PolicyStage;
 use crate::store::Store;
@@ -45,6 +46,7 @@ struct Inner {
     policy: PolicyStage,
     dev_issuer: Option<DevIssuer>,
     public_url: String,
+    documents: Documents,
 }
 
 /// Everything a request handler needs. Cheap to clone.
@@ -91,6 +93,15 @@ impl AppState {
             verifiers.push(IssuerVerifier::new(issuer.settings.clone(), &jwks)?);
         }
         let policy = PolicyStage::new(config.default_decision);
+        let documents = Documents::start(
+            config.documents.clone(),
+            &store,
+            &audit,
+            software.clone(),
+            public_url,
+        )
+        .await
+        .map_err(|e| StartError::Other(format!("document signing: {e}")))?;
         Ok(AppState(Arc::new(Inner {
             auth: Authenticator::new(verifiers),
             config,
@@ -101,6 +112,7 @@ impl AppState {
             policy,
             dev_issuer,
             public_url: public_url.trim_end_matches('/').to_string(),
+            documents,
         })))
     }
 
@@ -135,6 +147,10 @@ impl AppState {
     /// The development issuer, when enabled.
     pub fn dev_issuer(&self) -> Option<&DevIssuer> {
         self.0.dev_issuer.as_ref()
+    }
+    /// Document signing: the internal CA, trust anchors and limits.
+    pub fn documents(&self) -> &Documents {
+        &self.0.documents
     }
     /// The server's base URL.
     pub fn public_url(&self) -> &str {

@@ -3,6 +3,8 @@
 //! `pipeline::submit` only. Errors become HTTP in `error` alone.
 
 pub mod audit;
+pub mod certificates;
+pub mod documents;
 pub mod error;
 pub mod keys;
 pub mod limits;
@@ -23,6 +25,10 @@ pub enum ApiTags {
     Keys,
     /// Sign and verify with keys.
     Signing,
+    /// Certificates of document keys and the internal CA.
+    Certificates,
+    /// Sign and verify documents (CMS).
+    Documents,
     /// Read the hash-chained audit log.
     Audit,
     /// Health.
@@ -62,6 +68,9 @@ pub type Apis = (
     keys::SigningApi,
     audit::AuditApi,
     system::SystemApi,
+    certificates::CertificatesApi,
+    documents::DocumentsApi,
+    documents::CaApi,
 );
 
 /// All API implementations.
@@ -71,6 +80,9 @@ pub fn apis() -> Apis {
         keys::SigningApi,
         audit::AuditApi,
         system::SystemApi,
+        certificates::CertificatesApi,
+        documents::DocumentsApi,
+        documents::CaApi,
     )
 }
 
