@@ -197,6 +197,11 @@ pub fn routes(state: AppState) -> impl poem::Endpoint<Output = poem::Response> {
             poem::get(api::system::discovery),
         )
         .at("/.well-known/jwks.json", poem::get(api::system::jwks))
+        .at(
+            "/v1/ca/certificate",
+            poem::get(api::documents::ca_certificate),
+        )
+        .at("/v1/ca/crl", poem::get(api::documents::ca_crl))
         .with(BodyLimit(max_body))
         .with(ErrorEnvelope)
         .data(state)

@@ -3,9 +3,10 @@
 
 use base64::Engine as _;
 use poem::web::Data;
+use poem::{IntoResponse, Response, handler};
 use poem_openapi::param::Header;
-use poem_openapi::payload::{Binary, Json, PlainText};
-use poem_openapi::{ApiResponse, Object, OpenApi};
+use poem_openapi::payload::Json;
+use poem_openapi::{Object, OpenApi};
 use serde_json::json;
 
 use super::error::{ApiError, ApiResult, current_request_id};
@@ -135,22 +136,6 @@ pub struct CaView {
     pub certificate_pem: String,
     /// Where its CRL is published.
     pub crl_url: String,
-}
-
-/// The CA certificate.
-#[derive(ApiResponse)]
-pub enum CaCertificateResponse {
-    /// PEM.
-    #[oai(status = 200, content_type = "application/x-pem-file")]
-    Pem(PlainText<String>),
-}
-
-/// The CRL.
-#[derive(ApiResponse)]
-pub enum CrlResponse {
-    /// DER CRL.
-    #[oai(status = 200, content_type = "application/pkix-crl")]
-    Der(Binary<Vec<u8>>),
 }
 
 fn check_idempotency_key(key: &str) -> ApiResult<()> {
@@ -334,26 +319,6 @@ fn ca_view(state: &AppState) -> ApiResult<CaView> {
 
 #[OpenApi]
 impl CaApi {
-    /// The internal CA certificate, PEM (no authentication: relying parties need it).
-    #[oai(
-        path = "/v1/ca/certificate",
-        method = "get",
-        tag = "ApiTags::Certificates"
-    )]
-    async fn certificate(&self, state: Data<&AppState>) -> ApiResult<CaCertificateResponse> {
-        Ok(CaCertificateResponse::Pem(PlainText(
-            state.documents().ca().pem()?,
-        )))
-    }
-
-    /// The internal CA's current CRL, DER (no authentication: certificates point here).
-    #[oai(path = "/v1/ca/crl", method = "get", tag = "ApiTags::Certificates")]
-    async fn crl(&self, state: Data<&AppState>) -> ApiResult<CrlResponse> {
-        Ok(CrlResponse::Der(Binary(
-            documents::crl::current(&state).await?,
-        )))
-    }
-
     /// The internal CA's facts (any role).
     #[oai(path = "/v1/ca", method = "get", tag = "ApiTags::Certificates")]
     async fn info(&self, state: Data<&AppState>, auth: BearerAuth) -> ApiResult<Json<CaView>> {
@@ -384,4 +349,29 @@ impl CaApi {
             .await?;
         Ok(Json(ca_view(&state)?))
     }
+}
+
+// The CA certificate and the CRL are public, like a JWKS: relying parties and X.509 tools
+// fetch them without a token (the CRL distribution point of every issued certificate names
+// `/v1/ca/crl`). They are plain routes outside the OpenAPI service, whose operations all
+// require the bearer scheme; `GET /v1/ca` shows the same facts in the spec.
+
+/// `GET /v1/ca/certificate`: the internal CA certificate, PEM.
+#[handler]
+pub async fn ca_certificate(state: Data<&AppState>) -> poem::Result<Response> {
+    let pem = state.documents().ca().pem().map_err(ApiError::from)?;
+    Ok(pem
+        .with_content_type("application/x-pem-file")
+        .into_response())
+}
+
+/// `GET /v1/ca/crl`: the internal CA's current CRL, DER.
+#[handler]
+pub async fn ca_crl(state: Data<&AppState>) -> poem::Result<Response> {
+    let crl = documents::crl::current(&state)
+        .await
+        .map_err(ApiError::from)?;
+    Ok(crl
+        .with_content_type("application/pkix-crl")
+        .into_response())
 }
