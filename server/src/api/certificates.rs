@@ -296,6 +296,7 @@ impl CertificatesApi {
     }
 
     /// List certificates, ordered by id, filtered by key, owner and status (any role).
+    #[allow(clippy::too_many_arguments)]
     #[oai(
         path = "/v1/certificates",
         method = "get",

@@ -132,6 +132,9 @@ impl BuilderProfile for DocumentProfile {
         self.subject.clone()
     }
 
+    // Each extension is encoded against the ones already pushed (duplicate checks), so the
+    // vector grows one push at a time.
+    #[allow(clippy::vec_init_then_push)]
     fn build_extensions(
         &self,
         spk: SubjectPublicKeyInfoRef<'_>,

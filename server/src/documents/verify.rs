@@ -83,7 +83,7 @@ pub struct Verification {
     pub reasons: Vec<String>,
 }
 
-fn find_attr<'a>(info: &'a SignerInfo, wanted: spki::ObjectIdentifier) -> Option<&'a der::Any> {
+fn find_attr(info: &SignerInfo, wanted: spki::ObjectIdentifier) -> Option<&der::Any> {
     info.signed_attrs
         .as_ref()?
         .iter()
