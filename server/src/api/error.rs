@@ -385,7 +385,9 @@ impl From<crate::documents::DocumentError> for ApiError {
             D::TooLarge { .. } => {
                 ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "DOCUMENT_TOO_LARGE", message)
             }
-            D::NotDocumentKey { .. } => ApiError::new(status(422), "WRONG_KEY_PURPOSE", message),
+            D::NotDocumentKey { .. } => {
+                ApiError::new(StatusCode::FORBIDDEN, "WRONG_KEY_PURPOSE", message)
+            }
             D::KeyDisabled(_) => ApiError::new(StatusCode::CONFLICT, "KEY_DISABLED", message),
             D::KeyMismatch(_) => ApiError::new(status(422), "CERTIFICATE_KEY_MISMATCH", message),
             D::BadChain(_) => ApiError::new(status(422), "INVALID_CHAIN", message),

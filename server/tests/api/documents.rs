@@ -134,21 +134,24 @@ fn cms_verify(dir: &Path, sig: &[u8], doc: &[u8], ca: &Path) -> (bool, String) {
 }
 
 #[tokio::test]
-async fn openssl_accepts_cms_signatures_for_rsa_pkcs1_rsa_pss_and_p256() {
+async fn cms_signatures_verify_with_openssl_rsa_pkcs1_pss_p256_and_keyward_ed25519() {
     let server = setup().await;
     let dir = tempfile::tempdir().unwrap();
     let ca = write(dir.path(), "ca.pem", ca_pem(&server).await.as_bytes());
     let signer = server.token("alice", &[Role::Signer]);
+    // Ed25519 (RFC 8419) is optional in the issue; it works with SHA-512.
     let cases = [
-        ("rsa-2048", Some("pkcs1v15"), "SHA256withRSA"),
-        ("rsa-2048", Some("pss"), "SHA256withRSAandMGF1"),
-        ("p256", None, "SHA256withECDSA"),
+        ("rsa-2048", Some("pkcs1v15"), "sha256", "SHA256withRSA"),
+        ("rsa-2048", Some("pss"), "sha256", "SHA256withRSAandMGF1"),
+        ("rsa-2048", Some("pss"), "sha384", "SHA384withRSAandMGF1"),
+        ("p256", None, "sha256", "SHA256withECDSA"),
+        ("ed25519", None, "sha512", "Ed25519"),
     ];
-    for (i, (alg, scheme, name)) in cases.iter().enumerate() {
+    for (i, (alg, scheme, hash, name)) in cases.iter().enumerate() {
         let key_id = doc_key(&server, &format!("doc-{i}"), alg).await;
         let cert = issue(&server, &key_id, &format!("Alice {i}")).await;
-        let mut body =
-            json!({"key_id": key_id, "document": b64(DOC), "document_name": "contract.pdf"});
+        let mut body = json!({"key_id": key_id, "document": b64(DOC),
+                              "hash_algorithm": hash, "document_name": "contract.pdf"});
         if let Some(s) = scheme {
             body["scheme"] = json!(s);
         }
@@ -167,13 +170,20 @@ async fn openssl_accepts_cms_signatures_for_rsa_pkcs1_rsa_pss_and_p256() {
         assert_eq!(signed["policy"]["decision"], "allow");
         let sig = unb64(&signed["signature"]);
 
-        let (ok, out) = cms_verify(dir.path(), &sig, DOC, &ca);
-        assert!(ok, "{alg} {scheme:?}: openssl refused: {out}");
-        assert!(out.contains("Verification successful"), "{out}");
         let mut changed = DOC.to_vec();
         changed[3] ^= 1;
-        let (ok, out) = cms_verify(dir.path(), &sig, &changed, &ca);
-        assert!(!ok, "{alg}: a changed document verified: {out}");
+        if *alg == "ed25519" {
+            // OpenSSL 3.0 cannot sign or verify Ed25519 CMS at all ("invalid digest" in its
+            // EdDSA provider, even for its own signatures): the structure is checked below
+            // with `-cmsout -print`, the signature with Keyward's verifier.
+            write(dir.path(), "sig.der", &sig);
+        } else {
+            let (ok, out) = cms_verify(dir.path(), &sig, DOC, &ca);
+            assert!(ok, "{alg} {scheme:?}: openssl refused: {out}");
+            assert!(out.contains("Verification successful"), "{out}");
+            let (ok, out) = cms_verify(dir.path(), &sig, &changed, &ca);
+            assert!(!ok, "{alg}: a changed document verified: {out}");
+        }
 
         // The four CAdES-BES signed attributes, and PSS parameters where PSS was asked.
         let (ok, printed) = openssl(
@@ -194,12 +204,20 @@ async fn openssl_accepts_cms_signatures_for_rsa_pkcs1_rsa_pss_and_p256() {
         if *scheme == Some("pss") {
             assert!(printed.contains("rsassaPss"), "{printed}");
         }
+        if *alg == "ed25519" {
+            assert!(printed.contains("ED25519"), "{printed}");
+        }
 
         // Keyward's own verification agrees, with the hash as well as with the document.
+        let digest = match *hash {
+            "sha256" => sha2::Sha256::digest(DOC).to_vec(),
+            "sha384" => sha2::Sha384::digest(DOC).to_vec(),
+            _ => sha2::Sha512::digest(DOC).to_vec(),
+        };
         let result = verify_doc(
             &server,
-            json!({"signature": signed["signature"], "document_hash":
-                   format!("sha256:{}", hex::encode(sha2::Sha256::digest(DOC)))}),
+            json!({"signature": signed["signature"],
+                   "document_hash": format!("{hash}:{}", hex::encode(&digest))}),
         )
         .await;
         assert_eq!(result["valid"], true, "{result}");
@@ -629,6 +647,78 @@ async fn csr_external_ca_chain_import_and_mismatch() {
     assert_eq!(result["valid"], true, "{result}");
     assert_eq!(result["chain_status"], "good");
     assert_eq!(result["signer_email"], "bob@example.com");
+
+    // An external `openssl ca` issues a certificate that has already expired: it imports,
+    // but signing with it is refused.
+    let old_key = doc_key(&server, "expired", "p256").await;
+    let (status, csr) = server
+        .call(
+            "POST",
+            &format!("/v1/keys/{old_key}/csr"),
+            Some(&server.admin),
+            Some(json!({"subject": {"common_name": "Bob Expired"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{csr}");
+    write(d, "old.csr", csr["csr_pem"].as_str().unwrap().as_bytes());
+    write(d, "index.txt", b"");
+    write(d, "serial", b"1000\n");
+    write(
+        d,
+        "ca.cnf",
+        b"[ca]\ndefault_ca = ext\n[ext]\ndatabase = index.txt\nnew_certs_dir = .\n\
+          serial = serial\ndefault_md = sha256\npolicy = any\nx509_extensions = leaf\n\
+          [any]\ncommonName = supplied\n\
+          [leaf]\nkeyUsage = critical,digitalSignature,nonRepudiation\n\
+          extendedKeyUsage = emailProtection\n",
+    );
+    let (ok, out) = openssl(
+        d,
+        &[
+            "ca",
+            "-batch",
+            "-config",
+            "ca.cnf",
+            "-cert",
+            "extca.pem",
+            "-keyfile",
+            "extca.key",
+            "-in",
+            "old.csr",
+            "-out",
+            "old.pem",
+            "-notext",
+            "-startdate",
+            "20200101000000Z",
+            "-enddate",
+            "20200201000000Z",
+        ],
+    );
+    assert!(ok, "{out}");
+    let (status, imported) = server
+        .call(
+            "POST",
+            &format!("/v1/keys/{old_key}/certificate/import"),
+            Some(&server.admin),
+            Some(json!({"chain_pem": std::fs::read_to_string(d.join("old.pem")).unwrap()})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{imported}");
+    assert!(
+        imported["not_after"]
+            .as_str()
+            .unwrap()
+            .starts_with("2020-02-01")
+    );
+    for format in ["cms", "raw"] {
+        let (status, body) = sign_doc(
+            &server,
+            &signer,
+            json!({"key_id": old_key, "document": b64(DOC), "format": format}),
+        )
+        .await;
+        assert_error(status, &body, StatusCode::CONFLICT, "CERTIFICATE_EXPIRED");
+    }
 }
 
 #[tokio::test]
@@ -747,6 +837,22 @@ async fn bad_input_gets_clear_errors_and_no_signature() {
         assert!(got.get("signature").is_none(), "{body}");
     }
 
+    // Ed25519 CMS signatures need SHA-512 (RFC 8419).
+    let ed = doc_key(&server, "ed", "ed25519").await;
+    issue(&server, &ed, "Alice Ed").await;
+    let (status, body) = sign_doc(
+        &server,
+        &signer,
+        json!({"key_id": ed, "document": b64(DOC), "hash_algorithm": "sha256"}),
+    )
+    .await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "INVALID_REQUEST",
+    );
+
     // Wrong roles and wrong key purposes.
     let auditor = server.token("carol", &[Role::Auditor]);
     let (status, body) = sign_doc(
@@ -773,12 +879,7 @@ async fn bad_input_gets_clear_errors_and_no_signature() {
             Some(json!({"subject": {"common_name": "x"}})),
         )
         .await;
-    assert_error(
-        status,
-        &body,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "WRONG_KEY_PURPOSE",
-    );
+    assert_error(status, &body, StatusCode::FORBIDDEN, "WRONG_KEY_PURPOSE");
     // A document key cannot sign raw digests through /v1/keys/{id}/sign.
     let (status, body) = server
         .call(
