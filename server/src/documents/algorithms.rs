@@ -327,3 +327,36 @@ pub fn verify_certificate(
         .ok_or("the signature is not a whole number of bytes")?;
     verify_signature(issuer_spki, cert.signature_algorithm(), None, &tbs, sig)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pss_identifiers_carry_their_hash_and_parse_back() {
+        for hash in HashAlg::ALL {
+            let id = signature_algorithm(Algorithm::Rsa2048, *hash, RsaScheme::Pss).unwrap();
+            assert_eq!(id.oid, oid::RSASSA_PSS);
+            assert_eq!(
+                signature_params(&id, None).unwrap(),
+                (*hash, RsaScheme::Pss)
+            );
+            let id = signature_algorithm(Algorithm::Rsa2048, *hash, RsaScheme::Pkcs1v15).unwrap();
+            assert_eq!(
+                signature_params(&id, None).unwrap(),
+                (*hash, RsaScheme::Pkcs1v15)
+            );
+        }
+        let ec = signature_algorithm(Algorithm::P256, HashAlg::Sha256, RsaScheme::Pss).unwrap();
+        assert_eq!(ec.oid, oid::ECDSA_SHA256);
+        assert!(ec.parameters.is_none());
+        assert!(
+            signature_algorithm(Algorithm::Secp256k1, HashAlg::Sha256, RsaScheme::Pkcs1v15)
+                .is_err()
+        );
+        assert_eq!(
+            signature_name(Algorithm::Rsa3072, HashAlg::Sha384, RsaScheme::Pss),
+            "SHA384withRSAandMGF1"
+        );
+    }
+}

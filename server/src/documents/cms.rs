@@ -188,3 +188,101 @@ pub fn parse(der: &[u8]) -> Result<SignedData> {
         .decode_as::<SignedData>()
         .map_err(|e| DocumentError::Malformed(format!("the SignedData does not decode: {e}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr as _;
+    use std::time::Duration;
+
+    use x509_cert::builder::{Builder, CertificateBuilder, profile::cabf::Root};
+    use x509_cert::name::Name;
+    use x509_cert::time::Validity;
+
+    use super::*;
+    use crate::documents::algorithms::{KeySigner, RawSignature, verify_signature};
+    use crate::keys::{Kek, KeyBackend, SoftwareBackend};
+
+    #[test]
+    fn signed_attributes_and_signed_data_round_trip() {
+        let backend = SoftwareBackend::new(Kek::generate());
+        let key = backend.generate("k", Algorithm::P256).unwrap();
+        let spki = key.public_key.spki_der().to_vec();
+        let signer = KeySigner::new(
+            key.key.clone(),
+            spki.clone(),
+            HashAlg::Sha256,
+            RsaScheme::Pkcs1v15,
+        );
+        let profile = Root::new(false, Name::from_str("CN=Test,O=Keyward,C=DE").unwrap()).unwrap();
+        let cert = CertificateBuilder::new(
+            profile,
+            crate::documents::random_serial().unwrap(),
+            Validity::from_now(Duration::from_secs(3600)).unwrap(),
+            spki::SubjectPublicKeyInfoOwned::from_der(&spki).unwrap(),
+        )
+        .unwrap()
+        .build::<_, RawSignature>(&signer)
+        .unwrap();
+
+        let digest = HashAlg::Sha256.digest(b"document");
+        let attrs = signed_attributes(HashAlg::Sha256, &digest, 1_767_225_600, &cert).unwrap();
+        assert_eq!(attrs.attrs.len(), 4);
+        // Deterministic: the same inputs give the same DER (what idempotent replay relies on).
+        let again = signed_attributes(HashAlg::Sha256, &digest, 1_767_225_600, &cert).unwrap();
+        assert_eq!(attrs.der, again.der);
+        let ess = attrs
+            .attrs
+            .iter()
+            .find(|a| a.oid == oid::SIGNING_CERTIFICATE_V2)
+            .unwrap();
+        let ess: SigningCertificateV2 = ess.values.iter().next().unwrap().decode_as().unwrap();
+        assert_eq!(
+            ess.certs[0].cert_hash.as_bytes(),
+            HashAlg::Sha256.digest(&cert.to_der().unwrap()).as_slice()
+        );
+        assert!(signed_attributes(HashAlg::Sha256, &digest[..31], 0, &cert).is_err());
+
+        use signature::Signer as _;
+        let sig: RawSignature = signer.try_sign(&attrs.der).unwrap();
+        let der = assemble(
+            Algorithm::P256,
+            HashAlg::Sha256,
+            RsaScheme::Pkcs1v15,
+            &attrs,
+            &sig.0,
+            &cert,
+            &[],
+        )
+        .unwrap();
+        let sd = parse(&der).unwrap();
+        assert!(sd.encap_content_info.econtent.is_none());
+        let info = sd.signer_infos.0.iter().next().unwrap();
+        let content = info.signed_attrs.as_ref().unwrap().to_der().unwrap();
+        assert_eq!(content, attrs.der);
+        let spki = cert.tbs_certificate().subject_public_key_info();
+        assert_eq!(
+            verify_signature(
+                spki,
+                &info.signature_algorithm,
+                None,
+                &content,
+                info.signature.as_bytes()
+            ),
+            Ok(true)
+        );
+        assert_eq!(
+            verify_signature(
+                spki,
+                &info.signature_algorithm,
+                None,
+                b"other",
+                info.signature.as_bytes()
+            ),
+            Ok(false)
+        );
+        assert!(matches!(
+            parse(b"\x30\x00"),
+            Err(DocumentError::Malformed(_))
+        ));
+    }
+}

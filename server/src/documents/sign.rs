@@ -406,3 +406,47 @@ pub async fn sign(
         verdict: receipt.verdict,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_are_decoded_in_both_spellings_and_checked() {
+        let digest = HashAlg::Sha256.digest(b"doc");
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&digest);
+        let a = decode_input(Some(&b64), None, None, 10).unwrap();
+        let hex_form = format!("sha256:{}", hex::encode(&digest));
+        let b = decode_input(Some(&hex_form), Some("sha256"), None, 10).unwrap();
+        assert_eq!((a.hash, &a.digest), (HashAlg::Sha256, &digest));
+        assert_eq!(b.digest, digest);
+        // Wrong length, unknown hash, contradicting names, both or neither field.
+        assert!(matches!(
+            decode_input(Some(&b64), Some("sha512"), None, 10),
+            Err(DocumentError::Invalid(m)) if m.contains("64 bytes")
+        ));
+        assert!(matches!(
+            decode_input(Some(&b64), Some("md5"), None, 10),
+            Err(DocumentError::Invalid(_))
+        ));
+        assert!(decode_input(Some(&hex_form), Some("sha384"), None, 10).is_err());
+        assert!(decode_input(Some(&b64), None, Some("AA=="), 10).is_err());
+        assert!(decode_input(None, None, None, 10).is_err());
+        assert!(matches!(
+            decode_input(Some("sha256:zz"), None, None, 10),
+            Err(DocumentError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn documents_are_hashed_and_limited() {
+        let doc = base64::engine::general_purpose::STANDARD.encode(b"0123456789");
+        let d = decode_input(None, Some("sha384"), Some(&doc), 10).unwrap();
+        assert_eq!(d.digest, HashAlg::Sha384.digest(b"0123456789"));
+        assert_eq!(d.document_len, Some(10));
+        assert!(matches!(
+            decode_input(None, None, Some(&doc), 9),
+            Err(DocumentError::TooLarge { len: 10, max: 9 })
+        ));
+    }
+}
