@@ -635,6 +635,31 @@ mod tests {
     }
 
     #[test]
+    fn documents_settings_are_checked() {
+        let base = "[storage]\ndata_dir = \"d\"\n[auth]\ndev_issuer = true\n";
+        let cfg =
+            Config::from_table(table(base), env(&[("KEYWARD_KEK", KEK)]), Path::new("/")).unwrap();
+        assert_eq!(cfg.documents.max_document_bytes, 512 * 1024);
+        for (key, value) in [
+            ("KEYWARD_DOCUMENTS__CA_SUBJECT", "not a name"),
+            ("KEYWARD_DOCUMENTS__CA_ALGORITHM", "secp256k1"),
+            ("KEYWARD_DOCUMENTS__MAX_DOCUMENT_BYTES", "0"),
+        ] {
+            let err = Config::from_table(
+                table(base),
+                env(&[("KEYWARD_KEK", KEK), (key, value)]),
+                Path::new("/"),
+            )
+            .unwrap_err()
+            .to_string();
+            let name = key
+                .trim_start_matches("KEYWARD_DOCUMENTS__")
+                .to_ascii_lowercase();
+            assert!(err.contains(&format!("documents.{name}")), "{err}");
+        }
+    }
+
+    #[test]
     fn a_production_config_needs_an_issuer_and_a_kek() {
         let err = Config::from_table(
             table("[storage]\ndata_dir = \"d\"\n"),
