@@ -69,6 +69,8 @@ pub struct KeyInfo {
 pub enum Intent {
     /// A raw digest or message for a key of purpose `raw`.
     Raw(RawIntent),
+    /// A document signature (CMS or raw) for a key of purpose `document`.
+    Document(DocumentIntent),
 }
 
 /// A raw signature over a digest or a message.
@@ -83,6 +85,36 @@ pub struct RawIntent {
     /// Length in bytes of the message, when the caller sent one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message_len: Option<u64>,
+}
+
+/// A document signature: the hash of the document, and the certificate it is signed under.
+///
+/// For the `cms` format the key signs the DER of the CMS signed attributes (content type,
+/// message digest = `hash`, signing time, ESS signing-certificate-v2), not `hash` itself;
+/// policies decide on the document hash and the certificate named here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocumentIntent {
+    /// Hex hash of the document.
+    pub hash: String,
+    /// Hash algorithm of `hash`: `sha256`, `sha384` or `sha512`.
+    pub hash_algorithm: String,
+    /// `cms` (detached CMS SignedData) or `raw` (a bare signature over the hash).
+    pub format: String,
+    /// A name for the document given by the caller, for policies and the audit log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub document_name: Option<String>,
+    /// Length in bytes of the document, when the caller sent the document itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub document_len: Option<u64>,
+    /// Subject of the signer certificate (RFC 4514 string); absent for `raw` without a certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_subject: Option<String>,
+    /// Serial number of the signer certificate, lower-case hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_serial: Option<String>,
+    /// The signing time put in the signed attributes (`cms` only), RFC 3339 in UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_time: Option<String>,
 }
 
 /// A policy's answer. Tagged by `decision`.

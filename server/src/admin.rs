@@ -25,7 +25,7 @@ pub struct NewKey {
 }
 
 /// Purposes that keys can be created with on this server.
-pub const SUPPORTED_PURPOSES: &[Purpose] = &[Purpose::Raw];
+pub const SUPPORTED_PURPOSES: &[Purpose] = &[Purpose::Raw, Purpose::Document];
 
 /// Checks a key name: 1 to 100 characters of `A-Z a-z 0-9 . _ -`.
 pub fn check_name(name: &str) -> Result<(), String> {

@@ -12,6 +12,7 @@ use crate::audit::AuditLog;
 use crate::auth::dev_issuer::DevIssuer;
 use crate::auth::{Authenticator, IssuerVerifier};
 use crate::config::Config;
+use crate::documents::Documents;
 use crate::keys::{Algorithm, Kek, KeyBackend, KeyRegistry, SealedKey, SoftwareBackend};
 use crate::policy::PolicyStage;
 use crate::store::Store;
@@ -47,6 +48,7 @@ struct Inner {
     dev_issuer: Option<DevIssuer>,
     approvals: ApprovalHub,
     public_url: String,
+    documents: Documents,
 }
 
 /// Everything a request handler needs. Cheap to clone.
@@ -98,6 +100,15 @@ impl AppState {
             config.approvals.webhook_url.clone(),
             config.approvals.webhook_secret.clone(),
         );
+        let documents = Documents::start(
+            config.documents.clone(),
+            &store,
+            &audit,
+            software.clone(),
+            public_url,
+        )
+        .await
+        .map_err(|e| StartError::Other(format!("document signing: {e}")))?;
         let state = AppState(Arc::new(Inner {
             approvals,
             auth: Authenticator::new(verifiers),
@@ -109,6 +120,7 @@ impl AppState {
             policy,
             dev_issuer,
             public_url: public_url.trim_end_matches('/').to_string(),
+            documents,
         }));
         crate::approvals::spawn_background(state.clone());
         Ok(state)
@@ -149,6 +161,10 @@ impl AppState {
     /// Notifications of approval state changes.
     pub fn approvals(&self) -> &ApprovalHub {
         &self.0.approvals
+    }
+    /// Document signing: the internal CA, trust anchors and limits.
+    pub fn documents(&self) -> &Documents {
+        &self.0.documents
     }
     /// The server's base URL.
     pub fn public_url(&self) -> &str {
@@ -195,6 +211,11 @@ pub fn routes(state: AppState) -> impl poem::Endpoint<Output = poem::Response> {
             poem::get(api::system::discovery),
         )
         .at("/.well-known/jwks.json", poem::get(api::system::jwks))
+        .at(
+            "/v1/ca/certificate",
+            poem::get(api::documents::ca_certificate),
+        )
+        .at("/v1/ca/crl", poem::get(api::documents::ca_crl))
         .with(BodyLimit(max_body))
         .with(ErrorEnvelope)
         .data(state)

@@ -67,91 +67,76 @@ pub struct FileConfig {
     /// Policy defaults.
     #[serde(default)]
     pub policy: PolicySection,
+    /// Document signing: the internal CA and size limits.
+    #[serde(default)]
+    pub documents: DocumentsSection,
     /// The approval workflow.
     #[serde(default)]
     pub approvals: ApprovalsSection,
 }
 
-/// `[approvals]`
+/// `[documents]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ApprovalsSection {
-    /// Longest `?wait=` a caller may ask for on `GET /v1/requests/{id}`, seconds.
-    #[serde(default = "default_max_wait")]
-    pub max_wait_seconds: u64,
-    /// Longest time a request may wait for approvers, whatever a policy asks, seconds.
-    #[serde(default = "default_max_ttl")]
-    pub max_ttl_seconds: u64,
-    /// Largest quorum a policy may ask for.
-    #[serde(default = "default_max_quorum")]
-    pub max_quorum: u32,
-    /// How often expired requests are swept, seconds.
-    #[serde(default = "default_sweep")]
-    pub sweep_interval_seconds: u64,
-    /// URL that receives a JSON event on each state change (optional).
+pub struct DocumentsSection {
+    /// Subject of the internal CA made on first start (RFC 4514).
+    #[serde(default = "default_ca_subject")]
+    pub ca_subject: String,
+    /// Algorithm of the internal CA key made on first start.
+    #[serde(default = "default_ca_algorithm")]
+    pub ca_algorithm: String,
+    /// Validity of the internal CA certificate made on first start, days.
+    #[serde(default = "default_ca_validity_days")]
+    pub ca_validity_days: u32,
+    /// Largest document accepted by `/v1/documents/sign` and `/verify`, bytes (decoded).
+    #[serde(default = "default_max_document_bytes")]
+    pub max_document_bytes: usize,
+    /// A PEM file of further trusted root certificates for `/v1/documents/verify`.
     #[serde(default)]
-    pub webhook_url: Option<String>,
-    /// File holding the webhook HMAC secret (`KEYWARD_WEBHOOK_SECRET` takes precedence).
-    #[serde(default)]
-    pub webhook_secret_file: Option<PathBuf>,
+    pub trust_anchors_file: Option<PathBuf>,
 }
 
-impl Default for ApprovalsSection {
+impl Default for DocumentsSection {
     fn default() -> Self {
-        ApprovalsSection {
-            max_wait_seconds: default_max_wait(),
-            max_ttl_seconds: default_max_ttl(),
-            max_quorum: default_max_quorum(),
-            sweep_interval_seconds: default_sweep(),
-            webhook_url: None,
-            webhook_secret_file: None,
+        DocumentsSection {
+            ca_subject: default_ca_subject(),
+            ca_algorithm: default_ca_algorithm(),
+            ca_validity_days: default_ca_validity_days(),
+            max_document_bytes: default_max_document_bytes(),
+            trust_anchors_file: None,
         }
     }
 }
 
-fn default_max_wait() -> u64 {
-    60
-}
-fn default_max_ttl() -> u64 {
-    7 * 24 * 3600
-}
-fn default_max_quorum() -> u32 {
-    16
-}
-fn default_sweep() -> u64 {
-    5
+fn default_ca_subject() -> String {
+    "CN=Keyward Document CA,O=Keyward".into()
 }
 
-/// The validated `[approvals]` settings.
-#[derive(Clone)]
-pub struct ApprovalsConfig {
-    /// Longest long-poll.
-    pub max_wait_seconds: u64,
-    /// Longest request lifetime.
-    pub max_ttl_seconds: u64,
-    /// Largest quorum.
-    pub max_quorum: u32,
-    /// Sweep interval.
-    pub sweep_interval_seconds: u64,
-    /// Webhook URL.
-    pub webhook_url: Option<String>,
-    /// Webhook HMAC secret.
-    pub webhook_secret: Option<zeroize::Zeroizing<Vec<u8>>>,
+fn default_ca_algorithm() -> String {
+    "p256".into()
 }
 
-impl std::fmt::Debug for ApprovalsConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ApprovalsConfig")
-            .field("max_wait_seconds", &self.max_wait_seconds)
-            .field("max_ttl_seconds", &self.max_ttl_seconds)
-            .field("max_quorum", &self.max_quorum)
-            .field("webhook_url", &self.webhook_url)
-            .field(
-                "webhook_secret",
-                &self.webhook_secret.as_ref().map(|_| "[redacted]"),
-            )
-            .finish()
-    }
+fn default_ca_validity_days() -> u32 {
+    3650
+}
+
+fn default_max_document_bytes() -> usize {
+    512 * 1024
+}
+
+/// Validated `[documents]` settings.
+#[derive(Debug, Clone)]
+pub struct DocumentsConfig {
+    /// Subject of the internal CA made on first start (RFC 4514, checked).
+    pub ca_subject: String,
+    /// Algorithm of the internal CA key.
+    pub ca_algorithm: crate::keys::Algorithm,
+    /// Validity of a new internal CA certificate, days.
+    pub ca_validity_days: u32,
+    /// Largest document, bytes.
+    pub max_document_bytes: usize,
+    /// Further trusted roots (PEM file).
+    pub trust_anchors_file: Option<PathBuf>,
 }
 
 /// `[server]`
@@ -304,6 +289,8 @@ pub struct Config {
     pub issuers: Vec<StaticIssuer>,
     /// Default policy decision.
     pub default_decision: DefaultDecision,
+    /// Document signing settings.
+    pub documents: DocumentsConfig,
     /// The approval workflow.
     pub approvals: ApprovalsConfig,
 }
@@ -480,74 +467,8 @@ impl Config {
                 jwks_file: resolve(&section.jwks_file),
             });
         }
-        let a = &file.approvals;
-        if a.max_wait_seconds == 0 || a.max_wait_seconds > 3600 {
-            return Err(invalid(
-                "approvals.max_wait_seconds",
-                a.max_wait_seconds,
-                "must be 1 to 3600",
-            ));
-        }
-        if a.max_ttl_seconds == 0 {
-            return Err(invalid(
-                "approvals.max_ttl_seconds",
-                a.max_ttl_seconds,
-                "must be positive",
-            ));
-        }
-        if a.max_quorum == 0 {
-            return Err(invalid(
-                "approvals.max_quorum",
-                a.max_quorum,
-                "must be at least 1",
-            ));
-        }
-        if a.sweep_interval_seconds == 0 {
-            return Err(invalid(
-                "approvals.sweep_interval_seconds",
-                0,
-                "must be at least 1",
-            ));
-        }
-        if let Some(url) = &a.webhook_url
-            && !(url.starts_with("http://") || url.starts_with("https://"))
-        {
-            return Err(invalid(
-                "approvals.webhook_url",
-                url,
-                "must be an http(s) URL",
-            ));
-        }
-        let webhook_secret = match (webhook_secret_env, &a.webhook_secret_file) {
-            (Some(s), _) => Some(zeroize::Zeroizing::new(s.into_bytes())),
-            (None, Some(path)) => {
-                let path = resolve(path);
-                let bytes = std::fs::read(&path).map_err(|e| {
-                    invalid(
-                        "approvals.webhook_secret_file",
-                        path.display(),
-                        format!("cannot read: {e}"),
-                    )
-                })?;
-                Some(zeroize::Zeroizing::new(bytes.trim_ascii().to_vec()))
-            }
-            (None, None) => None,
-        };
-        if a.webhook_url.is_some() && webhook_secret.is_none() {
-            return Err(invalid(
-                "approvals.webhook_url",
-                a.webhook_url.as_deref().unwrap_or_default(),
-                "a webhook needs a secret: set KEYWARD_WEBHOOK_SECRET or approvals.webhook_secret_file",
-            ));
-        }
-        let approvals = ApprovalsConfig {
-            max_wait_seconds: a.max_wait_seconds,
-            max_ttl_seconds: a.max_ttl_seconds,
-            max_quorum: a.max_quorum,
-            sweep_interval_seconds: a.sweep_interval_seconds,
-            webhook_url: a.webhook_url.clone(),
-            webhook_secret,
-        };
+        let documents = validate_documents(&file.documents, &resolve)?;
+        let approvals = validate_approvals(&file.approvals, webhook_secret_env, &resolve)?;
         Ok(Config {
             approvals,
             listen,
@@ -559,8 +480,211 @@ impl Config {
             dev_issuer: file.auth.dev_issuer,
             issuers,
             default_decision: file.policy.default_decision,
+            documents,
         })
     }
+}
+
+/// `[approvals]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalsSection {
+    /// Longest `?wait=` a caller may ask for on `GET /v1/requests/{id}`, seconds.
+    #[serde(default = "default_max_wait")]
+    pub max_wait_seconds: u64,
+    /// Longest time a request may wait for approvers, whatever a policy asks, seconds.
+    #[serde(default = "default_max_ttl")]
+    pub max_ttl_seconds: u64,
+    /// Largest quorum a policy may ask for.
+    #[serde(default = "default_max_quorum")]
+    pub max_quorum: u32,
+    /// How often expired requests are swept, seconds.
+    #[serde(default = "default_sweep")]
+    pub sweep_interval_seconds: u64,
+    /// URL that receives a JSON event on each state change (optional).
+    #[serde(default)]
+    pub webhook_url: Option<String>,
+    /// File holding the webhook HMAC secret (`KEYWARD_WEBHOOK_SECRET` takes precedence).
+    #[serde(default)]
+    pub webhook_secret_file: Option<PathBuf>,
+}
+
+impl Default for ApprovalsSection {
+    fn default() -> Self {
+        ApprovalsSection {
+            max_wait_seconds: default_max_wait(),
+            max_ttl_seconds: default_max_ttl(),
+            max_quorum: default_max_quorum(),
+            sweep_interval_seconds: default_sweep(),
+            webhook_url: None,
+            webhook_secret_file: None,
+        }
+    }
+}
+
+fn default_max_wait() -> u64 {
+    60
+}
+fn default_max_ttl() -> u64 {
+    7 * 24 * 3600
+}
+fn default_max_quorum() -> u32 {
+    16
+}
+fn default_sweep() -> u64 {
+    5
+}
+
+/// The validated `[approvals]` settings.
+#[derive(Clone)]
+pub struct ApprovalsConfig {
+    /// Longest long-poll.
+    pub max_wait_seconds: u64,
+    /// Longest request lifetime.
+    pub max_ttl_seconds: u64,
+    /// Largest quorum.
+    pub max_quorum: u32,
+    /// Sweep interval.
+    pub sweep_interval_seconds: u64,
+    /// Webhook URL.
+    pub webhook_url: Option<String>,
+    /// Webhook HMAC secret.
+    pub webhook_secret: Option<zeroize::Zeroizing<Vec<u8>>>,
+}
+
+impl std::fmt::Debug for ApprovalsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApprovalsConfig")
+            .field("max_wait_seconds", &self.max_wait_seconds)
+            .field("max_ttl_seconds", &self.max_ttl_seconds)
+            .field("max_quorum", &self.max_quorum)
+            .field("webhook_url", &self.webhook_url)
+            .field(
+                "webhook_secret",
+                &self.webhook_secret.as_ref().map(|_| "[redacted]"),
+            )
+            .finish()
+    }
+}
+
+fn validate_approvals(
+    a: &ApprovalsSection,
+    secret_env: Option<String>,
+    resolve: &dyn Fn(&Path) -> PathBuf,
+) -> Result<ApprovalsConfig, ConfigError> {
+    if a.max_wait_seconds == 0 || a.max_wait_seconds > 3600 {
+        return Err(invalid(
+            "approvals.max_wait_seconds",
+            a.max_wait_seconds,
+            "must be 1 to 3600",
+        ));
+    }
+    if a.max_ttl_seconds == 0 {
+        return Err(invalid(
+            "approvals.max_ttl_seconds",
+            a.max_ttl_seconds,
+            "must be positive",
+        ));
+    }
+    if a.max_quorum == 0 {
+        return Err(invalid(
+            "approvals.max_quorum",
+            a.max_quorum,
+            "must be at least 1",
+        ));
+    }
+    if a.sweep_interval_seconds == 0 {
+        return Err(invalid(
+            "approvals.sweep_interval_seconds",
+            0,
+            "must be at least 1",
+        ));
+    }
+    if let Some(url) = &a.webhook_url
+        && !(url.starts_with("http://") || url.starts_with("https://"))
+    {
+        return Err(invalid(
+            "approvals.webhook_url",
+            url,
+            "must be an http(s) URL",
+        ));
+    }
+    let webhook_secret = match (secret_env, &a.webhook_secret_file) {
+        (Some(s), _) => Some(zeroize::Zeroizing::new(s.into_bytes())),
+        (None, Some(path)) => {
+            let path = resolve(path);
+            let bytes = std::fs::read(&path).map_err(|e| {
+                invalid(
+                    "approvals.webhook_secret_file",
+                    path.display(),
+                    format!("cannot read: {e}"),
+                )
+            })?;
+            Some(zeroize::Zeroizing::new(bytes.trim_ascii().to_vec()))
+        }
+        (None, None) => None,
+    };
+    if a.webhook_url.is_some() && webhook_secret.is_none() {
+        return Err(invalid(
+            "approvals.webhook_url",
+            a.webhook_url.as_deref().unwrap_or_default(),
+            "a webhook needs a secret: set KEYWARD_WEBHOOK_SECRET or approvals.webhook_secret_file",
+        ));
+    }
+    Ok(ApprovalsConfig {
+        max_wait_seconds: a.max_wait_seconds,
+        max_ttl_seconds: a.max_ttl_seconds,
+        max_quorum: a.max_quorum,
+        sweep_interval_seconds: a.sweep_interval_seconds,
+        webhook_url: a.webhook_url.clone(),
+        webhook_secret,
+    })
+}
+
+fn validate_documents(
+    section: &DocumentsSection,
+    resolve: &dyn Fn(&Path) -> PathBuf,
+) -> Result<DocumentsConfig, ConfigError> {
+    use std::str::FromStr as _;
+    x509_cert::name::Name::from_str(&section.ca_subject).map_err(|e| {
+        invalid(
+            "documents.ca_subject",
+            &section.ca_subject,
+            format!("not an RFC 4514 name such as CN=Example CA,O=Example ({e})"),
+        )
+    })?;
+    let ca_algorithm: crate::keys::Algorithm = section
+        .ca_algorithm
+        .parse()
+        .map_err(|e: String| invalid("documents.ca_algorithm", &section.ca_algorithm, e))?;
+    if ca_algorithm == crate::keys::Algorithm::Secp256k1 {
+        return Err(invalid(
+            "documents.ca_algorithm",
+            &section.ca_algorithm,
+            "X.509 tools do not accept secp256k1 CAs; use p256, rsa-2048, rsa-3072 or rsa-4096",
+        ));
+    }
+    if section.ca_validity_days == 0 {
+        return Err(invalid(
+            "documents.ca_validity_days",
+            0,
+            "must be at least 1",
+        ));
+    }
+    if section.max_document_bytes == 0 {
+        return Err(invalid(
+            "documents.max_document_bytes",
+            0,
+            "must be at least 1",
+        ));
+    }
+    Ok(DocumentsConfig {
+        ca_subject: section.ca_subject.clone(),
+        ca_algorithm,
+        ca_validity_days: section.ca_validity_days,
+        max_document_bytes: section.max_document_bytes,
+        trust_anchors_file: section.trust_anchors_file.as_deref().map(resolve),
+    })
 }
 
 fn overlay(table: &mut toml::Table, path: &str, raw: &str) {
@@ -680,14 +804,28 @@ mod tests {
     }
 
     #[test]
-    fn the_example_production_config_is_valid() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/production.toml");
-        let text = std::fs::read_to_string(&path).unwrap();
+    fn documents_settings_are_checked() {
+        let base = "[storage]\ndata_dir = \"d\"\n[auth]\ndev_issuer = true\n";
         let cfg =
-            Config::from_table(table(&text), env(&[("KEYWARD_KEK", KEK)]), Path::new("/")).unwrap();
-        assert_eq!(cfg.default_decision, DefaultDecision::Deny);
-        assert!(!cfg.dev_issuer);
-        assert_eq!(cfg.issuers.len(), 1);
+            Config::from_table(table(base), env(&[("KEYWARD_KEK", KEK)]), Path::new("/")).unwrap();
+        assert_eq!(cfg.documents.max_document_bytes, 512 * 1024);
+        for (key, value) in [
+            ("KEYWARD_DOCUMENTS__CA_SUBJECT", "not a name"),
+            ("KEYWARD_DOCUMENTS__CA_ALGORITHM", "secp256k1"),
+            ("KEYWARD_DOCUMENTS__MAX_DOCUMENT_BYTES", "0"),
+        ] {
+            let err = Config::from_table(
+                table(base),
+                env(&[("KEYWARD_KEK", KEK), (key, value)]),
+                Path::new("/"),
+            )
+            .unwrap_err()
+            .to_string();
+            let name = key
+                .trim_start_matches("KEYWARD_DOCUMENTS__")
+                .to_ascii_lowercase();
+            assert!(err.contains(&format!("documents.{name}")), "{err}");
+        }
     }
 
     #[test]

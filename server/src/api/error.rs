@@ -378,3 +378,39 @@ impl<E: Endpoint> Endpoint for ErrorEnvelopeEndpoint<E> {
         Ok(resp)
     }
 }
+
+impl From<crate::documents::DocumentError> for ApiError {
+    fn from(e: crate::documents::DocumentError) -> Self {
+        use crate::documents::DocumentError as D;
+        let status = |s: u16| StatusCode::from_u16(s).unwrap_or(StatusCode::BAD_REQUEST);
+        let message = e.to_string();
+        match e {
+            D::NotFound(m) => ApiError::not_found(m),
+            D::Malformed(m) => ApiError::bad_request(m),
+            D::Invalid(m) => ApiError::invalid(m),
+            D::TooLarge { .. } => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "DOCUMENT_TOO_LARGE", message)
+            }
+            D::NotDocumentKey { .. } => {
+                ApiError::new(StatusCode::FORBIDDEN, "WRONG_KEY_PURPOSE", message)
+            }
+            D::KeyDisabled(_) => ApiError::new(StatusCode::CONFLICT, "KEY_DISABLED", message),
+            D::KeyMismatch(_) => ApiError::new(status(422), "CERTIFICATE_KEY_MISMATCH", message),
+            D::BadChain(_) => ApiError::new(status(422), "INVALID_CHAIN", message),
+            D::NoCertificate(_) => ApiError::new(StatusCode::CONFLICT, "NO_CERTIFICATE", message),
+            D::CertificateRevoked { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "CERTIFICATE_REVOKED", message)
+            }
+            D::CertificateExpired { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "CERTIFICATE_EXPIRED", message)
+            }
+            D::AlreadyRevoked(_) => ApiError::new(StatusCode::CONFLICT, "ALREADY_REVOKED", message),
+            D::Unsupported(_) => ApiError::new(status(422), "UNSUPPORTED_ALGORITHM", message),
+            D::Encoding(_) => ApiError::internal("document encoding failed", message),
+            D::Key(e) => e.into(),
+            D::Store(e) => e.into(),
+            D::Audit(e) => e.into(),
+            D::Pipeline(e) => e.into(),
+        }
+    }
+}

@@ -36,7 +36,7 @@ pub struct KeyView {
     pub name: String,
     /// `ed25519`, `secp256k1`, `p256`, `rsa-2048`, `rsa-3072` or `rsa-4096`.
     pub algorithm: String,
-    /// What the key may sign: `raw`.
+    /// What the key may sign: `raw` or `document`.
     pub purpose: String,
     /// Where the private key lives: `software`.
     pub backend: String,

@@ -3,6 +3,8 @@
 //! `pipeline::submit` only. Errors become HTTP in `error` alone.
 
 pub mod audit;
+pub mod certificates;
+pub mod documents;
 pub mod error;
 pub mod keys;
 pub mod limits;
@@ -26,6 +28,10 @@ pub enum ApiTags {
     Signing,
     /// Requests waiting for approvers: approve, reject, cancel, follow.
     Approvals,
+    /// Certificates of document keys and the internal CA.
+    Certificates,
+    /// Sign and verify documents (CMS).
+    Documents,
     /// Read the hash-chained audit log.
     Audit,
     /// Health.
@@ -65,6 +71,9 @@ pub type Apis = (
     keys::SigningApi,
     audit::AuditApi,
     system::SystemApi,
+    certificates::CertificatesApi,
+    documents::DocumentsApi,
+    documents::CaApi,
 );
 
 /// All API implementations.
@@ -74,6 +83,9 @@ pub fn apis() -> Apis {
         keys::SigningApi,
         audit::AuditApi,
         system::SystemApi,
+        certificates::CertificatesApi,
+        documents::DocumentsApi,
+        documents::CaApi,
     )
 }
 

@@ -4,10 +4,12 @@
 //! functions, never query strings. State changes that must be audited are applied by the audit
 //! writer inside its transaction (see `StateChange`), never on their own.
 //!
-//! Parts: `keys` (key rows), `requests` (sign requests and idempotency), `audit` (chain rows).
+//! Parts: `keys` (key rows), `requests` (sign requests and idempotency), `audit` (chain rows),
+//! `certificates` (document certificates and the internal CA).
 
 pub mod approvals;
 pub mod audit;
+pub mod certificates;
 pub mod keys;
 pub mod requests;
 
@@ -18,6 +20,7 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
+pub use certificates::{CaRow, CertStatus, CertificateFilter, CertificateRow};
 pub use keys::{KeyRow, KeyStatus};
 pub use requests::{SignRequestRow, SignStatus};
 
@@ -83,6 +86,28 @@ pub enum StateChange {
         result: Option<String>,
         /// Error code and message, when failed.
         error: Option<(String, String)>,
+    },
+    /// A certificate of a document key was issued or imported.
+    InsertCertificate(Box<CertificateRow>),
+    /// A certificate was revoked.
+    RevokeCertificate {
+        /// Certificate id.
+        id: String,
+        /// When.
+        at: String,
+        /// RFC 5280 reason name.
+        reason: String,
+    },
+    /// The internal CA was created or imported.
+    PutCertificateAuthority(Box<CaRow>),
+    /// The internal CA published a new CRL.
+    SetCrl {
+        /// The CRL, DER.
+        crl: Vec<u8>,
+        /// Its number.
+        number: i64,
+        /// When.
+        at: String,
     },
 }
 
@@ -216,6 +241,14 @@ pub(crate) async fn apply_change(
         } => {
             let error = error.as_ref().map(|(c, m)| (c.as_str(), m.as_str()));
             approvals::set_status(conn, id, from, *to, at, result.as_deref(), error).await
+        }
+        StateChange::InsertCertificate(row) => certificates::insert(conn, row).await,
+        StateChange::RevokeCertificate { id, at, reason } => {
+            certificates::revoke(conn, id, at, reason).await
+        }
+        StateChange::PutCertificateAuthority(row) => certificates::put_ca(conn, row).await,
+        StateChange::SetCrl { crl, number, at } => {
+            certificates::set_crl(conn, crl, *number, at).await
         }
     }
 }

@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod audit;
+mod documents;
 mod errors;
 mod keys;
 mod openapi;
