@@ -120,7 +120,9 @@ fn main() {
                     tasks.push(tokio::spawn(async move {
                         let mut lat = Vec::new();
                         let mut errors = 0u64;
-                        let body = json!({"message": format!("bWVzc2FnZQ{i}==")});
+                        use base64::Engine as _;
+                        let message = format!("message from connection {i}");
+                        let body = json!({"message": base64::engine::general_purpose::STANDARD.encode(message)});
                         while Instant::now() < deadline {
                             let t = Instant::now();
                             let resp = client
@@ -134,7 +136,18 @@ fn main() {
                                     let _ = r.bytes().await;
                                     lat.push(t.elapsed());
                                 }
-                                _ => errors += 1,
+                                Ok(r) => {
+                                    if errors == 0 {
+                                        eprintln!("request failed: {} {}", r.status(), r.text().await.unwrap_or_default());
+                                    }
+                                    errors += 1;
+                                }
+                                Err(e) => {
+                                    if errors == 0 {
+                                        eprintln!("request failed: {e}");
+                                    }
+                                    errors += 1;
+                                }
                             }
                         }
                         (lat, errors)
