@@ -10,7 +10,7 @@ use crate::api::{self, error::ErrorEnvelope, limits::BodyLimit};
 use crate::audit::AuditLog;
 use crate::auth::dev_issuer::DevIssuer;
 use crate::auth::{Authenticator, IssuerVerifier};
-use crate::config::Config;
+use crate::config::{Config, IssuerKeys};
 use crate::keys::{Algorithm, Kek, KeyBackend, KeyRegistry, SealedKey, SoftwareBackend};
 use crate::policy::PolicyStage;
 use crate::store::Store;
@@ -76,23 +76,35 @@ impl AppState {
             None
         };
         for issuer in &config.issuers {
-            let text = std::fs::read(&issuer.jwks_file).map_err(|e| {
-                StartError::Other(format!(
-                    "cannot read JWKS file {}: {e}",
-                    issuer.jwks_file.display()
-                ))
-            })?;
-            let jwks = serde_json::from_slice(&text).map_err(|e| {
-                StartError::Other(format!(
-                    "JWKS file {} is not a JWK set: {e}",
-                    issuer.jwks_file.display()
-                ))
-            })?;
-            verifiers.push(IssuerVerifier::new(issuer.settings.clone(), &jwks)?);
+            let verifier = match &issuer.keys {
+                IssuerKeys::File(path) => {
+                    let text = std::fs::read(path).map_err(|e| {
+                        StartError::Other(format!("cannot read JWKS file {}: {e}", path.display()))
+                    })?;
+                    let jwks = serde_json::from_slice(&text).map_err(|e| {
+                        StartError::Other(format!(
+                            "JWKS file {} is not a JWK set: {e}",
+                            path.display()
+                        ))
+                    })?;
+                    IssuerVerifier::new(issuer.settings.clone(), &jwks)?
+                }
+                IssuerKeys::Remote(jwks_uri) => Authenticator::remote_issuer(
+                    issuer.settings.clone(),
+                    jwks_uri.clone(),
+                    config.jwks_cache,
+                )?,
+            };
+            verifiers.push(verifier);
         }
+        let auth = Authenticator::new(verifiers);
+        // Load remote key sets in the background: an IdP that is down does not stop the
+        // server, and `/health/ready` says which issuer has no keys yet.
+        let loader = auth.clone();
+        tokio::spawn(async move { loader.load_missing_keys().await });
         let policy = PolicyStage::new(config.default_decision);
         Ok(AppState(Arc::new(Inner {
-            auth: Authenticator::new(verifiers),
+            auth,
             config,
             store,
             audit,

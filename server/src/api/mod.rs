@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod error;
+pub mod identity;
 pub mod keys;
 pub mod limits;
 pub mod system;
@@ -27,6 +28,8 @@ pub enum ApiTags {
     Audit,
     /// Health.
     System,
+    /// Who the caller is.
+    Identity,
 }
 
 /// Bearer JWT from a configured issuer.
@@ -38,7 +41,11 @@ async fn check_bearer(req: &Request, bearer: Bearer) -> poem::Result<Principal> 
     let state = req
         .data::<AppState>()
         .ok_or_else(|| ApiError::internal("server state missing", "no AppState"))?;
-    Ok(state.auth().verify(&bearer.token).map_err(ApiError::from)?)
+    Ok(state
+        .auth()
+        .verify(&bearer.token)
+        .await
+        .map_err(ApiError::from)?)
 }
 
 impl BearerAuth {
@@ -62,6 +69,7 @@ pub type Apis = (
     keys::SigningApi,
     audit::AuditApi,
     system::SystemApi,
+    identity::IdentityApi,
 );
 
 /// All API implementations.
@@ -71,6 +79,7 @@ pub fn apis() -> Apis {
         keys::SigningApi,
         audit::AuditApi,
         system::SystemApi,
+        identity::IdentityApi,
     )
 }
 

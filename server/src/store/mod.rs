@@ -59,6 +59,15 @@ pub enum StateChange {
     },
     /// A sign request reached its outcome.
     InsertSignRequest(Box<SignRequestRow>),
+    /// A key's signers list changed.
+    SetKeySigners {
+        /// Key id.
+        key_id: String,
+        /// The new list, as a JSON array.
+        signers: String,
+        /// When.
+        at: String,
+    },
 }
 
 /// The database handle.
@@ -179,6 +188,11 @@ pub(crate) async fn apply_change(
             keys::set_status(conn, key_id, *status, at).await
         }
         StateChange::InsertSignRequest(row) => requests::insert(conn, row).await,
+        StateChange::SetKeySigners {
+            key_id,
+            signers,
+            at,
+        } => keys::set_signers(conn, key_id, signers, at).await,
     }
 }
 
