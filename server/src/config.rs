@@ -689,4 +689,48 @@ mod tests {
         .to_string();
         assert!(err.contains("KEYWARD_KEK"), "{err}");
     }
+
+    #[test]
+    fn issuers_are_discovered_or_fetched_and_role_maps_name_keyward_roles() {
+        let base = "[storage]\ndata_dir = \"d\"\n[auth]\njwks_refetch_cooldown_seconds = 7\n\
+                    [[auth.issuers]]\nissuer = \"https://idp.test/realms/x/\"\n\
+                    audiences = [\"keyward\"]\n";
+        let cfg = Config::from_table(
+            table(&format!(
+                "{base}roles_claim = \"/realm_access/roles\"\n\
+                 role_map = {{ \"kw-sign\" = \"signer\", \"ops\" = [\"auditor\", \"key-admin\"] }}\n"
+            )),
+            env(&[("KEYWARD_KEK", KEK)]),
+            Path::new("/"),
+        )
+        .unwrap();
+        let issuer = &cfg.issuers[0];
+        // The issuer is kept exactly as written (trailing slash included).
+        assert_eq!(issuer.settings.issuer, "https://idp.test/realms/x/");
+        assert_eq!(issuer.keys, IssuerKeys::Remote(None));
+        assert_eq!(
+            issuer.settings.role_map["ops"],
+            vec![Role::Auditor, Role::KeyAdmin]
+        );
+        assert_eq!(cfg.jwks_cache.refetch_cooldown, Duration::from_secs(7));
+
+        for (extra, key) in [
+            ("role_map = { \"x\" = \"treasurer\" }\n", "role_map.x"),
+            (
+                "jwks_uri = \"https://idp.test/certs\"\njwks_file = \"k.json\"\n",
+                "jwks_uri",
+            ),
+            ("jwks_uri = \"file:///etc/passwd\"\n", "jwks_uri"),
+            ("groups_claim = \"groups\"\n", "groups_claim"),
+        ] {
+            let err = Config::from_table(
+                table(&format!("{base}{extra}")),
+                env(&[("KEYWARD_KEK", KEK)]),
+                Path::new("/"),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains(key), "{extra}: {err}");
+        }
+    }
 }

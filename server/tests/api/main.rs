@@ -3,6 +3,7 @@
 
 mod audit;
 mod errors;
+mod identity;
 mod keys;
 mod openapi;
 mod signing;
