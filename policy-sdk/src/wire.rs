@@ -34,15 +34,30 @@ pub struct SignRequest {
 }
 
 /// The authenticated caller.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Principal {
     /// The token issuer (`iss`).
     pub issuer: String,
     /// The subject (`sub`).
     pub subject: String,
-    /// Keyward roles held by the caller (`admin`, `signer`, ...).
+    /// Keyward roles held by the caller (`admin`, `signer`, ...), after the issuer's role map.
     #[serde(default)]
     pub roles: Vec<String>,
+    /// Group names from the issuer's groups claim, as the identity provider names them.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// The `email` claim, when the token has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// The `name` claim, when the token has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The `acr` claim (authentication context class), when the token has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acr: Option<String>,
+    /// The `amr` claim (authentication methods, e.g. `pwd`, `otp`, `hwk`).
+    #[serde(default)]
+    pub amr: Vec<String>,
 }
 
 /// Public facts about the key asked to sign.

@@ -22,6 +22,8 @@ pub struct NewKey {
     pub purpose: Purpose,
     /// Labels.
     pub labels: BTreeMap<String, String>,
+    /// Who may sign with it (checked entries, see `auth::signers`); empty admits every signer.
+    pub signers: Vec<String>,
 }
 
 /// Purposes that keys can be created with on this server.
@@ -146,6 +148,7 @@ async fn record_new_key(
         created_at: now.clone(),
         created_by: principal.display_id(),
         updated_at: now,
+        signers: serde_json::to_string(&new.signers).unwrap_or_else(|_| "[]".into()),
     };
     let meta = KeyMeta::from_row(&row)?;
     let event = AuditEvent {
@@ -160,6 +163,7 @@ async fn record_new_key(
             "purpose": new.purpose.as_str(),
             "backend": backend,
             "labels": new.labels,
+            "signers": new.signers,
             "public_key_sha256": hex::encode(<sha2::Sha256 as sha2::Digest>::digest(made.public_key.spki_der())),
         }),
     };
@@ -204,6 +208,49 @@ pub async fn disable_key(
             vec![StateChange::SetKeyStatus {
                 key_id: key_id.to_string(),
                 status: KeyStatus::Disabled,
+                at: now,
+            }],
+            event,
+        )
+        .await?;
+    state.keys().invalidate(key_id);
+    let row = state
+        .store()
+        .key(key_id)
+        .await?
+        .ok_or_else(|| PipelineError::KeyNotFound(key_id.to_string()))?;
+    Ok(KeyMeta::from_row(&row)?)
+}
+
+/// Replaces a key's signers list (entries already checked with `auth::signers::normalize`).
+pub async fn set_signers(
+    state: &AppState,
+    principal: &Principal,
+    key_id: &str,
+    signers: Vec<String>,
+) -> Result<KeyMeta, PipelineError> {
+    let row = state
+        .store()
+        .key(key_id)
+        .await?
+        .ok_or_else(|| PipelineError::KeyNotFound(key_id.to_string()))?;
+    let before = KeyMeta::from_row(&row)?.signers;
+    let (now, _) = crate::clock::now();
+    let event = AuditEvent {
+        action: "key.signers",
+        outcome: "ok",
+        actor: actor(principal),
+        key_id: Some(key_id.to_string()),
+        request_id: Some(crate::api::error::current_request_id()),
+        details: json!({"name": row.name, "before": before, "after": signers}),
+    };
+    state.keys().invalidate(key_id);
+    state
+        .audit()
+        .append(
+            vec![StateChange::SetKeySigners {
+                key_id: key_id.to_string(),
+                signers: serde_json::to_string(&signers).unwrap_or_else(|_| "[]".into()),
                 at: now,
             }],
             event,

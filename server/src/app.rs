@@ -11,7 +11,7 @@ use crate::approvals::ApprovalHub;
 use crate::audit::AuditLog;
 use crate::auth::dev_issuer::DevIssuer;
 use crate::auth::{Authenticator, IssuerVerifier};
-use crate::config::Config;
+use crate::config::{Config, IssuerKeys};
 use crate::documents::Documents;
 use crate::keys::{Algorithm, Kek, KeyBackend, KeyRegistry, SealedKey, SoftwareBackend};
 use crate::policy::PolicyStage;
@@ -80,20 +80,32 @@ impl AppState {
             None
         };
         for issuer in &config.issuers {
-            let text = std::fs::read(&issuer.jwks_file).map_err(|e| {
-                StartError::Other(format!(
-                    "cannot read JWKS file {}: {e}",
-                    issuer.jwks_file.display()
-                ))
-            })?;
-            let jwks = serde_json::from_slice(&text).map_err(|e| {
-                StartError::Other(format!(
-                    "JWKS file {} is not a JWK set: {e}",
-                    issuer.jwks_file.display()
-                ))
-            })?;
-            verifiers.push(IssuerVerifier::new(issuer.settings.clone(), &jwks)?);
+            let verifier = match &issuer.keys {
+                IssuerKeys::File(path) => {
+                    let text = std::fs::read(path).map_err(|e| {
+                        StartError::Other(format!("cannot read JWKS file {}: {e}", path.display()))
+                    })?;
+                    let jwks = serde_json::from_slice(&text).map_err(|e| {
+                        StartError::Other(format!(
+                            "JWKS file {} is not a JWK set: {e}",
+                            path.display()
+                        ))
+                    })?;
+                    IssuerVerifier::new(issuer.settings.clone(), &jwks)?
+                }
+                IssuerKeys::Remote(jwks_uri) => Authenticator::remote_issuer(
+                    issuer.settings.clone(),
+                    jwks_uri.clone(),
+                    config.jwks_cache,
+                )?,
+            };
+            verifiers.push(verifier);
         }
+        let auth = Authenticator::new(verifiers);
+        // Load remote key sets in the background: an IdP that is down does not stop the
+        // server, and `/health/ready` says which issuer has no keys yet.
+        let loader = auth.clone();
+        tokio::spawn(async move { loader.load_missing_keys().await });
         let policy = PolicyStage::new(config.default_decision);
         let approvals = ApprovalHub::new(
             store.clone(),
@@ -111,7 +123,7 @@ impl AppState {
         .map_err(|e| StartError::Other(format!("document signing: {e}")))?;
         let state = AppState(Arc::new(Inner {
             approvals,
-            auth: Authenticator::new(verifiers),
+            auth,
             config,
             store,
             audit,

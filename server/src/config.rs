@@ -11,7 +11,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::auth::IssuerSettings;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::auth::{IssuerSettings, JwksCacheSettings, Role};
 use crate::keys::Kek;
 
 /// Errors in the configuration. Each names the key and the bad value.
@@ -201,6 +204,21 @@ pub struct AuthSection {
     /// Trusted token issuers.
     #[serde(default)]
     pub issuers: Vec<IssuerSection>,
+    /// Lifetime of a fetched JWKS whose response has no `Cache-Control: max-age`, seconds.
+    #[serde(default = "default_jwks_cache")]
+    pub jwks_cache_seconds: u64,
+    /// Shortest lifetime of a fetched JWKS, whatever `max-age` says, seconds.
+    #[serde(default = "default_jwks_min_cache")]
+    pub jwks_min_cache_seconds: u64,
+    /// Longest lifetime of a fetched JWKS, whatever `max-age` says, seconds.
+    #[serde(default = "default_jwks_max_cache")]
+    pub jwks_max_cache_seconds: u64,
+    /// Least time between two JWKS fetches caused by unknown `kid`s or failures, seconds.
+    #[serde(default = "default_refetch_cooldown")]
+    pub jwks_refetch_cooldown_seconds: u64,
+    /// Timeout of each discovery or JWKS request, seconds.
+    #[serde(default = "default_fetch_timeout")]
+    pub fetch_timeout_seconds: u64,
 }
 
 impl Default for AuthSection {
@@ -209,8 +227,29 @@ impl Default for AuthSection {
             leeway_seconds: default_leeway(),
             dev_issuer: false,
             issuers: Vec::new(),
+            jwks_cache_seconds: default_jwks_cache(),
+            jwks_min_cache_seconds: default_jwks_min_cache(),
+            jwks_max_cache_seconds: default_jwks_max_cache(),
+            jwks_refetch_cooldown_seconds: default_refetch_cooldown(),
+            fetch_timeout_seconds: default_fetch_timeout(),
         }
     }
+}
+
+fn default_jwks_cache() -> u64 {
+    300
+}
+fn default_jwks_min_cache() -> u64 {
+    60
+}
+fn default_jwks_max_cache() -> u64 {
+    86_400
+}
+fn default_refetch_cooldown() -> u64 {
+    30
+}
+fn default_fetch_timeout() -> u64 {
+    5
 }
 
 fn default_leeway() -> u64 {
@@ -225,14 +264,43 @@ pub struct IssuerSection {
     pub issuer: String,
     /// Accepted audiences.
     pub audiences: Vec<String>,
-    /// A JWKS file with the issuer's public keys.
-    pub jwks_file: PathBuf,
+    /// Where to fetch the issuer's keys (default: the `jwks_uri` of its discovery document).
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
+    /// A JWKS file with the issuer's public keys, instead of fetching them.
+    #[serde(default)]
+    pub jwks_file: Option<PathBuf>,
     /// Allowed algorithms (default: RS256, PS256, ES256, EdDSA).
     #[serde(default)]
     pub algorithms: Vec<String>,
     /// JSON pointer to the roles claim.
     #[serde(default = "default_roles_claim")]
     pub roles_claim: String,
+    /// JSON pointer to the groups claim (optional).
+    #[serde(default)]
+    pub groups_claim: Option<String>,
+    /// IdP role or group name -> Keyward role name, or a list of them.
+    #[serde(default)]
+    pub role_map: BTreeMap<String, RoleNames>,
+}
+
+/// One Keyward role name or several.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RoleNames {
+    /// One role.
+    One(String),
+    /// Several roles.
+    Many(Vec<String>),
+}
+
+impl RoleNames {
+    fn names(&self) -> Vec<&str> {
+        match self {
+            RoleNames::One(n) => vec![n.as_str()],
+            RoleNames::Many(v) => v.iter().map(String::as_str).collect(),
+        }
+    }
 }
 
 fn default_roles_claim() -> String {
@@ -259,13 +327,22 @@ pub enum DefaultDecision {
     Deny,
 }
 
-/// An issuer trusted through a static JWKS file.
+/// Where a configured issuer's keys come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IssuerKeys {
+    /// A JWKS file read at start-up.
+    File(PathBuf),
+    /// Fetched from `jwks_uri`, or discovered when `None`.
+    Remote(Option<String>),
+}
+
+/// A configured issuer.
 #[derive(Debug, Clone)]
-pub struct StaticIssuer {
+pub struct IssuerConfig {
     /// Verification settings.
     pub settings: IssuerSettings,
-    /// The JWKS file.
-    pub jwks_file: PathBuf,
+    /// Where its keys come from.
+    pub keys: IssuerKeys,
 }
 
 /// The validated configuration.
@@ -285,8 +362,10 @@ pub struct Config {
     pub leeway_seconds: u64,
     /// Whether the development issuer runs.
     pub dev_issuer: bool,
-    /// Issuers with static key sets.
-    pub issuers: Vec<StaticIssuer>,
+    /// Configured issuers.
+    pub issuers: Vec<IssuerConfig>,
+    /// JWKS cache and fetch settings.
+    pub jwks_cache: JwksCacheSettings,
     /// Default policy decision.
     pub default_decision: DefaultDecision,
     /// Document signing settings.
@@ -427,6 +506,48 @@ impl Config {
                     "must be a JSON pointer such as /roles",
                 ));
             }
+            if let Some(g) = &section.groups_claim
+                && !g.starts_with('/')
+            {
+                return Err(invalid(
+                    &key("groups_claim"),
+                    g,
+                    "must be a JSON pointer such as /groups",
+                ));
+            }
+            let mut role_map = BTreeMap::new();
+            for (idp_name, names) in &section.role_map {
+                let mut roles = Vec::new();
+                for name in names.names() {
+                    let role = Role::parse(name).ok_or_else(|| {
+                        invalid(
+                            &key(&format!("role_map.{idp_name}")),
+                            name,
+                            "not a Keyward role (admin, key-admin, policy-admin, signer, \
+                             approver, auditor)",
+                        )
+                    })?;
+                    roles.push(role);
+                }
+                role_map.insert(idp_name.clone(), roles);
+            }
+            let keys = match (&section.jwks_file, &section.jwks_uri) {
+                (Some(_), Some(uri)) => {
+                    return Err(invalid(
+                        &key("jwks_uri"),
+                        uri,
+                        "give jwks_file or jwks_uri, not both",
+                    ));
+                }
+                (Some(file), None) => IssuerKeys::File(resolve(file)),
+                (None, Some(uri)) => {
+                    if !uri.starts_with("https://") && !uri.starts_with("http://") {
+                        return Err(invalid(&key("jwks_uri"), uri, "must be an http(s) URL"));
+                    }
+                    IssuerKeys::Remote(Some(uri.clone()))
+                }
+                (None, None) => IssuerKeys::Remote(None),
+            };
             let names = if section.algorithms.is_empty() {
                 vec![
                     "RS256".to_string(),
@@ -456,19 +577,50 @@ impl Config {
                 }
                 algorithms.push(alg);
             }
-            issuers.push(StaticIssuer {
+            issuers.push(IssuerConfig {
                 settings: IssuerSettings {
-                    issuer: section.issuer.trim_end_matches('/').to_string(),
+                    issuer: section.issuer.clone(),
                     audiences: section.audiences.clone(),
                     algorithms,
                     roles_claim: section.roles_claim.clone(),
+                    groups_claim: section.groups_claim.clone(),
+                    role_map,
                     leeway_seconds: file.auth.leeway_seconds,
                 },
-                jwks_file: resolve(&section.jwks_file),
+                keys,
             });
         }
         let documents = validate_documents(&file.documents, &resolve)?;
         let approvals = validate_approvals(&file.approvals, webhook_secret_env, &resolve)?;
+        let a = &file.auth;
+        if a.jwks_min_cache_seconds > a.jwks_max_cache_seconds {
+            return Err(invalid(
+                "auth.jwks_min_cache_seconds",
+                a.jwks_min_cache_seconds,
+                "must not exceed auth.jwks_max_cache_seconds",
+            ));
+        }
+        if a.jwks_refetch_cooldown_seconds == 0 {
+            return Err(invalid(
+                "auth.jwks_refetch_cooldown_seconds",
+                0,
+                "must be at least 1",
+            ));
+        }
+        if a.fetch_timeout_seconds == 0 || a.fetch_timeout_seconds > 120 {
+            return Err(invalid(
+                "auth.fetch_timeout_seconds",
+                a.fetch_timeout_seconds,
+                "must be 1 to 120",
+            ));
+        }
+        let jwks_cache = JwksCacheSettings {
+            default_ttl: Duration::from_secs(a.jwks_cache_seconds),
+            min_ttl: Duration::from_secs(a.jwks_min_cache_seconds),
+            max_ttl: Duration::from_secs(a.jwks_max_cache_seconds),
+            refetch_cooldown: Duration::from_secs(a.jwks_refetch_cooldown_seconds),
+            fetch_timeout: Duration::from_secs(a.fetch_timeout_seconds),
+        };
         Ok(Config {
             approvals,
             listen,
@@ -479,6 +631,7 @@ impl Config {
             leeway_seconds: file.auth.leeway_seconds,
             dev_issuer: file.auth.dev_issuer,
             issuers,
+            jwks_cache,
             default_decision: file.policy.default_decision,
             documents,
         })
@@ -846,5 +999,49 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("KEYWARD_KEK"), "{err}");
+    }
+
+    #[test]
+    fn issuers_are_discovered_or_fetched_and_role_maps_name_keyward_roles() {
+        let base = "[storage]\ndata_dir = \"d\"\n[auth]\njwks_refetch_cooldown_seconds = 7\n\
+                    [[auth.issuers]]\nissuer = \"https://idp.test/realms/x/\"\n\
+                    audiences = [\"keyward\"]\n";
+        let cfg = Config::from_table(
+            table(&format!(
+                "{base}roles_claim = \"/realm_access/roles\"\n\
+                 role_map = {{ \"kw-sign\" = \"signer\", \"ops\" = [\"auditor\", \"key-admin\"] }}\n"
+            )),
+            env(&[("KEYWARD_KEK", KEK)]),
+            Path::new("/"),
+        )
+        .unwrap();
+        let issuer = &cfg.issuers[0];
+        // The issuer is kept exactly as written (trailing slash included).
+        assert_eq!(issuer.settings.issuer, "https://idp.test/realms/x/");
+        assert_eq!(issuer.keys, IssuerKeys::Remote(None));
+        assert_eq!(
+            issuer.settings.role_map["ops"],
+            vec![Role::Auditor, Role::KeyAdmin]
+        );
+        assert_eq!(cfg.jwks_cache.refetch_cooldown, Duration::from_secs(7));
+
+        for (extra, key) in [
+            ("role_map = { \"x\" = \"treasurer\" }\n", "role_map.x"),
+            (
+                "jwks_uri = \"https://idp.test/certs\"\njwks_file = \"k.json\"\n",
+                "jwks_uri",
+            ),
+            ("jwks_uri = \"file:///etc/passwd\"\n", "jwks_uri"),
+            ("groups_claim = \"groups\"\n", "groups_claim"),
+        ] {
+            let err = Config::from_table(
+                table(&format!("{base}{extra}")),
+                env(&[("KEYWARD_KEK", KEK)]),
+                Path::new("/"),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains(key), "{extra}: {err}");
+        }
     }
 }

@@ -260,6 +260,12 @@ pub async fn submit(state: &AppState, call: SignCall) -> Result<Submitted, Pipel
             "signing needs the role signer".into(),
         ));
     }
+    if !crate::auth::signers::admits(&key.meta.signers, &call.principal) {
+        return Err(PipelineError::Forbidden(format!(
+            "{} is not among the signers of key {}",
+            call.principal.subject, key.meta.id
+        )));
+    }
     let SignCall {
         principal,
         build,

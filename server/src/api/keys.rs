@@ -52,10 +52,14 @@ pub struct KeyView {
     pub created_by: String,
     /// Last change.
     pub updated_at: String,
+    /// Who may sign with it: `subject:<sub>`, `role:<role>` or `group:<name>` entries; empty
+    /// admits every caller with the role `signer`.
+    pub signers: Vec<String>,
 }
 
 impl KeyView {
-    fn from_meta(meta: &KeyMeta) -> ApiResult<Self> {
+    /// The API view of a key.
+    pub fn from_meta(meta: &KeyMeta) -> ApiResult<Self> {
         Ok(KeyView {
             id: meta.id.clone(),
             name: meta.name.clone(),
@@ -74,6 +78,7 @@ impl KeyView {
             created_at: meta.created_at.clone(),
             created_by: meta.created_by.clone(),
             updated_at: meta.updated_at.clone(),
+            signers: meta.signers.clone(),
         })
     }
 }
@@ -89,6 +94,9 @@ pub struct CreateKeyRequest {
     pub purpose: Option<String>,
     /// Free-form labels.
     pub labels: Option<BTreeMap<String, String>>,
+    /// Who may sign with it: `subject:<sub>`, `role:<role>`, `group:<name>` (default: every
+    /// caller with the role `signer`).
+    pub signers: Option<Vec<String>>,
 }
 
 /// Import a private key.
@@ -104,6 +112,9 @@ pub struct ImportKeyRequest {
     pub purpose: Option<String>,
     /// Free-form labels.
     pub labels: Option<BTreeMap<String, String>>,
+    /// Who may sign with it: `subject:<sub>`, `role:<role>`, `group:<name>` (default: every
+    /// caller with the role `signer`).
+    pub signers: Option<Vec<String>>,
 }
 
 /// A page of keys.
@@ -325,7 +336,10 @@ fn parse_new_key(
     name: &str,
     purpose: Option<&str>,
     labels: Option<BTreeMap<String, String>>,
+    signers: Option<Vec<String>>,
 ) -> ApiResult<NewKey> {
+    let signers =
+        crate::auth::signers::normalize(&signers.unwrap_or_default()).map_err(ApiError::invalid)?;
     admin::check_name(name).map_err(ApiError::invalid)?;
     let purpose: Purpose = match purpose {
         Some(p) => p.parse().map_err(ApiError::invalid)?,
@@ -347,6 +361,7 @@ fn parse_new_key(
         name: name.to_string(),
         purpose,
         labels,
+        signers,
     })
 }
 
@@ -399,7 +414,12 @@ impl KeysApi {
     ) -> ApiResult<Created> {
         let principal = auth.require(&[Role::KeyAdmin])?;
         let algorithm: Algorithm = body.algorithm.parse().map_err(ApiError::invalid)?;
-        let new = parse_new_key(&body.name, body.purpose.as_deref(), body.labels.clone())?;
+        let new = parse_new_key(
+            &body.name,
+            body.purpose.as_deref(),
+            body.labels.clone(),
+            body.signers.clone(),
+        )?;
         let meta = admin::create_key(&state, principal, new, algorithm, "software").await?;
         Ok(Created::Created(Json(KeyView::from_meta(&meta)?)))
     }
@@ -421,13 +441,19 @@ impl KeysApi {
             .map(str::parse)
             .transpose()
             .map_err(ApiError::invalid)?;
-        let new = parse_new_key(&body.name, body.purpose.as_deref(), body.labels)?;
+        let new = parse_new_key(
+            &body.name,
+            body.purpose.as_deref(),
+            body.labels,
+            body.signers,
+        )?;
         let meta =
             admin::import_key(&state, principal, new, body.private_key_pem, expected).await?;
         Ok(Created::Created(Json(KeyView::from_meta(&meta)?)))
     }
 
-    /// List keys, ordered by id (any role).
+    /// List keys, ordered by id. Admins, key-admins, policy-admins and auditors see every
+    /// key; other callers see the keys whose signers admit them.
     #[oai(path = "/v1/keys", method = "get", tag = "ApiTags::Keys")]
     async fn list(
         &self,
@@ -438,20 +464,35 @@ impl KeysApi {
         /// `next_cursor` of the previous page.
         cursor: Query<Option<String>>,
     ) -> ApiResult<Json<KeyPage>> {
-        auth.require(Role::ALL)?;
+        let principal = auth.require(Role::ALL)?;
         let limit = page_limit(limit.0)?;
-        let after = match cursor.0.as_deref() {
+        let mut after = match cursor.0.as_deref() {
             Some(c) => {
                 Some(cursor::decode(c).ok_or_else(|| ApiError::invalid("cursor is not valid"))?)
             }
             None => None,
         };
-        let rows = state.store().keys_page(after.as_deref(), limit + 1).await?;
-        let more = rows.len() > limit as usize;
+        // Keys the caller may not see are skipped; read on until the page is full.
         let mut items = Vec::new();
-        for row in rows.iter().take(limit as usize) {
-            let meta = KeyMeta::from_row(row)?;
-            items.push(KeyView::from_meta(&meta)?);
+        let mut more = false;
+        'pages: loop {
+            let rows = state.store().keys_page(after.as_deref(), limit + 1).await?;
+            let exhausted = rows.len() <= limit as usize;
+            for row in rows.iter().take(limit as usize) {
+                after = Some(row.id.clone());
+                let meta = KeyMeta::from_row(row)?;
+                if !crate::auth::signers::may_see(&meta.signers, principal) {
+                    continue;
+                }
+                if items.len() == limit as usize {
+                    more = true;
+                    break 'pages;
+                }
+                items.push(KeyView::from_meta(&meta)?);
+            }
+            if exhausted {
+                break;
+            }
         }
         let next_cursor = if more {
             items.last().map(|k| cursor::encode(&k.id))
@@ -461,7 +502,8 @@ impl KeysApi {
         Ok(Json(KeyPage { items, next_cursor }))
     }
 
-    /// Get a key with its public key as PEM and JWK (any role).
+    /// Get a key with its public key as PEM and JWK (any role; a key the caller may not see
+    /// is answered 404, as in the listing).
     #[oai(path = "/v1/keys/:id", method = "get", tag = "ApiTags::Keys")]
     async fn get(
         &self,
@@ -469,13 +511,17 @@ impl KeysApi {
         auth: BearerAuth,
         id: Path<String>,
     ) -> ApiResult<Json<KeyView>> {
-        auth.require(Role::ALL)?;
+        let principal = auth.require(Role::ALL)?;
         let row = state
             .store()
             .key(&id.0)
             .await?
             .ok_or_else(|| ApiError::not_found(format!("no key with id {:?}", id.0)))?;
-        Ok(Json(KeyView::from_meta(&KeyMeta::from_row(&row)?)?))
+        let meta = KeyMeta::from_row(&row)?;
+        if !crate::auth::signers::may_see(&meta.signers, principal) {
+            return Err(ApiError::not_found(format!("no key with id {:?}", id.0)));
+        }
+        Ok(Json(KeyView::from_meta(&meta)?))
     }
 
     /// Disable a key for good (roles: key-admin, admin). It keeps its history and public key

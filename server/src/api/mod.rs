@@ -6,6 +6,7 @@ pub mod audit;
 pub mod certificates;
 pub mod documents;
 pub mod error;
+pub mod identity;
 pub mod keys;
 pub mod limits;
 pub mod requests;
@@ -36,6 +37,8 @@ pub enum ApiTags {
     Audit,
     /// Health.
     System,
+    /// Who the caller is.
+    Identity,
 }
 
 /// Bearer JWT from a configured issuer.
@@ -47,7 +50,11 @@ async fn check_bearer(req: &Request, bearer: Bearer) -> poem::Result<Principal> 
     let state = req
         .data::<AppState>()
         .ok_or_else(|| ApiError::internal("server state missing", "no AppState"))?;
-    Ok(state.auth().verify(&bearer.token).map_err(ApiError::from)?)
+    Ok(state
+        .auth()
+        .verify(&bearer.token)
+        .await
+        .map_err(ApiError::from)?)
 }
 
 impl BearerAuth {
@@ -74,6 +81,7 @@ pub type Apis = (
     certificates::CertificatesApi,
     documents::DocumentsApi,
     documents::CaApi,
+    identity::IdentityApi,
 );
 
 /// All API implementations.
@@ -86,6 +94,7 @@ pub fn apis() -> Apis {
         certificates::CertificatesApi,
         documents::DocumentsApi,
         documents::CaApi,
+        identity::IdentityApi,
     )
 }
 

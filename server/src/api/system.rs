@@ -43,7 +43,8 @@ impl SystemApi {
         })
     }
 
-    /// Readiness: the database answers and every key backend can sign.
+    /// Readiness: the database answers, every key backend can sign, and every issuer whose
+    /// keys are fetched has had its keys loaded at least once.
     #[oai(path = "/health/ready", method = "get", tag = "ApiTags::System")]
     async fn ready(&self, state: Data<&AppState>) -> ReadyResponse {
         let mut checks = std::collections::BTreeMap::new();
@@ -52,6 +53,23 @@ impl SystemApi {
             Err(e) => e.to_string(),
         };
         checks.insert("database".to_string(), db);
+        // Remote issuers whose keys were never loaded get one more try (within their
+        // cooldown) and are reported until they load.
+        state.auth().load_missing_keys().await;
+        for issuer in state.auth().remote_status() {
+            let status = if issuer.loaded {
+                "ok".to_string()
+            } else {
+                format!(
+                    "no signing keys loaded yet{}",
+                    issuer
+                        .last_error
+                        .map(|e| format!(": {e}"))
+                        .unwrap_or_default()
+                )
+            };
+            checks.insert(format!("issuer:{}", issuer.issuer), status);
+        }
         for backend in state.keys().backends() {
             let status = match backend.check_ready() {
                 Ok(()) => "ok".to_string(),

@@ -178,6 +178,8 @@ impl DevIssuer {
                 audiences: vec![self.identity.audience.clone()],
                 algorithms: vec![jsonwebtoken::Algorithm::EdDSA],
                 roles_claim: "/roles".into(),
+                groups_claim: Some("/groups".into()),
+                role_map: Default::default(),
                 leeway_seconds,
             },
             &jwks,
@@ -189,8 +191,8 @@ impl DevIssuer {
 mod tests {
     use super::*;
 
-    #[test]
-    fn minted_tokens_verify_and_survive_reload() {
+    #[tokio::test]
+    async fn minted_tokens_verify_and_survive_reload() {
         let dir = tempfile::tempdir().unwrap();
         let issuer = DevIssuer::load_or_create(dir.path(), "http://127.0.0.1:1").unwrap();
         let token = issuer
@@ -198,7 +200,7 @@ mod tests {
             .unwrap();
         let again = DevIssuer::load_or_create(dir.path(), "http://other:2").unwrap();
         assert_eq!(again.issuer(), "http://127.0.0.1:1");
-        let p = again.verifier(0).unwrap().verify(&token).unwrap();
+        let p = again.verifier(0).unwrap().verify(&token).await.unwrap();
         assert_eq!(p.subject, "alice");
         assert_eq!(p.roles, vec![Role::Signer]);
     }

@@ -2,16 +2,21 @@
 //!
 //! The header's `alg` must be allowed for the issuer and fit the key's type (and the key's
 //! own `alg`, when it has one). `jku`, `x5u`, `jwk` and `x5c` headers are never used:
-//! keys come only from the issuer's configured key set. Keys meant for encryption and
-//! symmetric keys are ignored.
+//! keys come only from the issuer's configured or discovered key set (`jwks`). Keys meant for
+//! encryption and symmetric keys are ignored. `iss`, `aud`, `exp` and `sub` are required;
+//! `exp`, `nbf` and `iat` must be numbers, and are checked with the configured leeway.
 
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, PublicKeyUse};
+use std::collections::BTreeMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, PublicKeyUse};
 use jsonwebtoken::{Algorithm as JwtAlg, DecodingKey, Validation};
 use serde_json::Value;
 
+use super::jwks::KeySource;
 use super::{AuthError, Principal, Result, Role};
 
-/// How to verify one issuer's tokens.
+/// How to verify one issuer's tokens and read its claims.
 #[derive(Debug, Clone)]
 pub struct IssuerSettings {
     /// Exact `iss` value.
@@ -22,30 +27,37 @@ pub struct IssuerSettings {
     pub algorithms: Vec<JwtAlg>,
     /// JSON pointer to the roles claim (an array or a space-separated string).
     pub roles_claim: String,
-    /// Clock leeway for `exp`/`nbf`, seconds.
+    /// JSON pointer to the groups claim, if any (an array or a space-separated string).
+    pub groups_claim: Option<String>,
+    /// IdP role or group name -> Keyward roles. When empty, names in the roles claim are read
+    /// as Keyward role names; when set, only mapped names grant roles.
+    pub role_map: BTreeMap<String, Vec<Role>>,
+    /// Clock leeway for `exp`, `nbf` and `iat`, seconds.
     pub leeway_seconds: u64,
 }
 
-struct VerifyKey {
+/// One verification key of an issuer.
+pub(crate) struct VerifyKey {
     kid: Option<String>,
     key: DecodingKey,
-    /// Algorithms this key can verify, narrowed by the JWK's own `alg`.
+    /// Algorithms this key can verify, narrowed by the JWK's own `alg` and the issuer's list.
     algorithms: Vec<JwtAlg>,
 }
 
-/// Verifies one issuer's tokens.
-pub struct IssuerVerifier {
-    settings: IssuerSettings,
+/// The usable signature keys of one issuer's JWKS document.
+#[derive(Default)]
+pub(crate) struct KeySet {
     keys: Vec<VerifyKey>,
 }
 
-impl std::fmt::Debug for IssuerVerifier {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IssuerVerifier")
-            .field("issuer", &self.settings.issuer)
-            .field("keys", &self.keys.len())
-            .finish()
-    }
+/// What a key set says about a token's `kid` and `alg`.
+pub(crate) enum Lookup<'a> {
+    /// A key that verifies this algorithm.
+    Found(&'a VerifyKey),
+    /// No key has this `kid` (a refetch may find it).
+    UnknownKid,
+    /// A key has this `kid` but cannot verify this algorithm (never refetched).
+    Mismatch,
 }
 
 fn algorithms_for(params: &AlgorithmParameters) -> Vec<JwtAlg> {
@@ -60,22 +72,22 @@ fn algorithms_for(params: &AlgorithmParameters) -> Vec<JwtAlg> {
         AlgorithmParameters::OctetKeyPair(okp) if okp.curve == EllipticCurve::Ed25519 => {
             vec![EdDSA]
         }
+        // Symmetric (`oct`) keys are never used to verify.
         _ => vec![],
     }
 }
 
-impl IssuerVerifier {
-    /// Builds a verifier from settings and a JWKS document.
-    pub fn new(settings: IssuerSettings, jwks: &JwkSet) -> Result<Self> {
-        if settings.audiences.is_empty() {
-            return Err(AuthError::Config(format!(
-                "issuer {} has no audiences",
-                settings.issuer
-            )));
-        }
+impl KeySet {
+    /// The signature keys of `jwks` usable with `allowed` algorithms. Keys for encryption,
+    /// symmetric keys, keys of other algorithms and keys that do not parse are skipped, so
+    /// that one odd key in an IdP's set does not make the others unusable.
+    pub(crate) fn from_jwks(jwks: &[Value], allowed: &[JwtAlg]) -> KeySet {
         let mut keys = Vec::new();
-        for jwk in &jwks.keys {
-            if matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption)) {
+        for value in jwks {
+            let Ok(jwk) = serde_json::from_value::<Jwk>(value.clone()) else {
+                continue;
+            };
+            if matches!(jwk.common.public_key_use, Some(ref u) if *u != PublicKeyUse::Signature) {
                 continue;
             }
             let mut algorithms = algorithms_for(&jwk.algorithm);
@@ -83,20 +95,87 @@ impl IssuerVerifier {
                 let named: Option<JwtAlg> = alg.to_string().parse().ok();
                 algorithms.retain(|a| Some(*a) == named);
             }
-            algorithms.retain(|a| settings.algorithms.contains(a));
+            algorithms.retain(|a| allowed.contains(a));
             if algorithms.is_empty() {
                 continue;
             }
-            let key = DecodingKey::from_jwk(jwk).map_err(|e| {
-                AuthError::Config(format!("unusable JWK in {}: {e}", settings.issuer))
-            })?;
+            let Ok(key) = DecodingKey::from_jwk(&jwk) else {
+                continue;
+            };
             keys.push(VerifyKey {
                 kid: jwk.common.key_id.clone(),
                 key,
                 algorithms,
             });
         }
-        Ok(IssuerVerifier { settings, keys })
+        KeySet { keys }
+    }
+
+    /// From a parsed `JwkSet` (static sets).
+    pub(crate) fn from_jwk_set(jwks: &JwkSet, allowed: &[JwtAlg]) -> KeySet {
+        let values: Vec<Value> = jwks
+            .keys
+            .iter()
+            .filter_map(|k| serde_json::to_value(k).ok())
+            .collect();
+        Self::from_jwks(&values, allowed)
+    }
+
+    /// Number of usable keys.
+    pub(crate) fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub(crate) fn lookup(&self, kid: Option<&str>, alg: JwtAlg) -> Lookup<'_> {
+        let candidates: Vec<&VerifyKey> = match kid {
+            Some(kid) => self
+                .keys
+                .iter()
+                .filter(|k| k.kid.as_deref() == Some(kid))
+                .collect(),
+            // Without a kid, only an unambiguous set is usable.
+            None if self.keys.len() == 1 => self.keys.iter().collect(),
+            None => return Lookup::Mismatch,
+        };
+        if candidates.is_empty() {
+            return Lookup::UnknownKid;
+        }
+        match candidates.into_iter().find(|k| k.algorithms.contains(&alg)) {
+            Some(k) => Lookup::Found(k),
+            None => Lookup::Mismatch,
+        }
+    }
+}
+
+/// Verifies one issuer's tokens.
+pub struct IssuerVerifier {
+    settings: IssuerSettings,
+    source: KeySource,
+}
+
+impl std::fmt::Debug for IssuerVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuerVerifier")
+            .field("issuer", &self.settings.issuer)
+            .finish()
+    }
+}
+
+impl IssuerVerifier {
+    /// A verifier with a fixed JWKS document (a file, or the development issuer).
+    pub fn new(settings: IssuerSettings, jwks: &JwkSet) -> Result<Self> {
+        check_settings(&settings)?;
+        let keys = KeySet::from_jwk_set(jwks, &settings.algorithms);
+        Ok(IssuerVerifier {
+            settings,
+            source: KeySource::Static(keys),
+        })
+    }
+
+    /// A verifier whose keys come from a remote source (discovery / `jwks_uri`).
+    pub(crate) fn with_source(settings: IssuerSettings, source: KeySource) -> Result<Self> {
+        check_settings(&settings)?;
+        Ok(IssuerVerifier { settings, source })
     }
 
     /// The issuer identifier.
@@ -104,8 +183,13 @@ impl IssuerVerifier {
         &self.settings.issuer
     }
 
+    /// Where the keys come from.
+    pub(crate) fn source(&self) -> &KeySource {
+        &self.source
+    }
+
     /// Verifies a token of this issuer.
-    pub fn verify(&self, token: &str) -> Result<Principal> {
+    pub async fn verify(&self, token: &str) -> Result<Principal> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|e| AuthError::Invalid(format!("bad token header: {e}")))?;
         if !self.settings.algorithms.contains(&header.alg) {
@@ -114,50 +198,81 @@ impl IssuerVerifier {
                 header.alg
             )));
         }
-        let candidates: Vec<&VerifyKey> = match &header.kid {
-            Some(kid) => self
-                .keys
-                .iter()
-                .filter(|k| k.kid.as_deref() == Some(kid))
-                .collect(),
-            None if self.keys.len() == 1 => self.keys.iter().collect(),
-            None => {
-                return Err(AuthError::Invalid(
-                    "the token has no kid and the issuer has several keys".into(),
-                ));
-            }
-        };
-        let key = candidates
-            .into_iter()
-            .find(|k| k.algorithms.contains(&header.alg))
-            .ok_or_else(|| {
-                AuthError::Invalid("no key of the issuer matches the token's kid and alg".into())
-            })?;
-
-        let mut validation = Validation::new(header.alg);
-        validation.set_issuer(&[&self.settings.issuer]);
-        validation.set_audience(&self.settings.audiences);
-        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        validation.validate_nbf = true;
-        validation.validate_exp = true;
-        validation.leeway = self.settings.leeway_seconds;
-        let data = jsonwebtoken::decode::<Value>(token, &key.key, &validation)
-            .map_err(|e| AuthError::Invalid(describe(&e)))?;
-        let claims = data.claims;
-        let subject = claims
-            .get("sub")
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| AuthError::Invalid("sub must be a non-empty string".into()))?
-            .to_string();
-        let (roles, other_roles) = read_roles(&claims, &self.settings.roles_claim);
-        Ok(Principal {
-            issuer: self.settings.issuer.clone(),
-            subject,
-            roles,
-            other_roles,
-        })
+        let kid = header.kid.as_deref();
+        self.source
+            .with_key(kid, header.alg, |key| {
+                verify_with(&self.settings, key, header.alg, token)
+            })
+            .await
     }
+}
+
+fn check_settings(settings: &IssuerSettings) -> Result<()> {
+    if settings.audiences.is_empty() {
+        return Err(AuthError::Config(format!(
+            "issuer {} has no audiences",
+            settings.issuer
+        )));
+    }
+    Ok(())
+}
+
+/// Checks the signature and claims of `token` with `key`.
+pub(crate) fn verify_with(
+    settings: &IssuerSettings,
+    key: &VerifyKey,
+    alg: JwtAlg,
+    token: &str,
+) -> Result<Principal> {
+    let mut validation = Validation::new(alg);
+    validation.set_issuer(&[&settings.issuer]);
+    validation.set_audience(&settings.audiences);
+    validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+    validation.validate_nbf = true;
+    validation.validate_exp = true;
+    validation.leeway = settings.leeway_seconds;
+    let data = jsonwebtoken::decode::<Value>(token, &key.key, &validation)
+        .map_err(|e| AuthError::Invalid(describe(&e)))?;
+    let claims = data.claims;
+    check_times(&claims, settings.leeway_seconds)?;
+    principal_from_claims(settings, &claims)
+}
+
+/// `exp`, `nbf` and `iat` must be numbers (a string is refused, not parsed), `exp` must be
+/// present, and `iat` must not be in the future beyond the leeway. (The library checks `exp`
+/// and `nbf` against the clock; this is the belt to its braces.)
+fn check_times(claims: &Value, leeway: u64) -> Result<()> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    let leeway = leeway as f64;
+    let number = |name: &str| -> Result<Option<f64>> {
+        match claims.get(name) {
+            None => Ok(None),
+            Some(Value::Number(n)) => Ok(n.as_f64()),
+            Some(_) => Err(AuthError::Invalid(format!("{name} must be a number"))),
+        }
+    };
+    let exp = number("exp")?.ok_or_else(|| AuthError::Invalid("the token has no exp".into()))?;
+    if exp + leeway < now {
+        return Err(AuthError::Invalid("the token has expired".into()));
+    }
+    if let Some(nbf) = number("nbf")?
+        && nbf - leeway > now
+    {
+        return Err(AuthError::Invalid(
+            "the token is not valid yet (nbf)".into(),
+        ));
+    }
+    if let Some(iat) = number("iat")?
+        && iat - leeway > now
+    {
+        return Err(AuthError::Invalid(
+            "the token was issued in the future (iat)".into(),
+        ));
+    }
+    Ok(())
 }
 
 fn describe(e: &jsonwebtoken::errors::Error) -> String {
@@ -170,29 +285,109 @@ fn describe(e: &jsonwebtoken::errors::Error) -> String {
         InvalidSignature => "the signature does not verify".into(),
         MissingRequiredClaim(c) => format!("the token has no {c} claim"),
         InvalidAlgorithm => "the token's algorithm does not match the key".into(),
+        InvalidClaimFormat(c) => format!("the claim {c} has the wrong type"),
         other => format!("{other:?}"),
     }
 }
 
-/// Reads roles at `pointer`: an array of strings or one space-separated string. Returns the
-/// Keyward roles and, apart, the other role names.
-pub(crate) fn read_roles(claims: &Value, pointer: &str) -> (Vec<Role>, Vec<String>) {
-    let names: Vec<&str> = match claims.pointer(pointer) {
-        Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),
-        Some(Value::String(s)) => s.split_whitespace().collect(),
+fn optional_string(claims: &Value, name: &str) -> Option<String> {
+    claims
+        .get(name)
+        .and_then(Value::as_str)
+        .map(|s| s.chars().take(256).collect())
+}
+
+/// Builds the principal from verified claims.
+pub(crate) fn principal_from_claims(
+    settings: &IssuerSettings,
+    claims: &Value,
+) -> Result<Principal> {
+    let subject = claims
+        .get("sub")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| AuthError::Invalid("sub must be a non-empty string".into()))?
+        .to_string();
+    let role_names = read_names(claims, &settings.roles_claim);
+    let groups = settings
+        .groups_claim
+        .as_deref()
+        .map(|p| read_names(claims, p))
+        .unwrap_or_default();
+    let roles = map_roles(&role_names, &groups, &settings.role_map);
+    // Role names that are not Keyward roles (and not mapped to one) stay available by name,
+    // e.g. `treasury` for approver rules and for policies.
+    let other_roles: Vec<String> = role_names
+        .iter()
+        .filter(|n| Role::parse(n).is_none() && !settings.role_map.contains_key(n.as_str()))
+        .take(64)
+        .cloned()
+        .collect();
+    let amr = match claims.get("amr") {
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .take(32)
+            .map(str::to_string)
+            .collect(),
         _ => Vec::new(),
     };
-    let mut roles: Vec<Role> = names.iter().filter_map(|n| Role::parse(n)).collect();
+    Ok(Principal {
+        issuer: settings.issuer.clone(),
+        subject,
+        roles,
+        other_roles,
+        groups,
+        email: optional_string(claims, "email"),
+        name: optional_string(claims, "name"),
+        acr: optional_string(claims, "acr"),
+        amr,
+    })
+}
+
+/// Reads names at `pointer`: an array of strings or one space-separated string.
+pub(crate) fn read_names(claims: &Value, pointer: &str) -> Vec<String> {
+    let mut names: Vec<String> = match claims.pointer(pointer) {
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect(),
+        Some(Value::String(s)) => s.split_whitespace().map(str::to_string).collect(),
+        _ => Vec::new(),
+    };
+    names.truncate(256);
+    names
+}
+
+/// Keyward roles from the IdP's role and group names. Without a `role_map`, role names that
+/// are Keyward role names count as such (groups grant nothing); with one, only mapped role
+/// or group names grant roles.
+pub(crate) fn map_roles(
+    role_names: &[String],
+    groups: &[String],
+    role_map: &BTreeMap<String, Vec<Role>>,
+) -> Vec<Role> {
+    let mut roles: Vec<Role> = if role_map.is_empty() {
+        role_names.iter().filter_map(|n| Role::parse(n)).collect()
+    } else {
+        role_names
+            .iter()
+            .chain(groups)
+            .filter_map(|n| role_map.get(n))
+            .flatten()
+            .copied()
+            .collect()
+    };
     roles.sort_by_key(|r| r.as_str());
     roles.dedup();
-    let mut other: Vec<String> = names
-        .iter()
-        .filter(|n| Role::parse(n).is_none())
-        .map(|n| n.to_string())
-        .collect();
-    other.sort();
-    other.dedup();
-    (roles, other)
+    roles
+}
+
+/// Reads Keyward role names at `pointer` (no mapping).
+#[cfg(test)]
+pub(crate) fn read_roles(claims: &Value, pointer: &str) -> Vec<Role> {
+    map_roles(&read_names(claims, pointer), &[], &BTreeMap::new())
 }
 
 #[cfg(test)]
@@ -203,14 +398,43 @@ mod tests {
     #[test]
     fn roles_come_from_an_array_or_a_space_separated_string() {
         let claims = json!({"roles": ["signer", "nope"], "realm": {"r": "auditor admin"}});
+        assert_eq!(read_roles(&claims, "/roles"), vec![Role::Signer]);
         assert_eq!(
-            read_roles(&claims, "/roles"),
-            (vec![Role::Signer], vec!["nope".to_string()])
-        );
-        assert_eq!(
-            read_roles(&claims, "/realm/r").0,
+            read_roles(&claims, "/realm/r"),
             vec![Role::Admin, Role::Auditor]
         );
-        assert!(read_roles(&claims, "/missing").0.is_empty());
+        assert!(read_roles(&claims, "/missing").is_empty());
+    }
+
+    #[test]
+    fn a_role_map_replaces_plain_names() {
+        let mut map = BTreeMap::new();
+        map.insert("kw-sign".to_string(), vec![Role::Signer]);
+        map.insert("treasury".to_string(), vec![Role::Approver, Role::Auditor]);
+        let names = vec!["admin".to_string(), "kw-sign".to_string()];
+        let groups = vec!["treasury".to_string()];
+        assert_eq!(
+            map_roles(&names, &groups, &map),
+            vec![Role::Approver, Role::Auditor, Role::Signer]
+        );
+        assert_eq!(
+            map_roles(&names, &groups, &BTreeMap::new()),
+            vec![Role::Admin]
+        );
+    }
+
+    #[test]
+    fn times_must_be_numbers_and_not_in_the_future() {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        assert!(check_times(&json!({"exp": now + 60}), 0).is_ok());
+        assert!(check_times(&json!({"exp": (now + 60).to_string()}), 0).is_err());
+        assert!(check_times(&json!({"exp": now + 60, "nbf": "0"}), 0).is_err());
+        assert!(check_times(&json!({"exp": now + 60, "iat": now + 600}), 60).is_err());
+        assert!(check_times(&json!({"exp": now + 60, "iat": now + 30}), 60).is_ok());
+        assert!(check_times(&json!({"exp": now - 120}), 60).is_err());
+        assert!(check_times(&json!({}), 60).is_err());
     }
 }

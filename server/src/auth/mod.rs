@@ -4,17 +4,22 @@
 //! turns a token into a `Principal` or refuses it; nothing else in the server reads tokens.
 //! It never fetches keys from a URL named inside a token.
 //!
-//! Parts: `jwt` (per-issuer verification against a JWKS), `dev_issuer` (the development
-//! issuer of `keyward dev`, which mints tokens and serves its discovery document and JWKS).
+//! Parts: `jwt` (per-issuer verification: header, signature, claims, roles), `jwks` (where
+//! an issuer's keys come from: a fixed set, or discovery and a cached remote JWKS),
+//! `signers` (per-key access control lists), `dev_issuer` (the development issuer of
+//! `keyward dev`, which mints tokens and serves its discovery document and JWKS).
 
 pub mod dev_issuer;
+mod jwks;
 mod jwt;
+pub mod signers;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use base64::Engine as _;
 
+pub use jwks::{IssuerStatus, JwksCacheSettings, MAX_DOCUMENT_BYTES};
 pub use jwt::{IssuerSettings, IssuerVerifier};
 
 /// Tokens longer than this are refused before parsing.
@@ -84,16 +89,26 @@ impl Role {
 }
 
 /// An authenticated caller.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Principal {
     /// Token issuer.
     pub issuer: String,
     /// Token subject.
     pub subject: String,
-    /// Keyward roles held.
+    /// Keyward roles held (after the issuer's `role_map`).
     pub roles: Vec<Role>,
     /// Other role names from the token (e.g. `treasury`), for policies and approver rules.
     pub other_roles: Vec<String>,
+    /// Group names from the issuer's `groups_claim`, as the IdP names them.
+    pub groups: Vec<String>,
+    /// `email` claim.
+    pub email: Option<String>,
+    /// `name` claim.
+    pub name: Option<String>,
+    /// `acr` claim (authentication context class).
+    pub acr: Option<String>,
+    /// `amr` claim (authentication methods).
+    pub amr: Vec<String>,
 }
 
 impl Principal {
@@ -108,11 +123,15 @@ impl Principal {
     }
 
     /// Whether the caller holds the role named `name`: a Keyward role (with `admin` implying
-    /// all of them) or another role name carried by the token.
+    /// all of them), another role name carried by the token, or a group.
     pub fn has_named_role(&self, name: &str) -> bool {
         match Role::parse(name) {
             Some(role) => self.has_role(role),
-            None => self.other_roles.iter().any(|r| r == name),
+            None => self
+                .other_roles
+                .iter()
+                .chain(&self.groups)
+                .any(|r| r == name),
         }
     }
 
@@ -137,6 +156,11 @@ impl Principal {
                 .map(|r| r.as_str().to_string())
                 .chain(self.other_roles.iter().cloned())
                 .collect(),
+            groups: self.groups.clone(),
+            email: self.email.clone(),
+            name: self.name.clone(),
+            acr: self.acr.clone(),
+            amr: self.amr.clone(),
         }
     }
 }
@@ -156,6 +180,21 @@ impl std::fmt::Debug for Authenticator {
 }
 
 impl Authenticator {
+    /// A verifier whose keys are fetched from `jwks_uri`, or through discovery without one.
+    pub fn remote_issuer(
+        settings: IssuerSettings,
+        jwks_uri: Option<String>,
+        cache: JwksCacheSettings,
+    ) -> Result<IssuerVerifier> {
+        let remote = jwks::RemoteKeys::new(
+            &settings.issuer,
+            jwks_uri,
+            settings.algorithms.clone(),
+            cache,
+        )?;
+        IssuerVerifier::with_source(settings, jwks::KeySource::Remote(Box::new(remote)))
+    }
+
     /// An authenticator trusting `issuers`.
     pub fn new(issuers: Vec<IssuerVerifier>) -> Self {
         Authenticator {
@@ -171,8 +210,45 @@ impl Authenticator {
         self.issuers.keys().map(String::as_str).collect()
     }
 
+    /// Issuers whose keys are fetched, with their state (for `/health/ready`).
+    pub fn remote_status(&self) -> Vec<IssuerStatus> {
+        let mut out: Vec<IssuerStatus> = self
+            .issuers
+            .values()
+            .filter_map(|v| match v.source() {
+                jwks::KeySource::Remote(r) => Some(r.status()),
+                jwks::KeySource::Static(_) => None,
+            })
+            .collect();
+        out.sort_by(|a, b| a.issuer.cmp(&b.issuer));
+        out
+    }
+
+    /// Tries to load the keys of remote issuers that have none yet (each within its
+    /// cooldown). Called at start-up and by readiness checks.
+    pub async fn load_missing_keys(&self) {
+        for v in self.issuers.values() {
+            if let jwks::KeySource::Remote(r) = v.source()
+                && !r.status().loaded
+            {
+                r.refresh(r.generation()).await;
+            }
+        }
+    }
+
+    /// Key-set fetches attempted per remote issuer (for tests and metrics).
+    pub fn fetch_counts(&self) -> Vec<(String, u64)> {
+        self.issuers
+            .values()
+            .filter_map(|v| match v.source() {
+                jwks::KeySource::Remote(r) => Some((v.issuer().to_string(), r.fetch_count())),
+                jwks::KeySource::Static(_) => None,
+            })
+            .collect()
+    }
+
     /// Verifies `token` and returns the caller.
-    pub fn verify(&self, token: &str) -> Result<Principal> {
+    pub async fn verify(&self, token: &str) -> Result<Principal> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(AuthError::Invalid(format!(
                 "the token is longer than {MAX_TOKEN_BYTES} bytes"
@@ -183,7 +259,7 @@ impl Authenticator {
             .issuers
             .get(&issuer)
             .ok_or_else(|| AuthError::Invalid("the token's issuer is not trusted here".into()))?;
-        verifier.verify(token)
+        verifier.verify(token).await
     }
 }
 

@@ -33,6 +33,8 @@ pub struct KeyMeta {
     pub created_by: String,
     /// Last change (RFC 3339).
     pub updated_at: String,
+    /// Who may sign with it (see `auth::signers`); empty admits every signer.
+    pub signers: Vec<String>,
 }
 
 impl KeyMeta {
@@ -44,6 +46,8 @@ impl KeyMeta {
         let purpose: Purpose = row.purpose.parse().map_err(|e| corrupt("purpose", e))?;
         let labels =
             serde_json::from_str(&row.labels).map_err(|e| corrupt("labels", e.to_string()))?;
+        let signers =
+            serde_json::from_str(&row.signers).map_err(|e| corrupt("signers", e.to_string()))?;
         let public_key = PublicKey::from_spki_der(algorithm, row.public_key.clone())
             .map_err(|e| corrupt("public key", e.to_string()))?;
         Ok(KeyMeta {
@@ -58,6 +62,7 @@ impl KeyMeta {
             created_at: row.created_at.clone(),
             created_by: row.created_by.clone(),
             updated_at: row.updated_at.clone(),
+            signers,
         })
     }
 

@@ -59,6 +59,8 @@ pub struct KeyRow {
     pub created_by: String,
     /// Last change (RFC 3339).
     pub updated_at: String,
+    /// Who may sign with it: a JSON array of `subject:`, `role:` and `group:` entries.
+    pub signers: String,
 }
 
 fn from_row(row: &SqliteRow) -> Result<KeyRow> {
@@ -76,13 +78,15 @@ fn from_row(row: &SqliteRow) -> Result<KeyRow> {
         created_at: row.try_get("created_at")?,
         created_by: row.try_get("created_by")?,
         updated_at: row.try_get("updated_at")?,
+        signers: row.try_get("signers")?,
     })
 }
 
 pub(crate) async fn insert(conn: &mut SqliteConnection, row: &KeyRow) -> Result<()> {
     sqlx::query(
         "INSERT INTO keys (id, name, algorithm, purpose, backend, status, labels, public_key, \
-         material, created_at, created_by, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         material, created_at, created_by, updated_at, signers) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&row.id)
     .bind(&row.name)
@@ -96,6 +100,7 @@ pub(crate) async fn insert(conn: &mut SqliteConnection, row: &KeyRow) -> Result<
     .bind(&row.created_at)
     .bind(&row.created_by)
     .bind(&row.updated_at)
+    .bind(&row.signers)
     .execute(conn)
     .await
     .map_err(|e| conflict_or(e, || format!("a key named {:?} already exists", row.name)))?;
@@ -110,6 +115,21 @@ pub(crate) async fn set_status(
 ) -> Result<()> {
     sqlx::query("UPDATE keys SET status = ?, updated_at = ? WHERE id = ?")
         .bind(status.as_str())
+        .bind(at)
+        .bind(key_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub(crate) async fn set_signers(
+    conn: &mut SqliteConnection,
+    key_id: &str,
+    signers: &str,
+    at: &str,
+) -> Result<()> {
+    sqlx::query("UPDATE keys SET signers = ?, updated_at = ? WHERE id = ?")
+        .bind(signers)
         .bind(at)
         .bind(key_id)
         .execute(conn)

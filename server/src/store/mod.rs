@@ -109,6 +109,15 @@ pub enum StateChange {
         /// When.
         at: String,
     },
+    /// A key's signers list changed.
+    SetKeySigners {
+        /// Key id.
+        key_id: String,
+        /// The new list, as a JSON array.
+        signers: String,
+        /// When.
+        at: String,
+    },
 }
 
 /// The database handle.
@@ -250,6 +259,11 @@ pub(crate) async fn apply_change(
         StateChange::SetCrl { crl, number, at } => {
             certificates::set_crl(conn, crl, *number, at).await
         }
+        StateChange::SetKeySigners {
+            key_id,
+            signers,
+            at,
+        } => keys::set_signers(conn, key_id, signers, at).await,
     }
 }
 

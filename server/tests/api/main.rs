@@ -4,6 +4,7 @@
 mod audit;
 mod documents;
 mod errors;
+mod identity;
 mod keys;
 mod openapi;
 mod signing;
