@@ -278,7 +278,7 @@ pub async fn vote(
         if let Err(e) = pipeline::sign_approved(state, id).await {
             tracing::warn!(request = id, error = %e, "approved request could not be signed");
         }
-        return Ok(load(state, id).await?);
+        return load(state, id).await;
     }
     Ok(after)
 }
@@ -320,7 +320,7 @@ pub async fn cancel(
     };
     state.audit().append(vec![change], event).await?;
     state.approvals().changed(id, "cancelled");
-    Ok(load(state, id).await?)
+    load(state, id).await
 }
 
 /// Background work: sign requests left `approved` by a crash, then sweep expiries forever.
