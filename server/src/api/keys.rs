@@ -36,7 +36,7 @@ pub struct KeyView {
     pub algorithm: String,
     /// What the key may sign: `raw`.
     pub purpose: String,
-    /// Where the private key lives: `software`.
+    /// Where the private key lives: `software` or a PKCS#11 backend's name.
     pub backend: String,
     /// `active` or `disabled`.
     pub status: String,
@@ -53,7 +53,7 @@ pub struct KeyView {
 }
 
 impl KeyView {
-    fn from_meta(meta: &KeyMeta) -> ApiResult<Self> {
+    pub(crate) fn from_meta(meta: &KeyMeta) -> ApiResult<Self> {
         Ok(KeyView {
             id: meta.id.clone(),
             name: meta.name.clone(),
@@ -87,6 +87,8 @@ pub struct CreateKeyRequest {
     pub purpose: Option<String>,
     /// Free-form labels.
     pub labels: Option<BTreeMap<String, String>>,
+    /// Where to generate it: `software` (default) or the name of a `[[keys.pkcs11]]` backend.
+    pub backend: Option<String>,
 }
 
 /// Import a private key.
@@ -260,7 +262,7 @@ impl From<IntentError> for ApiError {
     }
 }
 
-fn parse_new_key(
+pub(crate) fn parse_new_key(
     name: &str,
     purpose: Option<&str>,
     labels: Option<BTreeMap<String, String>>,
@@ -339,7 +341,13 @@ impl KeysApi {
         let principal = auth.require(&[Role::KeyAdmin])?;
         let algorithm: Algorithm = body.algorithm.parse().map_err(ApiError::invalid)?;
         let new = parse_new_key(&body.name, body.purpose.as_deref(), body.labels.clone())?;
-        let meta = admin::create_key(&state, principal, new, algorithm, "software").await?;
+        let backend = body.backend.as_deref().unwrap_or("software");
+        if state.keys().backend(backend).is_err() {
+            return Err(ApiError::invalid(format!(
+                "no key backend named {backend:?} is configured on this server"
+            )));
+        }
+        let meta = admin::create_key(&state, principal, new, algorithm, backend).await?;
         Ok(Created::Created(Json(KeyView::from_meta(&meta)?)))
     }
 

@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod error;
+pub mod hsm;
 pub mod keys;
 pub mod limits;
 pub mod system;
@@ -27,6 +28,8 @@ pub enum ApiTags {
     Audit,
     /// Health.
     System,
+    /// PKCS#11 HSM backends: slots and token objects.
+    Hsm,
 }
 
 /// Bearer JWT from a configured issuer.
@@ -62,6 +65,7 @@ pub type Apis = (
     keys::SigningApi,
     audit::AuditApi,
     system::SystemApi,
+    hsm::HsmApi,
 );
 
 /// All API implementations.
@@ -71,6 +75,7 @@ pub fn apis() -> Apis {
         keys::SigningApi,
         audit::AuditApi,
         system::SystemApi,
+        hsm::HsmApi,
     )
 }
 
