@@ -394,8 +394,9 @@ impl Config {
                 jwks_file: resolve(&section.jwks_file),
             });
         }
-        let pkcs11 = crate::keys::pkcs11::Pkcs11Config::validate_all(&file.keys.pkcs11, env, &resolve)
-            .map_err(|(key, value, reason)| invalid(&key, value, reason))?;
+        let pkcs11 =
+            crate::keys::pkcs11::Pkcs11Config::validate_all(&file.keys.pkcs11, env, &resolve)
+                .map_err(|(key, value, reason)| invalid(&key, value, reason))?;
         Ok(Config {
             pkcs11,
             listen,

@@ -132,7 +132,11 @@ impl HsmApi {
     }
 
     /// The slots and tokens of a PKCS#11 backend's module (role: admin).
-    #[oai(path = "/v1/hsm/backends/:name/slots", method = "get", tag = "ApiTags::Hsm")]
+    #[oai(
+        path = "/v1/hsm/backends/:name/slots",
+        method = "get",
+        tag = "ApiTags::Hsm"
+    )]
     async fn slots(
         &self,
         state: Data<&AppState>,
@@ -161,7 +165,11 @@ impl HsmApi {
 
     /// The key objects on a PKCS#11 backend's token (role: admin). Shows labels, ids and
     /// flags; never key values.
-    #[oai(path = "/v1/hsm/backends/:name/objects", method = "get", tag = "ApiTags::Hsm")]
+    #[oai(
+        path = "/v1/hsm/backends/:name/objects",
+        method = "get",
+        tag = "ApiTags::Hsm"
+    )]
     async fn objects(
         &self,
         state: Data<&AppState>,

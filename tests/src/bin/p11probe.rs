@@ -43,10 +43,7 @@ fn main() {
         .unwrap()
     {
         let secret = session
-            .get_attribute_info_map(
-                key,
-                &[AttributeType::Value, AttributeType::PrivateExponent],
-            )
+            .get_attribute_info_map(key, &[AttributeType::Value, AttributeType::PrivateExponent])
             .unwrap();
         // Asking for the values themselves: the token leaves them out.
         let values = session

@@ -109,7 +109,11 @@ impl Pkcs11Config {
                 );
             }
             if s.name == crate::keys::SoftwareBackend::NAME {
-                return bad("name", &s.name, "\"software\" is the built-in backend's name");
+                return bad(
+                    "name",
+                    &s.name,
+                    "\"software\" is the built-in backend's name",
+                );
             }
             if out.iter().any(|c| c.name == s.name) {
                 return bad("name", &s.name, "two PKCS#11 backends have this name");
@@ -182,9 +186,7 @@ mod tests {
     use super::*;
 
     fn section(extra: &str) -> Vec<Pkcs11Section> {
-        let text = format!(
-            "name = \"hsm\"\nmodule = \"/bin/sh\"\ntoken_label = \"t\"\n{extra}"
-        );
+        let text = format!("name = \"hsm\"\nmodule = \"/bin/sh\"\ntoken_label = \"t\"\n{extra}");
         vec![toml::from_str(&text).unwrap()]
     }
 
@@ -210,8 +212,8 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.0, "keys.pkcs11[0].pin");
         assert!(!format!("{err:?}").contains("s3cret-pin"));
-        let err = Pkcs11Config::validate_all(&section("pin_env = \"NOPE\""), &[], &resolve)
-            .unwrap_err();
+        let err =
+            Pkcs11Config::validate_all(&section("pin_env = \"NOPE\""), &[], &resolve).unwrap_err();
         assert_eq!(err.0, "keys.pkcs11[0].pin_env");
         let err = Pkcs11Config::validate_all(&section(""), &[], &resolve).unwrap_err();
         assert!(err.2.contains("exactly one"), "{err:?}");

@@ -68,9 +68,8 @@ impl Pkcs11Backend {
     /// token) is logged and leaves the backend not ready; the server still starts.
     pub fn start(config: Pkcs11Config) -> Self {
         let pool = Arc::new(SessionPool::new(config));
-        if let Err(e) = pool.connect_now() {
-            tracing::error!(backend = %pool.config().name, "PKCS#11 backend not ready: {e}");
-        }
+        // A failure is logged by the pool, once, with what to do about it.
+        let _ = pool.connect_now();
         Pkcs11Backend { pool }
     }
 

@@ -93,11 +93,10 @@ pub fn generate(
     let (public_handle, _private) = session
         .generate_key_pair(&mechanism, &public, &private)
         .map_err(|e| session.fault(&format!("generating a {algorithm} key pair"), e))?;
-    let key = read_public_key(session, public_handle, algorithm)
-        .map_err(|e| match e {
-            ReadError::Token(e) => session.fault("reading the new public key", e),
-            ReadError::Key(e) => e,
-        })?;
+    let key = read_public_key(session, public_handle, algorithm).map_err(|e| match e {
+        ReadError::Token(e) => session.fault("reading the new public key", e),
+        ReadError::Key(e) => e,
+    })?;
     Ok((id, key))
 }
 
@@ -302,10 +301,14 @@ fn find_inner(
     selector: &KeySelector,
 ) -> std::result::Result<FoundKey, ReadError> {
     let (by, shown) = match selector {
-        KeySelector::Label(l) => (Attribute::Label(l.as_bytes().to_vec()), format!("label {l:?}")),
+        KeySelector::Label(l) => (
+            Attribute::Label(l.as_bytes().to_vec()),
+            format!("label {l:?}"),
+        ),
         KeySelector::Id(id) => (Attribute::Id(id.clone()), format!("id {}", hex::encode(id))),
     };
-    let private = session.find_objects(&[Attribute::Class(ObjectClass::PRIVATE_KEY), by.clone()])?;
+    let private =
+        session.find_objects(&[Attribute::Class(ObjectClass::PRIVATE_KEY), by.clone()])?;
     let handle = match private.as_slice() {
         [h] => *h,
         [] => {
@@ -362,7 +365,8 @@ fn find_inner(
     let public = session.find_objects(&[Attribute::Class(ObjectClass::PUBLIC_KEY), link])?;
     let (ec_params, modulus_len) = match public.first() {
         Some(p) => {
-            let pa = session.get_attributes(*p, &[AttributeType::EcParams, AttributeType::Modulus])?;
+            let pa =
+                session.get_attributes(*p, &[AttributeType::EcParams, AttributeType::Modulus])?;
             (
                 bytes_attr(&pa, AttributeType::EcParams),
                 bytes_attr(&pa, AttributeType::Modulus).map_or(0, |m| m.len()),
@@ -479,7 +483,10 @@ mod tests {
 
     #[test]
     fn curves_are_named_by_their_parameters() {
-        assert_eq!(algorithm_of(KeyType::EC, Some(OID_P256), 0).unwrap(), Algorithm::P256);
+        assert_eq!(
+            algorithm_of(KeyType::EC, Some(OID_P256), 0).unwrap(),
+            Algorithm::P256
+        );
         assert_eq!(
             algorithm_of(KeyType::EC, Some(OID_SECP256K1), 0).unwrap(),
             Algorithm::Secp256k1
@@ -488,7 +495,10 @@ mod tests {
             algorithm_of(KeyType::EC_EDWARDS, Some(NAME_ED25519), 0).unwrap(),
             Algorithm::Ed25519
         );
-        assert_eq!(algorithm_of(KeyType::RSA, None, 384).unwrap(), Algorithm::Rsa3072);
+        assert_eq!(
+            algorithm_of(KeyType::RSA, None, 384).unwrap(),
+            Algorithm::Rsa3072
+        );
         assert!(algorithm_of(KeyType::RSA, None, 128).is_err());
     }
 }

@@ -82,7 +82,9 @@ impl std::ops::Deref for PooledSession<'_> {
     type Target = Session;
     fn deref(&self) -> &Session {
         // Present from checkout until drop.
-        self.session.as_ref().expect("a pooled session is present until dropped")
+        self.session
+            .as_ref()
+            .expect("a pooled session is present until dropped")
     }
 }
 
@@ -298,7 +300,10 @@ impl SessionPool {
             }
             Ok(_) => Err(session.fault(
                 "checking the login",
-                P11Error::Pkcs11(RvError::UserNotLoggedIn, cryptoki::context::Function::GetSessionInfo),
+                P11Error::Pkcs11(
+                    RvError::UserNotLoggedIn,
+                    cryptoki::context::Function::GetSessionInfo,
+                ),
             )),
             Err(e) => Err(session.fault("checking the session", e)),
         }
@@ -454,8 +459,15 @@ impl SessionPool {
             )) => {
                 drop(anchor);
                 let _ = ctx.finalize();
+                let code = match rv {
+                    RvError::PinIncorrect => "CKR_PIN_INCORRECT",
+                    RvError::PinInvalid => "CKR_PIN_INVALID",
+                    RvError::PinLenRange => "CKR_PIN_LEN_RANGE",
+                    RvError::PinLocked => "CKR_PIN_LOCKED",
+                    _ => "CKR_PIN_EXPIRED",
+                };
                 return Err(Connect::LoginRefused(format!(
-                    "PKCS#11 backend {:?}: the token {:?} refused the user PIN from {} ({rv}); \
+                    "PKCS#11 backend {:?}: the token {:?} refused the user PIN from {} ({code}); \
                      fix the PIN and restart Keyward (no retry, so that the token is not locked)",
                     c.name, c.token_label, c.pin_source
                 )));

@@ -80,7 +80,11 @@ impl TokenKey {
     }
 
     /// What goes to `C_Sign`, and with which mechanism.
-    fn prepare(&self, input: &ToSign, options: SignOptions) -> Result<(Mechanism<'static>, Vec<u8>)> {
+    fn prepare(
+        &self,
+        input: &ToSign,
+        options: SignOptions,
+    ) -> Result<(Mechanism<'static>, Vec<u8>)> {
         let alg = self.algorithm;
         match (alg, input) {
             (Algorithm::Ed25519, ToSign::Message(m)) => Ok((
@@ -124,7 +128,8 @@ impl TokenKey {
                 let ToSign::Digest { digest, .. } = input else {
                     return Err(fault("no digest"));
                 };
-                let sig = k256::ecdsa::Signature::from_slice(&raw).map_err(|_| fault("not r||s"))?;
+                let sig =
+                    k256::ecdsa::Signature::from_slice(&raw).map_err(|_| fault("not r||s"))?;
                 let sig = sig.normalize_s();
                 let vk = k256::ecdsa::VerifyingKey::from_sec1_bytes(&self.sec1_point()?)
                     .map_err(|_| fault("public key"))?;
@@ -137,7 +142,8 @@ impl TokenKey {
                 (bytes, Some(recid.to_byte()))
             }
             Algorithm::P256 => {
-                let sig = p256::ecdsa::Signature::from_slice(&raw).map_err(|_| fault("not r||s"))?;
+                let sig =
+                    p256::ecdsa::Signature::from_slice(&raw).map_err(|_| fault("not r||s"))?;
                 let bytes = match options.format {
                     EcdsaFormat::Der => sig.to_der().as_bytes().to_vec(),
                     EcdsaFormat::Raw => sig.to_bytes().to_vec(),
