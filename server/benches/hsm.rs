@@ -103,9 +103,7 @@ fn direct_loop(alg: &str, key_id: &str, threads: usize) -> f64 {
         .find(|s| ctx.get_token_info(*s).unwrap().label().trim_end() == LABEL)
         .unwrap();
     let login = ctx.open_rw_session(slot).unwrap();
-    login
-        .login(UserType::User, Some(&PIN.into()))
-        .unwrap();
+    login.login(UserType::User, Some(&PIN.into())).unwrap();
     let key = login
         .find_objects(&[
             Attribute::Class(ObjectClass::PRIVATE_KEY),
@@ -113,12 +111,13 @@ fn direct_loop(alg: &str, key_id: &str, threads: usize) -> f64 {
         ])
         .unwrap()[0];
     let digest = [0x5au8; 32];
-    let (mechanism, data) = if alg == "p256" {
-        (Mechanism::Ecdsa, digest.to_vec())
+    let ecdsa = alg == "p256";
+    let data = if ecdsa {
+        digest.to_vec()
     } else {
         let mut info = SHA256_INFO.to_vec();
         info.extend_from_slice(&digest);
-        (Mechanism::RsaPkcs, info)
+        info
     };
     let count = AtomicU64::new(0);
     let start = Instant::now();
@@ -126,6 +125,11 @@ fn direct_loop(alg: &str, key_id: &str, threads: usize) -> f64 {
         for _ in 0..threads {
             scope.spawn(|| {
                 let session = ctx.open_rw_session(slot).unwrap();
+                let mechanism = if ecdsa {
+                    Mechanism::Ecdsa
+                } else {
+                    Mechanism::RsaPkcs
+                };
                 let mut n = 0;
                 while start.elapsed() < RUN {
                     session.sign(&mechanism, key, &data).unwrap();
@@ -225,8 +229,12 @@ impl Server {
         let start = Instant::now();
         let mut tasks = Vec::new();
         for _ in 0..CONNECTIONS {
-            let (client, url, body, token) =
-                (client.clone(), url.clone(), body.clone(), self.signer.clone());
+            let (client, url, body, token) = (
+                client.clone(),
+                url.clone(),
+                body.clone(),
+                self.signer.clone(),
+            );
             let (ok, stop) = (ok.clone(), stop.clone());
             tasks.push(tokio::spawn(async move {
                 while !stop.load(Ordering::Relaxed) {
