@@ -707,6 +707,10 @@ async fn token_files_vanishing_give_503_and_no_signature_then_signing_recovers()
     let away = hsm.dir.path().join("tokens.away");
     std::fs::rename(hsm.tokens(), &away).unwrap();
     std::fs::create_dir(hsm.tokens()).unwrap();
+    // Readiness notices before anyone signs.
+    let (s, ready) = kw.call("GET", "/health/ready", None, None).await;
+    assert_eq!(s, 503, "{ready}");
+    assert_eq!(ready["status"], "unavailable");
     for _ in 0..3 {
         let (s, b) = sign(&kw, id, &signer, body.clone()).await;
         assert_error(s, &b, 503, "BACKEND_UNAVAILABLE");

@@ -285,7 +285,8 @@ impl SessionPool {
         }
     }
 
-    /// Whether the backend can sign now: a session answers and is logged in.
+    /// Whether the backend can sign now: a session answers and is logged in, and the slot
+    /// still holds the configured token.
     pub fn check_ready(&self) -> Result<()> {
         let mut session = self.checkout()?;
         match session.get_session_info() {
@@ -294,18 +295,35 @@ impl SessionPool {
                     info.session_state(),
                     cryptoki::session::SessionState::RwUser
                         | cryptoki::session::SessionState::RoUser
-                ) =>
-            {
-                Ok(())
+                ) => {}
+            Ok(_) => {
+                return Err(session.fault(
+                    "checking the login",
+                    P11Error::Pkcs11(
+                        RvError::UserNotLoggedIn,
+                        cryptoki::context::Function::GetSessionInfo,
+                    ),
+                ));
             }
+            Err(e) => return Err(session.fault("checking the session", e)),
+        }
+        let probe = {
+            let state = self.lock();
+            state.live.as_ref().map(|l| (l.ctx.clone(), l.slot))
+        };
+        let Some((ctx, slot)) = probe else {
+            return Err(KeyError::Unavailable("PKCS#11 module not loaded".into()));
+        };
+        match ctx.get_token_info(slot) {
+            Ok(info) if info.label().trim_end() == self.config.token_label => Ok(()),
             Ok(_) => Err(session.fault(
-                "checking the login",
+                "checking the token",
                 P11Error::Pkcs11(
-                    RvError::UserNotLoggedIn,
-                    cryptoki::context::Function::GetSessionInfo,
+                    RvError::TokenNotPresent,
+                    cryptoki::context::Function::GetTokenInfo,
                 ),
             )),
-            Err(e) => Err(session.fault("checking the session", e)),
+            Err(e) => Err(session.fault("checking the token", e)),
         }
     }
 
