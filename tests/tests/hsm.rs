@@ -343,6 +343,28 @@ async fn a_key_made_by_pkcs11_tool_is_adopted_by_label_or_id_and_signs() {
         );
         assert!(ok, "pkcs11-tool: {out}");
     }
+    // A key the token would let out (extractable) is refused when adopted.
+    let (ok, out) = hsm.run(
+        "pkcs11-tool",
+        &[
+            "--module",
+            MODULE,
+            "--token-label",
+            LABEL,
+            "--login",
+            "--pin",
+            PIN,
+            "--keypairgen",
+            "--key-type",
+            "EC:prime256v1",
+            "--label",
+            "leaky",
+            "--id",
+            "a4",
+            "--extractable",
+        ],
+    );
+    assert!(ok, "pkcs11-tool: {out}");
     let data = tempfile::tempdir().unwrap();
     let kw = hsm.dev(data.path());
     let signer = kw.token("app", &["signer"]);
@@ -376,7 +398,13 @@ async fn a_key_made_by_pkcs11_tool_is_adopted_by_label_or_id_and_signs() {
         .iter()
         .filter(|o| o["class"] == "private_key")
         .collect();
-    assert_eq!(private.len(), 3, "{objects}");
+    assert_eq!(private.len(), 4, "{objects}");
+    assert!(
+        private
+            .iter()
+            .any(|o| o["label"] == "leaky" && o["extractable"] == true),
+        "{objects}"
+    );
     assert!(
         private
             .iter()
@@ -424,6 +452,12 @@ async fn a_key_made_by_pkcs11_tool_is_adopted_by_label_or_id_and_signs() {
     sign_and_verify_everything(&kw, &signer, &key, work.path()).await;
 
     // Refusals: no such key, both selectors, an unknown backend, a signer adopting.
+    let (s, b) = adopt(json!({"name": "x0", "backend": "hsm", "token_label": "leaky"})).await;
+    assert_error(s, &b, 422, "INVALID_REQUEST");
+    assert!(
+        b["message"].as_str().unwrap().contains("extractable"),
+        "{b}"
+    );
     let (s, b) = adopt(json!({"name": "x1", "backend": "hsm", "token_label": "missing"})).await;
     assert_error(s, &b, 422, "INVALID_REQUEST");
     assert!(b["message"].as_str().unwrap().contains("missing"), "{b}");
