@@ -36,7 +36,7 @@ fn main() {
     }
     // SoftHSM reads SOFTHSM2_CONF when the module initializes; set it for a child run of this
     // same benchmark rather than changing the environment of a running process.
-    if std::env::var_os("KEYWARD_BENCH_CHILD").is_none() {
+    if std::env::var_os("HSM_BENCH_CHILD").is_none() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("tokens")).unwrap();
         let conf = dir.path().join("softhsm2.conf");
@@ -63,12 +63,12 @@ fn main() {
         let status = Command::new(std::env::current_exe().unwrap())
             .args(std::env::args().skip(1))
             .env("SOFTHSM2_CONF", &conf)
-            .env("KEYWARD_BENCH_CHILD", dir.path())
+            .env("HSM_BENCH_CHILD", dir.path())
             .status()
             .unwrap();
         std::process::exit(status.code().unwrap_or(1));
     }
-    let data = Path::new(&std::env::var("KEYWARD_BENCH_CHILD").unwrap()).join("data");
+    let data = Path::new(&std::env::var("HSM_BENCH_CHILD").unwrap()).join("data");
     let rt = tokio::runtime::Runtime::new().unwrap();
     let server = Server::start(&data);
     let keys: Vec<(&str, String)> = ["rsa-2048", "p256"]
@@ -77,6 +77,11 @@ fn main() {
         .collect();
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     println!("SoftHSM2, {cores} cores, {}s per run", RUN.as_secs());
+    // Reference: the same HTTP load on a software P-256 key shows what the signing path
+    // (authentication, policy, audit commit) costs without any token.
+    let software = rt.block_on(server.create_software_key("p256"));
+    let reference = rt.block_on(server.http_loop(&software));
+    println!("software p256 over HTTP x64 (reference): {reference:.0} sig/s");
     println!(
         "{:<10} {:>16} {:>22} {:>8}",
         "algorithm", "direct sig/s", "HTTP x64 sig/s", "ratio"
@@ -162,8 +167,9 @@ impl Drop for Server {
 impl Server {
     fn start(data: &Path) -> Self {
         let bin = env!("CARGO_BIN_EXE_keyward");
+        let sessions = std::env::var("HSM_BENCH_SESSIONS").unwrap_or_else(|_| "8".into());
         let entry = format!(
-            r#"[{{name = "hsm", module = "{MODULE}", token_label = "{LABEL}", pin_env = "BENCH_HSM_PIN", max_sessions = 8}}]"#
+            r#"[{{name = "hsm", module = "{MODULE}", token_label = "{LABEL}", pin_env = "BENCH_HSM_PIN", max_sessions = {sessions}}}]"#
         );
         let mut child = Command::new(bin)
             .args(["dev", "--data-dir", data.to_str().unwrap()])
@@ -201,10 +207,22 @@ impl Server {
     }
 
     async fn create_key(&self, alg: &str) -> String {
+        self.create(
+            serde_json::json!({"name": format!("bench-{alg}"), "algorithm": alg, "backend": "hsm"}),
+        )
+        .await
+    }
+
+    async fn create_software_key(&self, alg: &str) -> String {
+        self.create(serde_json::json!({"name": format!("soft-{alg}"), "algorithm": alg}))
+            .await
+    }
+
+    async fn create(&self, body: serde_json::Value) -> String {
         let key: serde_json::Value = reqwest::Client::new()
             .post(format!("{}/v1/keys", self.url))
             .bearer_auth(&self.admin)
-            .json(&serde_json::json!({"name": format!("bench-{alg}"), "algorithm": alg, "backend": "hsm"}))
+            .json(&body)
             .send()
             .await
             .unwrap()
