@@ -123,6 +123,27 @@ pub async fn import_key(
     .await
 }
 
+/// Records a key adopted from a PKCS#11 token (see `keys::pkcs11::Pkcs11Backend::adopt`).
+pub async fn adopt_key(
+    state: &AppState,
+    principal: &Principal,
+    new: NewKey,
+    backend: &str,
+    adopted: crate::keys::pkcs11::AdoptedKey,
+) -> Result<KeyMeta, PipelineError> {
+    record_new_key(
+        state,
+        principal,
+        new_key_id(),
+        new,
+        adopted.algorithm,
+        backend,
+        adopted.generated,
+        "key.adopt",
+    )
+    .await
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn record_new_key(
     state: &AppState,

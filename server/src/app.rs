@@ -13,6 +13,7 @@ use crate::auth::dev_issuer::DevIssuer;
 use crate::auth::{Authenticator, IssuerVerifier};
 use crate::config::{Config, IssuerKeys};
 use crate::documents::Documents;
+use crate::keys::pkcs11::Pkcs11Backend;
 use crate::keys::{Algorithm, Kek, KeyBackend, KeyRegistry, SealedKey, SoftwareBackend};
 use crate::policy::PolicyStage;
 use crate::store::Store;
@@ -43,6 +44,7 @@ struct Inner {
     audit: AuditLog,
     keys: KeyRegistry,
     software: SoftwareBackend,
+    hsm: std::collections::BTreeMap<String, Arc<Pkcs11Backend>>,
     auth: Authenticator,
     policy: PolicyStage,
     dev_issuer: Option<DevIssuer>,
@@ -68,7 +70,16 @@ impl AppState {
         check_kek(&store, &config.kek).await?;
         let audit = AuditLog::start(store.clone()).await?;
         let software = SoftwareBackend::new(config.kek.clone());
-        let backends: Vec<Arc<dyn KeyBackend>> = vec![Arc::new(software.clone())];
+        let mut backends: Vec<Arc<dyn KeyBackend>> = vec![Arc::new(software.clone())];
+        let mut hsm = std::collections::BTreeMap::new();
+        for cfg in config.pkcs11.clone() {
+            let started = tokio::task::spawn_blocking(move || Pkcs11Backend::start(cfg))
+                .await
+                .map_err(|e| StartError::Other(format!("PKCS#11 start-up task failed: {e}")))?;
+            let started = Arc::new(started);
+            hsm.insert(started.name().to_string(), started.clone());
+            backends.push(started);
+        }
         let keys = KeyRegistry::new(store.clone(), backends);
 
         let mut verifiers = Vec::new();
@@ -129,6 +140,7 @@ impl AppState {
             audit,
             keys,
             software,
+            hsm,
             policy,
             dev_issuer,
             public_url: public_url.trim_end_matches('/').to_string(),
@@ -157,6 +169,10 @@ impl AppState {
     /// The software slot backend (for imports).
     pub fn software(&self) -> &SoftwareBackend {
         &self.0.software
+    }
+    /// The PKCS#11 backend named `name`.
+    pub fn hsm(&self, name: &str) -> Option<&Arc<Pkcs11Backend>> {
+        self.0.hsm.get(name)
     }
     /// The token verifier.
     pub fn auth(&self) -> &Authenticator {

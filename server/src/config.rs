@@ -189,6 +189,9 @@ pub struct KeysSection {
     /// File holding the 32-byte KEK (hex, base64 or raw). `KEYWARD_KEK` takes precedence.
     #[serde(default)]
     pub kek_file: Option<PathBuf>,
+    /// PKCS#11 backends (`[[keys.pkcs11]]`).
+    #[serde(default)]
+    pub pkcs11: Vec<crate::keys::pkcs11::Pkcs11Section>,
 }
 
 /// `[auth]`
@@ -372,6 +375,8 @@ pub struct Config {
     pub documents: DocumentsConfig,
     /// The approval workflow.
     pub approvals: ApprovalsConfig,
+    /// PKCS#11 backends.
+    pub pkcs11: Vec<crate::keys::pkcs11::Pkcs11Config>,
 }
 
 /// Environment variables that start with `KEYWARD_` but are not configuration keys.
@@ -399,7 +404,8 @@ impl Config {
     ) -> Result<Self, ConfigError> {
         let mut kek_env = None;
         let mut webhook_secret_env = None;
-        for (name, value) in env {
+        let env: Vec<(String, String)> = env.collect();
+        for (name, value) in env.iter().cloned() {
             if name == "KEYWARD_KEK" {
                 kek_env = Some(value);
                 continue;
@@ -419,13 +425,14 @@ impl Config {
         let file: FileConfig = toml::Value::Table(table)
             .try_into()
             .map_err(|e: toml::de::Error| ConfigError::Parse(e.to_string()))?;
-        Self::validate(file, kek_env, webhook_secret_env, base)
+        Self::validate(file, kek_env, webhook_secret_env, &env, base)
     }
 
     fn validate(
         file: FileConfig,
         kek_env: Option<String>,
         webhook_secret_env: Option<String>,
+        env: &[(String, String)],
         base: &Path,
     ) -> Result<Self, ConfigError> {
         let resolve = |p: &Path| {
@@ -621,8 +628,12 @@ impl Config {
             refetch_cooldown: Duration::from_secs(a.jwks_refetch_cooldown_seconds),
             fetch_timeout: Duration::from_secs(a.fetch_timeout_seconds),
         };
+        let pkcs11 =
+            crate::keys::pkcs11::Pkcs11Config::validate_all(&file.keys.pkcs11, env, &resolve)
+                .map_err(|(key, value, reason)| invalid(&key, value, reason))?;
         Ok(Config {
             approvals,
+            pkcs11,
             listen,
             max_body_bytes: file.server.max_body_bytes,
             data_dir,

@@ -38,7 +38,7 @@ pub struct KeyView {
     pub algorithm: String,
     /// What the key may sign: `raw` or `document`.
     pub purpose: String,
-    /// Where the private key lives: `software`.
+    /// Where the private key lives: `software` or a PKCS#11 backend's name.
     pub backend: String,
     /// `active` or `disabled`.
     pub status: String,
@@ -97,6 +97,8 @@ pub struct CreateKeyRequest {
     /// Who may sign with it: `subject:<sub>`, `role:<role>`, `group:<name>` (default: every
     /// caller with the role `signer`).
     pub signers: Option<Vec<String>>,
+    /// Where to generate it: `software` (default) or the name of a `[[keys.pkcs11]]` backend.
+    pub backend: Option<String>,
 }
 
 /// Import a private key.
@@ -332,7 +334,7 @@ impl From<IntentError> for ApiError {
     }
 }
 
-fn parse_new_key(
+pub(crate) fn parse_new_key(
     name: &str,
     purpose: Option<&str>,
     labels: Option<BTreeMap<String, String>>,
@@ -420,7 +422,13 @@ impl KeysApi {
             body.labels.clone(),
             body.signers.clone(),
         )?;
-        let meta = admin::create_key(&state, principal, new, algorithm, "software").await?;
+        let backend = body.backend.as_deref().unwrap_or("software");
+        if state.keys().backend(backend).is_err() {
+            return Err(ApiError::invalid(format!(
+                "no key backend named {backend:?} is configured on this server"
+            )));
+        }
+        let meta = admin::create_key(&state, principal, new, algorithm, backend).await?;
         Ok(Created::Created(Json(KeyView::from_meta(&meta)?)))
     }
 

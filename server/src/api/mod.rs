@@ -6,6 +6,7 @@ pub mod audit;
 pub mod certificates;
 pub mod documents;
 pub mod error;
+pub mod hsm;
 pub mod identity;
 pub mod keys;
 pub mod limits;
@@ -39,6 +40,8 @@ pub enum ApiTags {
     System,
     /// Who the caller is.
     Identity,
+    /// PKCS#11 HSM backends: slots and token objects.
+    Hsm,
 }
 
 /// Bearer JWT from a configured issuer.
@@ -82,6 +85,7 @@ pub type Apis = (
     documents::DocumentsApi,
     documents::CaApi,
     identity::IdentityApi,
+    hsm::HsmApi,
 );
 
 /// All API implementations.
@@ -95,6 +99,7 @@ pub fn apis() -> Apis {
         documents::DocumentsApi,
         documents::CaApi,
         identity::IdentityApi,
+        hsm::HsmApi,
     )
 }
 

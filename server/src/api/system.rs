@@ -71,9 +71,12 @@ impl SystemApi {
             checks.insert(format!("issuer:{}", issuer.issuer), status);
         }
         for backend in state.keys().backends() {
-            let status = match backend.check_ready() {
-                Ok(()) => "ok".to_string(),
-                Err(e) => e.to_string(),
+            // A backend check may be a blocking HSM round trip: keep it off the runtime.
+            let probe = backend.clone();
+            let status = match tokio::task::spawn_blocking(move || probe.check_ready()).await {
+                Ok(Ok(())) => "ok".to_string(),
+                Ok(Err(e)) => e.to_string(),
+                Err(e) => format!("readiness check failed: {e}"),
             };
             checks.insert(format!("backend:{}", backend.name()), status);
         }

@@ -6,11 +6,13 @@
 //! - `public`: public keys as SPKI DER, PEM and JWK, and signature verification.
 //! - `sealed`: the AES-256-GCM envelope that protects software key material at rest.
 //! - `software`: the software slot backend.
+//! - `pkcs11`: the PKCS#11 (HSM) backend.
 //! - `registry`: loaded keys, cached so that a sign request does not unseal on every call.
 //!
 //! This module never hands private key bytes to anything but the backend that owns them.
 
 mod algorithm;
+pub mod pkcs11;
 mod public;
 mod registry;
 mod sealed;
