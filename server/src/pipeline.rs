@@ -515,10 +515,13 @@ impl Outcome<'_> {
         };
         let limits = &self.state.config().approvals;
         if *approvals == 0 || *approvals > limits.max_quorum {
-            return Err(PipelineError::BadApprovalRequirement(format!(
-                "a policy asked for {approvals} approvals; between 1 and {} are possible",
+            let message = format!(
+                "a policy asked for {approvals} approvals; this server allows 1 to {}",
                 limits.max_quorum
-            )));
+            );
+            self.record_refusal(SignStatus::Denied, "POLICY_DENIED", &message)
+                .await?;
+            return Err(PipelineError::BadApprovalRequirement(message));
         }
         let ttl = (*ttl_seconds).clamp(1, limits.max_ttl_seconds);
         let expires_unix = self

@@ -18,6 +18,7 @@ use serde_json::json;
 use tokio::sync::watch;
 
 pub use rules::{can_act, can_view};
+pub use webhook::signature as webhook_signature;
 
 use crate::app::AppState;
 use crate::audit::{Actor, AuditError, AuditEvent};

@@ -65,6 +65,17 @@ impl TestServer {
             .expect("mint")
     }
 
+    /// Mints a development token whose roles claim holds `roles` as given (Keyward roles and
+    /// other names, such as an approver group).
+    pub fn token_named(&self, subject: &str, roles: &[&str]) -> String {
+        let roles: Vec<String> = roles.iter().map(|r| r.to_string()).collect();
+        self.state
+            .dev_issuer()
+            .expect("dev issuer")
+            .mint_named(subject, &roles, Duration::from_secs(600))
+            .expect("mint")
+    }
+
     /// Sends a request with an optional bearer token and JSON body; returns status and JSON.
     pub async fn call(
         &self,
