@@ -90,7 +90,19 @@ impl AppState {
             })?;
             verifiers.push(IssuerVerifier::new(issuer.settings.clone(), &jwks)?);
         }
-        let policy = PolicyStage::new(config.default_decision);
+        let engine = crate::policy::PolicyEngine::new(config.policy.limits.clone())
+            .map_err(|e| StartError::Other(e.to_string()))?;
+        let registry = crate::policy::PolicyRegistry::new(engine, store.clone());
+        let bind_on_create = crate::policy::lifecycle::ensure_builtins(
+            &store,
+            &audit,
+            &registry,
+            &config.policy.bind_on_create,
+        )
+        .await
+        .map_err(|e| StartError::Other(format!("built-in policies: {e}")))?;
+        let policy = PolicyStage::new(config.default_decision, registry, store.clone())
+            .with_bind_on_create(bind_on_create);
         Ok(AppState(Arc::new(Inner {
             auth: Authenticator::new(verifiers),
             config,

@@ -154,14 +154,62 @@ pub struct SignReceipt {
     pub verdict: Verdict,
 }
 
-/// Runs a sign request through the whole path.
-pub async fn submit(state: &AppState, call: SignCall) -> Result<SignReceipt, PipelineError> {
-    if let Some(idem) = &call.idempotency
-        && let Some(previous) = replay(state, &call.principal, idem).await?
-    {
-        return previous;
-    }
+/// A request that passed resolve and authorize, with the policy verdict.
+struct Judged {
+    principal: Principal,
+    key: Arc<LoadedKey>,
+    signer: Arc<dyn crate::keys::SigningKey>,
+    intent: SignIntent,
+    options: SignOptions,
+    verdict: Verdict,
+    request_id: String,
+    operation: &'static str,
+    idempotency: Option<Idempotency>,
+    time: (String, i64),
+}
 
+/// What a dry run found: the verdict the request would get. Nothing was signed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DryRunReport {
+    /// Request id.
+    pub request_id: String,
+    /// Key id.
+    pub key_id: String,
+    /// The policy verdict.
+    pub verdict: Verdict,
+}
+
+/// Runs a sign request up to the policy stage and reports the verdict, without signing and
+/// without recording a sign request (the dry run itself is audited as `sign.dry_run`).
+/// The same checks as `submit` apply: an unknown or disabled key, a missing role or the
+/// wrong purpose are errors, not verdicts.
+pub async fn dry_run(state: &AppState, call: SignCall) -> Result<DryRunReport, PipelineError> {
+    let judged = judge(state, call).await?;
+    let event = AuditEvent {
+        action: "sign.dry_run",
+        outcome: "ok",
+        actor: Actor {
+            issuer: judged.principal.issuer.clone(),
+            subject: judged.principal.subject.clone(),
+        },
+        key_id: Some(judged.key.meta.id.clone()),
+        request_id: Some(judged.request_id.clone()),
+        details: json!({
+            "operation": judged.operation,
+            "intent": judged.intent.intent,
+            "policy": judged.verdict,
+        }),
+    };
+    state.audit().append(Vec::new(), event).await?;
+    Ok(DryRunReport {
+        request_id: judged.request_id,
+        key_id: judged.key.meta.id.clone(),
+        verdict: judged.verdict,
+    })
+}
+
+/// Resolve, authorize, build the intent and run the policy stage.
+async fn judge(state: &AppState, call: SignCall) -> Result<Judged, PipelineError> {
     // Resolve.
     let key = state
         .keys()
@@ -203,8 +251,43 @@ pub async fn submit(state: &AppState, call: SignCall) -> Result<SignReceipt, Pip
         intent: intent.intent.clone(),
         time: time.clone(),
         unix_time,
+        context: Default::default(),
     };
     let verdict = state.policy().evaluate(&key.meta, &request).await;
+    Ok(Judged {
+        principal,
+        key,
+        signer,
+        intent,
+        options,
+        verdict,
+        request_id,
+        operation,
+        idempotency,
+        time: (time, unix_time),
+    })
+}
+
+/// Runs a sign request through the whole path.
+pub async fn submit(state: &AppState, call: SignCall) -> Result<SignReceipt, PipelineError> {
+    if let Some(idem) = &call.idempotency
+        && let Some(previous) = replay(state, &call.principal, idem).await?
+    {
+        return previous;
+    }
+    let Judged {
+        principal,
+        key,
+        signer,
+        intent,
+        options,
+        verdict,
+        request_id,
+        operation,
+        idempotency,
+        time: (time, unix_time),
+    } = judge(state, call).await?;
+
     let outcome = Outcome {
         state,
         principal: &principal,

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use poem::web::Data;
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
-use poem_openapi::{ApiResponse, Object, OpenApi};
+use poem_openapi::{ApiResponse, Object, OpenApi, Union};
 
 use super::error::{ApiError, ApiResult, current_request_id};
 use super::{ApiTags, BearerAuth, PublicKeyView, page_limit};
@@ -134,6 +134,9 @@ pub struct SignBody {
     pub scheme: Option<String>,
     /// ECDSA only: `der` (default) or `raw` (r||s).
     pub format: Option<String>,
+    /// `true`: run the key's policies and return their decision trace, without signing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dry_run: Option<bool>,
 }
 
 /// Verify a signature.
@@ -249,6 +252,29 @@ impl From<SignReceipt> for SignResult {
             signed_at: r.signed_at,
         }
     }
+}
+
+/// The answer to a dry run: what the policies decided. Nothing was signed.
+#[derive(Debug, Clone, Object)]
+pub struct DryRunResult {
+    /// Always `true`.
+    pub dry_run: bool,
+    /// Key id.
+    pub key_id: String,
+    /// Request id (the dry run is in the audit log as `sign.dry_run`).
+    pub request_id: String,
+    /// How the policy stage decided.
+    pub policy: PolicyView,
+}
+
+/// A signature, or the decision of a dry run.
+#[derive(Debug, Clone, Union)]
+#[oai(one_of)]
+pub enum SignOutcome {
+    /// The signature.
+    Signed(SignResult),
+    /// The decision trace of a dry run.
+    DryRun(DryRunResult),
 }
 
 impl From<IntentError> for ApiError {
@@ -436,7 +462,8 @@ impl KeysApi {
 impl SigningApi {
     /// Sign a digest or a message (role: signer). The request runs through the key's
     /// policies and is recorded in the audit log before the signature is returned. Send an
-    /// `Idempotency-Key` to make retries safe.
+    /// `Idempotency-Key` to make retries safe. With `dry_run: true`, returns the policies'
+    /// decision trace without signing.
     #[oai(path = "/v1/keys/:id/sign", method = "post", tag = "ApiTags::Signing")]
     async fn sign(
         &self,
@@ -447,9 +474,11 @@ impl SigningApi {
         #[oai(name = "Idempotency-Key")]
         idempotency_key: Header<Option<String>>,
         body: Json<SignBody>,
-    ) -> ApiResult<Json<SignResult>> {
+    ) -> ApiResult<Json<SignOutcome>> {
         let Json(body) = body;
+        let dry_run = body.dry_run.unwrap_or(false);
         let idempotency = match idempotency_key.0 {
+            _ if dry_run => None,
             Some(key) => {
                 check_idempotency_key(&key)?;
                 Some(Idempotency::new(key, "raw.sign", &id.0, &body))
@@ -473,8 +502,17 @@ impl SigningApi {
             idempotency,
             request_id: current_request_id(),
         };
+        if dry_run {
+            let report = pipeline::dry_run(&state, call).await?;
+            return Ok(Json(SignOutcome::DryRun(DryRunResult {
+                dry_run: true,
+                key_id: report.key_id,
+                request_id: report.request_id,
+                policy: PolicyView::from(&report.verdict),
+            })));
+        }
         let receipt = pipeline::submit(&state, call).await?;
-        Ok(Json(receipt.into()))
+        Ok(Json(SignOutcome::Signed(receipt.into())))
     }
 
     /// Verify a signature with a key's public key (any role).

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod error;
 pub mod keys;
 pub mod limits;
+pub mod policies;
 pub mod system;
 
 use poem::Request;
@@ -25,6 +26,8 @@ pub enum ApiTags {
     Signing,
     /// Read the hash-chained audit log.
     Audit,
+    /// Upload WebAssembly policies and bind them to keys.
+    Policies,
     /// Health.
     System,
 }
@@ -62,6 +65,7 @@ pub type Apis = (
     keys::SigningApi,
     audit::AuditApi,
     system::SystemApi,
+    policies::PoliciesApi,
 );
 
 /// All API implementations.
@@ -71,6 +75,7 @@ pub fn apis() -> Apis {
         keys::SigningApi,
         audit::AuditApi,
         system::SystemApi,
+        policies::PoliciesApi,
     )
 }
 

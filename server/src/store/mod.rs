@@ -4,10 +4,11 @@
 //! functions, never query strings. State changes that must be audited are applied by the audit
 //! writer inside its transaction (see `StateChange`), never on their own.
 //!
-//! Parts: `keys` (key rows), `requests` (sign requests and idempotency), `audit` (chain rows).
+//! Parts: `keys` (key rows), `policies` (policy modules, bindings, signature counts), `requests` (sign requests and idempotency), `audit` (chain rows).
 
 pub mod audit;
 pub mod keys;
+pub mod policies;
 pub mod requests;
 
 use std::path::Path;
@@ -18,6 +19,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlitePool};
 
 pub use keys::{KeyRow, KeyStatus};
+pub use policies::{BindingRow, PolicyRow};
 pub use requests::{SignRequestRow, SignStatus};
 
 /// Errors of the storage layer.
@@ -59,6 +61,20 @@ pub enum StateChange {
     },
     /// A sign request reached its outcome.
     InsertSignRequest(Box<SignRequestRow>),
+    /// A policy module was uploaded.
+    InsertPolicy(Box<PolicyRow>),
+    /// A policy was deleted (refused while it is bound).
+    DeletePolicy {
+        /// Policy id.
+        policy_id: String,
+    },
+    /// A key's ordered policy bindings were replaced.
+    SetKeyPolicies {
+        /// Key id.
+        key_id: String,
+        /// The new bindings, in order.
+        bindings: Vec<BindingRow>,
+    },
 }
 
 /// The database handle.
@@ -179,6 +195,11 @@ pub(crate) async fn apply_change(
             keys::set_status(conn, key_id, *status, at).await
         }
         StateChange::InsertSignRequest(row) => requests::insert(conn, row).await,
+        StateChange::InsertPolicy(row) => policies::insert(conn, row).await,
+        StateChange::DeletePolicy { policy_id } => policies::delete(conn, policy_id).await,
+        StateChange::SetKeyPolicies { key_id, bindings } => {
+            policies::set_bindings(conn, key_id, bindings).await
+        }
     }
 }
 
