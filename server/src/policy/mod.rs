@@ -13,10 +13,12 @@
 //! - `registry`: compiled modules and key bindings, cached in memory and invalidated on change.
 //! - `builtin`: the built-in `allow-all` module that `keyward dev` binds to new keys.
 //! - `lifecycle`: upload, delete, bind and dry-run evaluation, each change audited.
+//! - `author`: `keyward policy new` (scaffold a crate) and `keyward policy test` (run a module).
 //!
 //! It must never turn an error into an allow: anything it cannot evaluate is a deny.
 
 pub mod abi;
+pub mod author;
 pub mod builtin;
 pub mod engine;
 pub mod lifecycle;

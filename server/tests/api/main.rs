@@ -5,6 +5,7 @@ mod audit;
 mod errors;
 mod keys;
 mod openapi;
+mod policies;
 mod signing;
 
 use std::time::Duration;
