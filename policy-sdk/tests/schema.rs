@@ -11,7 +11,10 @@ fn checked_in_schemas_are_current() {
     let schemas = [
         ("input.schema.json", schemars::schema_for!(PolicyInput)),
         ("output.schema.json", schemars::schema_for!(Decision)),
-        ("settings-check.schema.json", schemars::schema_for!(SettingsCheck)),
+        (
+            "settings-check.schema.json",
+            schemars::schema_for!(SettingsCheck),
+        ),
     ];
     let bless = std::env::var_os("KEYWARD_BLESS").is_some();
     let mut stale = Vec::new();

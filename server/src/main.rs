@@ -156,16 +156,24 @@ fn policy_command(command: PolicyCommand) -> anyhow::Result<ExitCode> {
             let dir = author::scaffold(std::path::Path::new("."), &name, sdk.as_deref())
                 .map_err(anyhow::Error::msg)?;
             println!("created {}", dir.display());
-            println!("next: cd {name} && cargo test && cargo build --target wasm32-unknown-unknown --release");
+            println!(
+                "next: cd {name} && cargo test && cargo build --target wasm32-unknown-unknown --release"
+            );
             Ok(ExitCode::SUCCESS)
         }
-        PolicyCommand::Test { module, input, settings } => {
+        PolicyCommand::Test {
+            module,
+            input,
+            settings,
+        } => {
             let bytes = std::fs::read(&module).with_context(|| module.display().to_string())?;
-            let text = std::fs::read_to_string(&input).with_context(|| input.display().to_string())?;
+            let text =
+                std::fs::read_to_string(&input).with_context(|| input.display().to_string())?;
             let settings = settings
                 .map(|p| std::fs::read_to_string(&p).with_context(|| p.display().to_string()))
                 .transpose()?;
-            let input = author::read_input(&text, settings.as_deref()).map_err(anyhow::Error::msg)?;
+            let input =
+                author::read_input(&text, settings.as_deref()).map_err(anyhow::Error::msg)?;
             let (eval, check) = author::run_module(&bytes, &input)?;
             println!("decision: {}", serde_json::to_string(&eval.decision)?);
             if let Some(f) = &eval.failure {

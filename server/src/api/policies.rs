@@ -45,7 +45,7 @@ pub struct LimitsRequest {
 
 /// A stored policy.
 #[derive(Debug, Clone, Object)]
-pub struct PolicyView {
+pub struct PolicyInfo {
     /// Policy id.
     pub id: String,
     /// Name.
@@ -68,11 +68,11 @@ pub struct PolicyView {
     pub created_by: String,
 }
 
-impl PolicyView {
+impl PolicyInfo {
     fn from_row(row: &PolicyRow) -> ApiResult<Self> {
         let limits: PolicyLimits = serde_json::from_str(&row.limits)
             .map_err(|e| ApiError::internal("stored policy limits", e))?;
-        Ok(PolicyView {
+        Ok(PolicyInfo {
             id: row.id.clone(),
             name: row.name.clone(),
             version: row.version.clone(),
@@ -110,7 +110,7 @@ pub struct UploadPolicyRequest {
 #[derive(Debug, Clone, Object)]
 pub struct PolicyPage {
     /// Policies, ordered by id.
-    pub items: Vec<PolicyView>,
+    pub items: Vec<PolicyInfo>,
     /// Pass as `cursor` for the next page; absent on the last page.
     pub next_cursor: Option<String>,
 }
@@ -188,7 +188,7 @@ pub struct EvaluateResult {
 pub enum PolicyCreated {
     /// Created.
     #[oai(status = 201)]
-    Created(Json<PolicyView>),
+    Created(Json<PolicyInfo>),
 }
 
 /// A deleted policy.
@@ -258,7 +258,7 @@ impl PoliciesApi {
             },
         )
         .await?;
-        Ok(PolicyCreated::Created(Json(PolicyView::from_row(&row)?)))
+        Ok(PolicyCreated::Created(Json(PolicyInfo::from_row(&row)?)))
     }
 
     /// List policies, ordered by id (any role).
@@ -288,7 +288,7 @@ impl PoliciesApi {
         let items = rows
             .iter()
             .take(limit as usize)
-            .map(PolicyView::from_row)
+            .map(PolicyInfo::from_row)
             .collect::<ApiResult<Vec<_>>>()?;
         let next_cursor = if more {
             items.last().map(|p| cursor::encode(&p.id))
@@ -305,14 +305,14 @@ impl PoliciesApi {
         state: Data<&AppState>,
         auth: BearerAuth,
         id: Path<String>,
-    ) -> ApiResult<Json<PolicyView>> {
+    ) -> ApiResult<Json<PolicyInfo>> {
         auth.require(Role::ALL)?;
         let row = state
             .store()
             .policy(&id.0)
             .await?
             .ok_or_else(|| ApiError::not_found(format!("no policy with id {:?}", id.0)))?;
-        Ok(Json(PolicyView::from_row(&row)?))
+        Ok(Json(PolicyInfo::from_row(&row)?))
     }
 
     /// Delete a policy (roles: policy-admin, admin). Refused with 409 while it is bound.

@@ -6,6 +6,7 @@ mod errors;
 mod keys;
 mod openapi;
 mod policies;
+mod policy_author;
 mod signing;
 
 use std::time::Duration;

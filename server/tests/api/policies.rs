@@ -118,7 +118,11 @@ async fn try_upload(
 }
 
 /// Binds `policies` (`[(id, settings)]`) to `key_id` as key-admin.
-pub async fn bind(server: &TestServer, key_id: &str, policies: &[(&str, Value)]) -> (StatusCode, Value) {
+pub async fn bind(
+    server: &TestServer,
+    key_id: &str,
+    policies: &[(&str, Value)],
+) -> (StatusCode, Value) {
     let admin = server.token("key-admin", &[Role::KeyAdmin]);
     let list: Vec<Value> = policies
         .iter()
@@ -144,7 +148,12 @@ async fn key_with(server: &TestServer, name: &str, policies: &[(&str, Value)]) -
 
 async fn sign(server: &TestServer, key_id: &str, token: &str, body: Value) -> (StatusCode, Value) {
     server
-        .call("POST", &format!("/v1/keys/{key_id}/sign"), Some(token), Some(body))
+        .call(
+            "POST",
+            &format!("/v1/keys/{key_id}/sign"),
+            Some(token),
+            Some(body),
+        )
         .await
 }
 
@@ -155,13 +164,17 @@ fn digest_body() -> Value {
 /// Asserts a policy denial whose first deny in the trace has `reason`.
 fn assert_denied_with(status: StatusCode, body: &Value, reason: &str) {
     assert_error(status, body, StatusCode::FORBIDDEN, "POLICY_DENIED");
-    let trace = body["details"]["policy"]["trace"].as_array().expect("trace");
+    let trace = body["details"]["policy"]["trace"]
+        .as_array()
+        .expect("trace");
     let deny = trace
         .iter()
         .find(|t| t["decision"] == "deny")
         .unwrap_or_else(|| panic!("no deny in {body}"));
     assert!(
-        deny["reason"].as_str().is_some_and(|r| r.starts_with(reason)),
+        deny["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with(reason)),
         "want {reason}: {body}"
     );
     assert_eq!(deny["digest"].as_str().map(str::len), Some(64), "{body}");
@@ -191,7 +204,12 @@ async fn each_example_policy_changes_what_sign_requests_get() {
     assert!(trace[0]["fuel"].as_u64().unwrap() > 0, "{body}");
 
     // role-gate: only callers holding a listed role.
-    let k = key_with(&server, "k-role", &[(&ids[1], json!({"roles": ["approver"]}))]).await;
+    let k = key_with(
+        &server,
+        "k-role",
+        &[(&ids[1], json!({"roles": ["approver"]}))],
+    )
+    .await;
     let (status, body) = sign(&server, &k, &signer, digest_body()).await;
     assert_denied_with(status, &body, "the caller needs one of the roles: approver");
     let (status, body) = sign(&server, &k, &treasurer, digest_body()).await;
@@ -230,17 +248,46 @@ async fn each_example_policy_changes_what_sign_requests_get() {
     let (status, body) = sign(&server, &k, &signer, json!({"message": b64(b"short")})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, body) = sign(&server, &k, &signer, json!({"message": b64(&[1u8; 11])})).await;
-    assert_error(status, &body, StatusCode::FORBIDDEN, "APPROVAL_NOT_AVAILABLE");
-    assert_eq!(body["details"]["policy"]["decision"]["decision"], "require_approval");
+    assert_error(
+        status,
+        &body,
+        StatusCode::FORBIDDEN,
+        "APPROVAL_NOT_AVAILABLE",
+    );
+    assert_eq!(
+        body["details"]["policy"]["decision"]["decision"],
+        "require_approval"
+    );
     assert_eq!(body["details"]["policy"]["decision"]["approvals"], 2);
 }
 
 #[tokio::test]
 async fn policies_are_evaluated_in_order_and_a_deny_stops_the_chain() {
     let server = setup().await;
-    let allow = upload(&server, "allow", &constant_policy(r#"{"decision":"allow"}"#), Value::Null).await;
-    let deny = upload(&server, "deny-all", &constant_policy(r#"{"decision":"deny","reason":"deny-all says no"}"#), Value::Null).await;
-    let k = key_with(&server, "k", &[(&allow, Value::Null), (&deny, Value::Null), (&allow, Value::Null)]).await;
+    let allow = upload(
+        &server,
+        "allow",
+        &constant_policy(r#"{"decision":"allow"}"#),
+        Value::Null,
+    )
+    .await;
+    let deny = upload(
+        &server,
+        "deny-all",
+        &constant_policy(r#"{"decision":"deny","reason":"deny-all says no"}"#),
+        Value::Null,
+    )
+    .await;
+    let k = key_with(
+        &server,
+        "k",
+        &[
+            (&allow, Value::Null),
+            (&deny, Value::Null),
+            (&allow, Value::Null),
+        ],
+    )
+    .await;
     let signer = server.token("alice", &[Role::Signer]);
     let (status, body) = sign(&server, &k, &signer, digest_body()).await;
     assert_denied_with(status, &body, "deny-all says no");
@@ -250,29 +297,46 @@ async fn policies_are_evaluated_in_order_and_a_deny_stops_the_chain() {
     assert_eq!(body["details"]["policy"]["source"], "policies");
     // The denial is in the audit log with its trace.
     let auditor = server.token("aud", &[Role::Auditor]);
-    let (_, log) = server.call("GET", "/v1/audit?limit=100", Some(&auditor), None).await;
+    let (_, log) = server
+        .call("GET", "/v1/audit?limit=100", Some(&auditor), None)
+        .await;
     let denied = log["items"]
         .as_array()
         .unwrap()
         .iter()
         .find(|r| r["action"] == "sign" && r["outcome"] == "denied")
         .unwrap_or_else(|| panic!("{log}"));
-    assert_eq!(denied["details"]["policy"]["trace"][1]["policy"], "deny-all");
+    assert_eq!(
+        denied["details"]["policy"]["trace"][1]["policy"],
+        "deny-all"
+    );
 }
 
 /// Every route that signs with a key. Routes added by later issues go here, each with a
 /// valid body for an Ed25519 raw key.
 fn signing_routes(key_id: &str) -> Vec<(String, Value)> {
     vec![
-        (format!("/v1/keys/{key_id}/sign"), json!({"digest": b64(&[1u8; 32])})),
-        (format!("/v1/keys/{key_id}/sign"), json!({"message": b64(b"hello")})),
+        (
+            format!("/v1/keys/{key_id}/sign"),
+            json!({"digest": b64(&[1u8; 32])}),
+        ),
+        (
+            format!("/v1/keys/{key_id}/sign"),
+            json!({"message": b64(b"hello")}),
+        ),
     ]
 }
 
 #[tokio::test]
 async fn a_deny_all_policy_makes_every_signing_route_refuse() {
     let server = setup().await;
-    let deny = upload(&server, "deny-all", &constant_policy(r#"{"decision":"deny","reason":"frozen"}"#), Value::Null).await;
+    let deny = upload(
+        &server,
+        "deny-all",
+        &constant_policy(r#"{"decision":"deny","reason":"frozen"}"#),
+        Value::Null,
+    )
+    .await;
     let k = key_with(&server, "frozen", &[(&deny, Value::Null)]).await;
     let signer = server.token("alice", &[Role::Signer]);
     for (path, body) in signing_routes(&k) {
@@ -286,29 +350,78 @@ async fn a_deny_all_policy_makes_every_signing_route_refuse() {
 async fn sandbox_abuse_ends_in_a_deny_with_the_right_reason() {
     let server = setup().await;
     let signer = server.token("alice", &[Role::Signer]);
-    let allow = upload(&server, "allow", &constant_policy(r#"{"decision":"allow"}"#), Value::Null).await;
+    let allow = upload(
+        &server,
+        "allow",
+        &constant_policy(r#"{"decision":"allow"}"#),
+        Value::Null,
+    )
+    .await;
     let healthy = key_with(&server, "healthy", &[(&allow, Value::Null)]).await;
-    let recurse = r#"(func $r (param i32) (result i32) (call $r (i32.add (local.get 0) (i32.const 1))))"#;
+    let recurse =
+        r#"(func $r (param i32) (result i32) (call $r (i32.add (local.get 0) (i32.const 1))))"#;
     let cases: Vec<(&str, Vec<u8>, Value, &str)> = vec![
-        ("spin", wat_policy("(loop $l (br $l)) (i64.const 0)", "", ""), Value::Null, "policy_out_of_fuel"),
+        (
+            "spin",
+            wat_policy("(loop $l (br $l)) (i64.const 0)", "", ""),
+            Value::Null,
+            "policy_out_of_fuel",
+        ),
         (
             "log-spin",
-            wat_policy("(loop $l (call $log (i32.const 16) (i32.const 4)) (br $l)) (i64.const 0)", "spin", ""),
+            wat_policy(
+                "(loop $l (call $log (i32.const 16) (i32.const 4)) (br $l)) (i64.const 0)",
+                "spin",
+                "",
+            ),
             // All the fuel the server allows and a short deadline: the epoch must fire.
             json!({"fuel": 1_000_000_000u64, "timeout_ms": 50}),
             "policy_timeout",
         ),
-        ("grow", wat_policy("(drop (memory.grow (i32.const 65536))) (i64.const 0)", "", ""), Value::Null, "policy_memory_limit"),
-        ("recurse", wat_policy("(drop (call $r (i32.const 0))) (i64.const 0)", "", recurse), Value::Null, "policy_stack_overflow"),
+        (
+            "grow",
+            wat_policy(
+                "(drop (memory.grow (i32.const 65536))) (i64.const 0)",
+                "",
+                "",
+            ),
+            Value::Null,
+            "policy_memory_limit",
+        ),
+        (
+            "recurse",
+            wat_policy("(drop (call $r (i32.const 0))) (i64.const 0)", "", recurse),
+            Value::Null,
+            "policy_stack_overflow",
+        ),
         (
             "oob",
-            wat_policy("(i64.or (i64.shl (i64.const 0x7fff0000) (i64.const 32)) (i64.const 100))", "", ""),
+            wat_policy(
+                "(i64.or (i64.shl (i64.const 0x7fff0000) (i64.const 32)) (i64.const 100))",
+                "",
+                "",
+            ),
             Value::Null,
             "policy_bad_output",
         ),
-        ("not-json", constant_policy("not json"), Value::Null, "policy_bad_output"),
-        ("maybe", constant_policy(r#"{"decision":"maybe"}"#), Value::Null, "policy_unknown_decision"),
-        ("trap", wat_policy("unreachable", "", ""), Value::Null, "policy_trap"),
+        (
+            "not-json",
+            constant_policy("not json"),
+            Value::Null,
+            "policy_bad_output",
+        ),
+        (
+            "maybe",
+            constant_policy(r#"{"decision":"maybe"}"#),
+            Value::Null,
+            "policy_unknown_decision",
+        ),
+        (
+            "trap",
+            wat_policy("unreachable", "", ""),
+            Value::Null,
+            "policy_trap",
+        ),
     ];
     for (name, module, limits, reason) in cases {
         let id = upload(&server, name, &module, limits).await;
@@ -339,34 +452,77 @@ async fn bad_modules_are_refused_at_upload() {
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         (
             "wasi",
-            module(r#"(import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))"#, 1, abi),
+            module(
+                r#"(import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))"#,
+                1,
+                abi,
+            ),
             "wasi_snapshot_preview1::fd_write",
         ),
-        ("env", module(r#"(import "env" "abort" (func))"#, 1, abi), "env::abort"),
+        (
+            "env",
+            module(r#"(import "env" "abort" (func))"#, 1, abi),
+            "env::abort",
+        ),
         (
             "unknown-host-fn",
             module(r#"(import "keyward:host/v1" "sign" (func))"#, 1, abi),
             "keyward:host/v1::sign",
         ),
-        ("no-evaluate", module("", 1, r#"(memory (export "memory") 1)"#), "keyward_alloc"),
-        ("abi-2", module("", 2, abi), "keyward_abi_version returned 2"),
+        (
+            "no-evaluate",
+            module("", 1, r#"(memory (export "memory") 1)"#),
+            "keyward_alloc",
+        ),
+        (
+            "abi-2",
+            module("", 2, abi),
+            "keyward_abi_version returned 2",
+        ),
         ("text", b"this is not wasm".to_vec(), "not WebAssembly"),
         ("wat-text", br#"(module)"#.to_vec(), "not WebAssembly"),
-        ("broken", b"\0asm\x01\0\0\0\x05garbage".to_vec(), "not valid WebAssembly"),
+        (
+            "broken",
+            b"\0asm\x01\0\0\0\x05garbage".to_vec(),
+            "not valid WebAssembly",
+        ),
     ];
     for (name, bytes, message) in cases {
         let (status, body) = try_upload(&server, name, &bytes, Value::Null).await;
-        assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "INVALID_POLICY_MODULE");
-        assert!(body["message"].as_str().unwrap().contains(message), "{name}: {body}");
+        assert_error(
+            status,
+            &body,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "INVALID_POLICY_MODULE",
+        );
+        assert!(
+            body["message"].as_str().unwrap().contains(message),
+            "{name}: {body}"
+        );
     }
     // Asking for more than the server allows.
     let ok = constant_policy(r#"{"decision":"allow"}"#);
     let (status, body) = try_upload(&server, "greedy", &ok, json!({"fuel": u64::MAX})).await;
-    assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "INVALID_REQUEST");
-    assert!(body["message"].as_str().unwrap().contains("limits.fuel"), "{body}");
+    assert_error(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "INVALID_REQUEST",
+    );
+    assert!(
+        body["message"].as_str().unwrap().contains("limits.fuel"),
+        "{body}"
+    );
     // Nothing was stored.
-    let (_, list) = server.call("GET", "/v1/policies", Some(&server.admin), None).await;
-    let names: Vec<&str> = list["items"].as_array().unwrap().iter().filter_map(|p| p["name"].as_str()).collect();
+    let (_, list) = server
+        .call("GET", "/v1/policies", Some(&server.admin), None)
+        .await;
+    let names: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
     assert_eq!(names, ["allow-all"], "{list}");
 }
 
@@ -376,7 +532,12 @@ async fn modules_over_the_size_cap_get_413() {
     let padding = "x".repeat(3000);
     let big = wat_policy("(i64.const 0)", &padding, "");
     let (status, body) = try_upload(&server, "big", &big, Value::Null).await;
-    assert_error(status, &body, StatusCode::PAYLOAD_TOO_LARGE, "POLICY_TOO_LARGE");
+    assert_error(
+        status,
+        &body,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "POLICY_TOO_LARGE",
+    );
     let small = constant_policy(r#"{"decision":"allow"}"#);
     let (status, body) = try_upload(&server, "small", &small, Value::Null).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
@@ -389,10 +550,14 @@ async fn lifecycle_roles_settings_checks_deletion_and_audit() {
     // Only policy-admin (or admin) uploads.
     let signer = server.token("alice", &[Role::Signer]);
     let body = json!({"name": "role-gate", "version": "1", "module": b64(&module)});
-    let (status, resp) = server.call("POST", "/v1/policies", Some(&signer), Some(body.clone())).await;
+    let (status, resp) = server
+        .call("POST", "/v1/policies", Some(&signer), Some(body.clone()))
+        .await;
     assert_error(status, &resp, StatusCode::FORBIDDEN, "FORBIDDEN");
     let id = upload(&server, "role-gate", &module, Value::Null).await;
-    let (status, resp) = server.call("GET", &format!("/v1/policies/{id}"), Some(&signer), None).await;
+    let (status, resp) = server
+        .call("GET", &format!("/v1/policies/{id}"), Some(&signer), None)
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(resp["validates_settings"], true);
     assert_eq!(resp["limits"]["fuel"], 10_000_000);
@@ -406,36 +571,95 @@ async fn lifecycle_roles_settings_checks_deletion_and_audit() {
     let kid = key["id"].as_str().unwrap();
     let pol_admin = server.token("pa", &[Role::PolicyAdmin]);
     let (status, resp) = server
-        .call("PUT", &format!("/v1/keys/{kid}/policies"), Some(&pol_admin), Some(json!({"policies": []})))
+        .call(
+            "PUT",
+            &format!("/v1/keys/{kid}/policies"),
+            Some(&pol_admin),
+            Some(json!({"policies": []})),
+        )
         .await;
     assert_error(status, &resp, StatusCode::FORBIDDEN, "FORBIDDEN");
     let (status, resp) = bind(&server, kid, &[(&id, json!({"roles": []}))]).await;
-    assert_error(status, &resp, StatusCode::UNPROCESSABLE_ENTITY, "INVALID_REQUEST");
-    assert!(resp["message"].as_str().unwrap().contains("roles must list at least one role"), "{resp}");
+    assert_error(
+        status,
+        &resp,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "INVALID_REQUEST",
+    );
+    assert!(
+        resp["message"]
+            .as_str()
+            .unwrap()
+            .contains("roles must list at least one role"),
+        "{resp}"
+    );
     let (status, resp) = bind(&server, kid, &[(&id, json!({"wrong": 1}))]).await;
-    assert_error(status, &resp, StatusCode::UNPROCESSABLE_ENTITY, "INVALID_REQUEST");
+    assert_error(
+        status,
+        &resp,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "INVALID_REQUEST",
+    );
     let (status, resp) = bind(&server, kid, &[("pol_missing", Value::Null)]).await;
-    assert_error(status, &resp, StatusCode::UNPROCESSABLE_ENTITY, "INVALID_REQUEST");
+    assert_error(
+        status,
+        &resp,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "INVALID_REQUEST",
+    );
     let (status, resp) = bind(&server, kid, &[(&id, json!({"roles": ["signer"]}))]).await;
     assert_eq!(status, StatusCode::OK, "{resp}");
-    let (_, resp) = server.call("GET", &format!("/v1/keys/{kid}/policies"), Some(&signer), None).await;
+    let (_, resp) = server
+        .call(
+            "GET",
+            &format!("/v1/keys/{kid}/policies"),
+            Some(&signer),
+            None,
+        )
+        .await;
     assert_eq!(resp["policies"][0]["name"], "role-gate");
-    assert_eq!(resp["policies"][0]["settings"], json!({"roles": ["signer"]}));
+    assert_eq!(
+        resp["policies"][0]["settings"],
+        json!({"roles": ["signer"]})
+    );
 
     // Refused while bound; deleted once unbound.
-    let (status, resp) = server.call("DELETE", &format!("/v1/policies/{id}"), Some(&pol_admin), None).await;
+    let (status, resp) = server
+        .call(
+            "DELETE",
+            &format!("/v1/policies/{id}"),
+            Some(&pol_admin),
+            None,
+        )
+        .await;
     assert_error(status, &resp, StatusCode::CONFLICT, "POLICY_IN_USE");
     let (status, _) = bind(&server, kid, &[]).await;
     assert_eq!(status, StatusCode::OK);
-    let (status, _) = server.call("DELETE", &format!("/v1/policies/{id}"), Some(&pol_admin), None).await;
+    let (status, _) = server
+        .call(
+            "DELETE",
+            &format!("/v1/policies/{id}"),
+            Some(&pol_admin),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let (status, resp) = server.call("GET", &format!("/v1/policies/{id}"), Some(&pol_admin), None).await;
+    let (status, resp) = server
+        .call("GET", &format!("/v1/policies/{id}"), Some(&pol_admin), None)
+        .await;
     assert_error(status, &resp, StatusCode::NOT_FOUND, "NOT_FOUND");
 
     // Every change is audited.
     let auditor = server.token("aud", &[Role::Auditor]);
-    let (_, log) = server.call("GET", "/v1/audit?limit=100", Some(&auditor), None).await;
-    let actions: Vec<&str> = log["items"].as_array().unwrap().iter().filter_map(|r| r["action"].as_str()).collect();
+    let (_, log) = server
+        .call("GET", "/v1/audit?limit=100", Some(&auditor), None)
+        .await;
+    let actions: Vec<&str> = log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["action"].as_str())
+        .collect();
     for want in ["policy.upload", "key.policies", "policy.delete"] {
         assert!(actions.contains(&want), "{want} missing in {actions:?}");
     }
@@ -444,7 +668,13 @@ async fn lifecycle_roles_settings_checks_deletion_and_audit() {
 #[tokio::test]
 async fn dry_runs_return_the_trace_without_signing() {
     let server = setup().await;
-    let rate = upload(&server, "rate-limit", &example_wasm("rate-limit"), Value::Null).await;
+    let rate = upload(
+        &server,
+        "rate-limit",
+        &example_wasm("rate-limit"),
+        Value::Null,
+    )
+    .await;
     let k = key_with(&server, "k", &[(&rate, json!({"max_per_hour": 1}))]).await;
     let signer = server.token("alice", &[Role::Signer]);
     let mut body = digest_body();
@@ -472,9 +702,20 @@ async fn dry_runs_return_the_trace_without_signing() {
 #[tokio::test]
 async fn the_evaluate_endpoint_runs_a_policy_on_a_given_input() {
     let server = setup().await;
-    let rate = upload(&server, "rate-limit", &example_wasm("rate-limit"), Value::Null).await;
+    let rate = upload(
+        &server,
+        "rate-limit",
+        &example_wasm("rate-limit"),
+        Value::Null,
+    )
+    .await;
     let pa = server.token("pa", &[Role::PolicyAdmin]);
-    let request = serde_json::to_value(keyward_policy::testing::request().key_signatures_last_hour(9).build()).unwrap();
+    let request = serde_json::to_value(
+        keyward_policy::testing::request()
+            .key_signatures_last_hour(9)
+            .build(),
+    )
+    .unwrap();
     let (status, resp) = server
         .call(
             "POST",
@@ -485,12 +726,25 @@ async fn the_evaluate_endpoint_runs_a_policy_on_a_given_input() {
         .await;
     assert_eq!(status, StatusCode::OK, "{resp}");
     assert_eq!(resp["decision"]["decision"], "deny");
-    assert_eq!(resp["logs"][0], "rate limit hit: 9 signatures in the last hour");
+    assert_eq!(
+        resp["logs"][0],
+        "rate limit hit: 9 signatures in the last hour"
+    );
     assert!(resp["fuel"].as_u64().unwrap() > 0);
     let (status, resp) = server
-        .call("POST", &format!("/v1/policies/{rate}/evaluate"), Some(&pa), Some(json!({"request": {"nope": 1}})))
+        .call(
+            "POST",
+            &format!("/v1/policies/{rate}/evaluate"),
+            Some(&pa),
+            Some(json!({"request": {"nope": 1}})),
+        )
         .await;
-    assert_error(status, &resp, StatusCode::UNPROCESSABLE_ENTITY, "INVALID_REQUEST");
+    assert_error(
+        status,
+        &resp,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "INVALID_REQUEST",
+    );
 }
 
 #[tokio::test]
@@ -499,7 +753,9 @@ async fn the_same_input_gives_the_same_decision_and_fuel_1000_times() {
     let engine = server.state.policy().engine().clone();
     let module = example_wasm("rate-limit");
     let compiled = engine.compile(&module, engine.limits().default).unwrap();
-    let request = keyward_policy::testing::request().key_signatures_last_hour(4).build();
+    let request = keyward_policy::testing::request()
+        .key_signatures_last_hour(4)
+        .build();
     let input = keyward_policy::testing::input(&request, json!({"max_per_hour": 10}));
     let first = engine.evaluate(&compiled, &input);
     assert_eq!(first.decision, keyward_policy::Decision::Allow);
@@ -515,11 +771,18 @@ async fn the_built_in_allow_all_behaves_like_policies_allow_all() {
     let engine = server.state.policy().engine().clone();
     let limits = engine.limits().default;
     let builtin = engine
-        .compile(&keyward_server::policy::builtin::module("allow-all").unwrap(), limits)
+        .compile(
+            &keyward_server::policy::builtin::module("allow-all").unwrap(),
+            limits,
+        )
         .unwrap();
     let example = engine.compile(&example_wasm("allow-all"), limits).unwrap();
     let t = keyward_policy::testing::request;
-    let requests = [t().build(), t().roles(&[]).message_len(1 << 20).build(), t().key_signatures_last_hour(1 << 40).build()];
+    let requests = [
+        t().build(),
+        t().roles(&[]).message_len(1 << 20).build(),
+        t().key_signatures_last_hour(1 << 40).build(),
+    ];
     for req in &requests {
         for settings in [Value::Null, json!({"anything": [1, 2]}), json!("x")] {
             let input = keyward_policy::testing::input(req, settings.clone());
@@ -528,7 +791,10 @@ async fn the_built_in_allow_all_behaves_like_policies_allow_all() {
             assert_eq!(a.decision, b.decision);
             assert_eq!(a.decision, keyward_policy::Decision::Allow);
             let s = serde_json::to_vec(&settings).unwrap();
-            assert_eq!(engine.validate_settings(&builtin, &s), engine.validate_settings(&example, &s));
+            assert_eq!(
+                engine.validate_settings(&builtin, &s),
+                engine.validate_settings(&example, &s)
+            );
         }
     }
 }
@@ -538,7 +804,14 @@ async fn dev_mode_binds_allow_all_to_new_keys() {
     let server = setup().await;
     let key = server.create_key("dev-key", "ed25519").await;
     let kid = key["id"].as_str().unwrap();
-    let (status, resp) = server.call("GET", &format!("/v1/keys/{kid}/policies"), Some(&server.admin), None).await;
+    let (status, resp) = server
+        .call(
+            "GET",
+            &format!("/v1/keys/{kid}/policies"),
+            Some(&server.admin),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(resp["policies"][0]["name"], "allow-all", "{resp}");
     assert_eq!(resp["policies"][0]["version"], "builtin-1");
