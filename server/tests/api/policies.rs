@@ -832,3 +832,62 @@ async fn dev_mode_binds_allow_all_to_new_keys() {
     assert_error(status, &resp, StatusCode::FORBIDDEN, "POLICY_DENIED");
     assert_eq!(resp["details"]["policy"]["source"], "default");
 }
+
+#[tokio::test]
+async fn the_host_context_counts_signatures_by_key_and_principal() {
+    let server = setup().await;
+    let a = server.create_key("a", "ed25519").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let b = server.create_key("b", "ed25519").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let alice = server.token("alice", &[Role::Signer]);
+    let bob = server.token("bob", &[Role::Signer]);
+    for (key, token) in [(&a, &alice), (&a, &alice), (&b, &alice), (&a, &bob)] {
+        let (status, body) = sign(&server, key, token, digest_body()).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    // A denied request is not counted.
+    let deny = upload(
+        &server,
+        "deny",
+        &constant_policy(r#"{"decision":"deny","reason":"no"}"#),
+        Value::Null,
+    )
+    .await;
+    let c = key_with(&server, "c", &[(&deny, Value::Null)]).await;
+    let (status, _) = sign(&server, &c, &alice, digest_body()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let issuer = server.state.dev_issuer().unwrap().issuer().to_string();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let ctx = server
+        .state
+        .store()
+        .signature_context(&a, &issuer, "alice", now)
+        .await
+        .unwrap();
+    assert_eq!(ctx.key_signatures_last_hour, 3);
+    assert_eq!(ctx.key_signatures_last_day, 3);
+    assert_eq!(ctx.principal_signatures_last_hour, 3);
+    assert_eq!(ctx.principal_signatures_last_day, 3);
+    // An hour later the hourly counts are empty, the daily ones are not.
+    let later = server
+        .state
+        .store()
+        .signature_context(&a, &issuer, "alice", now + 3601)
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            later.key_signatures_last_hour,
+            later.key_signatures_last_day
+        ),
+        (0, 3)
+    );
+}
