@@ -4,8 +4,12 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+#[cfg(feature = "schema")]
+use schemars::JsonSchema;
+
 /// The whole document a policy receives: `{"abi":1,"request":{...},"settings":{...}}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(JsonSchema))]
 pub struct PolicyInput {
     /// ABI version of this document; always 1 for ABI v1.
     pub abi: u32,
@@ -18,6 +22,7 @@ pub struct PolicyInput {
 
 /// One signing request as a policy sees it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(JsonSchema))]
 pub struct SignRequest {
     /// The server's id for this request (also in the audit log).
     pub request_id: String,
@@ -31,10 +36,33 @@ pub struct SignRequest {
     pub time: String,
     /// Server time of the request, seconds since the Unix epoch.
     pub unix_time: i64,
+    /// Facts the host computed for this request (recent signature counts).
+    #[serde(default)]
+    pub context: Context,
+}
+
+/// Facts the host computes for each request, so that policies need no state of their own.
+/// Counts are of signatures actually made (status `signed`), before this request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(JsonSchema))]
+pub struct Context {
+    /// Signatures made by this key in the last hour.
+    #[serde(default)]
+    pub key_signatures_last_hour: u64,
+    /// Signatures made by this key in the last 24 hours.
+    #[serde(default)]
+    pub key_signatures_last_day: u64,
+    /// Signatures made for this principal (issuer and subject), with any key, in the last hour.
+    #[serde(default)]
+    pub principal_signatures_last_hour: u64,
+    /// Signatures made for this principal, with any key, in the last 24 hours.
+    #[serde(default)]
+    pub principal_signatures_last_day: u64,
 }
 
 /// The authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(JsonSchema))]
 pub struct Principal {
     /// The token issuer (`iss`).
     pub issuer: String,
@@ -62,6 +90,7 @@ pub struct Principal {
 
 /// Public facts about the key asked to sign.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(JsonSchema))]
 pub struct KeyInfo {
     /// Key id.
     pub id: String,
@@ -80,7 +109,9 @@ pub struct KeyInfo {
 
 /// What would be signed, decoded by the host. Tagged by `kind`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(JsonSchema))]
 #[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Intent {
     /// A raw digest or message for a key of purpose `raw`.
     Raw(RawIntent),
@@ -90,6 +121,7 @@ pub enum Intent {
 
 /// A raw signature over a digest or a message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(JsonSchema))]
 pub struct RawIntent {
     /// `true` when the caller sent a digest, `false` when it sent the message itself.
     pub prehashed: bool,
@@ -108,6 +140,7 @@ pub struct RawIntent {
 /// message digest = `hash`, signing time, ESS signing-certificate-v2), not `hash` itself;
 /// policies decide on the document hash and the certificate named here.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(JsonSchema))]
 pub struct DocumentIntent {
     /// Hex hash of the document.
     pub hash: String,
@@ -134,6 +167,7 @@ pub struct DocumentIntent {
 
 /// A policy's answer. Tagged by `decision`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(JsonSchema))]
 #[serde(tag = "decision", rename_all = "snake_case")]
 pub enum Decision {
     /// Let the request through.

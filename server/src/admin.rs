@@ -156,6 +156,7 @@ async fn record_new_key(
     action: &'static str,
 ) -> Result<KeyMeta, PipelineError> {
     let (now, _) = crate::clock::now();
+    let (id_for_policies, now_for_policies) = (id.clone(), now.clone());
     let row = KeyRow {
         id: id.clone(),
         name: new.name.clone(),
@@ -188,10 +189,13 @@ async fn record_new_key(
             "public_key_sha256": hex::encode(<sha2::Sha256 as sha2::Digest>::digest(made.public_key.spki_der())),
         }),
     };
-    state
-        .audit()
-        .append(vec![StateChange::InsertKey(Box::new(row))], event)
-        .await?;
+    let mut changes = vec![StateChange::InsertKey(Box::new(row))];
+    changes.extend(state.policy().bindings_for_new_key(
+        &id_for_policies,
+        &principal.display_id(),
+        &now_for_policies,
+    ));
+    state.audit().append(changes, event).await?;
     state.keys().insert(LoadedKey {
         meta: meta.clone(),
         signer: Some(made.key),

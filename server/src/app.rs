@@ -117,7 +117,19 @@ impl AppState {
         // server, and `/health/ready` says which issuer has no keys yet.
         let loader = auth.clone();
         tokio::spawn(async move { loader.load_missing_keys().await });
-        let policy = PolicyStage::new(config.default_decision);
+        let engine = crate::policy::PolicyEngine::new(config.policy.limits.clone())
+            .map_err(|e| StartError::Other(e.to_string()))?;
+        let registry = crate::policy::PolicyRegistry::new(engine, store.clone());
+        let bind_on_create = crate::policy::lifecycle::ensure_builtins(
+            &store,
+            &audit,
+            &registry,
+            &config.policy.bind_on_create,
+        )
+        .await
+        .map_err(|e| StartError::Other(format!("built-in policies: {e}")))?;
+        let policy = PolicyStage::new(config.default_decision, registry, store.clone())
+            .with_bind_on_create(bind_on_create);
         let approvals = ApprovalHub::new(
             store.clone(),
             config.approvals.webhook_url.clone(),

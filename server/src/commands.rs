@@ -69,7 +69,8 @@ async fn shutdown_signal() {
 }
 
 /// Builds the configuration of `keyward dev`: SQLite and a KEK in `data_dir` (created on
-/// first start), the development issuer, and `allow` as the default decision. `KEYWARD_*`
+/// first start), the development issuer, `allow` as the default decision, and the built-in
+/// `allow-all` policy bound to every new key. `KEYWARD_*`
 /// variables still apply. Returns the config and whether a new KEK was created.
 pub fn dev_config(data_dir: &Path, listen: SocketAddr) -> Result<(Config, bool), StartError> {
     std::fs::create_dir_all(data_dir)
@@ -103,7 +104,13 @@ pub fn dev_config(data_dir: &Path, listen: SocketAddr) -> Result<(Config, bool),
     section("auth", vec![("dev_issuer", toml::Value::Boolean(true))]);
     section(
         "policy",
-        vec![("default_decision", toml::Value::String("allow".into()))],
+        vec![
+            ("default_decision", toml::Value::String("allow".into())),
+            (
+                "bind_on_create",
+                toml::Value::Array(vec![toml::Value::String("allow-all".into())]),
+            ),
+        ],
     );
     let config = Config::from_table(table, std::env::vars(), &data_dir)
         .map_err(|e| StartError::Other(e.to_string()))?;

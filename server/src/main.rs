@@ -53,6 +53,32 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Policy authoring tools.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Create a policy crate NAME in the current directory.
+    New {
+        name: String,
+        /// The SDK to depend on by path (default: the one in this server's source tree).
+        #[arg(long)]
+        sdk_path: Option<PathBuf>,
+    },
+    /// Run a built module on an input the way the server does; prints decision, fuel, time.
+    Test {
+        /// The .wasm file.
+        module: PathBuf,
+        /// An input document {"abi":1,"request":...,"settings":...} or a bare sign request.
+        input: PathBuf,
+        /// A JSON file with settings (replaces the input's settings).
+        #[arg(long)]
+        settings: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -85,6 +111,7 @@ async fn main() -> anyhow::Result<ExitCode> {
             .await?;
         }
         Command::Dev { data_dir, listen } => commands::dev(&data_dir, listen).await?,
+        Command::Policy { command } => return policy_command(command),
         Command::Openapi => println!("{}", keyward_server::app::openapi_json()),
         Command::Token {
             data_dir,
@@ -118,4 +145,50 @@ async fn main() -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn policy_command(command: PolicyCommand) -> anyhow::Result<ExitCode> {
+    use keyward_server::policy::author;
+    match command {
+        PolicyCommand::New { name, sdk_path } => {
+            let sdk = sdk_path.unwrap_or_else(author::bundled_sdk_path);
+            let sdk = sdk.exists().then_some(sdk);
+            let dir = author::scaffold(std::path::Path::new("."), &name, sdk.as_deref())
+                .map_err(anyhow::Error::msg)?;
+            println!("created {}", dir.display());
+            println!(
+                "next: cd {name} && cargo test && cargo build --target wasm32-unknown-unknown --release"
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        PolicyCommand::Test {
+            module,
+            input,
+            settings,
+        } => {
+            let bytes = std::fs::read(&module).with_context(|| module.display().to_string())?;
+            let text =
+                std::fs::read_to_string(&input).with_context(|| input.display().to_string())?;
+            let settings = settings
+                .map(|p| std::fs::read_to_string(&p).with_context(|| p.display().to_string()))
+                .transpose()?;
+            let input =
+                author::read_input(&text, settings.as_deref()).map_err(anyhow::Error::msg)?;
+            let (eval, check) = author::run_module(&bytes, &input)?;
+            println!("decision: {}", serde_json::to_string(&eval.decision)?);
+            if let Some(f) = &eval.failure {
+                println!("failure: {}", f.detail());
+            }
+            println!("fuel: {}", eval.fuel);
+            println!("time: {} us", eval.micros);
+            for line in &eval.logs {
+                println!("log: {line}");
+            }
+            if let Err(why) = check {
+                println!("settings refused: {why}");
+                return Ok(ExitCode::FAILURE);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }

@@ -154,6 +154,126 @@ pub struct SignReceipt {
     pub verdict: Verdict,
 }
 
+/// A request that passed resolve and authorize, with the policy verdict.
+struct Judged {
+    principal: Principal,
+    key: Arc<LoadedKey>,
+    signer: Arc<dyn crate::keys::SigningKey>,
+    intent: SignIntent,
+    options: SignOptions,
+    verdict: Verdict,
+    request_id: String,
+    operation: &'static str,
+    idempotency: Option<Idempotency>,
+    time: (String, i64),
+}
+
+/// What a dry run found: the verdict the request would get. Nothing was signed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DryRunReport {
+    /// Request id.
+    pub request_id: String,
+    /// Key id.
+    pub key_id: String,
+    /// The policy verdict.
+    pub verdict: Verdict,
+}
+
+/// Runs a sign request up to the policy stage and reports the verdict, without signing and
+/// without recording a sign request (the dry run itself is audited as `sign.dry_run`).
+/// The same checks as `submit` apply: an unknown or disabled key, a missing role or the
+/// wrong purpose are errors, not verdicts.
+pub async fn dry_run(state: &AppState, call: SignCall) -> Result<DryRunReport, PipelineError> {
+    let judged = judge(state, call).await?;
+    let event = AuditEvent {
+        action: "sign.dry_run",
+        outcome: "ok",
+        actor: Actor {
+            issuer: judged.principal.issuer.clone(),
+            subject: judged.principal.subject.clone(),
+        },
+        key_id: Some(judged.key.meta.id.clone()),
+        request_id: Some(judged.request_id.clone()),
+        details: json!({
+            "operation": judged.operation,
+            "intent": judged.intent.intent,
+            "policy": judged.verdict,
+        }),
+    };
+    state.audit().append(Vec::new(), event).await?;
+    Ok(DryRunReport {
+        request_id: judged.request_id,
+        key_id: judged.key.meta.id.clone(),
+        verdict: judged.verdict,
+    })
+}
+
+/// Resolve, authorize, build the intent and run the policy stage.
+async fn judge(state: &AppState, call: SignCall) -> Result<Judged, PipelineError> {
+    // Resolve.
+    let key = state
+        .keys()
+        .resolve(&call.key_id)
+        .await?
+        .ok_or_else(|| PipelineError::KeyNotFound(call.key_id.clone()))?;
+    let Some(signer) = key.signer.clone() else {
+        return Err(PipelineError::KeyDisabled(key.meta.id.clone()));
+    };
+
+    // Authorize.
+    if !call.principal.has_role(Role::Signer) {
+        return Err(PipelineError::Forbidden(
+            "signing needs the role signer".into(),
+        ));
+    }
+    if !crate::auth::signers::admits(&key.meta.signers, &call.principal) {
+        return Err(PipelineError::Forbidden(format!(
+            "{} is not among the signers of key {}",
+            call.principal.subject, key.meta.id
+        )));
+    }
+    let SignCall {
+        principal,
+        build,
+        idempotency,
+        request_id,
+        operation,
+        ..
+    } = call;
+    let (intent, options) = build(key.meta.algorithm)?;
+    if intent.purpose != key.meta.purpose {
+        return Err(PipelineError::WrongPurpose {
+            key_purpose: key.meta.purpose.to_string(),
+            wanted: intent.purpose.to_string(),
+        });
+    }
+
+    // Policies.
+    let (time, unix_time) = crate::clock::now();
+    let request = SignRequest {
+        request_id: request_id.clone(),
+        principal: principal.to_wire(),
+        key: key.meta.to_wire(),
+        intent: intent.intent.clone(),
+        time: time.clone(),
+        unix_time,
+        context: Default::default(),
+    };
+    let verdict = state.policy().evaluate(&key.meta, &request).await;
+    Ok(Judged {
+        principal,
+        key,
+        signer,
+        intent,
+        options,
+        verdict,
+        request_id,
+        operation,
+        idempotency,
+        time: (time, unix_time),
+    })
+}
+
 /// A request that is waiting for approvers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingReceipt {
@@ -244,55 +364,19 @@ pub async fn submit(state: &AppState, call: SignCall) -> Result<Submitted, Pipel
         return previous;
     }
 
-    // Resolve.
-    let key = state
-        .keys()
-        .resolve(&call.key_id)
-        .await?
-        .ok_or_else(|| PipelineError::KeyNotFound(call.key_id.clone()))?;
-    let Some(signer) = key.signer.clone() else {
-        return Err(PipelineError::KeyDisabled(key.meta.id.clone()));
-    };
-
-    // Authorize.
-    if !call.principal.has_role(Role::Signer) {
-        return Err(PipelineError::Forbidden(
-            "signing needs the role signer".into(),
-        ));
-    }
-    if !crate::auth::signers::admits(&key.meta.signers, &call.principal) {
-        return Err(PipelineError::Forbidden(format!(
-            "{} is not among the signers of key {}",
-            call.principal.subject, key.meta.id
-        )));
-    }
-    let SignCall {
+    let Judged {
         principal,
-        build,
-        idempotency,
+        key,
+        signer,
+        intent,
+        options,
+        verdict,
         request_id,
         operation,
-        ..
-    } = call;
-    let (intent, options) = build(key.meta.algorithm)?;
-    if intent.purpose != key.meta.purpose {
-        return Err(PipelineError::WrongPurpose {
-            key_purpose: key.meta.purpose.to_string(),
-            wanted: intent.purpose.to_string(),
-        });
-    }
+        idempotency,
+        time: (time, unix_time),
+    } = judge(state, call).await?;
 
-    // Policies.
-    let (time, unix_time) = crate::clock::now();
-    let request = SignRequest {
-        request_id: request_id.clone(),
-        principal: principal.to_wire(),
-        key: key.meta.to_wire(),
-        intent: intent.intent.clone(),
-        time: time.clone(),
-        unix_time,
-    };
-    let verdict = state.policy().evaluate(&key.meta, &request).await;
     let outcome = Outcome {
         state,
         principal: &principal,

@@ -17,6 +17,7 @@ use crate::audit::AuditError;
 use crate::auth::AuthError;
 use crate::keys::KeyError;
 use crate::pipeline::PipelineError;
+use crate::policy::PolicyError;
 use crate::store::StoreError;
 
 tokio::task_local! {
@@ -323,6 +324,31 @@ impl From<PipelineError> for ApiError {
             P::Key(e) => e.into(),
             P::Audit(e) => e.into(),
             P::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<PolicyError> for ApiError {
+    fn from(e: PolicyError) -> Self {
+        match e {
+            PolicyError::TooLarge { .. } => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "POLICY_TOO_LARGE",
+                e.to_string(),
+            ),
+            PolicyError::InvalidModule(m) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "INVALID_POLICY_MODULE", m)
+            }
+            PolicyError::Invalid(m) => ApiError::invalid(m),
+            PolicyError::NotFound(m) => ApiError::not_found(m),
+            PolicyError::InUse(m) => ApiError::new(StatusCode::CONFLICT, "POLICY_IN_USE", m),
+            PolicyError::Engine(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "POLICY_ENGINE_UNAVAILABLE",
+                "the policy engine is unavailable; nothing was changed",
+            ),
+            PolicyError::Store(e) => e.into(),
+            PolicyError::Audit(e) => e.into(),
         }
     }
 }

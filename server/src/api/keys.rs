@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use poem::web::Data;
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
-use poem_openapi::{ApiResponse, Object, OpenApi};
+use poem_openapi::{ApiResponse, Object, OpenApi, Union};
 
 use super::error::{ApiError, ApiResult, current_request_id};
 use super::{ApiTags, BearerAuth, PublicKeyView, page_limit};
@@ -170,9 +170,9 @@ impl From<PendingReceipt> for PendingResult {
 /// The answer of a sign route: a signature, or a request waiting for approvers.
 #[derive(ApiResponse)]
 pub enum SignResponse {
-    /// Signed.
+    /// Signed (or, with `dry_run`, the decision trace).
     #[oai(status = 200)]
-    Signed(Json<SignResult>),
+    Signed(Json<SignOutcome>),
     /// A policy requires approval: the request waits; follow `status_url`.
     #[oai(status = 202)]
     Pending(Json<PendingResult>),
@@ -181,7 +181,7 @@ pub enum SignResponse {
 impl From<Submitted> for SignResponse {
     fn from(s: Submitted) -> Self {
         match s {
-            Submitted::Signed(r) => SignResponse::Signed(Json(r.into())),
+            Submitted::Signed(r) => SignResponse::Signed(Json(SignOutcome::Signed(r.into()))),
             Submitted::Pending(p) => SignResponse::Pending(Json(p.into())),
         }
     }
@@ -208,6 +208,9 @@ pub struct SignBody {
     pub scheme: Option<String>,
     /// ECDSA only: `der` (default) or `raw` (r||s).
     pub format: Option<String>,
+    /// `true`: run the key's policies and return their decision trace, without signing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dry_run: Option<bool>,
 }
 
 /// Verify a signature.
@@ -323,6 +326,29 @@ impl From<SignReceipt> for SignResult {
             signed_at: r.signed_at,
         }
     }
+}
+
+/// The answer to a dry run: what the policies decided. Nothing was signed.
+#[derive(Debug, Clone, Object)]
+pub struct DryRunResult {
+    /// Always `true`.
+    pub dry_run: bool,
+    /// Key id.
+    pub key_id: String,
+    /// Request id (the dry run is in the audit log as `sign.dry_run`).
+    pub request_id: String,
+    /// How the policy stage decided.
+    pub policy: PolicyView,
+}
+
+/// A signature, or the decision of a dry run.
+#[derive(Debug, Clone, Union)]
+#[oai(one_of)]
+pub enum SignOutcome {
+    /// The signature.
+    Signed(SignResult),
+    /// The decision trace of a dry run.
+    DryRun(DryRunResult),
 }
 
 impl From<IntentError> for ApiError {
@@ -551,7 +577,8 @@ impl KeysApi {
 impl SigningApi {
     /// Sign a digest or a message (role: signer). The request runs through the key's
     /// policies and is recorded in the audit log before the signature is returned. Send an
-    /// `Idempotency-Key` to make retries safe.
+    /// `Idempotency-Key` to make retries safe. With `dry_run: true`, returns the policies'
+    /// decision trace without signing.
     #[oai(path = "/v1/keys/:id/sign", method = "post", tag = "ApiTags::Signing")]
     async fn sign(
         &self,
@@ -564,7 +591,9 @@ impl SigningApi {
         body: Json<SignBody>,
     ) -> ApiResult<SignResponse> {
         let Json(body) = body;
+        let dry_run = body.dry_run.unwrap_or(false);
         let idempotency = match idempotency_key.0 {
+            _ if dry_run => None,
             Some(key) => {
                 check_idempotency_key(&key)?;
                 Some(Idempotency::new(key, "raw.sign", &id.0, &body))
@@ -588,6 +617,17 @@ impl SigningApi {
             idempotency,
             request_id: current_request_id(),
         };
+        if dry_run {
+            let report = pipeline::dry_run(&state, call).await?;
+            return Ok(SignResponse::Signed(Json(SignOutcome::DryRun(
+                DryRunResult {
+                    dry_run: true,
+                    key_id: report.key_id,
+                    request_id: report.request_id,
+                    policy: PolicyView::from(&report.verdict),
+                },
+            ))));
+        }
         Ok(pipeline::submit(&state, call).await?.into())
     }
 

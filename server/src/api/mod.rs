@@ -10,6 +10,7 @@ pub mod hsm;
 pub mod identity;
 pub mod keys;
 pub mod limits;
+pub mod policies;
 pub mod requests;
 pub mod system;
 
@@ -36,6 +37,8 @@ pub enum ApiTags {
     Documents,
     /// Read the hash-chained audit log.
     Audit,
+    /// Upload WebAssembly policies and bind them to keys.
+    Policies,
     /// Health.
     System,
     /// Who the caller is.
@@ -79,6 +82,7 @@ impl BearerAuth {
 pub type Apis = (
     keys::KeysApi,
     keys::SigningApi,
+    requests::RequestsApi,
     audit::AuditApi,
     system::SystemApi,
     certificates::CertificatesApi,
@@ -86,6 +90,7 @@ pub type Apis = (
     documents::CaApi,
     identity::IdentityApi,
     hsm::HsmApi,
+    policies::PoliciesApi,
 );
 
 /// All API implementations.
@@ -93,6 +98,7 @@ pub fn apis() -> Apis {
     (
         keys::KeysApi,
         keys::SigningApi,
+        requests::RequestsApi,
         audit::AuditApi,
         system::SystemApi,
         certificates::CertificatesApi,
@@ -100,6 +106,7 @@ pub fn apis() -> Apis {
         documents::CaApi,
         identity::IdentityApi,
         hsm::HsmApi,
+        policies::PoliciesApi,
     )
 }
 

@@ -124,7 +124,8 @@ pub async fn get(
     Ok(row)
 }
 
-/// Waits up to `wait` for the request's status to differ from `seen`; returns it then.
+/// Waits up to `wait` for the request's status to change (past the transient `approved`);
+/// returns the request then, or as it is when the wait is over.
 pub async fn wait_for_change(
     state: &AppState,
     principal: &Principal,
@@ -140,8 +141,7 @@ pub async fn wait_for_change(
     {
         return Ok(first);
     }
-    let deadline = tokio::time::Instant::now()
-        + wait.min(Duration::from_secs(first.expires_unix.max(0) as u64).max(wait));
+    let deadline = tokio::time::Instant::now() + wait;
     loop {
         let timeout = tokio::time::sleep_until(deadline);
         tokio::select! {
@@ -150,7 +150,8 @@ pub async fn wait_for_change(
                     return get(state, principal, id).await;
                 }
                 let now = get(state, principal, id).await?;
-                if now.status != first.status {
+                // `approved` is transient (the signature is being made): wait for its outcome.
+                if now.status != first.status && now.status != ApprovalStatus::Approved {
                     return Ok(now);
                 }
             }

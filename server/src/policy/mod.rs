@@ -1,17 +1,76 @@
-//! The policy stage of the signing path.
+//! The policy stage of the signing path, and the WebAssembly host that runs policies.
 //!
 //! `PolicyStage::evaluate` is the single place where a sign request is judged. It takes the
-//! same `keyward_policy::SignRequest` every policy will see and returns a `Verdict`: the
-//! combined decision and a trace of how it was reached. With no policy bound to a key, the
-//! configured default decision applies (`deny` unless an operator chose otherwise).
+//! same `keyward_policy::SignRequest` every policy will see, adds the host-computed context,
+//! runs the policies bound to the key in binding order and returns a `Verdict`: the combined
+//! decision and a trace of how it was reached. With no policy bound to a key, the configured
+//! default decision applies (`deny` unless an operator chose otherwise).
+//!
+//! Parts:
+//! - `limits`: the sandbox limits (server defaults and maxima, and what a policy asks for).
+//! - `abi`: the host side of ABI v1 (host functions, memory cap, export checks, output parsing).
+//! - `engine`: wasmtime (compile once into an `InstancePre`, fresh instance per evaluation).
+//! - `registry`: compiled modules and key bindings, cached in memory and invalidated on change.
+//! - `builtin`: the built-in `allow-all` module that `keyward dev` binds to new keys.
+//! - `lifecycle`: upload, delete, bind and dry-run evaluation, each change audited.
+//! - `author`: `keyward policy new` (scaffold a crate) and `keyward policy test` (run a module).
 //!
 //! It must never turn an error into an allow: anything it cannot evaluate is a deny.
+
+pub mod abi;
+pub mod author;
+pub mod builtin;
+pub mod engine;
+pub mod lifecycle;
+pub mod limits;
+pub mod registry;
 
 use keyward_policy::{Decision, SignRequest};
 use serde::{Deserialize, Serialize};
 
+use crate::audit::AuditError;
 use crate::config::DefaultDecision;
 use crate::keys::KeyMeta;
+use crate::store::{Store, StoreError};
+pub use engine::{CompiledPolicy, Evaluation, PolicyEngine};
+pub use limits::{LimitsConfig, PolicyLimits, RequestedLimits};
+pub use registry::{BoundPolicy, LoadedPolicy, PolicyRegistry};
+
+/// Errors of the policy layer.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    /// The module is larger than the server accepts.
+    #[error(
+        "the module is {size} bytes; this server accepts at most {max} (policy.max_module_bytes)"
+    )]
+    TooLarge {
+        /// Module size.
+        size: usize,
+        /// The cap.
+        max: usize,
+    },
+    /// The module is not an acceptable ABI v1 policy.
+    #[error("{0}")]
+    InvalidModule(String),
+    /// The request is invalid (names, limits, settings).
+    #[error("{0}")]
+    Invalid(String),
+    /// No such policy or key.
+    #[error("{0}")]
+    NotFound(String),
+    /// The policy is bound to keys.
+    #[error("{0}")]
+    InUse(String),
+    /// The engine failed.
+    #[error("policy engine: {0}")]
+    Engine(String),
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The audit log failed.
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+}
 
 /// How a verdict was reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,7 +91,7 @@ pub struct TraceEntry {
     pub digest: String,
     /// `allow`, `deny` or `require_approval`.
     pub decision: String,
-    /// The policy's reason, if any.
+    /// The policy's reason, if any (for failures: `policy_out_of_fuel`, `policy_timeout`...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// Fuel consumed.
@@ -53,19 +112,129 @@ pub struct Verdict {
 }
 
 /// The policy stage.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PolicyStage {
     default_decision: DefaultDecision,
+    registry: PolicyRegistry,
+    store: Store,
+    bind_on_create: Vec<String>,
+}
+
+impl std::fmt::Debug for PolicyStage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyStage")
+            .field("default_decision", &self.default_decision)
+            .finish_non_exhaustive()
+    }
 }
 
 impl PolicyStage {
     /// A stage applying `default_decision` to keys with no bound policy.
-    pub fn new(default_decision: DefaultDecision) -> Self {
-        PolicyStage { default_decision }
+    pub fn new(default_decision: DefaultDecision, registry: PolicyRegistry, store: Store) -> Self {
+        PolicyStage {
+            default_decision,
+            registry,
+            store,
+            bind_on_create: Vec::new(),
+        }
     }
 
-    /// Judges `request` for `key`.
-    pub async fn evaluate(&self, _key: &KeyMeta, _request: &SignRequest) -> Verdict {
+    /// Binds the policies `policy_ids` to every new key (`policy.bind_on_create`).
+    pub fn with_bind_on_create(mut self, policy_ids: Vec<String>) -> Self {
+        self.bind_on_create = policy_ids;
+        self
+    }
+
+    /// The bindings a new key gets, as a change to apply with its creation (none unless
+    /// `policy.bind_on_create` is set, as `keyward dev` does).
+    pub fn bindings_for_new_key(
+        &self,
+        key_id: &str,
+        by: &str,
+        at: &str,
+    ) -> Vec<crate::store::StateChange> {
+        if self.bind_on_create.is_empty() {
+            return Vec::new();
+        }
+        let bindings = self
+            .bind_on_create
+            .iter()
+            .enumerate()
+            .map(|(i, policy_id)| crate::store::BindingRow {
+                key_id: key_id.to_string(),
+                position: i as i64,
+                policy_id: policy_id.clone(),
+                settings: "null".into(),
+                bound_at: at.to_string(),
+                bound_by: by.to_string(),
+            })
+            .collect();
+        vec![crate::store::StateChange::SetKeyPolicies {
+            key_id: key_id.to_string(),
+            bindings,
+        }]
+    }
+
+    /// Compiled modules and bindings.
+    pub fn registry(&self) -> &PolicyRegistry {
+        &self.registry
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &PolicyEngine {
+        self.registry.engine()
+    }
+
+    /// Judges `request` for `key`: the bound policies in order, combined per DESIGN.md (any
+    /// deny wins at once; else any require-approval, merged; else allow).
+    pub async fn evaluate(&self, key: &KeyMeta, request: &SignRequest) -> Verdict {
+        let deny = |reason: &str| Verdict {
+            decision: Decision::deny(reason),
+            source: VerdictSource::Policies,
+            trace: Vec::new(),
+        };
+        let bound = match self.registry.bindings(&key.id).await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e, key = %key.id, "cannot load the key's policies");
+                return deny("policy_unavailable");
+            }
+        };
+        if bound.is_empty() {
+            return self.default_verdict();
+        }
+        let mut request = request.clone();
+        match self
+            .store
+            .signature_context(
+                &key.id,
+                &request.principal.issuer,
+                &request.principal.subject,
+                request.unix_time,
+            )
+            .await
+        {
+            Ok(context) => request.context = context,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot compute the policy context");
+                return deny("policy_context_unavailable");
+            }
+        }
+        let request_json = match serde_json::to_string(&request) {
+            Ok(j) => j,
+            Err(_) => return deny("policy_input_unavailable"),
+        };
+        let result = self
+            .engine()
+            .run_blocking(move |engine| evaluate_chain(engine, &bound, &request_json))
+            .await;
+        result.unwrap_or_else(|e| {
+            tracing::error!(error = %e, "policy evaluation task failed");
+            deny("policy_unavailable")
+        })
+    }
+
+    fn default_verdict(&self) -> Verdict {
         let decision = match self.default_decision {
             DefaultDecision::Allow => Decision::Allow,
             DefaultDecision::Deny => Decision::deny(
@@ -77,5 +246,132 @@ impl PolicyStage {
             source: VerdictSource::Default,
             trace: Vec::new(),
         }
+    }
+}
+
+/// The ABI v1 input document, built from an already serialized request.
+pub fn input_document(request_json: &str, settings: &serde_json::Value) -> Vec<u8> {
+    let settings = serde_json::to_string(settings).unwrap_or_else(|_| "null".into());
+    format!(
+        "{{\"abi\":{},\"request\":{request_json},\"settings\":{settings}}}",
+        keyward_policy::ABI_VERSION
+    )
+    .into_bytes()
+}
+
+/// Evaluates `bound` in order on one blocking thread, stopping at the first deny.
+fn evaluate_chain(engine: &PolicyEngine, bound: &[BoundPolicy], request_json: &str) -> Verdict {
+    let mut trace = Vec::with_capacity(bound.len());
+    let mut decisions = Vec::with_capacity(bound.len());
+    for b in bound {
+        let input = input_document(request_json, &b.settings);
+        let eval = engine.evaluate(&b.policy.compiled, &input);
+        for line in &eval.logs {
+            tracing::info!(policy = %b.policy.name, "policy log: {line}");
+        }
+        trace.push(TraceEntry {
+            policy: b.policy.name.clone(),
+            digest: b.policy.compiled.digest.clone(),
+            decision: eval.decision.name().to_string(),
+            reason: match &eval.decision {
+                Decision::Allow => None,
+                Decision::Deny { reason } | Decision::RequireApproval { reason, .. } => {
+                    Some(reason.clone())
+                }
+            },
+            fuel: eval.fuel,
+            micros: eval.micros,
+        });
+        let deny = matches!(eval.decision, Decision::Deny { .. });
+        decisions.push(eval.decision);
+        if deny {
+            break;
+        }
+    }
+    Verdict {
+        decision: combine(decisions),
+        source: VerdictSource::Policies,
+        trace,
+    }
+}
+
+/// The combining rule: any deny wins (the first); otherwise any require-approval gives one
+/// pending decision (largest quorum, union of approver roles, shortest TTL, reasons joined);
+/// otherwise allow. An empty list is a deny (callers apply the default before this).
+pub fn combine(decisions: Vec<Decision>) -> Decision {
+    if decisions.is_empty() {
+        return Decision::deny("no policy decided");
+    }
+    let mut pending: Option<(Vec<String>, u32, Vec<String>, u64)> = None;
+    for d in decisions {
+        match d {
+            Decision::Allow => {}
+            deny @ Decision::Deny { .. } => return deny,
+            Decision::RequireApproval {
+                reason,
+                approvals,
+                approver_roles,
+                ttl_seconds,
+            } => {
+                let p = pending.get_or_insert_with(|| (Vec::new(), 0, Vec::new(), u64::MAX));
+                p.0.push(reason);
+                p.1 = p.1.max(approvals);
+                for role in approver_roles {
+                    if !p.2.contains(&role) {
+                        p.2.push(role);
+                    }
+                }
+                p.3 = p.3.min(ttl_seconds);
+            }
+        }
+    }
+    match pending {
+        None => Decision::Allow,
+        Some((reasons, approvals, approver_roles, ttl_seconds)) => Decision::RequireApproval {
+            reason: reasons.join("; "),
+            approvals,
+            approver_roles,
+            ttl_seconds,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(reason: &str, approvals: u32, roles: &[&str], ttl: u64) -> Decision {
+        Decision::RequireApproval {
+            reason: reason.into(),
+            approvals,
+            approver_roles: roles.iter().map(|r| r.to_string()).collect(),
+            ttl_seconds: ttl,
+        }
+    }
+
+    #[test]
+    fn any_deny_wins() {
+        let d = combine(vec![
+            Decision::Allow,
+            pending("a", 2, &["x"], 60),
+            Decision::deny("no"),
+            Decision::deny("later"),
+        ]);
+        assert_eq!(d, Decision::deny("no"));
+    }
+
+    #[test]
+    fn approvals_merge_to_the_strictest() {
+        let d = combine(vec![
+            pending("big", 2, &["treasury"], 3600),
+            Decision::Allow,
+            pending("night", 3, &["ops", "treasury"], 600),
+        ]);
+        assert_eq!(d, pending("big; night", 3, &["treasury", "ops"], 600));
+        assert_eq!(
+            combine(vec![Decision::Allow, Decision::Allow]),
+            Decision::Allow
+        );
+        assert_eq!(combine(vec![]).name(), "deny");
     }
 }

@@ -4,13 +4,15 @@
 //! functions, never query strings. State changes that must be audited are applied by the audit
 //! writer inside its transaction (see `StateChange`), never on their own.
 //!
-//! Parts: `keys` (key rows), `requests` (sign requests and idempotency), `audit` (chain rows),
-//! `certificates` (document certificates and the internal CA).
+//! Parts: `keys` (key rows), `policies` (policy modules, bindings, signature counts),
+//! `requests` (sign requests and idempotency), `audit` (chain rows), `approvals` (pending
+//! requests and votes), `certificates` (document certificates and the internal CA).
 
 pub mod approvals;
 pub mod audit;
 pub mod certificates;
 pub mod keys;
+pub mod policies;
 pub mod requests;
 
 use std::path::Path;
@@ -22,6 +24,7 @@ use sqlx::{Row, SqlitePool};
 
 pub use certificates::{CaRow, CertStatus, CertificateFilter, CertificateRow};
 pub use keys::{KeyRow, KeyStatus};
+pub use policies::{BindingRow, PolicyRow};
 pub use requests::{SignRequestRow, SignStatus};
 
 /// Errors of the storage layer.
@@ -117,6 +120,20 @@ pub enum StateChange {
         signers: String,
         /// When.
         at: String,
+    },
+    /// A policy module was uploaded.
+    InsertPolicy(Box<PolicyRow>),
+    /// A policy was deleted (refused while it is bound).
+    DeletePolicy {
+        /// Policy id.
+        policy_id: String,
+    },
+    /// A key's ordered policy bindings were replaced.
+    SetKeyPolicies {
+        /// Key id.
+        key_id: String,
+        /// The new bindings, in order.
+        bindings: Vec<BindingRow>,
     },
 }
 
@@ -264,6 +281,11 @@ pub(crate) async fn apply_change(
             signers,
             at,
         } => keys::set_signers(conn, key_id, signers, at).await,
+        StateChange::InsertPolicy(row) => policies::insert(conn, row).await,
+        StateChange::DeletePolicy { policy_id } => policies::delete(conn, policy_id).await,
+        StateChange::SetKeyPolicies { key_id, bindings } => {
+            policies::set_bindings(conn, key_id, bindings).await
+        }
     }
 }
 

@@ -38,15 +38,18 @@ async fn admin_actions_and_signatures_are_chained_and_filterable() {
         .await;
     assert_eq!(status, StatusCode::OK, "{page}");
     let items = page["items"].as_array().unwrap();
-    // The internal CA made at first start, the key, five signatures, the disable.
-    assert_eq!(items.len(), 8);
+    // The dev server's built-in allow-all policy and internal CA made at first start, the key,
+    // five signatures, the disable.
+    assert_eq!(items.len(), 9);
     let actions: Vec<&str> = items
         .iter()
         .map(|r| r["action"].as_str().unwrap())
         .collect();
     assert_eq!(actions.first(), Some(&"key.disable"));
     assert_eq!(actions[6], "key.create");
-    assert_eq!(actions.last(), Some(&"ca.create"));
+    assert_eq!(actions[7], "ca.create");
+    assert_eq!(actions.last(), Some(&"policy.upload"));
+    assert_eq!(items.last().unwrap()["actor"]["subject"], "system");
     // Newest first, linked by hash.
     for pair in items.windows(2) {
         assert_eq!(
@@ -107,7 +110,7 @@ async fn admin_actions_and_signatures_are_chained_and_filterable() {
         .await
         .unwrap();
     assert!(report.is_ok(), "{report:?}");
-    assert_eq!(report.records, 8);
+    assert_eq!(report.records, 9);
 }
 
 #[tokio::test]

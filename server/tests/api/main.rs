@@ -1,12 +1,15 @@
 //! In-process API tests: one test binary, a module per area, a shared `setup()`.
 #![allow(clippy::unwrap_used)]
 
+mod approvals;
 mod audit;
 mod documents;
 mod errors;
 mod identity;
 mod keys;
 mod openapi;
+mod policies;
+mod policy_author;
 mod signing;
 
 use std::time::Duration;

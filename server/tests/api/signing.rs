@@ -262,7 +262,12 @@ async fn signing_needs_the_signer_role() {
 
 #[tokio::test]
 async fn default_deny_refuses_every_request_and_audits_it() {
-    let server = setup_with(|c| c.default_decision = DefaultDecision::Deny).await;
+    // No policy bound (keyward dev binds allow-all to new keys; not here).
+    let server = setup_with(|c| {
+        c.default_decision = DefaultDecision::Deny;
+        c.policy.bind_on_create.clear();
+    })
+    .await;
     let key = server.create_key("k", "ed25519").await;
     let id = key["id"].as_str().unwrap();
     let signer = server.token("alice", &[Role::Signer]);

@@ -1,0 +1,363 @@
+//! Policy lifecycle: upload, delete, bind to keys and dry-run evaluation. Each change is
+//! applied in the same transaction as its audit record, and the in-memory caches are updated
+//! only after that commit. Modules are checked and compiled before anything is stored.
+
+use std::sync::Arc;
+
+use keyward_policy::PolicyInput;
+use serde_json::{Value, json};
+
+use super::{
+    BoundPolicy, Evaluation, LoadedPolicy, PolicyError, PolicyLimits, PolicyRegistry,
+    RequestedLimits, builtin,
+};
+use crate::app::AppState;
+use crate::audit::{Actor, AuditEvent, AuditLog};
+use crate::auth::Principal;
+use crate::store::{BindingRow, PolicyRow, StateChange, Store};
+
+/// Most policies bound to one key.
+pub const MAX_BINDINGS: usize = 16;
+/// Largest settings document, bytes.
+pub const MAX_SETTINGS_BYTES: usize = 16 * 1024;
+
+/// A module to upload.
+#[derive(Debug, Clone)]
+pub struct Upload {
+    /// Name: 1 to 100 characters of A-Z, a-z, 0-9, '.', '_' and '-'.
+    pub name: String,
+    /// Version, unique per name: 1 to 64 such characters.
+    pub version: String,
+    /// Free text, at most 1000 characters.
+    pub description: String,
+    /// The module bytes.
+    pub module: Vec<u8>,
+    /// Limits asked for.
+    pub limits: RequestedLimits,
+}
+
+/// One entry of a key's new binding list.
+#[derive(Debug, Clone)]
+pub struct NewBinding {
+    /// The policy.
+    pub policy_id: String,
+    /// Its settings (`null` for none).
+    pub settings: Value,
+}
+
+fn actor(p: &Principal) -> Actor {
+    Actor {
+        issuer: p.issuer.clone(),
+        subject: p.subject.clone(),
+    }
+}
+
+fn check_token(what: &str, value: &str, max: usize) -> Result<(), PolicyError> {
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+');
+    if value.is_empty() || value.len() > max || !value.chars().all(ok_char) {
+        return Err(PolicyError::Invalid(format!(
+            "policy {what} {value:?} is invalid: use 1 to {max} characters of A-Z, a-z, 0-9, \
+             '.', '_', '-' and '+'"
+        )));
+    }
+    Ok(())
+}
+
+fn limits_json(limits: &PolicyLimits) -> String {
+    serde_json::to_string(limits).unwrap_or_default()
+}
+
+/// Checks, compiles and stores a module (audited as `policy.upload`).
+pub async fn upload(
+    state: &AppState,
+    principal: &Principal,
+    up: Upload,
+) -> Result<PolicyRow, PolicyError> {
+    check_token("name", &up.name, 100)?;
+    check_token("version", &up.version, 64)?;
+    if up.description.chars().count() > 1000 {
+        return Err(PolicyError::Invalid(
+            "description must be at most 1000 characters".into(),
+        ));
+    }
+    let registry = state.policy().registry();
+    let limits = registry
+        .engine()
+        .limits()
+        .resolve(&up.limits)
+        .map_err(PolicyError::Invalid)?;
+    let module = Arc::new(up.module);
+    let compiled = registry
+        .engine()
+        .compile_async(module.clone(), limits)
+        .await?;
+    let (now, _) = crate::clock::now();
+    let row = PolicyRow {
+        id: format!("pol_{}", uuid::Uuid::now_v7().simple()),
+        name: up.name,
+        version: up.version,
+        description: up.description,
+        digest: compiled.digest.clone(),
+        module: Arc::unwrap_or_clone(module),
+        size: 0,
+        limits: limits_json(&limits),
+        validates_settings: compiled.validates_settings,
+        created_at: now,
+        created_by: principal.display_id(),
+    };
+    let row = PolicyRow {
+        size: row.module.len() as i64,
+        ..row
+    };
+    let event = AuditEvent {
+        action: "policy.upload",
+        outcome: "ok",
+        actor: actor(principal),
+        key_id: None,
+        request_id: Some(crate::api::error::current_request_id()),
+        details: json!({
+            "policy_id": row.id,
+            "name": row.name,
+            "version": row.version,
+            "digest": row.digest,
+            "size": row.size,
+            "limits": limits,
+        }),
+    };
+    state
+        .audit()
+        .append(
+            vec![StateChange::InsertPolicy(Box::new(row.clone()))],
+            event,
+        )
+        .await?;
+    registry.insert(LoadedPolicy {
+        id: row.id.clone(),
+        name: row.name.clone(),
+        version: row.version.clone(),
+        compiled,
+    });
+    Ok(PolicyRow {
+        module: Vec::new(),
+        ..row
+    })
+}
+
+/// Deletes a policy that no key is bound to (audited as `policy.delete`).
+pub async fn delete(
+    state: &AppState,
+    principal: &Principal,
+    policy_id: &str,
+) -> Result<(), PolicyError> {
+    let row = state
+        .store()
+        .policy(policy_id)
+        .await?
+        .ok_or_else(|| PolicyError::NotFound(format!("no policy with id {policy_id:?}")))?;
+    let bound = state.store().policy_binding_count(policy_id).await?;
+    if bound > 0 {
+        return Err(PolicyError::InUse(format!(
+            "policy {policy_id} is bound to {bound} key(s); bind other policies to them first"
+        )));
+    }
+    let event = AuditEvent {
+        action: "policy.delete",
+        outcome: "ok",
+        actor: actor(principal),
+        key_id: None,
+        request_id: Some(crate::api::error::current_request_id()),
+        details: json!({"policy_id": row.id, "name": row.name, "version": row.version, "digest": row.digest}),
+    };
+    state
+        .audit()
+        .append(
+            vec![StateChange::DeletePolicy {
+                policy_id: policy_id.to_string(),
+            }],
+            event,
+        )
+        .await
+        .map_err(|e| match e {
+            crate::audit::AuditError::Rejected(crate::store::StoreError::Conflict(m)) => {
+                PolicyError::InUse(m)
+            }
+            e => e.into(),
+        })?;
+    state.policy().registry().remove(policy_id);
+    Ok(())
+}
+
+/// Replaces a key's ordered bindings (audited as `key.policies`). Each policy checks its
+/// settings first (`keyward_validate_settings`).
+pub async fn bind(
+    state: &AppState,
+    principal: &Principal,
+    key_id: &str,
+    list: Vec<NewBinding>,
+) -> Result<Vec<(BindingRow, Arc<LoadedPolicy>)>, PolicyError> {
+    if state.store().key(key_id).await?.is_none() {
+        return Err(PolicyError::NotFound(format!("no key with id {key_id:?}")));
+    }
+    if list.len() > MAX_BINDINGS {
+        return Err(PolicyError::Invalid(format!(
+            "at most {MAX_BINDINGS} policies may be bound to a key"
+        )));
+    }
+    let registry = state.policy().registry();
+    let (now, _) = crate::clock::now();
+    let mut out = Vec::with_capacity(list.len());
+    for (i, b) in list.into_iter().enumerate() {
+        let policy = registry.policy(&b.policy_id).await?.ok_or_else(|| {
+            PolicyError::Invalid(format!(
+                "policies[{i}]: no policy with id {:?}",
+                b.policy_id
+            ))
+        })?;
+        let settings = serde_json::to_string(&b.settings).unwrap_or_else(|_| "null".into());
+        if settings.len() > MAX_SETTINGS_BYTES {
+            return Err(PolicyError::Invalid(format!(
+                "policies[{i}]: settings are larger than {MAX_SETTINGS_BYTES} bytes"
+            )));
+        }
+        let (p, bytes) = (policy.clone(), settings.clone().into_bytes());
+        registry
+            .engine()
+            .run_blocking(move |e| e.validate_settings(&p.compiled, &bytes))
+            .await?
+            .map_err(|why| {
+                PolicyError::Invalid(format!(
+                    "policies[{i}]: policy {} refused its settings: {why}",
+                    policy.name
+                ))
+            })?;
+        out.push((
+            BindingRow {
+                key_id: key_id.to_string(),
+                position: i as i64,
+                policy_id: policy.id.clone(),
+                settings,
+                bound_at: now.clone(),
+                bound_by: principal.display_id(),
+            },
+            policy,
+        ));
+    }
+    let event = AuditEvent {
+        action: "key.policies",
+        outcome: "ok",
+        actor: actor(principal),
+        key_id: Some(key_id.to_string()),
+        request_id: Some(crate::api::error::current_request_id()),
+        details: json!({
+            "policies": out.iter().map(|(b, p)| json!({
+                "policy_id": p.id, "name": p.name, "version": p.version,
+                "digest": p.compiled.digest, "settings": serde_json::from_str::<Value>(&b.settings).unwrap_or(Value::Null),
+            })).collect::<Vec<_>>(),
+        }),
+    };
+    registry.invalidate_key(key_id);
+    let result = state
+        .audit()
+        .append(
+            vec![StateChange::SetKeyPolicies {
+                key_id: key_id.to_string(),
+                bindings: out.iter().map(|(b, _)| b.clone()).collect(),
+            }],
+            event,
+        )
+        .await;
+    registry.invalidate_key(key_id);
+    result?;
+    Ok(out)
+}
+
+/// The policies bound to a key, in order.
+pub async fn bound(state: &AppState, key_id: &str) -> Result<Arc<Vec<BoundPolicy>>, PolicyError> {
+    if state.store().key(key_id).await?.is_none() {
+        return Err(PolicyError::NotFound(format!("no key with id {key_id:?}")));
+    }
+    state.policy().registry().bindings(key_id).await
+}
+
+/// Evaluates a policy on a given input without signing anything.
+pub async fn evaluate(
+    state: &AppState,
+    policy_id: &str,
+    input: PolicyInput,
+) -> Result<(Arc<LoadedPolicy>, Evaluation), PolicyError> {
+    let policy = state
+        .policy()
+        .registry()
+        .policy(policy_id)
+        .await?
+        .ok_or_else(|| PolicyError::NotFound(format!("no policy with id {policy_id:?}")))?;
+    let input =
+        serde_json::to_vec(&input).map_err(|e| PolicyError::Invalid(format!("input: {e}")))?;
+    let p = policy.clone();
+    let eval = state
+        .policy()
+        .engine()
+        .run_blocking(move |e| e.evaluate(&p.compiled, &input))
+        .await?;
+    Ok((policy, eval))
+}
+
+/// Makes sure the built-in policies named in `names` are stored (uploading them, audited, on
+/// first start) and returns their ids in order.
+pub async fn ensure_builtins(
+    store: &Store,
+    audit: &AuditLog,
+    registry: &PolicyRegistry,
+    names: &[String],
+) -> Result<Vec<String>, PolicyError> {
+    let mut ids = Vec::new();
+    for name in names {
+        let module = builtin::module(name)
+            .ok_or_else(|| PolicyError::Invalid(format!("no built-in policy named {name:?}")))?;
+        if let Some(row) = store.policy_by_name(name, builtin::BUILTIN_VERSION).await? {
+            ids.push(row.id);
+            continue;
+        }
+        let limits = registry.engine().limits().default;
+        let compiled = registry.engine().compile(&module, limits)?;
+        let (now, _) = crate::clock::now();
+        let row = PolicyRow {
+            id: format!("pol_{}", uuid::Uuid::now_v7().simple()),
+            name: name.clone(),
+            version: builtin::BUILTIN_VERSION.into(),
+            description: "Built into the server: allows every request.".into(),
+            digest: compiled.digest.clone(),
+            size: module.len() as i64,
+            module,
+            limits: limits_json(&limits),
+            validates_settings: compiled.validates_settings,
+            created_at: now,
+            created_by: "keyward|system".into(),
+        };
+        let event = AuditEvent {
+            action: "policy.upload",
+            outcome: "ok",
+            actor: Actor {
+                issuer: "keyward".into(),
+                subject: "system".into(),
+            },
+            key_id: None,
+            request_id: None,
+            details: json!({"policy_id": row.id, "name": row.name, "version": row.version, "digest": row.digest, "builtin": true}),
+        };
+        audit
+            .append(
+                vec![StateChange::InsertPolicy(Box::new(row.clone()))],
+                event,
+            )
+            .await?;
+        registry.insert(LoadedPolicy {
+            id: row.id.clone(),
+            name: row.name,
+            version: row.version,
+            compiled,
+        });
+        ids.push(row.id);
+    }
+    Ok(ids)
+}

@@ -1,0 +1,258 @@
+//! Policy rows, key bindings, and the signature counts policies see as context.
+
+use keyward_policy::Context;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, SqliteConnection};
+
+use super::{Result, Store, StoreError, conflict_or};
+
+/// A stored policy module.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyRow {
+    /// Policy id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Version (unique per name).
+    pub version: String,
+    /// Description.
+    pub description: String,
+    /// SHA-256 of the module, hex.
+    pub digest: String,
+    /// The module bytes (empty in listings).
+    pub module: Vec<u8>,
+    /// Module size, bytes.
+    pub size: i64,
+    /// Effective limits, JSON.
+    pub limits: String,
+    /// Whether the module exports `keyward_validate_settings`.
+    pub validates_settings: bool,
+    /// Upload time.
+    pub created_at: String,
+    /// Who uploaded it (`issuer|subject`).
+    pub created_by: String,
+}
+
+/// One policy bound to a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindingRow {
+    /// Key id.
+    pub key_id: String,
+    /// Order, from 0.
+    pub position: i64,
+    /// Policy id.
+    pub policy_id: String,
+    /// Settings, JSON.
+    pub settings: String,
+    /// When bound.
+    pub bound_at: String,
+    /// Who bound it.
+    pub bound_by: String,
+}
+
+fn policy_from_row(row: &SqliteRow, with_module: bool) -> Result<PolicyRow> {
+    Ok(PolicyRow {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        version: row.try_get("version")?,
+        description: row.try_get("description")?,
+        digest: row.try_get("digest")?,
+        module: if with_module {
+            row.try_get("module")?
+        } else {
+            Vec::new()
+        },
+        size: row.try_get("size")?,
+        limits: row.try_get("limits")?,
+        validates_settings: row.try_get::<i64, _>("validates_settings")? != 0,
+        created_at: row.try_get("created_at")?,
+        created_by: row.try_get("created_by")?,
+    })
+}
+
+fn binding_from_row(row: &SqliteRow) -> Result<BindingRow> {
+    Ok(BindingRow {
+        key_id: row.try_get("key_id")?,
+        position: row.try_get("position")?,
+        policy_id: row.try_get("policy_id")?,
+        settings: row.try_get("settings")?,
+        bound_at: row.try_get("bound_at")?,
+        bound_by: row.try_get("bound_by")?,
+    })
+}
+
+pub(crate) async fn insert(conn: &mut SqliteConnection, row: &PolicyRow) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO policies (id, name, version, description, digest, module, size, limits, \
+         validates_settings, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&row.id)
+    .bind(&row.name)
+    .bind(&row.version)
+    .bind(&row.description)
+    .bind(&row.digest)
+    .bind(&row.module)
+    .bind(row.size)
+    .bind(&row.limits)
+    .bind(i64::from(row.validates_settings))
+    .bind(&row.created_at)
+    .bind(&row.created_by)
+    .execute(conn)
+    .await
+    .map_err(|e| {
+        conflict_or(e, || {
+            format!(
+                "policy {:?} version {:?} already exists; upload it with a new version",
+                row.name, row.version
+            )
+        })
+    })?;
+    Ok(())
+}
+
+pub(crate) async fn delete(conn: &mut SqliteConnection, policy_id: &str) -> Result<()> {
+    let bound: i64 = sqlx::query("SELECT COUNT(*) FROM policy_bindings WHERE policy_id = ?")
+        .bind(policy_id)
+        .fetch_one(&mut *conn)
+        .await?
+        .try_get(0)?;
+    if bound > 0 {
+        return Err(StoreError::Conflict(format!(
+            "policy {policy_id} is bound to {bound} key(s); unbind it first"
+        )));
+    }
+    sqlx::query("DELETE FROM policies WHERE id = ?")
+        .bind(policy_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub(crate) async fn set_bindings(
+    conn: &mut SqliteConnection,
+    key_id: &str,
+    bindings: &[BindingRow],
+) -> Result<()> {
+    sqlx::query("DELETE FROM policy_bindings WHERE key_id = ?")
+        .bind(key_id)
+        .execute(&mut *conn)
+        .await?;
+    for b in bindings {
+        sqlx::query(
+            "INSERT INTO policy_bindings (key_id, position, policy_id, settings, bound_at, \
+             bound_by) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&b.key_id)
+        .bind(b.position)
+        .bind(&b.policy_id)
+        .bind(&b.settings)
+        .bind(&b.bound_at)
+        .bind(&b.bound_by)
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| match &e {
+            sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::Conflict(
+                format!("policy {} or key {key_id} no longer exists", b.policy_id),
+            ),
+            _ => StoreError::Database(e),
+        })?;
+    }
+    Ok(())
+}
+
+impl Store {
+    /// A policy by id, with its module.
+    pub async fn policy(&self, id: &str) -> Result<Option<PolicyRow>> {
+        let row = sqlx::query("SELECT * FROM policies WHERE id = ?")
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(|r| policy_from_row(r, true)).transpose()
+    }
+
+    /// A policy by name and version, without its module.
+    pub async fn policy_by_name(&self, name: &str, version: &str) -> Result<Option<PolicyRow>> {
+        let row = sqlx::query(
+            "SELECT id, name, version, description, digest, size, limits, validates_settings, \
+             created_at, created_by FROM policies WHERE name = ? AND version = ?",
+        )
+        .bind(name)
+        .bind(version)
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(|r| policy_from_row(r, false)).transpose()
+    }
+
+    /// Policies ordered by id after `after`, at most `limit`, without their modules.
+    pub async fn policies_page(&self, after: Option<&str>, limit: u32) -> Result<Vec<PolicyRow>> {
+        let rows = sqlx::query(
+            "SELECT id, name, version, description, digest, size, limits, validates_settings, \
+             created_at, created_by FROM policies WHERE id > ? ORDER BY id LIMIT ?",
+        )
+        .bind(after.unwrap_or(""))
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(|r| policy_from_row(r, false)).collect()
+    }
+
+    /// A key's bindings in order.
+    pub async fn key_bindings(&self, key_id: &str) -> Result<Vec<BindingRow>> {
+        let rows = sqlx::query("SELECT * FROM policy_bindings WHERE key_id = ? ORDER BY position")
+            .bind(key_id)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(binding_from_row).collect()
+    }
+
+    /// How many keys a policy is bound to.
+    pub async fn policy_binding_count(&self, policy_id: &str) -> Result<i64> {
+        Ok(
+            sqlx::query("SELECT COUNT(DISTINCT key_id) FROM policy_bindings WHERE policy_id = ?")
+                .bind(policy_id)
+                .fetch_one(self.pool())
+                .await?
+                .try_get(0)?,
+        )
+    }
+
+    /// Signatures made by `key_id` and for the principal `issuer`/`subject` in the hour and
+    /// the day before `now` (unix seconds).
+    pub async fn signature_context(
+        &self,
+        key_id: &str,
+        issuer: &str,
+        subject: &str,
+        now: i64,
+    ) -> Result<Context> {
+        let (hour, day) = (now - 3600, now - 86_400);
+        let key = sqlx::query(
+            "SELECT COUNT(*), COALESCE(SUM(created_unix >= ?), 0) FROM sign_requests \
+             WHERE status = 'signed' AND key_id = ? AND created_unix >= ?",
+        )
+        .bind(hour)
+        .bind(key_id)
+        .bind(day)
+        .fetch_one(self.pool())
+        .await?;
+        let principal = sqlx::query(
+            "SELECT COUNT(*), COALESCE(SUM(created_unix >= ?), 0) FROM sign_requests \
+             WHERE status = 'signed' AND issuer = ? AND subject = ? AND created_unix >= ?",
+        )
+        .bind(hour)
+        .bind(issuer)
+        .bind(subject)
+        .bind(day)
+        .fetch_one(self.pool())
+        .await?;
+        let n = |row: &SqliteRow, i: usize| -> Result<u64> {
+            Ok(row.try_get::<i64, _>(i)?.max(0) as u64)
+        };
+        Ok(Context {
+            key_signatures_last_hour: n(&key, 1)?,
+            key_signatures_last_day: n(&key, 0)?,
+            principal_signatures_last_hour: n(&principal, 1)?,
+            principal_signatures_last_day: n(&principal, 0)?,
+        })
+    }
+}
