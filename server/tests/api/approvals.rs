@@ -359,10 +359,13 @@ async fn a_long_poll_returns_as_soon_as_the_state_changes() {
     assert_error(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "INVALID_REQUEST");
 }
 
+/// What a webhook receiver got: (signature header, body) per delivery.
+type Received = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
 /// A webhook receiver on loopback that answers `status` and keeps what it got.
-async fn receiver(status: u16) -> (String, Arc<Mutex<Vec<(String, Vec<u8>)>>>) {
+async fn receiver(status: u16) -> (String, Received) {
     use poem::listener::{Acceptor, Listener, TcpListener};
-    let got: Arc<Mutex<Vec<(String, Vec<u8>)>>> = Arc::default();
+    let got: Received = Arc::default();
     let sink = got.clone();
     let app = poem::endpoint::make(move |req: poem::Request| {
         let sink = sink.clone();
@@ -388,7 +391,7 @@ async fn receiver(status: u16) -> (String, Arc<Mutex<Vec<(String, Vec<u8>)>>>) {
 }
 
 async fn wait_for(
-    got: &Arc<Mutex<Vec<(String, Vec<u8>)>>>,
+    got: &Received,
     pred: impl Fn(&[(String, Vec<u8>)]) -> bool,
 ) {
     for _ in 0..200 {
