@@ -298,3 +298,44 @@ pub fn openssl(dir: &Path, args: &[&str]) -> (bool, String) {
     text.push_str(&String::from_utf8_lossy(&out.stderr));
     (out.status.success(), text)
 }
+
+/// The wasm32 build of the example policy `policies/<name>`, built once per test run into
+/// `target/policy-wasm` (never committed, never downloaded).
+pub fn example_policy(name: &str) -> Vec<u8> {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        let target = workspace_root().join("target/policy-wasm");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.current_dir(workspace_root())
+            .args([
+                "build",
+                "-q",
+                "--release",
+                "--target",
+                "wasm32-unknown-unknown",
+            ])
+            .arg("--target-dir")
+            .arg(&target)
+            .env("CARGO_PROFILE_RELEASE_DEBUG", "false")
+            .env("CARGO_PROFILE_RELEASE_STRIP", "true")
+            .env("CARGO_PROFILE_RELEASE_OPT_LEVEL", "s");
+        for p in [
+            "allow-all",
+            "role-gate",
+            "office-hours",
+            "rate-limit",
+            "approval-above",
+        ] {
+            cmd.args(["-p", p]);
+        }
+        let status = cmd.status().expect("run cargo");
+        assert!(
+            status.success(),
+            "building the example policies for wasm32 failed"
+        );
+        target.join("wasm32-unknown-unknown/release")
+    });
+    let path = dir.join(format!("{}.wasm", name.replace('-', "_")));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}

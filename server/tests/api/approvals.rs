@@ -390,10 +390,7 @@ async fn receiver(status: u16) -> (String, Received) {
     (format!("http://{addr}/hook"), got)
 }
 
-async fn wait_for(
-    got: &Received,
-    pred: impl Fn(&[(String, Vec<u8>)]) -> bool,
-) {
+async fn wait_for(got: &Received, pred: impl Fn(&[(String, Vec<u8>)]) -> bool) {
     for _ in 0..200 {
         if pred(&got.lock().unwrap()) {
             return;

@@ -339,6 +339,38 @@ async fn a_deny_all_policy_makes_every_signing_route_refuse() {
         assert_denied_with(status, &resp, "frozen");
         assert!(resp.get("signature").is_none() && resp["details"].get("signature").is_none());
     }
+
+    // Document signing, in both formats, with a certified document key.
+    let (status, doc) = server
+        .call(
+            "POST",
+            "/v1/keys",
+            Some(&server.admin),
+            Some(json!({"name": "frozen-doc", "algorithm": "p256", "purpose": "document"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{doc}");
+    let doc = doc["id"].as_str().unwrap();
+    let (status, cert) = server
+        .call(
+            "POST",
+            &format!("/v1/keys/{doc}/certificate"),
+            Some(&server.admin),
+            Some(json!({"subject": {"common_name": "Frozen"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{cert}");
+    let (status, body) = bind(&server, doc, &[(&deny, Value::Null)]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for format in ["cms", "raw"] {
+        let body = json!({"key_id": doc, "document_hash": b64(&[3u8; 32]),
+                          "hash_algorithm": "sha256", "format": format});
+        let (status, resp) = server
+            .call("POST", "/v1/documents/sign", Some(&signer), Some(body))
+            .await;
+        assert_denied_with(status, &resp, "frozen");
+        assert!(resp.get("signature").is_none(), "{resp}");
+    }
 }
 
 #[tokio::test]
