@@ -280,14 +280,15 @@ async fn restart_keeps_keys_audit_and_tokens_and_verify_names_a_tampered_row() {
     let (_, audit) = kw
         .call("GET", "/v1/audit?limit=500", Some(&admin), None)
         .await;
-    // ca.create, key.create and four signatures.
-    assert_eq!(audit["items"].as_array().unwrap().len(), 6, "{audit}");
+    // The built-in allow-all policy and the CA installed at first start, key.create and four
+    // signatures.
+    assert_eq!(audit["items"].as_array().unwrap().len(), 7, "{audit}");
     drop(kw);
 
     let data = dir.path().to_str().unwrap();
     let (ok, out, err) = run_keyward(&["audit", "verify", "--data-dir", data]);
     assert!(ok, "{out} {err}");
-    assert!(out.contains("OK: 6 records"), "{out}");
+    assert!(out.contains("OK: 7 records"), "{out}");
 
     let db = sqlx::SqlitePool::connect(&format!(
         "sqlite://{}",
