@@ -1,0 +1,203 @@
+//! Tests of configuration parsing and validation.
+
+use super::*;
+
+fn table(text: &str) -> toml::Table {
+    toml::from_str(text).unwrap()
+}
+
+const KEK: &str = "0000000000000000000000000000000000000000000000000000000000000001";
+
+fn env(pairs: &[(&str, &str)]) -> impl Iterator<Item = (String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect::<Vec<_>>()
+        .into_iter()
+}
+
+#[test]
+fn environment_overlays_nested_keys() {
+    let cfg = Config::from_table(
+        table("[storage]\ndata_dir = \"d\"\n[auth]\ndev_issuer = true\n"),
+        env(&[
+            ("KEYWARD_KEK", KEK),
+            ("KEYWARD_POLICY__DEFAULT_DECISION", "allow"),
+            ("KEYWARD_SERVER__MAX_BODY_BYTES", "4096"),
+            ("OTHER", "x"),
+        ]),
+        Path::new("/base"),
+    )
+    .unwrap();
+    assert_eq!(cfg.default_decision, DefaultDecision::Allow);
+    assert_eq!(cfg.max_body_bytes, 4096);
+    assert_eq!(cfg.database, Path::new("/base/d/keyward.db"));
+}
+
+#[test]
+fn policy_limits_are_validated() {
+    let base = "[storage]\ndata_dir = \"d\"\n[auth]\ndev_issuer = true\n";
+    let cfg = Config::from_table(
+        table(&format!(
+            "{base}[policy]\nfuel = 5000\nbind_on_create = [\"allow-all\"]\n"
+        )),
+        env(&[
+            ("KEYWARD_KEK", KEK),
+            ("KEYWARD_POLICY__MAX_TIMEOUT_MS", "300"),
+        ]),
+        Path::new("/"),
+    )
+    .unwrap();
+    assert_eq!(cfg.policy.limits.default.fuel, 5000);
+    assert_eq!(cfg.policy.limits.max.timeout_ms, 300);
+    assert_eq!(cfg.policy.bind_on_create, ["allow-all"]);
+    let err = Config::from_table(
+        table(&format!(
+            "{base}[policy]\ntimeout_ms = 500\nmax_timeout_ms = 100\n"
+        )),
+        env(&[("KEYWARD_KEK", KEK)]),
+        Path::new("/"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("policy.timeout_ms") && err.contains("500"),
+        "{err}"
+    );
+    let err = Config::from_table(
+        table(&format!("{base}[policy]\nbind_on_create = [\"nope\"]\n")),
+        env(&[("KEYWARD_KEK", KEK)]),
+        Path::new("/"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("bind_on_create") && err.contains("nope"),
+        "{err}"
+    );
+}
+
+#[test]
+fn errors_name_the_key_and_value() {
+    let err = Config::from_table(
+        table("[storage]\ndata_dir = \"d\"\n[server]\nlisten = \"nowhere\"\n"),
+        env(&[("KEYWARD_KEK", KEK)]),
+        Path::new("/"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("server.listen") && err.contains("nowhere"),
+        "{err}"
+    );
+
+    let err = Config::from_table(
+        table("[storage]\ndata_dir = \"d\"\nbogus = 1\n"),
+        env(&[("KEYWARD_KEK", KEK)]),
+        Path::new("/"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("bogus"), "{err}");
+
+    let err = Config::from_table(
+        table("[storage]\ndata_dir = \"d\"\n[auth]\ndev_issuer = true\n"),
+        env(&[("KEYWARD_KEK", "short")]),
+        Path::new("/"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("KEYWARD_KEK") && !err.contains("short"),
+        "{err}"
+    );
+}
+
+#[test]
+fn documents_settings_are_checked() {
+    let base = "[storage]\ndata_dir = \"d\"\n[auth]\ndev_issuer = true\n";
+    let cfg =
+        Config::from_table(table(base), env(&[("KEYWARD_KEK", KEK)]), Path::new("/")).unwrap();
+    assert_eq!(cfg.documents.max_document_bytes, 512 * 1024);
+    for (key, value) in [
+        ("KEYWARD_DOCUMENTS__CA_SUBJECT", "not a name"),
+        ("KEYWARD_DOCUMENTS__CA_ALGORITHM", "secp256k1"),
+        ("KEYWARD_DOCUMENTS__MAX_DOCUMENT_BYTES", "0"),
+    ] {
+        let err = Config::from_table(
+            table(base),
+            env(&[("KEYWARD_KEK", KEK), (key, value)]),
+            Path::new("/"),
+        )
+        .unwrap_err()
+        .to_string();
+        let name = key
+            .trim_start_matches("KEYWARD_DOCUMENTS__")
+            .to_ascii_lowercase();
+        assert!(err.contains(&format!("documents.{name}")), "{err}");
+    }
+}
+
+#[test]
+fn a_production_config_needs_an_issuer_and_a_kek() {
+    let err = Config::from_table(
+        table("[storage]\ndata_dir = \"d\"\n"),
+        env(&[("KEYWARD_KEK", KEK)]),
+        Path::new("/"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("auth.issuers"), "{err}");
+    let err = Config::from_table(
+        table("[storage]\ndata_dir = \"d\"\n[auth]\ndev_issuer = true\n"),
+        env(&[]),
+        Path::new("/"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("KEYWARD_KEK"), "{err}");
+}
+
+#[test]
+fn issuers_are_discovered_or_fetched_and_role_maps_name_keyward_roles() {
+    let base = "[storage]\ndata_dir = \"d\"\n[auth]\njwks_refetch_cooldown_seconds = 7\n\
+                [[auth.issuers]]\nissuer = \"https://idp.test/realms/x/\"\n\
+                audiences = [\"keyward\"]\n";
+    let cfg = Config::from_table(
+        table(&format!(
+            "{base}roles_claim = \"/realm_access/roles\"\n\
+             role_map = {{ \"kw-sign\" = \"signer\", \"ops\" = [\"auditor\", \"key-admin\"] }}\n"
+        )),
+        env(&[("KEYWARD_KEK", KEK)]),
+        Path::new("/"),
+    )
+    .unwrap();
+    let issuer = &cfg.issuers[0];
+    // The issuer is kept exactly as written (trailing slash included).
+    assert_eq!(issuer.settings.issuer, "https://idp.test/realms/x/");
+    assert_eq!(issuer.keys, IssuerKeys::Remote(None));
+    assert_eq!(
+        issuer.settings.role_map["ops"],
+        vec![Role::Auditor, Role::KeyAdmin]
+    );
+    assert_eq!(cfg.jwks_cache.refetch_cooldown, Duration::from_secs(7));
+
+    for (extra, key) in [
+        ("role_map = { \"x\" = \"treasurer\" }\n", "role_map.x"),
+        (
+            "jwks_uri = \"https://idp.test/certs\"\njwks_file = \"k.json\"\n",
+            "jwks_uri",
+        ),
+        ("jwks_uri = \"file:///etc/passwd\"\n", "jwks_uri"),
+        ("groups_claim = \"groups\"\n", "groups_claim"),
+    ] {
+        let err = Config::from_table(
+            table(&format!("{base}{extra}")),
+            env(&[("KEYWARD_KEK", KEK)]),
+            Path::new("/"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains(key), "{extra}: {err}");
+    }
+}
