@@ -116,11 +116,10 @@ impl AuditApi {
             since: time(since.0)?,
             until: time(until.0)?,
         };
-        let before = match cursor.0 {
-            Some(c) => Some(
-                crate::store::cursor::decode(&c)
-                    .and_then(|s| s.parse::<i64>().ok())
-                    .ok_or_else(|| ApiError::invalid("cursor is not valid"))?,
+        let before = match super::page_cursor(cursor.0.as_deref())? {
+            Some(seq) => Some(
+                seq.parse::<i64>()
+                    .map_err(|_| ApiError::invalid("cursor is not valid"))?,
             ),
             None => None,
         };

@@ -325,12 +325,7 @@ impl CertificatesApi {
             })?),
             None => None,
         };
-        let after = match cursor.0.as_deref() {
-            Some(c) => {
-                Some(cursor::decode(c).ok_or_else(|| ApiError::invalid("cursor is not valid"))?)
-            }
-            None => None,
-        };
+        let after = super::page_cursor(cursor.0.as_deref())?;
         let filter = CertificateFilter {
             key_id: key_id.0,
             owner: owner.0,

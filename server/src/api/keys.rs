@@ -500,12 +500,7 @@ impl KeysApi {
     ) -> ApiResult<Json<KeyPage>> {
         let principal = auth.require(Role::ALL)?;
         let limit = page_limit(limit.0)?;
-        let mut after = match cursor.0.as_deref() {
-            Some(c) => {
-                Some(cursor::decode(c).ok_or_else(|| ApiError::invalid("cursor is not valid"))?)
-            }
-            None => None,
-        };
+        let mut after = super::page_cursor(cursor.0.as_deref())?;
         // Keys the caller may not see are skipped; read on until the page is full.
         let mut items = Vec::new();
         let mut more = false;

@@ -127,6 +127,15 @@ pub fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
     }
 }
 
+/// Decodes a `cursor` query parameter (the `next_cursor` of a previous page).
+pub fn page_cursor(cursor: Option<&str>) -> Result<Option<String>, ApiError> {
+    cursor
+        .map(|c| {
+            crate::store::cursor::decode(c).ok_or_else(|| ApiError::invalid("cursor is not valid"))
+        })
+        .transpose()
+}
+
 /// A public key in the API.
 #[derive(Debug, Clone, Object)]
 pub struct PublicKeyView {

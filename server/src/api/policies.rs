@@ -274,12 +274,7 @@ impl PoliciesApi {
     ) -> ApiResult<Json<PolicyPage>> {
         auth.require(Role::ALL)?;
         let limit = page_limit(limit.0)?;
-        let after = match cursor.0.as_deref() {
-            Some(c) => {
-                Some(cursor::decode(c).ok_or_else(|| ApiError::invalid("cursor is not valid"))?)
-            }
-            None => None,
-        };
+        let after = super::page_cursor(cursor.0.as_deref())?;
         let rows = state
             .store()
             .policies_page(after.as_deref(), limit + 1)

@@ -213,13 +213,7 @@ impl RequestsApi {
                 ))
             })?),
         };
-        let mut before = match cursor.0 {
-            Some(c) => Some(
-                crate::store::cursor::decode(&c)
-                    .ok_or_else(|| ApiError::invalid("cursor is not valid"))?,
-            ),
-            None => None,
-        };
+        let mut before = super::page_cursor(cursor.0.as_deref())?;
         // Visibility is checked per row; scan pages until enough visible rows are found.
         let mut items = Vec::new();
         let mut next_cursor = None;
