@@ -46,10 +46,12 @@ pub struct SignRequest {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(JsonSchema))]
 pub struct Context {
-    /// Signatures made by this key in the last hour.
+    /// Signatures made by this key in the last hour (counted by the minute: the current minute
+    /// and the 60 before it, so a limit is never under-counted).
     #[serde(default)]
     pub key_signatures_last_hour: u64,
-    /// Signatures made by this key in the last 24 hours.
+    /// Signatures made by this key in the last 24 hours (counted by the hour: the current hour
+    /// and the 24 before it).
     #[serde(default)]
     pub key_signatures_last_day: u64,
     /// Signatures made for this principal (issuer and subject), with any key, in the last hour.
