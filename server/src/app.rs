@@ -257,6 +257,7 @@ pub fn routes(state: AppState) -> impl poem::Endpoint<Output = poem::Response> {
             poem::get(api::documents::ca_certificate),
         )
         .at("/v1/ca/crl", poem::get(api::documents::ca_crl))
+        .at("/rpc/ethereum", poem::post(api::rpc_ethereum::rpc))
         .with(BodyLimit(max_body))
         .with(ErrorEnvelope)
         .data(state)

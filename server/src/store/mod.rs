@@ -16,6 +16,7 @@ pub mod keys;
 pub mod policies;
 pub mod requests;
 pub mod usage;
+pub mod wallets;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -133,6 +134,10 @@ pub enum StateChange {
     /// Usage counters grew (signature counts are added by `InsertSignRequest` itself; this is
     /// for other metrics, such as the value a transaction moved).
     AddUsage(Vec<usage::UsageDelta>),
+    /// An HD wallet was created or imported (its seed sealed).
+    InsertWallet(Box<wallets::WalletRow>),
+    /// A key was derived from a wallet (follows the key's `InsertKey`).
+    InsertWalletAccount(Box<wallets::AccountRow>),
     /// A key's ordered policy bindings were replaced.
     SetKeyPolicies {
         /// Key id.
@@ -291,6 +296,8 @@ pub(crate) async fn apply_change(
         StateChange::SetKeyPolicies { key_id, bindings } => {
             policies::set_bindings(conn, key_id, bindings).await
         }
+        StateChange::InsertWallet(row) => wallets::insert_wallet(conn, row).await,
+        StateChange::InsertWalletAccount(row) => wallets::insert_account(conn, row).await,
         StateChange::AddUsage(deltas) => {
             for delta in deltas {
                 usage::add(conn, delta).await?;

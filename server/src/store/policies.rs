@@ -240,6 +240,7 @@ impl Store {
             key_signatures_last_day: key.count_day,
             principal_signatures_last_hour: principal.count_hour,
             principal_signatures_last_day: principal.count_day,
+            spend: None,
         })
     }
 }
