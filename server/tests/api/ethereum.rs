@@ -497,3 +497,259 @@ async fn json_rpc_signer() {
     let accounts = rpc(&server, &auditor, "eth_accounts", json!([])).await;
     assert_eq!(accounts["result"], json!([]));
 }
+
+fn denied_by(status: StatusCode, body: &Value, reason: &str) {
+    assert_error(status, body, StatusCode::FORBIDDEN, "POLICY_DENIED");
+    assert!(body.get("raw_transaction").is_none() && body.get("r").is_none());
+    let trace = body["details"]["policy"]["trace"].as_array().unwrap();
+    assert!(
+        trace
+            .iter()
+            .any(|t| t["decision"] == "deny" && t["reason"].as_str().unwrap().contains(reason)),
+        "want {reason}: {body}"
+    );
+}
+
+const DAI: &str = "0x6b175474e89094c44da98b954eedeac495271d0f";
+const ETHER: u128 = 1_000_000_000_000_000_000;
+
+fn send(value: u128) -> Value {
+    json!({"transaction": {"chain_id": "1", "max_fee_per_gas": "2000000000",
+           "max_priority_fee_per_gas": "1", "gas": "21000", "to": TO, "value": value.to_string()}})
+}
+
+fn send_token(to: &str, amount: u128) -> Value {
+    let data = keyward_server::chains::ethereum::erc20::transfer_data(
+        to.parse().unwrap(),
+        U256::from(amount),
+    );
+    json!({"transaction": {"chain_id": "1", "max_fee_per_gas": "2000000000",
+           "max_priority_fee_per_gas": "1", "gas": "60000", "to": DAI,
+           "data": format!("0x{}", hex::encode(data))}})
+}
+
+#[tokio::test]
+async fn spend_limits_judge_decoded_transactions() {
+    use crate::policies::{bind, example_wasm, upload};
+    let (server, key) = with_account(None).await;
+    let signer = server.token("alice", &[Role::Signer]);
+    let policy = upload(
+        &server,
+        "eth-spend-limit",
+        &example_wasm("eth-spend-limit"),
+        Value::Null,
+    )
+    .await;
+    let settings = json!({
+        "max_value_per_tx": (ETHER).to_string(),
+        "max_value_per_day": (ETHER * 2).to_string(),
+        "tokens": {DAI: {"max_per_tx": "1000", "max_per_day": "1500"}}
+    });
+    let (status, body) = bind(&server, &key, &[(&policy, settings)]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Above the per-transaction limit.
+    let (status, body) = eth(&server, &key, "sign-transaction", &signer, send(ETHER + 1)).await;
+    denied_by(status, &body, "above the per-transaction limit");
+    // Within it, twice; the second crosses the rolling 24-hour limit only when it adds up.
+    let (status, body) = eth(&server, &key, "sign-transaction", &signer, send(ETHER)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = eth(&server, &key, "sign-transaction", &signer, send(ETHER / 2)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = eth(
+        &server,
+        &key,
+        "sign-transaction",
+        &signer,
+        send(ETHER / 2 + 1),
+    )
+    .await;
+    denied_by(
+        status,
+        &body,
+        "would bring the last 24 hours to 2000000000000000001",
+    );
+    // The refused ones did not count: exactly the limit still passes.
+    let (status, body) = eth(&server, &key, "sign-transaction", &signer, send(ETHER / 2)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // ERC-20: above the token's per-transaction limit, then across its day limit.
+    let (status, body) = eth(
+        &server,
+        &key,
+        "sign-transaction",
+        &signer,
+        send_token(TO, 1001),
+    )
+    .await;
+    denied_by(status, &body, "above the per-transaction limit of 1000");
+    let (status, body) = eth(
+        &server,
+        &key,
+        "sign-transaction",
+        &signer,
+        send_token(TO, 1000),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = eth(
+        &server,
+        &key,
+        "sign-transaction",
+        &signer,
+        send_token(TO, 501),
+    )
+    .await;
+    denied_by(status, &body, "would bring the last 24 hours to 1501");
+    // The totals the host reports are per chain: chain 10 starts from zero.
+    let mut other_chain = send(ETHER);
+    other_chain["transaction"]["chain_id"] = json!("10");
+    let (status, body) = eth(&server, &key, "sign-transaction", &signer, other_chain).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test]
+async fn allowlists_deny_unknown_recipients_chains_and_domains() {
+    use crate::policies::{bind, example_wasm, upload};
+    let (server, key) = with_account(None).await;
+    let signer = server.token("alice", &[Role::Signer]);
+    let policy = upload(
+        &server,
+        "eth-allowlist",
+        &example_wasm("eth-allowlist"),
+        Value::Null,
+    )
+    .await;
+    let verifying = "0xCcCCccccCCCCcCCCCCCcCcCccCcCCCcCcccccccC";
+    let settings = json!({
+        "chain_ids": [1],
+        "recipients": [TO],
+        "eip712_domains": [{"verifying_contract": verifying, "chain_id": 1}]
+    });
+    let (status, body) = bind(&server, &key, &[(&policy, settings)]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = eth(&server, &key, "sign-transaction", &signer, send(1)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let mut unknown = send(1);
+    unknown["transaction"]["to"] = json!("0x4545454545454545454545454545454545454545");
+    let (status, body) = eth(&server, &key, "sign-transaction", &signer, unknown).await;
+    denied_by(
+        status,
+        &body,
+        "recipient 0x4545454545454545454545454545454545454545 is not in the allowlist",
+    );
+    let (status, body) = eth(
+        &server,
+        &key,
+        "sign-transaction",
+        &signer,
+        send_token("0x4545454545454545454545454545454545454545", 1),
+    )
+    .await;
+    denied_by(status, &body, "token recipient");
+    let mut goerli = send(1);
+    goerli["transaction"]["chain_id"] = json!("5");
+    let (status, body) = eth(&server, &key, "sign-transaction", &signer, goerli).await;
+    denied_by(status, &body, "chain id 5 is not allowed");
+    // A permit for the listed contract passes; for another contract it is denied.
+    let (status, body) = eth(
+        &server,
+        &key,
+        "sign-typed-data",
+        &signer,
+        json!({"typed_data": mail()}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let mut other = mail();
+    other["domain"]["verifyingContract"] = json!("0x4545454545454545454545454545454545454545");
+    let (status, body) = eth(
+        &server,
+        &key,
+        "sign-typed-data",
+        &signer,
+        json!({"typed_data": other}),
+    )
+    .await;
+    denied_by(
+        status,
+        &body,
+        "EIP-712 domain 0x4545454545454545454545454545454545454545",
+    );
+}
+
+#[tokio::test]
+async fn approval_above_a_value_waits_and_json_rpc_reports_it() {
+    use crate::policies::{bind, example_wasm, upload};
+    let (server, key) = with_account(None).await;
+    let signer = server.token("alice", &[Role::Signer]);
+    let policy = upload(
+        &server,
+        "approval-above",
+        &example_wasm("approval-above"),
+        Value::Null,
+    )
+    .await;
+    let settings = json!({"max_message_len": 1000, "max_value_wei": ETHER.to_string(),
+                          "approvals": 1, "approver_roles": ["approver"]});
+    let (status, body) = bind(&server, &key, &[(&policy, settings)]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = eth(&server, &key, "sign-transaction", &signer, send(ETHER)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = eth(&server, &key, "sign-transaction", &signer, send(ETHER + 1)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["status"], "pending_approval");
+    assert!(body.get("raw_transaction").is_none());
+    // Over JSON-RPC: a pending approval is an error with the request id.
+    let resp = rpc(
+        &server,
+        &signer,
+        "eth_signTransaction",
+        json!([{"from": ABANDON_ADDRESS, "to": TO, "gas": "0x5208", "gasPrice": "0x1",
+                "value": format!("0x{:x}", ETHER * 3), "chainId": "0x1"}]),
+    )
+    .await;
+    assert_eq!(resp["error"]["code"], -32010, "{resp}");
+    assert_eq!(resp["error"]["data"]["code"], "PENDING_APPROVAL");
+    assert!(
+        resp["error"]["data"]["request_id"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty())
+    );
+    assert!(resp.get("result").is_none());
+}
+
+#[tokio::test]
+async fn json_rpc_reports_policy_denials() {
+    use crate::policies::{bind, example_wasm, upload};
+    let (server, key) = with_account(None).await;
+    let signer = server.token("alice", &[Role::Signer]);
+    let policy = upload(
+        &server,
+        "eth-allowlist",
+        &example_wasm("eth-allowlist"),
+        Value::Null,
+    )
+    .await;
+    let (status, body) = bind(&server, &key, &[(&policy, json!({"recipients": [TO]}))]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let resp = rpc(
+        &server,
+        &signer,
+        "eth_signTransaction",
+        json!([{"from": ABANDON_ADDRESS, "to": "0x4545454545454545454545454545454545454545",
+                "gas": "0x5208", "gasPrice": "0x1", "chainId": "0x1"}]),
+    )
+    .await;
+    assert_eq!(resp["error"]["code"], 4001, "{resp}");
+    assert_eq!(resp["error"]["data"]["code"], "POLICY_DENIED");
+    assert!(
+        resp["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not in the allowlist")
+    );
+    assert!(
+        resp["error"]["data"]["request_id"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty())
+    );
+}
