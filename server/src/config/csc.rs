@@ -52,3 +52,31 @@ impl CscConfig {
         Ok(self.clone())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_are_checked_and_named() {
+        assert!(CscConfig::default().validate().is_ok());
+        let zero = CscConfig {
+            sad_ttl_seconds: 0,
+            ..CscConfig::default()
+        };
+        let err = zero.validate().unwrap_err().to_string();
+        assert!(err.contains("csc.sad_ttl_seconds"), "{err}");
+        let many = CscConfig {
+            max_signatures: 1001,
+            ..CscConfig::default()
+        };
+        let err = many.validate().unwrap_err().to_string();
+        assert!(err.contains("csc.max_signatures"), "{err}");
+        let parsed: CscConfig = toml::from_str("sad_ttl_seconds = 60").unwrap();
+        assert_eq!((parsed.sad_ttl_seconds, parsed.max_signatures), (60, 16));
+        assert!(
+            toml::from_str::<CscConfig>("sad_ttl = 60").is_err(),
+            "unknown keys are refused"
+        );
+    }
+}
