@@ -118,7 +118,7 @@ async fn pyhanko_signs_a_pdf_through_csc_v1_and_it_validates_against_keywards_ca
 #[tokio::test]
 async fn sad_reuse_expiry_and_foreign_use_are_refused_by_the_real_binary() {
     let dir = tempfile::tempdir().unwrap();
-    let mut kw = Keyward::dev_with_env(dir.path(), &[("KEYWARD_CSC__SAD_TTL_SECONDS", "2")]);
+    let kw = Keyward::dev_with_env(dir.path(), &[("KEYWARD_CSC__SAD_TTL_SECONDS", "2")]);
     let key = credential(&kw, "Carol Example", "carol").await;
     let carol = kw.token("carol", &["signer"]);
     let dave = kw.token("dave", &["signer"]);
