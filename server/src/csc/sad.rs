@@ -256,9 +256,22 @@ pub async fn authorize(
             RsaScheme::Pkcs1v15,
             req.description.clone(),
         );
-        let approval = match pipeline::authorize(state, call).await? {
-            Authorization::Allowed(_) => None,
-            Authorization::Pending(p) => Some(p.request_id),
+        let approval = match pipeline::authorize(state, call).await {
+            Ok(Authorization::Allowed(_)) => None,
+            Ok(Authorization::Pending(p)) => Some(p.request_id),
+            Err(e) => {
+                // The authorization as a whole is refused: withdraw the approval requests
+                // already made for its earlier hashes, so nobody is asked to approve them.
+                for id in bound
+                    .iter()
+                    .filter_map(|b: &BoundHash| b.approval.as_deref())
+                {
+                    if let Err(err) = crate::approvals::cancel(state, principal, id).await {
+                        tracing::warn!(request = id, error = %err, "withdrawing an approval request failed");
+                    }
+                }
+                return Err(e.into());
+            }
         };
         bound.push(BoundHash {
             hash: hex::encode(&digest),
