@@ -257,6 +257,7 @@ pub fn routes(state: AppState) -> impl poem::Endpoint<Output = poem::Response> {
             poem::get(api::documents::ca_certificate),
         )
         .at("/v1/ca/crl", poem::get(api::documents::ca_crl))
+        .nest("/csc", api::csc::routes())
         .with(BodyLimit(max_body))
         .with(ErrorEnvelope)
         .data(state)

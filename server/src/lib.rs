@@ -16,6 +16,7 @@ pub mod auth;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod csc;
 pub mod documents;
 pub mod intent;
 pub mod keys;
