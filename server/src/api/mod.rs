@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod certificates;
+pub mod csc;
 pub mod documents;
 pub mod error;
 pub mod ethereum;

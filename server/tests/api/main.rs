@@ -3,6 +3,7 @@
 
 mod approvals;
 mod audit;
+mod csc;
 mod documents;
 mod errors;
 mod ethereum;
