@@ -113,6 +113,9 @@ impl PublicKey {
                 };
                 sig.is_ok_and(|sig| k.verify_prehash(digest, &sig).is_ok())
             }
+            (Parsed::Secp256k1(k), ToSign::Schnorr { digest, tweak }) => {
+                super::schnorr::verify(&k, digest, tweak.as_deref(), signature)?
+            }
             (Parsed::P256(k), ToSign::Digest { digest, .. }) => {
                 use signature::hazmat::PrehashVerifier;
                 let sig = match format {
@@ -157,6 +160,14 @@ impl PublicKey {
                 )));
             }
         })
+    }
+
+    /// The secp256k1 verifying key; an error for keys of other algorithms.
+    pub(crate) fn secp256k1_key(&self) -> Result<k256::ecdsa::VerifyingKey> {
+        match self.parsed()? {
+            Parsed::Secp256k1(k) => Ok(k),
+            _ => Err(bad_key(format!("{} is not a secp256k1 key", self.algorithm))),
+        }
     }
 
     fn parsed(&self) -> Result<Parsed> {
