@@ -117,6 +117,12 @@ pub enum Intent {
     Raw(RawIntent),
     /// A document signature (CMS or raw) for a key of purpose `document`.
     Document(DocumentIntent),
+    /// A Bitcoin PSBT, decoded (inputs, outputs, fee).
+    BitcoinPsbt(crate::BitcoinPsbtIntent),
+    /// A Solana transaction, decoded (fee payer, programs, transfers).
+    SolanaTransaction(crate::SolanaTransactionIntent),
+    /// A Solana off-chain message.
+    SolanaMessage(crate::SolanaMessageIntent),
 }
 
 /// A raw signature over a digest or a message.

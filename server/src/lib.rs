@@ -13,6 +13,7 @@ pub mod app;
 pub mod approvals;
 pub mod audit;
 pub mod auth;
+pub mod chains;
 pub mod clock;
 pub mod commands;
 pub mod config;
