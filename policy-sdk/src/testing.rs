@@ -45,6 +45,50 @@ pub fn request() -> RequestBuilder {
     }
 }
 
+/// An EIP-1559 transaction intent sending `value` wei to `to` on `chain_id`, from
+/// `0x9858effd232b4033e47d90003d41ec34ecaeda94`, for tests of Ethereum policies.
+pub fn ethereum_transaction(
+    chain_id: u64,
+    to: &str,
+    value: &str,
+) -> crate::EthereumTransactionIntent {
+    crate::EthereumTransactionIntent {
+        tx_type: "eip1559".into(),
+        chain_id,
+        from: "0x9858effd232b4033e47d90003d41ec34ecaeda94".into(),
+        to: Some(to.to_lowercase()),
+        nonce: 0,
+        value: value.into(),
+        gas_limit: 21_000,
+        gas_price: None,
+        max_fee_per_gas: Some("2000000000".into()),
+        max_priority_fee_per_gas: Some("1000000000".into()),
+        data: "0x".into(),
+        selector: None,
+        access_list: Vec::new(),
+        erc20: None,
+    }
+}
+
+/// An ERC-20 `transfer` of `amount` of `token` to `to` on `chain_id`, for tests.
+pub fn erc20_transfer(
+    chain_id: u64,
+    token: &str,
+    to: &str,
+    amount: &str,
+) -> crate::EthereumTransactionIntent {
+    let mut tx = ethereum_transaction(chain_id, token, "0");
+    tx.selector = Some("0xa9059cbb".into());
+    tx.erc20 = Some(crate::Erc20Call {
+        function: "transfer".into(),
+        token: token.to_lowercase(),
+        owner: None,
+        to: to.to_lowercase(),
+        amount: amount.into(),
+    });
+    tx
+}
+
 /// Builds a [`SignRequest`] step by step.
 #[derive(Debug, Clone)]
 pub struct RequestBuilder {

@@ -155,6 +155,38 @@ async fn record_new_key(
     made: GeneratedKey,
     action: &'static str,
 ) -> Result<KeyMeta, PipelineError> {
+    let extra = KeyExtras {
+        changes: Vec::new(),
+        details: serde_json::Value::Null,
+    };
+    record_new_key_with(
+        state, principal, id, new, algorithm, backend, made, action, extra,
+    )
+    .await
+}
+
+/// What a key created elsewhere (e.g. a wallet account) records besides the key row.
+#[derive(Debug, Default)]
+pub(crate) struct KeyExtras {
+    /// State changes applied in the same transaction, after the key row.
+    pub changes: Vec<StateChange>,
+    /// Merged into the audit record's details under `origin`.
+    pub details: serde_json::Value,
+}
+
+/// Records a new key with extra state changes in the same audited transaction.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn record_new_key_with(
+    state: &AppState,
+    principal: &Principal,
+    id: String,
+    new: NewKey,
+    algorithm: Algorithm,
+    backend: &str,
+    made: GeneratedKey,
+    action: &'static str,
+    extra: KeyExtras,
+) -> Result<KeyMeta, PipelineError> {
     let (now, _) = crate::clock::now();
     let (id_for_policies, now_for_policies) = (id.clone(), now.clone());
     let row = KeyRow {
@@ -173,7 +205,7 @@ async fn record_new_key(
         signers: serde_json::to_string(&new.signers).unwrap_or_else(|_| "[]".into()),
     };
     let meta = KeyMeta::from_row(&row)?;
-    let event = AuditEvent {
+    let mut event = AuditEvent {
         action,
         outcome: "ok",
         actor: actor(principal),
@@ -189,7 +221,11 @@ async fn record_new_key(
             "public_key_sha256": hex::encode(<sha2::Sha256 as sha2::Digest>::digest(made.public_key.spki_der())),
         }),
     };
+    if !extra.details.is_null() {
+        event.details["origin"] = extra.details;
+    }
     let mut changes = vec![StateChange::InsertKey(Box::new(row))];
+    changes.extend(extra.changes);
     changes.extend(state.policy().bindings_for_new_key(
         &id_for_policies,
         &principal.display_id(),
@@ -290,6 +326,6 @@ pub async fn set_signers(
     Ok(KeyMeta::from_row(&row)?)
 }
 
-fn new_key_id() -> String {
+pub(crate) fn new_key_id() -> String {
     format!("key_{}", uuid::Uuid::now_v7().simple())
 }

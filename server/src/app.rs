@@ -159,6 +159,7 @@ impl AppState {
             documents,
         }));
         crate::approvals::spawn_background(state.clone());
+        spawn_usage_pruning(state.store().clone());
         Ok(state)
     }
 
@@ -256,7 +257,21 @@ pub fn routes(state: AppState) -> impl poem::Endpoint<Output = poem::Response> {
             poem::get(api::documents::ca_certificate),
         )
         .at("/v1/ca/crl", poem::get(api::documents::ca_crl))
+        .at("/rpc/ethereum", poem::post(api::rpc_ethereum::rpc))
         .with(BodyLimit(max_body))
         .with(ErrorEnvelope)
         .data(state)
+}
+
+/// Drops usage buckets no policy window can reach any more: at start, then every hour.
+fn spawn_usage_pruning(store: Store) {
+    tokio::spawn(async move {
+        loop {
+            let (_, now) = crate::clock::now();
+            if let Err(e) = store.prune_usage(now).await {
+                tracing::warn!(error = %e, "pruning usage counters failed");
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+        }
+    });
 }

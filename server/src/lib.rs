@@ -23,3 +23,4 @@ pub mod keys;
 pub mod pipeline;
 pub mod policy;
 pub mod store;
+pub mod wallets;

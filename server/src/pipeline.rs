@@ -776,12 +776,16 @@ impl Outcome<'_> {
         let mut row = self.row(SignStatus::Signed);
         row.response = Some(serde_json::to_string(&receipt).unwrap_or_default());
         let event = self.event("ok", json!({"signature_sha256": sig_hash}));
-        match self
-            .state
-            .audit()
-            .append(vec![StateChange::InsertSignRequest(Box::new(row))], event)
-            .await
-        {
+        let mut changes = vec![StateChange::InsertSignRequest(Box::new(row))];
+        let spent = crate::chains::ethereum::spend::usage_deltas(
+            &self.key.meta.id,
+            self.intent,
+            self.time.1,
+        );
+        if !spent.is_empty() {
+            changes.push(StateChange::AddUsage(spent));
+        }
+        match self.state.audit().append(changes, event).await {
             Ok(_) => Ok(receipt),
             Err(AuditError::Rejected(StoreError::Conflict(_))) => {
                 // A concurrent request with the same idempotency key committed first: answer
@@ -930,6 +934,13 @@ pub async fn sign_approved(state: &AppState, id: &str) -> Result<SignReceipt, Pi
         },
         StateChange::InsertSignRequest(Box::new(request_row)),
     ];
+    let mut changes = changes;
+    if let Ok(intent) = serde_json::from_str::<Intent>(&row.intent) {
+        let spent = crate::chains::ethereum::spend::usage_deltas(&row.key_id, &intent, unix);
+        if !spent.is_empty() {
+            changes.push(StateChange::AddUsage(spent));
+        }
+    }
     state.audit().append(changes, event).await?;
     state.approvals().changed(id, "signed");
     Ok(receipt)

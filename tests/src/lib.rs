@@ -326,6 +326,8 @@ pub fn example_policy(name: &str) -> Vec<u8> {
             "office-hours",
             "rate-limit",
             "approval-above",
+            "eth-spend-limit",
+            "eth-allowlist",
         ] {
             cmd.args(["-p", p]);
         }

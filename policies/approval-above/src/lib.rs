@@ -2,6 +2,10 @@
 //! than `max_message_len` bytes (or, with `digests: true`, any pre-hashed digest, whose
 //! content the host cannot see):
 //! `{"max_message_len": 1024, "approvals": 2, "approver_roles": ["treasury"], "ttl_seconds": 3600}`.
+//!
+//! For Ethereum keys, `max_value_wei` (a decimal string) asks for approval when a transaction
+//! sends more native value than that; Ethereum messages and typed data follow `digests`
+//! (their content is a hash the host decoded, so `digests: true` sends them to approvers).
 
 use keyward_policy::{Decision, Intent, SignRequest};
 use serde::Deserialize;
@@ -19,6 +23,10 @@ pub struct Settings {
     pub approvals: u32,
     /// Roles an approver may hold.
     pub approver_roles: Vec<String>,
+    /// Ethereum transactions sending more than this many wei need approval (when absent,
+    /// every Ethereum transaction does).
+    #[serde(default)]
+    pub max_value_wei: Option<String>,
     /// How long the request may wait, seconds (default one hour).
     #[serde(default = "one_hour")]
     pub ttl_seconds: u64,
@@ -47,6 +55,19 @@ pub fn evaluate(req: &SignRequest, settings: &Settings) -> Decision {
             None if settings.digests => Some("document hashes need approval".to_string()),
             _ => None,
         },
+        Intent::EthereumTransaction(tx) => match &settings.max_value_wei {
+            Some(max) => match keyward_policy::wei_cmp(&tx.value, max) {
+                Some(std::cmp::Ordering::Greater) | None => {
+                    Some(format!("value {} wei is above {max} wei", tx.value))
+                }
+                _ => None,
+            },
+            None => Some("Ethereum transactions need approval".to_string()),
+        },
+        Intent::EthereumMessage(_) | Intent::EthereumTypedData(_) if settings.digests => {
+            Some("Ethereum messages and typed data need approval".to_string())
+        }
+        Intent::EthereumMessage(_) | Intent::EthereumTypedData(_) => None,
         // A kind of request this policy does not know yet: ask people rather than allow.
         _ => Some("this kind of request needs approval".to_string()),
     };
@@ -88,8 +109,33 @@ mod tests {
             digests: false,
             approvals: 2,
             approver_roles: vec!["treasury".into()],
+            max_value_wei: None,
             ttl_seconds: 600,
         }
+    }
+
+    #[test]
+    fn ethereum_value_above_the_threshold_needs_approval() {
+        use keyward_policy::testing::ethereum_transaction;
+        let s = Settings {
+            max_value_wei: Some("1000000000000000000".into()),
+            ..settings()
+        };
+        let tx = |v: &str| {
+            request()
+                .intent(Intent::EthereumTransaction(ethereum_transaction(
+                    1,
+                    "0x3535353535353535353535353535353535353535",
+                    v,
+                )))
+                .build()
+        };
+        assert_eq!(evaluate(&tx("1000000000000000000"), &s), Decision::Allow);
+        assert_eq!(
+            evaluate(&tx("1000000000000000001"), &s).name(),
+            "require_approval"
+        );
+        assert_eq!(evaluate(&tx("1"), &settings()).name(), "require_approval");
     }
 
     #[test]

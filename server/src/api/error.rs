@@ -298,9 +298,18 @@ impl From<PipelineError> for ApiError {
             } => ApiError::new(
                 StatusCode::FORBIDDEN,
                 "WRONG_KEY_PURPOSE",
-                format!(
-                    "this key's purpose is {key_purpose}; it cannot be used for {wanted} signing"
-                ),
+                if wanted == "raw"
+                    && matches!(key_purpose.as_str(), "ethereum" | "bitcoin" | "solana")
+                {
+                    format!(
+                        "this key's purpose is {key_purpose}: blind signing of raw digests is refused; \
+                         use its {key_purpose} signing routes"
+                    )
+                } else {
+                    format!(
+                        "this key's purpose is {key_purpose}; it cannot be used for {wanted} signing"
+                    )
+                },
             ),
             P::Invalid(m) => ApiError::invalid(m),
             P::PolicyDenied { reason, verdict } => ApiError::new(
@@ -325,6 +334,29 @@ impl From<PipelineError> for ApiError {
             P::Audit(e) => e.into(),
             P::Store(e) => e.into(),
         }
+    }
+}
+
+impl From<crate::wallets::WalletError> for ApiError {
+    fn from(e: crate::wallets::WalletError) -> Self {
+        use crate::wallets::WalletError as W;
+        match e {
+            W::NotFound(_) => ApiError::not_found(e.to_string()),
+            W::Invalid(m) => ApiError::invalid(m),
+            W::ChainNotSupported(chain) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "CHAIN_NOT_SUPPORTED",
+                format!("{chain} accounts are not supported yet; use chain ethereum"),
+            ),
+            W::Hd(e) => e.into(),
+            W::Pipeline(e) => e.into(),
+        }
+    }
+}
+
+impl From<crate::chains::hd::HdError> for ApiError {
+    fn from(e: crate::chains::hd::HdError) -> Self {
+        ApiError::invalid(e.to_string())
     }
 }
 

@@ -6,13 +6,16 @@ pub mod audit;
 pub mod certificates;
 pub mod documents;
 pub mod error;
+pub mod ethereum;
 pub mod hsm;
 pub mod identity;
 pub mod keys;
 pub mod limits;
 pub mod policies;
 pub mod requests;
+pub mod rpc_ethereum;
 pub mod system;
+pub mod wallets;
 
 use poem::Request;
 use poem_openapi::auth::Bearer;
@@ -45,6 +48,10 @@ pub enum ApiTags {
     Identity,
     /// PKCS#11 HSM backends: slots and token objects.
     Hsm,
+    /// HD wallets (BIP-39 seeds) and the accounts derived from them.
+    Wallets,
+    /// Ethereum signing: transactions, EIP-191 messages, EIP-712 typed data.
+    Ethereum,
 }
 
 /// Bearer JWT from a configured issuer.
@@ -91,6 +98,8 @@ pub type Apis = (
     identity::IdentityApi,
     hsm::HsmApi,
     policies::PoliciesApi,
+    wallets::WalletsApi,
+    ethereum::EthereumApi,
 );
 
 /// All API implementations.
@@ -107,6 +116,8 @@ pub fn apis() -> Apis {
         identity::IdentityApi,
         hsm::HsmApi,
         policies::PoliciesApi,
+        wallets::WalletsApi,
+        ethereum::EthereumApi,
     )
 }
 

@@ -66,6 +66,18 @@ impl PublicKey {
         pem
     }
 
+    /// A secp256k1 key as a SEC1 point (33 bytes compressed, 65 uncompressed); an error for
+    /// keys of other algorithms.
+    pub fn secp256k1_sec1(&self, compress: bool) -> Result<Vec<u8>> {
+        match self.parsed()? {
+            Parsed::Secp256k1(k) => Ok(k.to_sec1_point(compress).as_bytes().to_vec()),
+            _ => Err(bad_key(format!(
+                "{} is not a secp256k1 key",
+                self.algorithm
+            ))),
+        }
+    }
+
     /// The key as a JSON Web Key (RFC 7517/8037), without private parts.
     pub fn to_jwk(&self) -> Result<Value> {
         Ok(match self.parsed()? {

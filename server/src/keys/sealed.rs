@@ -96,9 +96,15 @@ impl SealedKey {
 
     /// Seals `plaintext` for the key `key_id` of algorithm `algorithm`.
     pub fn seal(kek: &Kek, key_id: &str, algorithm: Algorithm, plaintext: &[u8]) -> Result<Self> {
+        Self::seal_bound(kek, key_id, algorithm.as_str(), plaintext)
+    }
+
+    /// Seals `plaintext` for the object `id` of kind `kind` (an algorithm name, or another
+    /// secret's kind such as `bip39-seed`); the same id and kind are needed to open it.
+    pub fn seal_bound(kek: &Kek, id: &str, kind: &str, plaintext: &[u8]) -> Result<Self> {
         let mut nonce = [0u8; NONCE_LEN];
         fill_random(&mut nonce);
-        let aad = associated_data(key_id, algorithm, VERSION);
+        let aad = associated_data(id, kind, VERSION);
         let ciphertext = kek
             .cipher()
             .encrypt(
@@ -124,6 +130,11 @@ impl SealedKey {
         key_id: &str,
         algorithm: Algorithm,
     ) -> Result<Zeroizing<Vec<u8>>> {
+        self.open_bound(kek, key_id, algorithm.as_str())
+    }
+
+    /// Opens a blob sealed with [`SealedKey::seal_bound`] for `key_id` and `kind`.
+    pub fn open_bound(&self, kek: &Kek, key_id: &str, kind: &str) -> Result<Zeroizing<Vec<u8>>> {
         let fail = |reason: &str| KeyError::Unseal {
             key_id: key_id.to_string(),
             reason: reason.to_string(),
@@ -140,7 +151,7 @@ impl SealedKey {
         }
         let (nonce, ciphertext) = rest.split_at(NONCE_LEN);
         let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| fail("bad nonce"))?;
-        let aad = associated_data(key_id, algorithm, version);
+        let aad = associated_data(key_id, kind, version);
         kek.cipher()
             .decrypt(
                 &Nonce::from(nonce),
@@ -156,8 +167,8 @@ impl SealedKey {
     }
 }
 
-fn associated_data(key_id: &str, algorithm: Algorithm, version: u8) -> Vec<u8> {
-    format!("keyward-sealed-key|v{version}|{key_id}|{algorithm}").into_bytes()
+fn associated_data(key_id: &str, kind: &str, version: u8) -> Vec<u8> {
+    format!("keyward-sealed-key|v{version}|{key_id}|{kind}").into_bytes()
 }
 
 /// Fills `buf` from the operating system's CSPRNG. Failing to get randomness is not

@@ -78,6 +78,48 @@ impl SoftwareBackend {
         Ok((algorithm, self.finish(key_id, key)?))
     }
 
+    /// Makes a software key of `algorithm` from its raw private scalar or seed (32 bytes:
+    /// secp256k1 or Ed25519), e.g. a key derived from an HD wallet, sealed for `key_id`.
+    pub fn import_raw(
+        &self,
+        key_id: &str,
+        algorithm: Algorithm,
+        secret: &[u8],
+    ) -> Result<GeneratedKey> {
+        let key = match algorithm {
+            Algorithm::Secp256k1 => {
+                SoftwareKey::Secp256k1(k256::ecdsa::SigningKey::from_slice(secret).map_err(
+                    |_| KeyError::InvalidKeyMaterial("not a valid secp256k1 private key".into()),
+                )?)
+            }
+            Algorithm::Ed25519 => {
+                let bytes: &[u8; 32] = secret.try_into().map_err(|_| {
+                    KeyError::InvalidKeyMaterial("an Ed25519 seed is 32 bytes".into())
+                })?;
+                SoftwareKey::Ed25519(ed25519_dalek::SigningKey::from_bytes(bytes))
+            }
+            other => {
+                return Err(KeyError::InvalidKeyMaterial(format!(
+                    "raw {other} keys cannot be imported"
+                )));
+            }
+        };
+        self.finish(key_id, key)
+    }
+
+    /// Seals a secret that is not itself a key (e.g. an HD wallet's seed) for the object `id`
+    /// of kind `kind`; returns the blob to store.
+    pub fn seal_secret(&self, id: &str, kind: &str, secret: &[u8]) -> Result<Vec<u8>> {
+        Ok(SealedKey::seal_bound(&self.kek, id, kind, secret)?
+            .as_bytes()
+            .to_vec())
+    }
+
+    /// Opens a blob made by [`SoftwareBackend::seal_secret`].
+    pub fn open_secret(&self, id: &str, kind: &str, blob: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+        SealedKey::from_stored(blob.to_vec()).open_bound(&self.kek, id, kind)
+    }
+
     fn finish(&self, key_id: &str, key: SoftwareKey) -> Result<GeneratedKey> {
         let algorithm = key.algorithm();
         let der = key.to_pkcs8()?;

@@ -220,6 +220,20 @@ impl PolicyStage {
                 return deny("policy_context_unavailable");
             }
         }
+        match crate::chains::ethereum::spend::context(
+            &self.store,
+            &key.id,
+            &request.intent,
+            request.unix_time,
+        )
+        .await
+        {
+            Ok(spend) => request.context.spend = spend,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot compute the spend context");
+                return deny("policy_context_unavailable");
+            }
+        }
         let request_json = match serde_json::to_string(&request) {
             Ok(j) => j,
             Err(_) => return deny("policy_input_unavailable"),

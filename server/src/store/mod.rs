@@ -5,7 +5,8 @@
 //! writer inside its transaction (see `StateChange`), never on their own.
 //!
 //! Parts: `keys` (key rows), `policies` (policy modules, bindings, signature counts),
-//! `requests` (sign requests and idempotency), `audit` (chain rows), `approvals` (pending
+//! `requests` (sign requests and idempotency), `usage` (per-minute and per-hour counters for
+//! the policy context), `audit` (chain rows), `approvals` (pending
 //! requests and votes), `certificates` (document certificates and the internal CA).
 
 pub mod approvals;
@@ -14,6 +15,8 @@ pub mod certificates;
 pub mod keys;
 pub mod policies;
 pub mod requests;
+pub mod usage;
+pub mod wallets;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -128,6 +131,13 @@ pub enum StateChange {
         /// Policy id.
         policy_id: String,
     },
+    /// Usage counters grew (signature counts are added by `InsertSignRequest` itself; this is
+    /// for other metrics, such as the value a transaction moved).
+    AddUsage(Vec<usage::UsageDelta>),
+    /// An HD wallet was created or imported (its seed sealed).
+    InsertWallet(Box<wallets::WalletRow>),
+    /// A key was derived from a wallet (follows the key's `InsertKey`).
+    InsertWalletAccount(Box<wallets::AccountRow>),
     /// A key's ordered policy bindings were replaced.
     SetKeyPolicies {
         /// Key id.
@@ -285,6 +295,14 @@ pub(crate) async fn apply_change(
         StateChange::DeletePolicy { policy_id } => policies::delete(conn, policy_id).await,
         StateChange::SetKeyPolicies { key_id, bindings } => {
             policies::set_bindings(conn, key_id, bindings).await
+        }
+        StateChange::InsertWallet(row) => wallets::insert_wallet(conn, row).await,
+        StateChange::InsertWalletAccount(row) => wallets::insert_account(conn, row).await,
+        StateChange::AddUsage(deltas) => {
+            for delta in deltas {
+                usage::add(conn, delta).await?;
+            }
+            Ok(())
         }
     }
 }

@@ -4,7 +4,7 @@ use keyward_policy::Context;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
 
-use super::{Result, Store, StoreError, conflict_or};
+use super::{Result, Store, StoreError, conflict_or, usage};
 
 /// A stored policy module.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -217,7 +217,7 @@ impl Store {
     }
 
     /// Signatures made by `key_id` and for the principal `issuer`/`subject` in the hour and
-    /// the day before `now` (unix seconds).
+    /// the day before `now` (unix seconds), from the usage counters.
     pub async fn signature_context(
         &self,
         key_id: &str,
@@ -225,34 +225,22 @@ impl Store {
         subject: &str,
         now: i64,
     ) -> Result<Context> {
-        let (hour, day) = (now - 3600, now - 86_400);
-        let key = sqlx::query(
-            "SELECT COUNT(*), COALESCE(SUM(created_unix >= ?), 0) FROM sign_requests \
-             WHERE status = 'signed' AND key_id = ? AND created_unix >= ?",
-        )
-        .bind(hour)
-        .bind(key_id)
-        .bind(day)
-        .fetch_one(self.pool())
-        .await?;
-        let principal = sqlx::query(
-            "SELECT COUNT(*), COALESCE(SUM(created_unix >= ?), 0) FROM sign_requests \
-             WHERE status = 'signed' AND issuer = ? AND subject = ? AND created_unix >= ?",
-        )
-        .bind(hour)
-        .bind(issuer)
-        .bind(subject)
-        .bind(day)
-        .fetch_one(self.pool())
-        .await?;
-        let n = |row: &SqliteRow, i: usize| -> Result<u64> {
-            Ok(row.try_get::<i64, _>(i)?.max(0) as u64)
-        };
+        let key = self
+            .usage_of(&usage::key_scope(key_id), usage::SIGNATURES, now)
+            .await?;
+        let principal = self
+            .usage_of(
+                &usage::principal_scope(issuer, subject),
+                usage::SIGNATURES,
+                now,
+            )
+            .await?;
         Ok(Context {
-            key_signatures_last_hour: n(&key, 1)?,
-            key_signatures_last_day: n(&key, 0)?,
-            principal_signatures_last_hour: n(&principal, 1)?,
-            principal_signatures_last_day: n(&principal, 0)?,
+            key_signatures_last_hour: key.count_hour,
+            key_signatures_last_day: key.count_day,
+            principal_signatures_last_hour: principal.count_hour,
+            principal_signatures_last_day: principal.count_day,
+            spend: None,
         })
     }
 }

@@ -3,7 +3,7 @@
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
 
-use super::{Result, Store, StoreError, conflict_or};
+use super::{Result, Store, StoreError, conflict_or, usage};
 
 /// How a sign request ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,9 +115,24 @@ pub(crate) async fn insert(conn: &mut SqliteConnection, row: &SignRequestRow) ->
     .bind(&row.error_message)
     .bind(&row.created_at)
     .bind(row.created_unix)
-    .execute(conn)
+    .execute(&mut *conn)
     .await
     .map_err(|e| conflict_or(e, || "idempotency key already used".into()))?;
+    if row.status == SignStatus::Signed {
+        for scope in [
+            usage::key_scope(&row.key_id),
+            usage::principal_scope(&row.issuer, &row.subject),
+        ] {
+            let delta = usage::UsageDelta {
+                scope,
+                metric: usage::SIGNATURES.into(),
+                at_unix: row.created_unix,
+                count: 1,
+                amount: Default::default(),
+            };
+            usage::add(conn, &delta).await?;
+        }
+    }
     Ok(())
 }
 

@@ -5,12 +5,14 @@ mod approvals;
 mod audit;
 mod documents;
 mod errors;
+mod ethereum;
 mod identity;
 mod keys;
 mod openapi;
 mod policies;
 mod policy_author;
 mod signing;
+mod wallets;
 
 use std::time::Duration;
 

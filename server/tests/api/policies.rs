@@ -19,6 +19,8 @@ const EXAMPLES: &[&str] = &[
     "office-hours",
     "rate-limit",
     "approval-above",
+    "eth-spend-limit",
+    "eth-allowlist",
 ];
 
 fn workspace() -> PathBuf {

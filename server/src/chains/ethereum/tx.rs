@@ -1,0 +1,505 @@
+//! Ethereum transactions: legacy (with EIP-155 replay protection), EIP-2930 and EIP-1559,
+//! given as fields or as an unsigned RLP/EIP-2718 encoding. Encoding, decoding, the signing
+//! hash and the signed envelope come from `alloy-consensus`; this module only checks the input
+//! (a chain id is required, no trailing bytes, only these three types) and maps fields.
+
+use alloy_consensus::{SignableTransaction, TxEip1559, TxEip2930, TxEnvelope, TxLegacy};
+use alloy_eips::eip2718::Encodable2718;
+use alloy_eips::eip2930::{AccessList, AccessListItem};
+use alloy_primitives::{Address, B256, Bytes, Signature, TxKind, U256};
+use alloy_rlp::Decodable;
+use keyward_policy::EthereumTransactionIntent;
+
+use super::{erc20, hex_bytes, lower};
+use crate::intent::IntentError;
+
+/// Transaction fields as a caller gives them. Quantities are `0x` hex or decimal strings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TxFields {
+    /// `legacy`/`0x0`, `eip2930`/`0x1` or `eip1559`/`0x2`; inferred from the fee fields when
+    /// absent.
+    pub tx_type: Option<String>,
+    /// Chain id (required).
+    pub chain_id: Option<String>,
+    /// Nonce (default 0).
+    pub nonce: Option<String>,
+    /// Recipient; absent or empty for a contract creation.
+    pub to: Option<String>,
+    /// Value in wei (default 0).
+    pub value: Option<String>,
+    /// Gas limit (required).
+    pub gas: Option<String>,
+    /// Legacy and EIP-2930 gas price.
+    pub gas_price: Option<String>,
+    /// EIP-1559 max fee per gas.
+    pub max_fee_per_gas: Option<String>,
+    /// EIP-1559 max priority fee per gas.
+    pub max_priority_fee_per_gas: Option<String>,
+    /// Call data, `0x` hex.
+    pub data: Option<String>,
+    /// Access list: (address, storage keys).
+    pub access_list: Option<Vec<(String, Vec<String>)>>,
+}
+
+/// An unsigned transaction of a supported type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UnsignedTx {
+    /// Legacy, with EIP-155 chain id.
+    Legacy(TxLegacy),
+    /// EIP-2930.
+    Eip2930(TxEip2930),
+    /// EIP-1559.
+    Eip1559(TxEip1559),
+}
+
+fn invalid(m: impl Into<String>) -> IntentError {
+    IntentError::Invalid(m.into())
+}
+
+/// Parses a quantity: `0x` hex or a decimal string.
+pub fn parse_u256(field: &str, value: &str) -> Result<U256, IntentError> {
+    let v = value.trim();
+    let parsed = if let Some(h) = v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
+        if h.is_empty() {
+            Ok(U256::ZERO)
+        } else {
+            U256::from_str_radix(h, 16)
+        }
+    } else {
+        U256::from_str_radix(v, 10)
+    };
+    parsed.map_err(|_| {
+        invalid(format!(
+            "{field} must be a non-negative integer as 0x hex or decimal, got {value:?}"
+        ))
+    })
+}
+
+fn parse_u64(field: &str, value: &str) -> Result<u64, IntentError> {
+    u64::try_from(parse_u256(field, value)?)
+        .map_err(|_| invalid(format!("{field} does not fit in 64 bits")))
+}
+
+fn parse_u128(field: &str, value: &str) -> Result<u128, IntentError> {
+    u128::try_from(parse_u256(field, value)?)
+        .map_err(|_| invalid(format!("{field} does not fit in 128 bits")))
+}
+
+/// Parses an address (any case; a mixed-case address must carry a valid EIP-55 checksum).
+pub fn parse_address(field: &str, value: &str) -> Result<Address, IntentError> {
+    let v = value.trim();
+    let has_upper = v.chars().skip(2).any(|c| c.is_ascii_uppercase());
+    let has_lower = v.chars().skip(2).any(|c| c.is_ascii_lowercase());
+    if has_upper && has_lower {
+        return Address::parse_checksummed(v, None)
+            .map_err(|_| invalid(format!("{field} {value:?} has a wrong EIP-55 checksum")));
+    }
+    v.parse::<Address>().map_err(|_| {
+        invalid(format!(
+            "{field} must be a 20-byte 0x address, got {value:?}"
+        ))
+    })
+}
+
+impl TxFields {
+    /// Builds the transaction these fields describe.
+    pub fn build(&self) -> Result<UnsignedTx, IntentError> {
+        let chain_id = match self.chain_id.as_deref() {
+            Some(c) => parse_u64("chain_id", c)?,
+            None => return Err(invalid("chain_id is required (EIP-155 replay protection)")),
+        };
+        if chain_id == 0 {
+            return Err(invalid("chain_id must not be 0"));
+        }
+        let nonce = self
+            .nonce
+            .as_deref()
+            .map(|n| parse_u64("nonce", n))
+            .transpose()?
+            .unwrap_or(0);
+        let gas_limit = match self.gas.as_deref() {
+            Some(g) => parse_u64("gas", g)?,
+            None => return Err(invalid("gas (the gas limit) is required")),
+        };
+        let to = match self.to.as_deref().map(str::trim) {
+            None | Some("") => TxKind::Create,
+            Some(t) => TxKind::Call(parse_address("to", t)?),
+        };
+        let value = self
+            .value
+            .as_deref()
+            .map(|v| parse_u256("value", v))
+            .transpose()?
+            .unwrap_or_default();
+        let input: Bytes = match self.data.as_deref() {
+            Some(d) => hex_bytes("data", d)?.into(),
+            None => Bytes::new(),
+        };
+        let access_list = match &self.access_list {
+            None => None,
+            Some(items) => Some(AccessList(
+                items
+                    .iter()
+                    .map(|(a, keys)| {
+                        Ok(AccessListItem {
+                            address: parse_address("access_list address", a)?,
+                            storage_keys: keys
+                                .iter()
+                                .map(|k| {
+                                    let b = hex_bytes("storage key", k)?;
+                                    (b.len() == 32)
+                                        .then(|| B256::from_slice(&b))
+                                        .ok_or_else(|| invalid("a storage key is 32 bytes"))
+                                })
+                                .collect::<Result<_, _>>()?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, IntentError>>()?,
+            )),
+        };
+        let ty = match self.tx_type.as_deref().map(str::trim) {
+            Some("legacy" | "0x0" | "0x00" | "0") => 0,
+            Some("eip2930" | "0x1" | "0x01" | "1") => 1,
+            Some("eip1559" | "0x2" | "0x02" | "2") => 2,
+            Some(other) => {
+                return Err(invalid(format!(
+                    "transaction type {other:?} is not supported; use legacy (0x0), eip2930 (0x1) or eip1559 (0x2)"
+                )));
+            }
+            None if self.max_fee_per_gas.is_some() || self.max_priority_fee_per_gas.is_some() => 2,
+            None if access_list.is_some() => 1,
+            None => 0,
+        };
+        let gas_price = |ty: &str| -> Result<u128, IntentError> {
+            match self.gas_price.as_deref() {
+                Some(p) => parse_u128("gas_price", p),
+                None => Err(invalid(format!(
+                    "gas_price is required for {ty} transactions"
+                ))),
+            }
+        };
+        Ok(match ty {
+            0 => {
+                if access_list.is_some() {
+                    return Err(invalid("legacy transactions have no access list"));
+                }
+                UnsignedTx::Legacy(TxLegacy {
+                    chain_id: Some(chain_id),
+                    nonce,
+                    gas_price: gas_price("legacy")?,
+                    gas_limit,
+                    to,
+                    value,
+                    input,
+                })
+            }
+            1 => UnsignedTx::Eip2930(TxEip2930 {
+                chain_id,
+                nonce,
+                gas_price: gas_price("eip2930")?,
+                gas_limit,
+                to,
+                value,
+                access_list: access_list.unwrap_or_default(),
+                input,
+            }),
+            _ => {
+                if self.gas_price.is_some() {
+                    return Err(invalid(
+                        "eip1559 transactions take max_fee_per_gas and max_priority_fee_per_gas, not gas_price",
+                    ));
+                }
+                let max_fee = self.max_fee_per_gas.as_deref().ok_or_else(|| {
+                    invalid("max_fee_per_gas is required for eip1559 transactions")
+                })?;
+                let tip = self.max_priority_fee_per_gas.as_deref().ok_or_else(|| {
+                    invalid("max_priority_fee_per_gas is required for eip1559 transactions")
+                })?;
+                UnsignedTx::Eip1559(TxEip1559 {
+                    chain_id,
+                    nonce,
+                    gas_limit,
+                    max_fee_per_gas: parse_u128("max_fee_per_gas", max_fee)?,
+                    max_priority_fee_per_gas: parse_u128("max_priority_fee_per_gas", tip)?,
+                    to,
+                    value,
+                    access_list: access_list.unwrap_or_default(),
+                    input,
+                })
+            }
+        })
+    }
+}
+
+fn malformed(e: impl std::fmt::Display) -> IntentError {
+    IntentError::Malformed(format!("the transaction is not valid RLP: {e}"))
+}
+
+impl UnsignedTx {
+    /// Decodes an unsigned transaction: an RLP list for legacy (6 fields, or the 9-field
+    /// EIP-155 signing form `[.., chainId, 0, 0]`), or `0x01`/`0x02` followed by the RLP of
+    /// the fields. A legacy transaction without a chain id is refused.
+    pub fn decode(bytes: &[u8]) -> Result<Self, IntentError> {
+        let Some(&first) = bytes.first() else {
+            return Err(IntentError::Malformed("the transaction is empty".into()));
+        };
+        let mut buf = bytes;
+        let tx = match first {
+            0x01 => {
+                buf = &buf[1..];
+                UnsignedTx::Eip2930(TxEip2930::decode(&mut buf).map_err(malformed)?)
+            }
+            0x02 => {
+                buf = &buf[1..];
+                UnsignedTx::Eip1559(TxEip1559::decode(&mut buf).map_err(malformed)?)
+            }
+            0xc0..=0xff => {
+                let header = alloy_rlp::Header::decode(&mut buf).map_err(malformed)?;
+                if header.payload_length != buf.len() {
+                    return Err(malformed("the list length does not match the input"));
+                }
+                let mut fields = &buf[..header.payload_length];
+                let mut tx = {
+                    use alloy_consensus::transaction::RlpEcdsaDecodableTx;
+                    TxLegacy::rlp_decode_fields(&mut fields).map_err(malformed)?
+                };
+                if fields.is_empty() {
+                    return Err(invalid(
+                        "this legacy transaction has no chain id; encode the EIP-155 signing form [nonce, gasPrice, gas, to, value, data, chainId, 0, 0]",
+                    ));
+                }
+                let chain_id = u64::decode(&mut fields).map_err(malformed)?;
+                let r = U256::decode(&mut fields).map_err(malformed)?;
+                let s = U256::decode(&mut fields).map_err(malformed)?;
+                if !r.is_zero() || !s.is_zero() {
+                    return Err(invalid(
+                        "this legacy transaction is already signed; send the unsigned EIP-155 form",
+                    ));
+                }
+                tx.chain_id = Some(chain_id);
+                buf = fields;
+                tx.into()
+            }
+            0x03..=0x7f => {
+                return Err(invalid(format!(
+                    "transaction type 0x{first:02x} is not supported; use legacy, 0x01 or 0x02"
+                )));
+            }
+            _ => return Err(malformed("it starts with neither a type byte nor a list")),
+        };
+        if !buf.is_empty() {
+            return Err(malformed("trailing bytes after the transaction"));
+        }
+        if tx.chain_id() == 0 {
+            return Err(invalid("chain_id must not be 0"));
+        }
+        Ok(tx)
+    }
+
+    /// The chain id.
+    pub fn chain_id(&self) -> u64 {
+        match self {
+            UnsignedTx::Legacy(t) => t.chain_id.unwrap_or(0),
+            UnsignedTx::Eip2930(t) => t.chain_id,
+            UnsignedTx::Eip1559(t) => t.chain_id,
+        }
+    }
+
+    /// The hash the key signs.
+    pub fn signing_hash(&self) -> B256 {
+        match self {
+            UnsignedTx::Legacy(t) => t.signature_hash(),
+            UnsignedTx::Eip2930(t) => t.signature_hash(),
+            UnsignedTx::Eip1559(t) => t.signature_hash(),
+        }
+    }
+
+    /// The unsigned encoding (what `decode` reads).
+    pub fn encode_unsigned(&self) -> Vec<u8> {
+        match self {
+            UnsignedTx::Legacy(t) => t.encoded_for_signing(),
+            UnsignedTx::Eip2930(t) => t.encoded_for_signing(),
+            UnsignedTx::Eip1559(t) => t.encoded_for_signing(),
+        }
+    }
+
+    /// The signed, ready-to-broadcast encoding and the transaction hash.
+    pub fn into_signed(self, signature: Signature) -> (Vec<u8>, B256) {
+        let envelope: TxEnvelope = match self {
+            UnsignedTx::Legacy(t) => t.into_signed(signature).into(),
+            UnsignedTx::Eip2930(t) => t.into_signed(signature).into(),
+            UnsignedTx::Eip1559(t) => t.into_signed(signature).into(),
+        };
+        (envelope.encoded_2718(), *envelope.tx_hash())
+    }
+
+    /// The intent policies see.
+    pub fn intent(&self, from: &str) -> EthereumTransactionIntent {
+        let (tx_type, nonce, gas_limit, to, value, input, access) = match self {
+            UnsignedTx::Legacy(t) => (
+                "legacy",
+                t.nonce,
+                t.gas_limit,
+                t.to,
+                t.value,
+                &t.input,
+                None,
+            ),
+            UnsignedTx::Eip2930(t) => (
+                "eip2930",
+                t.nonce,
+                t.gas_limit,
+                t.to,
+                t.value,
+                &t.input,
+                Some(&t.access_list),
+            ),
+            UnsignedTx::Eip1559(t) => (
+                "eip1559",
+                t.nonce,
+                t.gas_limit,
+                t.to,
+                t.value,
+                &t.input,
+                Some(&t.access_list),
+            ),
+        };
+        let (gas_price, max_fee, tip) = match self {
+            UnsignedTx::Legacy(t) => (Some(t.gas_price.to_string()), None, None),
+            UnsignedTx::Eip2930(t) => (Some(t.gas_price.to_string()), None, None),
+            UnsignedTx::Eip1559(t) => (
+                None,
+                Some(t.max_fee_per_gas.to_string()),
+                Some(t.max_priority_fee_per_gas.to_string()),
+            ),
+        };
+        let to = to.to().copied();
+        EthereumTransactionIntent {
+            tx_type: tx_type.into(),
+            chain_id: self.chain_id(),
+            from: from.to_string(),
+            to: to.map(|a| lower(&a)),
+            nonce,
+            value: value.to_string(),
+            gas_limit,
+            gas_price,
+            max_fee_per_gas: max_fee,
+            max_priority_fee_per_gas: tip,
+            data: format!("0x{}", hex::encode(input)),
+            selector: (input.len() >= 4).then(|| format!("0x{}", hex::encode(&input[..4]))),
+            access_list: access
+                .map(|l| l.0.iter().map(|i| lower(&i.address)).collect())
+                .unwrap_or_default(),
+            erc20: to.and_then(|token| erc20::decode(&token, input)),
+        }
+    }
+}
+
+impl From<TxLegacy> for UnsignedTx {
+    fn from(t: TxLegacy) -> Self {
+        UnsignedTx::Legacy(t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn eip155_example() -> TxFields {
+        TxFields {
+            chain_id: Some("1".into()),
+            nonce: Some("9".into()),
+            gas_price: Some("20000000000".into()),
+            gas: Some("21000".into()),
+            to: Some("0x3535353535353535353535353535353535353535".into()),
+            value: Some("1000000000000000000".into()),
+            ..Default::default()
+        }
+    }
+
+    /// The example of EIP-155: signing data, signing hash, and (with the private key
+    /// 0x4646..46) v = 37 and the exact r and s.
+    #[test]
+    fn eip155_example_transaction() {
+        let tx = eip155_example().build().unwrap();
+        assert_eq!(
+            hex::encode(tx.encode_unsigned()),
+            "ec098504a817c800825208943535353535353535353535353535353535353535880de0b6b3a764000080018080"
+        );
+        let hash = tx.signing_hash();
+        assert_eq!(
+            hex::encode(hash),
+            "daf5a779ae972f972197303d7b574746c7ef83eadac0f2791ad23db92e4c8e53"
+        );
+        let key = k256::ecdsa::SigningKey::from_slice(&[0x46; 32]).unwrap();
+        let (sig, recid) = key.sign_prehash_recoverable(hash.as_slice());
+        let sig = sig.normalize_s();
+        let bytes = sig.to_bytes();
+        let signature = Signature::new(
+            U256::from_be_slice(&bytes[..32]),
+            U256::from_be_slice(&bytes[32..]),
+            recid.is_y_odd(),
+        );
+        let (raw, _) = tx.clone().into_signed(signature);
+        assert_eq!(
+            hex::encode(raw),
+            "f86c098504a817c800825208943535353535353535353535353535353535353535880de0b6b3a76400008025a028ef61340bd939bc2195fe537567866003e1a15d3c71ff63e1590620aa636276a067cbe9d8997f761aecb703304b3800ccf555c9f3dc64214b297fb1966a3b6d83"
+        );
+        // v = 37 = 1 * 2 + 35 + 0.
+        assert_eq!(
+            alloy_consensus::transaction::to_eip155_value(recid.is_y_odd(), Some(1)),
+            37
+        );
+        // The unsigned form decodes back to the same transaction.
+        assert_eq!(UnsignedTx::decode(&tx.encode_unsigned()).unwrap(), tx);
+    }
+
+    #[test]
+    fn typed_transactions_round_trip_and_bad_input_is_refused() {
+        let mut f = eip155_example();
+        f.max_fee_per_gas = Some("0x77359400".into());
+        f.max_priority_fee_per_gas = Some("0x3b9aca00".into());
+        f.gas_price = None;
+        let tx = f.build().unwrap();
+        assert!(matches!(tx, UnsignedTx::Eip1559(_)));
+        let enc = tx.encode_unsigned();
+        assert_eq!(enc[0], 2);
+        assert_eq!(UnsignedTx::decode(&enc).unwrap(), tx);
+        let mut g = eip155_example();
+        g.access_list = Some(vec![(
+            "0x3535353535353535353535353535353535353535".into(),
+            vec![format!("0x{}", "00".repeat(32))],
+        )]);
+        let tx = g.build().unwrap();
+        assert!(matches!(tx, UnsignedTx::Eip2930(_)));
+        assert_eq!(UnsignedTx::decode(&tx.encode_unsigned()).unwrap(), tx);
+
+        // Missing chain id: fields and the 6-field legacy RLP.
+        let mut h = eip155_example();
+        h.chain_id = None;
+        assert!(matches!(h.build(), Err(IntentError::Invalid(m)) if m.contains("chain_id")));
+        let six = hex::decode(
+            "e9098504a817c800825208943535353535353535353535353535353535353535880de0b6b3a764000080",
+        )
+        .unwrap();
+        assert!(
+            matches!(UnsignedTx::decode(&six), Err(IntentError::Invalid(m)) if m.contains("chain id"))
+        );
+        // Malformed RLP, trailing bytes, unknown types.
+        for bad in ["ec0985", "02c3", "ff", "", "05c0"] {
+            assert!(
+                UnsignedTx::decode(&hex::decode(bad).unwrap()).is_err(),
+                "{bad}"
+            );
+        }
+        let mut trailing = enc.clone();
+        trailing.push(0);
+        assert!(matches!(
+            UnsignedTx::decode(&trailing),
+            Err(IntentError::Malformed(_))
+        ));
+        let mut bad_checksum = eip155_example();
+        bad_checksum.to = Some("0x9858EfFD232B4033E47d90003D41EC34EcaEda95".into());
+        assert!(bad_checksum.build().is_err());
+    }
+}

@@ -1,0 +1,197 @@
+//! Wallet rows (sealed seeds) and account rows (keys derived from a wallet).
+
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, SqliteConnection};
+
+use super::{Result, Store, conflict_or};
+
+/// A stored HD wallet. `seed` is the sealed BIP-39 seed, never the mnemonic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalletRow {
+    /// Wallet id.
+    pub id: String,
+    /// Unique name.
+    pub name: String,
+    /// Words of the mnemonic.
+    pub words: i64,
+    /// Whether a BIP-39 passphrase was used.
+    pub passphrase: bool,
+    /// `generated` or `imported`.
+    pub origin: String,
+    /// Master key fingerprint, hex.
+    pub fingerprint: String,
+    /// Sealed seed.
+    pub seed: Vec<u8>,
+    /// Labels, JSON object.
+    pub labels: String,
+    /// Creation time.
+    pub created_at: String,
+    /// Creator (`issuer|subject`).
+    pub created_by: String,
+}
+
+/// A stored account: a key derived from a wallet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountRow {
+    /// The key's id.
+    pub key_id: String,
+    /// The wallet.
+    pub wallet_id: String,
+    /// `ethereum`, `bitcoin`, `solana`.
+    pub chain: String,
+    /// Derivation path.
+    pub path: String,
+    /// The chain's address of the key.
+    pub address: String,
+    /// Allowed chain ids, JSON array (empty: any).
+    pub chain_ids: String,
+    /// Creation time.
+    pub created_at: String,
+}
+
+fn wallet_from_row(row: &SqliteRow) -> Result<WalletRow> {
+    Ok(WalletRow {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        words: row.try_get("words")?,
+        passphrase: row.try_get::<i64, _>("passphrase")? != 0,
+        origin: row.try_get("origin")?,
+        fingerprint: row.try_get("fingerprint")?,
+        seed: row.try_get("seed")?,
+        labels: row.try_get("labels")?,
+        created_at: row.try_get("created_at")?,
+        created_by: row.try_get("created_by")?,
+    })
+}
+
+fn account_from_row(row: &SqliteRow) -> Result<AccountRow> {
+    Ok(AccountRow {
+        key_id: row.try_get("key_id")?,
+        wallet_id: row.try_get("wallet_id")?,
+        chain: row.try_get("chain")?,
+        path: row.try_get("path")?,
+        address: row.try_get("address")?,
+        chain_ids: row.try_get("chain_ids")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+pub(crate) async fn insert_wallet(conn: &mut SqliteConnection, row: &WalletRow) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO wallets (id, name, words, passphrase, origin, fingerprint, seed, labels, \
+         created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&row.id)
+    .bind(&row.name)
+    .bind(row.words)
+    .bind(i64::from(row.passphrase))
+    .bind(&row.origin)
+    .bind(&row.fingerprint)
+    .bind(&row.seed)
+    .bind(&row.labels)
+    .bind(&row.created_at)
+    .bind(&row.created_by)
+    .execute(conn)
+    .await
+    .map_err(|e| {
+        conflict_or(e, || {
+            format!("a wallet named {:?} already exists", row.name)
+        })
+    })?;
+    Ok(())
+}
+
+pub(crate) async fn insert_account(conn: &mut SqliteConnection, row: &AccountRow) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO wallet_accounts (key_id, wallet_id, chain, path, address, chain_ids, \
+         created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&row.key_id)
+    .bind(&row.wallet_id)
+    .bind(&row.chain)
+    .bind(&row.path)
+    .bind(&row.address)
+    .bind(&row.chain_ids)
+    .bind(&row.created_at)
+    .execute(conn)
+    .await
+    .map_err(|e| {
+        conflict_or(e, || {
+            format!(
+                "wallet {} already has a {} account at {}",
+                row.wallet_id, row.chain, row.path
+            )
+        })
+    })?;
+    Ok(())
+}
+
+impl Store {
+    /// A wallet by id.
+    pub async fn wallet(&self, id: &str) -> Result<Option<WalletRow>> {
+        let row = sqlx::query("SELECT * FROM wallets WHERE id = ?")
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(wallet_from_row).transpose()
+    }
+
+    /// Wallets ordered by id, after `after`, at most `limit`.
+    pub async fn wallets_page(&self, after: Option<&str>, limit: u32) -> Result<Vec<WalletRow>> {
+        let rows = sqlx::query("SELECT * FROM wallets WHERE id > ? ORDER BY id LIMIT ?")
+            .bind(after.unwrap_or(""))
+            .bind(i64::from(limit))
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(wallet_from_row).collect()
+    }
+
+    /// The accounts of a wallet, oldest first.
+    pub async fn wallet_accounts(&self, wallet_id: &str) -> Result<Vec<AccountRow>> {
+        let rows = sqlx::query(
+            "SELECT * FROM wallet_accounts WHERE wallet_id = ? ORDER BY created_at, key_id",
+        )
+        .bind(wallet_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(account_from_row).collect()
+    }
+
+    /// The account row of a key, if the key was derived from a wallet.
+    pub async fn account_of_key(&self, key_id: &str) -> Result<Option<AccountRow>> {
+        let row = sqlx::query("SELECT * FROM wallet_accounts WHERE key_id = ?")
+            .bind(key_id)
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(account_from_row).transpose()
+    }
+
+    /// The account of `chain` with `address` (compared case-insensitively).
+    pub async fn account_by_address(
+        &self,
+        chain: &str,
+        address: &str,
+    ) -> Result<Option<AccountRow>> {
+        let row = sqlx::query(
+            "SELECT * FROM wallet_accounts WHERE chain = ? AND lower(address) = lower(?) \
+             ORDER BY created_at LIMIT 1",
+        )
+        .bind(chain)
+        .bind(address)
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(account_from_row).transpose()
+    }
+
+    /// Accounts of `chain` (every wallet), oldest first, at most `limit`.
+    pub async fn accounts_of_chain(&self, chain: &str, limit: u32) -> Result<Vec<AccountRow>> {
+        let rows = sqlx::query(
+            "SELECT * FROM wallet_accounts WHERE chain = ? ORDER BY created_at, key_id LIMIT ?",
+        )
+        .bind(chain)
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(account_from_row).collect()
+    }
+}
