@@ -174,6 +174,14 @@ impl PublicKey {
         })
     }
 
+    /// An Ed25519 key's 32 bytes; an error for keys of other algorithms.
+    pub fn ed25519_bytes(&self) -> Result<[u8; 32]> {
+        match self.parsed()? {
+            Parsed::Ed25519(k) => Ok(k.to_bytes()),
+            _ => Err(bad_key(format!("{} is not an Ed25519 key", self.algorithm))),
+        }
+    }
+
     /// The secp256k1 verifying key; an error for keys of other algorithms.
     pub(crate) fn secp256k1_key(&self) -> Result<k256::ecdsa::VerifyingKey> {
         match self.parsed()? {
