@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod approvals;
+mod bitcoin_solana;
 mod audit;
 mod documents;
 mod errors;
