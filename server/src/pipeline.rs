@@ -449,10 +449,11 @@ pub async fn submit(state: &AppState, call: SignCall) -> Result<Submitted, Pipel
 
     // Sign, off the async runtime.
     let to_sign = intent.to_sign.clone();
-    let signed = tokio::task::spawn_blocking(move || sign_parts(signer.as_ref(), &to_sign, options))
-        .await
-        .map_err(|e| KeyError::Unavailable(format!("signing task failed: {e}")))
-        .and_then(|r| r);
+    let signed =
+        tokio::task::spawn_blocking(move || sign_parts(signer.as_ref(), &to_sign, options))
+            .await
+            .map_err(|e| KeyError::Unavailable(format!("signing task failed: {e}")))
+            .and_then(|r| r);
     let signature = match signed {
         Ok(s) => s,
         Err(err) => {
@@ -865,10 +866,11 @@ pub async fn sign_approved(state: &AppState, id: &str) -> Result<SignReceipt, Pi
         }
     };
     let key = key.ok_or_else(|| PipelineError::KeyNotFound(row.key_id.clone()))?;
-    let signed = tokio::task::spawn_blocking(move || sign_parts(signer.as_ref(), &to_sign, options))
-        .await
-        .map_err(|e| KeyError::Unavailable(format!("signing task failed: {e}")))
-        .and_then(|r| r);
+    let signed =
+        tokio::task::spawn_blocking(move || sign_parts(signer.as_ref(), &to_sign, options))
+            .await
+            .map_err(|e| KeyError::Unavailable(format!("signing task failed: {e}")))
+            .and_then(|r| r);
     let signature = match signed {
         Ok(s) => s,
         Err(err) => {

@@ -57,7 +57,12 @@ async fn bitcoinjs_builds_keyward_signs_bitcoinjs_validates_and_finalizes() {
     let admin = kw.admin().to_string();
     let signer = kw.token("alice", &["signer"]);
     let (status, wallet) = kw
-        .call("POST", "/v1/wallets", Some(&admin), Some(&json!({"name": "btc", "mnemonic": ABANDON})))
+        .call(
+            "POST",
+            "/v1/wallets",
+            Some(&admin),
+            Some(&json!({"name": "btc", "mnemonic": ABANDON})),
+        )
         .await;
     assert_eq!(status, 201, "{wallet}");
     let wallet_id = wallet["wallet"]["id"].as_str().unwrap().to_string();
@@ -74,7 +79,10 @@ async fn bitcoinjs_builds_keyward_signs_bitcoinjs_validates_and_finalizes() {
         assert_eq!(status, 201, "{account}");
         let key = account["key"]["id"].as_str().unwrap().to_string();
         let address = account["account"]["address"].as_str().unwrap().to_string();
-        let public_key = account["account"]["public_key"].as_str().unwrap().trim_start_matches("0x");
+        let public_key = account["account"]["public_key"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("0x");
         let built = node(
             dir.path(),
             "build",
@@ -91,14 +99,25 @@ async fn bitcoinjs_builds_keyward_signs_bitcoinjs_validates_and_finalizes() {
         assert_eq!(status, 200, "{signed}");
         assert_eq!(signed["signed_inputs"], json!([0, 1]), "{signed}");
         assert_eq!(signed["fee_sat"], 1500);
-        let checked = node(dir.path(), "verify", json!({"psbt": signed["psbt"], "kind": kind}));
+        let checked = node(
+            dir.path(),
+            "verify",
+            json!({"psbt": signed["psbt"], "kind": kind}),
+        );
         assert_eq!(checked["valid"], json!([true, true]), "{kind}: {checked}");
         assert_eq!(checked["txid"], signed["txid"], "{kind}");
         assert_eq!(
             checked["witness_items"],
-            if kind == "p2wpkh" { json!([2, 2]) } else { json!([1, 1]) }
+            if kind == "p2wpkh" {
+                json!([2, 2])
+            } else {
+                json!([1, 1])
+            }
         );
-        assert_eq!(checked["outputs"][0], json!({"address": TO, "value": 100_000}));
+        assert_eq!(
+            checked["outputs"][0],
+            json!({"address": TO, "value": 100_000})
+        );
 
         // Keyward's own finalization gives the same transaction id.
         let (status, finalized) = kw

@@ -19,7 +19,12 @@ fn js_dir() -> PathBuf {
     let dir = workspace_root().join("tests").join("js");
     static INSTALL: std::sync::Once = std::sync::Once::new();
     INSTALL.call_once(|| {
-        if !dir.join("node_modules").join("@solana").join("web3.js").exists() {
+        if !dir
+            .join("node_modules")
+            .join("@solana")
+            .join("web3.js")
+            .exists()
+        {
             let status = Command::new("npm")
                 .args(["ci", "--no-audit", "--no-fund"])
                 .current_dir(&dir)
@@ -55,7 +60,12 @@ async fn web3js_builds_keyward_signs_web3js_verifies() {
     let admin = kw.admin().to_string();
     let signer = kw.token("alice", &["signer"]);
     let (status, wallet) = kw
-        .call("POST", "/v1/wallets", Some(&admin), Some(&json!({"name": "sol", "mnemonic": ABANDON})))
+        .call(
+            "POST",
+            "/v1/wallets",
+            Some(&admin),
+            Some(&json!({"name": "sol", "mnemonic": ABANDON})),
+        )
         .await;
     assert_eq!(status, 201, "{wallet}");
     let wallet_id = wallet["wallet"]["id"].as_str().unwrap();
@@ -71,7 +81,11 @@ async fn web3js_builds_keyward_signs_web3js_verifies() {
     let key = account["key"]["id"].as_str().unwrap().to_string();
     let address = account["account"]["address"].as_str().unwrap().to_string();
 
-    let built = node(dir.path(), "build", json!({"address": address, "to": TO, "lamports": 250_000}));
+    let built = node(
+        dir.path(),
+        "build",
+        json!({"address": address, "to": TO, "lamports": 250_000}),
+    );
     let (status, signed) = kw
         .call(
             "POST",
@@ -135,7 +149,11 @@ async fn web3js_builds_keyward_signs_web3js_verifies() {
         )
         .await;
     assert_eq!(status, 200, "{ok}");
-    let larger = node(dir.path(), "build", json!({"address": address, "to": TO, "lamports": 250_001}));
+    let larger = node(
+        dir.path(),
+        "build",
+        json!({"address": address, "to": TO, "lamports": 250_001}),
+    );
     let (status, denied) = kw
         .call(
             "POST",

@@ -43,11 +43,15 @@ pub fn evaluate(req: &SignRequest, settings: &Settings) -> Decision {
         match &out.address {
             Some(a) if settings.addresses.iter().any(|l| l == a) => {}
             Some(a) => {
-                return Decision::deny(format!("output {i} pays {a}, which is not in the allowlist"));
+                return Decision::deny(format!(
+                    "output {i} pays {a}, which is not in the allowlist"
+                ));
             }
             None if settings.allow_data_outputs => {}
             None => {
-                return Decision::deny(format!("output {i} has no address (data outputs are not allowed)"));
+                return Decision::deny(format!(
+                    "output {i} has no address (data outputs are not allowed)"
+                ));
             }
         }
     }
@@ -118,21 +122,36 @@ mod tests {
 
     #[test]
     fn listed_outputs_and_change_pass() {
-        let req = psbt(vec![(Some(FRIEND), 50_000, false), (Some("bcrt1qchange"), 48_000, true)], 2000);
+        let req = psbt(
+            vec![
+                (Some(FRIEND), 50_000, false),
+                (Some("bcrt1qchange"), 48_000, true),
+            ],
+            2000,
+        );
         assert_eq!(evaluate(&req, &settings()), Decision::Allow);
     }
 
     #[test]
     fn unknown_outputs_data_outputs_and_high_fees_are_denied() {
         let req = psbt(vec![(Some("bcrt1qstranger"), 50_000, false)], 1000);
-        assert!(matches!(evaluate(&req, &settings()), Decision::Deny { reason } if reason.contains("bcrt1qstranger")));
+        assert!(
+            matches!(evaluate(&req, &settings()), Decision::Deny { reason } if reason.contains("bcrt1qstranger"))
+        );
         let req = psbt(vec![(None, 0, false)], 1000);
         assert!(matches!(evaluate(&req, &settings()), Decision::Deny { .. }));
         let req = psbt(vec![(Some(FRIEND), 40_000, false)], 6000);
-        assert!(matches!(evaluate(&req, &settings()), Decision::Deny { reason } if reason.contains("fee")));
+        assert!(
+            matches!(evaluate(&req, &settings()), Decision::Deny { reason } if reason.contains("fee"))
+        );
         // 4000 sat over 141 vB is 28.4 sat/vB: within the fee cap, above the rate cap.
         let req = psbt(vec![(Some(FRIEND), 40_000, false)], 4000);
-        assert!(matches!(evaluate(&req, &settings()), Decision::Deny { reason } if reason.contains("rate")));
-        assert!(matches!(evaluate(&request().build(), &settings()), Decision::Deny { .. }));
+        assert!(
+            matches!(evaluate(&req, &settings()), Decision::Deny { reason } if reason.contains("rate"))
+        );
+        assert!(matches!(
+            evaluate(&request().build(), &settings()),
+            Decision::Deny { .. }
+        ));
     }
 }

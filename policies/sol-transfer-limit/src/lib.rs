@@ -132,18 +132,39 @@ mod tests {
     #[test]
     fn transfers_within_the_limit_pass() {
         let s = settings(serde_json::json!({"max_lamports": 1000, "tokens": {MINT: 50}}));
-        assert_eq!(evaluate(&tx(&[400, 600], &[(Some(MINT), 50)]), &s), Decision::Allow);
+        assert_eq!(
+            evaluate(&tx(&[400, 600], &[(Some(MINT), 50)]), &s),
+            Decision::Allow
+        );
     }
 
     #[test]
     fn larger_transfers_unknown_tokens_and_programs_are_denied() {
         let s = settings(serde_json::json!({"max_lamports": 1000, "tokens": {MINT: 50}}));
-        assert!(matches!(evaluate(&tx(&[600, 600], &[]), &s), Decision::Deny { reason } if reason.contains("1200")));
-        assert!(matches!(evaluate(&tx(&[], &[(Some(MINT), 30), (Some(MINT), 30)]), &s), Decision::Deny { .. }));
-        assert!(matches!(evaluate(&tx(&[], &[(Some("other"), 1)]), &s), Decision::Deny { .. }));
-        assert!(matches!(evaluate(&tx(&[], &[(None, 1)]), &s), Decision::Deny { .. }));
-        let s = settings(serde_json::json!({"max_lamports": 1000, "programs": ["Vote111111111111111111111111111111111111111"]}));
-        assert!(matches!(evaluate(&tx(&[1], &[]), &s), Decision::Deny { reason } if reason.contains("program")));
-        assert!(matches!(evaluate(&request().build(), &s), Decision::Deny { .. }));
+        assert!(
+            matches!(evaluate(&tx(&[600, 600], &[]), &s), Decision::Deny { reason } if reason.contains("1200"))
+        );
+        assert!(matches!(
+            evaluate(&tx(&[], &[(Some(MINT), 30), (Some(MINT), 30)]), &s),
+            Decision::Deny { .. }
+        ));
+        assert!(matches!(
+            evaluate(&tx(&[], &[(Some("other"), 1)]), &s),
+            Decision::Deny { .. }
+        ));
+        assert!(matches!(
+            evaluate(&tx(&[], &[(None, 1)]), &s),
+            Decision::Deny { .. }
+        ));
+        let s = settings(
+            serde_json::json!({"max_lamports": 1000, "programs": ["Vote111111111111111111111111111111111111111"]}),
+        );
+        assert!(
+            matches!(evaluate(&tx(&[1], &[]), &s), Decision::Deny { reason } if reason.contains("program"))
+        );
+        assert!(matches!(
+            evaluate(&request().build(), &s),
+            Decision::Deny { .. }
+        ));
     }
 }

@@ -239,12 +239,14 @@ impl BitcoinApi {
         };
         if dry_run {
             let report = pipeline::dry_run(&state, call).await?;
-            return Ok(PsbtResponse::Signed(Json(PsbtOutcome::DryRun(DryRunResult {
-                dry_run: true,
-                key_id: report.key_id,
-                request_id: report.request_id,
-                policy: PolicyView::from(&report.verdict),
-            }))));
+            return Ok(PsbtResponse::Signed(Json(PsbtOutcome::DryRun(
+                DryRunResult {
+                    dry_run: true,
+                    key_id: report.key_id,
+                    request_id: report.request_id,
+                    policy: PolicyView::from(&report.verdict),
+                },
+            ))));
         }
         let receipt = match pipeline::submit(&state, call).await? {
             Submitted::Signed(receipt) => receipt,
@@ -252,21 +254,26 @@ impl BitcoinApi {
         };
         let fee_sat = plan.intent.fee_sat;
         let txid = plan.intent.txid.clone();
-        let signed = plan.complete(&receipt_signatures(&receipt)?, body.finalize.unwrap_or(true))?;
+        let signed = plan.complete(
+            &receipt_signatures(&receipt)?,
+            body.finalize.unwrap_or(true),
+        )?;
         use base64::Engine as _;
-        Ok(PsbtResponse::Signed(Json(PsbtOutcome::Signed(SignedPsbtView {
-            psbt: base64::engine::general_purpose::STANDARD.encode(&signed.psbt),
-            txid,
-            signed_inputs: signed.signed_inputs.iter().map(|&i| i as u32).collect(),
-            complete: signed.complete,
-            transaction: signed.tx_hex,
-            fee_sat,
-            address: account.address().to_string(),
-            key_id: receipt.key_id.clone(),
-            request_id: receipt.request_id.clone(),
-            signed_at: receipt.signed_at.clone(),
-            policy: PolicyView::from(&receipt.verdict),
-        }))))
+        Ok(PsbtResponse::Signed(Json(PsbtOutcome::Signed(
+            SignedPsbtView {
+                psbt: base64::engine::general_purpose::STANDARD.encode(&signed.psbt),
+                txid,
+                signed_inputs: signed.signed_inputs.iter().map(|&i| i as u32).collect(),
+                complete: signed.complete,
+                transaction: signed.tx_hex,
+                fee_sat,
+                address: account.address().to_string(),
+                key_id: receipt.key_id.clone(),
+                request_id: receipt.request_id.clone(),
+                signed_at: receipt.signed_at.clone(),
+                policy: PolicyView::from(&receipt.verdict),
+            },
+        ))))
     }
 }
 

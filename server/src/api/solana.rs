@@ -218,16 +218,14 @@ impl SolanaApi {
             }
             (None, Some(m)) => SolanaPlan::from_message(&decode_b64("message", m)?, &public)?,
             (Some(_), Some(_)) => {
-                return Err(IntentError::Invalid(
-                    "send transaction or message, not both".into(),
-                )
-                .into());
+                return Err(
+                    IntentError::Invalid("send transaction or message, not both".into()).into(),
+                );
             }
             (None, None) => {
-                return Err(IntentError::Invalid(
-                    "send transaction or message (base64)".into(),
-                )
-                .into());
+                return Err(
+                    IntentError::Invalid("send transaction or message (base64)".into()).into(),
+                );
             }
         };
         let intent = Intent::SolanaTransaction(plan.intent.clone());

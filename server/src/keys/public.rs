@@ -186,7 +186,10 @@ impl PublicKey {
     pub(crate) fn secp256k1_key(&self) -> Result<k256::ecdsa::VerifyingKey> {
         match self.parsed()? {
             Parsed::Secp256k1(k) => Ok(k),
-            _ => Err(bad_key(format!("{} is not a secp256k1 key", self.algorithm))),
+            _ => Err(bad_key(format!(
+                "{} is not a secp256k1 key",
+                self.algorithm
+            ))),
         }
     }
 

@@ -15,8 +15,9 @@ fn tweak_scalar(tweak: &[u8]) -> Result<Scalar> {
     let bytes: [u8; 32] = tweak
         .try_into()
         .map_err(|_| KeyError::InvalidInput("a taproot tweak is 32 bytes".into()))?;
-    Option::from(Scalar::from_repr(bytes.into()))
-        .ok_or_else(|| KeyError::InvalidInput("the taproot tweak is not below the curve order".into()))
+    Option::from(Scalar::from_repr(bytes.into())).ok_or_else(|| {
+        KeyError::InvalidInput("the taproot tweak is not below the curve order".into())
+    })
 }
 
 /// Signs the 32-byte `digest` with BIP-340 under `secret`, tweaked by `tweak` when given.
@@ -36,8 +37,8 @@ pub(crate) fn sign(
         let t = tweak_scalar(tweak)?;
         let tweaked: Option<NonZeroScalar> =
             NonZeroScalar::new(*key.as_nonzero_scalar().as_ref() + t).into();
-        let tweaked = tweaked
-            .ok_or_else(|| KeyError::InvalidInput("the tweaked key is zero".into()))?;
+        let tweaked =
+            tweaked.ok_or_else(|| KeyError::InvalidInput("the tweaked key is zero".into()))?;
         key = k256::schnorr::SigningKey::from(tweaked);
     }
     let sig = key

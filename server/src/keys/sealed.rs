@@ -225,9 +225,7 @@ mod tests {
         use base64::Engine as _;
         let b64 = base64::engine::general_purpose::STANDARD.encode(&kek.0[..]);
         assert_eq!(
-            Kek::parse(format!("{b64}\n").as_bytes())
-                .unwrap()
-                .0[..],
+            Kek::parse(format!("{b64}\n").as_bytes()).unwrap().0[..],
             kek.0[..]
         );
         assert!(Kek::parse(b"too short").is_err());

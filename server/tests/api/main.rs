@@ -2,8 +2,8 @@
 #![allow(clippy::unwrap_used)]
 
 mod approvals;
-mod bitcoin_solana;
 mod audit;
+mod bitcoin_solana;
 mod documents;
 mod errors;
 mod ethereum;

@@ -170,8 +170,8 @@ mod tests {
                 "bc1q8c6fshw2dlwun7ekn9qwf37cu2rn755upcp6el",
             ),
         ] {
-            let account = BitcoinAccount::new(&hexb(pk), ScriptKind::P2wpkh, Network::Bitcoin)
-                .unwrap();
+            let account =
+                BitcoinAccount::new(&hexb(pk), ScriptKind::P2wpkh, Network::Bitcoin).unwrap();
             assert_eq!(account.address().to_string(), addr);
         }
     }

@@ -74,7 +74,12 @@ fn ours_to_sign(
                 }
             }
             let hash = cache
-                .p2wpkh_signature_hash(index, &utxo.script_pubkey, utxo.value, EcdsaSighashType::All)
+                .p2wpkh_signature_hash(
+                    index,
+                    &utxo.script_pubkey,
+                    utxo.value,
+                    EcdsaSighashType::All,
+                )
                 .map_err(|e| BitcoinError::Invalid(format!("input {index}: {e}")))?;
             Ok((
                 ToSign::Digest {
@@ -100,7 +105,11 @@ fn ours_to_sign(
                     digest: hash.to_byte_array().to_vec(),
                     tweak: account.taproot_tweak().map(|t| t.to_vec()),
                 },
-                if ty == TapSighashType::All { "ALL" } else { "DEFAULT" },
+                if ty == TapSighashType::All {
+                    "ALL"
+                } else {
+                    "DEFAULT"
+                },
             ))
         }
     }
@@ -309,7 +318,6 @@ impl PsbtPlan {
         let tx_hex = if complete {
             let tx = self.psbt.clone().extract_tx_unchecked_fee_rate();
             Some(bitcoin::consensus::encode::serialize_hex(&tx))
-                
         } else {
             None
         };

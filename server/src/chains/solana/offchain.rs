@@ -10,9 +10,8 @@ use super::SolanaError;
 
 /// The bytes to sign for `message` (UTF-8, 1 to 65515 bytes) and the intent policies see.
 pub fn prepare(message: &[u8]) -> Result<(SolanaMessageIntent, Vec<u8>), SolanaError> {
-    let text = std::str::from_utf8(message).map_err(|_| {
-        SolanaError::Invalid("an off-chain message must be UTF-8 text".into())
-    })?;
+    let text = std::str::from_utf8(message)
+        .map_err(|_| SolanaError::Invalid("an off-chain message must be UTF-8 text".into()))?;
     let offchain = OffchainMessage::new(0, message).map_err(|e| {
         SolanaError::Invalid(format!(
             "the message cannot be an off-chain message ({e}): it must be 1 to 65515 bytes of UTF-8"
@@ -52,7 +51,10 @@ mod tests {
         let pk = [1u8; 32];
         assert!(super::super::transaction::SolanaPlan::from_message(&bytes, &pk).is_err());
         assert!(super::super::transaction::SolanaPlan::from_transaction(&bytes, &pk).is_err());
-        assert_eq!(prepare("héllo".as_bytes()).unwrap().0.format, "limited_utf8");
+        assert_eq!(
+            prepare("héllo".as_bytes()).unwrap().0.format,
+            "limited_utf8"
+        );
         assert!(prepare(b"").is_err());
         assert!(prepare(&[0xff, 0xfe]).is_err());
     }

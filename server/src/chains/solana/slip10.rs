@@ -20,7 +20,8 @@ pub fn default_path(index: u32) -> String {
 
 /// Parses a path like `m/44'/501'/0'/0'`; every step must be hardened (`'` or `h`).
 pub fn parse_path(path: &str) -> Result<Vec<u32>, SolanaError> {
-    let bad = |why: &str| SolanaError::Invalid(format!("derivation path {path:?} is invalid: {why}"));
+    let bad =
+        |why: &str| SolanaError::Invalid(format!("derivation path {path:?} is invalid: {why}"));
     let mut steps = path.trim().split('/');
     if steps.next() != Some("m") {
         return Err(bad("it must start with m/"));
@@ -147,7 +148,10 @@ mod tests {
             hex::encode(*key),
             "171cb88b1b3c1db25add599712e36245d75bc65a1a5c9e18d76f9f2b1eab4012"
         );
-        let (key, _) = derive(&seed, &parse_path("m/0'/2147483647'/1'/2147483646'/2'").unwrap());
+        let (key, _) = derive(
+            &seed,
+            &parse_path("m/0'/2147483647'/1'/2147483646'/2'").unwrap(),
+        );
         assert_eq!(
             hex::encode(*key),
             "551d333177df541ad876a60ea71f00447931c0a9da16f227c11ea080d7391b8d"

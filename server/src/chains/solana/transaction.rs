@@ -39,10 +39,9 @@ fn malformed(what: &str, e: impl std::fmt::Display) -> SolanaError {
 impl SolanaPlan {
     /// Decodes a serialized transaction (signatures and message).
     pub fn from_transaction(bytes: &[u8], account: &[u8; 32]) -> Result<Self, SolanaError> {
-        let tx: VersionedTransaction = wincode::deserialize_exact(bytes)
-            .map_err(|e| malformed("the transaction", e))?;
-        let reencoded =
-            wincode::serialize(&tx).map_err(|e| malformed("the transaction", e))?;
+        let tx: VersionedTransaction =
+            wincode::deserialize_exact(bytes).map_err(|e| malformed("the transaction", e))?;
+        let reencoded = wincode::serialize(&tx).map_err(|e| malformed("the transaction", e))?;
         if reencoded != bytes {
             return Err(SolanaError::Malformed(
                 "the transaction is not in canonical wire form".into(),
@@ -113,7 +112,11 @@ impl SolanaPlan {
 
         let lookups = message.address_table_lookups().unwrap_or(&[]);
         let writable: usize = lookups.iter().map(|l| l.writable_indexes.len()).sum();
-        let lookup_accounts = writable + lookups.iter().map(|l| l.readonly_indexes.len()).sum::<usize>();
+        let lookup_accounts = writable
+            + lookups
+                .iter()
+                .map(|l| l.readonly_indexes.len())
+                .sum::<usize>();
         // Names an account by its index: static keys by address, loaded ones by table.
         let name = |index: u8| -> String {
             let index = usize::from(index);
@@ -121,13 +124,19 @@ impl SolanaPlan {
                 return key.to_string();
             }
             let mut j = index - keys.len();
-            let (writable_part, pick): (bool, usize) = if j < writable { (true, j) } else {
+            let (writable_part, pick): (bool, usize) = if j < writable {
+                (true, j)
+            } else {
                 j -= writable;
                 (false, j)
             };
             let mut rest = pick;
             for l in lookups {
-                let list = if writable_part { &l.writable_indexes } else { &l.readonly_indexes };
+                let list = if writable_part {
+                    &l.writable_indexes
+                } else {
+                    &l.readonly_indexes
+                };
                 if rest < list.len() {
                     return format!("lookup:{}:{}", l.account_key, list[rest]);
                 }
@@ -221,7 +230,9 @@ fn system_transfer(
     };
     let (instruction, lamports, from, to) = match ix {
         SystemInstruction::Transfer { lamports } => ("transfer", lamports, 0, 1),
-        SystemInstruction::TransferWithSeed { lamports, .. } => ("transfer_with_seed", lamports, 0, 2),
+        SystemInstruction::TransferWithSeed { lamports, .. } => {
+            ("transfer_with_seed", lamports, 0, 2)
+        }
         SystemInstruction::CreateAccount { lamports, .. } => ("create_account", lamports, 0, 1),
         SystemInstruction::CreateAccountWithSeed { lamports, .. } => {
             ("create_account_with_seed", lamports, 0, 1)
@@ -251,7 +262,9 @@ fn token_transfer(
         let b: [u8; 8] = bytes
             .get(1..9)
             .and_then(|s| s.try_into().ok())
-            .ok_or_else(|| SolanaError::Malformed("a token transfer's amount is cut short".into()))?;
+            .ok_or_else(|| {
+                SolanaError::Malformed("a token transfer's amount is cut short".into())
+            })?;
         Ok(u64::from_le_bytes(b))
     };
     // SPL Token instruction layout: a one-byte tag, then the fields little-endian.
