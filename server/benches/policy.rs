@@ -112,7 +112,11 @@ async fn throughput(dir: &std::path::Path, policies: usize) -> f64 {
     let client = TestClient::new(app::routes(state.clone()).boxed());
     let issuer = state.dev_issuer().unwrap();
     let admin = issuer
-        .mint("admin", &[Role::Admin], Duration::from_secs(3600))
+        .mint(
+            "admin",
+            &[Role::Admin, Role::Signer],
+            Duration::from_secs(3600),
+        )
         .unwrap();
     let bearer = format!("Bearer {admin}");
     let resp = client

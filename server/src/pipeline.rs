@@ -395,6 +395,11 @@ fn from_stored(stored: StoredToSign) -> Result<(ToSign, SignOptions), StoreError
     Ok((to_sign, options))
 }
 
+/// The signature options stored with a pending request (its `to_sign` column).
+pub fn stored_sign_options(to_sign: &str) -> Result<SignOptions, StoreError> {
+    decode_to_sign(to_sign).map(|(_, options)| options)
+}
+
 /// Runs a sign request through the whole path.
 pub async fn submit(state: &AppState, call: SignCall) -> Result<Submitted, PipelineError> {
     if let Some(idem) = &call.idempotency

@@ -69,6 +69,22 @@ pub struct DocumentSignResult {
     pub policy: PolicyView,
 }
 
+impl From<documents::sign::SignedDocument> for DocumentSignResult {
+    fn from(signed: documents::sign::SignedDocument) -> Self {
+        DocumentSignResult {
+            signature: base64::engine::general_purpose::STANDARD.encode(&signed.signature),
+            format: signed.format.as_str().to_string(),
+            signed_at: signed.signed_at,
+            algorithm: signed.algorithm,
+            signer_subject: signed.signer_subject,
+            certificate_id: signed.certificate_id,
+            key_id: signed.key_id,
+            request_id: signed.request_id,
+            policy: PolicyView::from(&signed.verdict),
+        }
+    }
+}
+
 /// Verify a CMS signature.
 #[derive(Debug, Clone, Object)]
 pub struct DocumentVerifyBody {
@@ -216,17 +232,7 @@ impl DocumentsApi {
                     return Ok(DocumentSignResponse::Pending(Json(p.into())));
                 }
             };
-        Ok(DocumentSignResponse::Signed(Json(DocumentSignResult {
-            signature: base64::engine::general_purpose::STANDARD.encode(&signed.signature),
-            format: signed.format.as_str().to_string(),
-            signed_at: signed.signed_at,
-            algorithm: signed.algorithm,
-            signer_subject: signed.signer_subject,
-            certificate_id: signed.certificate_id,
-            key_id: signed.key_id,
-            request_id: signed.request_id,
-            policy: PolicyView::from(&signed.verdict),
-        })))
+        Ok(DocumentSignResponse::Signed(Json(signed.into())))
     }
 
     /// Verify a detached CMS signature over a document or its hash (any role): the digest, the

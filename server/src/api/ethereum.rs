@@ -238,7 +238,7 @@ async fn run(
         Ok(EthOutcome::Signed(s)) => {
             EthSignResponse::Signed(Json(EthSignOutcome::Signed((*s).into())))
         }
-        Ok(EthOutcome::Pending(p)) => EthSignResponse::Pending(Json(p.into())),
+        Ok(EthOutcome::Pending(p)) => EthSignResponse::Pending(Json((*p).into())),
         Err(report) => EthSignResponse::Signed(Json(EthSignOutcome::DryRun(DryRunResult {
             dry_run: true,
             key_id: report.key_id,
@@ -285,7 +285,7 @@ impl EthereumApi {
         let Json(body) = body;
         let idem = idempotency(idempotency_key.0, "ethereum.sign_transaction", &id.0, &body)?;
         let request = match (body.transaction, body.unsigned) {
-            (Some(t), None) => EthRequest::Transaction(t.into()),
+            (Some(t), None) => EthRequest::Transaction(Box::new(t.into())),
             (None, Some(u)) => EthRequest::UnsignedTransaction(hex_bytes("unsigned", &u)?),
             (Some(_), Some(_)) => {
                 return Err(

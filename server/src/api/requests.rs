@@ -5,15 +5,18 @@ use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 
+use super::documents::DocumentSignResult;
 use super::error::{ApiError, ApiResult};
 use super::keys::{PolicyView, SignResult};
 use super::{ApiTags, BearerAuth, page_limit};
 use crate::app::AppState;
 use crate::approvals::{self, ApprovalError};
 use crate::auth::Role;
-use crate::pipeline::SignReceipt;
+use crate::documents;
+use crate::pipeline::{self, SignReceipt};
 use crate::policy::Verdict;
 use crate::store::approvals::{ApprovalRequestRow, ApprovalStatus};
+use keyward_policy::Intent;
 
 /// Approval requests.
 pub struct RequestsApi;
@@ -78,6 +81,10 @@ pub struct RequestView {
     /// The signature, once `signed`.
     #[oai(skip_serializing_if_is_none)]
     pub result: Option<SignResult>,
+    /// For a document request, once `signed`: the document signature (for `cms`, the
+    /// SignedData with the certificate chain, as the document route returns it).
+    #[oai(skip_serializing_if_is_none)]
+    pub document: Option<DocumentSignResult>,
     /// Why it failed, once `failed`.
     #[oai(skip_serializing_if_is_none)]
     pub error: Option<String>,
@@ -120,13 +127,22 @@ async fn view(state: &AppState, row: ApprovalRequestRow) -> ApiResult<RequestVie
     let votes = state.store().approval_votes(&row.id).await?;
     let verdict: Verdict =
         serde_json::from_str(&row.verdict).map_err(|e| ApiError::internal("stored verdict", e))?;
-    let result = match &row.result {
-        Some(r) => Some(SignResult::from(
+    let receipt = match &row.result {
+        Some(r) => Some(
             serde_json::from_str::<SignReceipt>(r)
                 .map_err(|e| ApiError::internal("stored result", e))?,
-        )),
+        ),
         None => None,
     };
+    let document = match (&receipt, serde_json::from_str::<Intent>(&row.intent)) {
+        (Some(receipt), Ok(Intent::Document(intent))) => {
+            let options = pipeline::stored_sign_options(&row.to_sign)?;
+            let signed = documents::sign::finish(state, receipt, &intent, options.scheme).await?;
+            Some(DocumentSignResult::from(signed))
+        }
+        _ => None,
+    };
+    let result = receipt.map(SignResult::from);
     Ok(RequestView {
         policy: PolicyView::from(&verdict),
         status: row.status.as_str().to_string(),
@@ -155,6 +171,7 @@ async fn view(state: &AppState, row: ApprovalRequestRow) -> ApiResult<RequestVie
         updated_at: row.updated_at,
         error: row.error_message,
         result,
+        document,
         id: row.id,
     })
 }

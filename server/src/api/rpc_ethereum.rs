@@ -213,7 +213,15 @@ async fn dispatch(
     params: Vec<Value>,
 ) -> Result<Value, RpcError> {
     let (address, request) = match method {
-        "eth_accounts" => return accounts(state, principal).await.map(|a| json!(a)),
+        "eth_accounts" => {
+            let mut addresses: Vec<String> = Vec::new();
+            for (address, _) in accounts(state, principal).await? {
+                if !addresses.contains(&address) {
+                    addresses.push(address);
+                }
+            }
+            return Ok(json!(addresses));
+        }
         "eth_sign" => {
             let address = param_str(&params, 0, "address")?.to_string();
             let data = param_str(&params, 1, "data")?;
@@ -232,7 +240,7 @@ async fn dispatch(
                 .and_then(Value::as_str)
                 .ok_or_else(|| RpcError::params("the transaction needs a from address"))?
                 .to_string();
-            (address, EthRequest::Transaction(tx_fields(tx)?))
+            (address, EthRequest::Transaction(Box::new(tx_fields(tx)?)))
         }
         "eth_signTypedData_v4" | "eth_signTypedData" => {
             let address = param_str(&params, 0, "address")?.to_string();
@@ -290,23 +298,28 @@ async fn dispatch(
     }
 }
 
-/// The Ethereum accounts the caller may sign with (active keys whose signers admit it).
-async fn accounts(state: &AppState, principal: &Principal) -> Result<Vec<String>, RpcError> {
+/// The Ethereum accounts the caller may sign with (active keys whose signers admit it), as
+/// (address, key id), oldest first.
+async fn accounts(
+    state: &AppState,
+    principal: &Principal,
+) -> Result<Vec<(String, String)>, RpcError> {
     if !principal.has_role(Role::Signer) {
         return Ok(Vec::new());
     }
+    let store_error = |e| RpcError::from(ApiError::from(e));
     let rows = state
         .store()
         .accounts_of_chain("ethereum", 1000)
         .await
-        .map_err(|e| RpcError::from(ApiError::from(e)))?;
+        .map_err(store_error)?;
     let mut out = Vec::new();
     for account in rows {
         let Some(key) = state
             .store()
             .key(&account.key_id)
             .await
-            .map_err(|e| RpcError::from(ApiError::from(e)))?
+            .map_err(store_error)?
         else {
             continue;
         };
@@ -316,34 +329,31 @@ async fn accounts(state: &AppState, principal: &Principal) -> Result<Vec<String>
         if meta.status == KeyStatus::Active
             && crate::auth::signers::admits(&meta.signers, principal)
         {
-            out.push(account.address);
+            out.push((account.address, account.key_id));
         }
     }
     Ok(out)
 }
 
-/// The key of the account with `address` (unknown accounts are invalid params).
+/// The key of the caller's account with `address` (unknown accounts are invalid params).
 async fn key_of(
     state: &AppState,
     principal: &Principal,
     address: &str,
 ) -> Result<String, RpcError> {
-    let wanted =
-        parse_address("address", address).map_err(|e| RpcError::from(ApiError::from(e)))?;
-    let checksummed = wanted.to_checksum(None);
-    let accounts = accounts(state, principal).await?;
-    if !accounts.contains(&checksummed) {
-        return Err(RpcError::params(format!(
-            "no Ethereum account {checksummed} that you may sign with"
-        )));
-    }
-    state
-        .store()
-        .account_by_address("ethereum", &checksummed)
-        .await
+    let wanted = parse_address("address", address)
         .map_err(|e| RpcError::from(ApiError::from(e)))?
-        .map(|a| a.key_id)
-        .ok_or_else(|| RpcError::params(format!("no Ethereum account {checksummed}")))
+        .to_checksum(None);
+    accounts(state, principal)
+        .await?
+        .into_iter()
+        .find(|(a, _)| *a == wanted)
+        .map(|(_, key)| key)
+        .ok_or_else(|| {
+            RpcError::params(format!(
+                "no Ethereum account {wanted} that you may sign with"
+            ))
+        })
 }
 
 /// Reads an `eth_signTransaction` object (0x quantities, camelCase names).

@@ -227,7 +227,8 @@ fn chain_of(row: &CertificateRow) -> Result<Vec<Certificate>> {
 pub enum DocumentOutcome {
     /// Signed now.
     Signed(SignedDocument),
-    /// A policy requires approval; the request waits (its result will carry the raw signature).
+    /// A policy requires approval; the request waits (once signed, `GET /v1/requests/{id}`
+    /// carries the document signature built by [`finish`]).
     Pending(pipeline::PendingReceipt),
 }
 
@@ -336,14 +337,6 @@ pub async fn sign(
         pipeline::Submitted::Signed(receipt) => receipt,
         pipeline::Submitted::Pending(pending) => return Ok(DocumentOutcome::Pending(pending)),
     };
-    let signature = base64::engine::general_purpose::STANDARD
-        .decode(&receipt.signature)
-        .map_err(|e| DocumentError::Encoding(format!("receipt signature: {e}")))?;
-    let algorithm: Algorithm = receipt
-        .algorithm
-        .parse()
-        .map_err(|e: String| DocumentError::Encoding(e))?;
-
     // On a replay, rebuild from what the original request recorded.
     let used = if receipt.request_id == request_id {
         intent
@@ -365,6 +358,27 @@ pub async fn sign(
             }
         }
     };
+    let signed = finish(state, &receipt, &used, req.scheme.unwrap_or_default()).await?;
+    Ok(DocumentOutcome::Signed(signed))
+}
+
+/// Builds the document signature around the pipeline's `receipt` for the document intent it
+/// signed: for `cms`, the SignedData with the certificate and signing time the intent
+/// recorded (so a replay, or a request signed after approval, gives the same bytes a direct
+/// signature would have); for `raw`, the bare signature.
+pub async fn finish(
+    state: &AppState,
+    receipt: &pipeline::SignReceipt,
+    used: &DocumentIntent,
+    scheme: RsaScheme,
+) -> Result<SignedDocument> {
+    let signature = base64::engine::general_purpose::STANDARD
+        .decode(&receipt.signature)
+        .map_err(|e| DocumentError::Encoding(format!("receipt signature: {e}")))?;
+    let algorithm: Algorithm = receipt
+        .algorithm
+        .parse()
+        .map_err(|e: String| DocumentError::Encoding(e))?;
     let used_hash = parse_hash(&used.hash_algorithm)?;
     let used_cert = match &used.certificate_serial {
         Some(serial) => state
@@ -375,7 +389,6 @@ pub async fn sign(
             .find(|r| &r.serial == serial),
         None => None,
     };
-    let scheme = req.scheme.unwrap_or_default();
     let name = signature_name(algorithm, used_hash, scheme);
     let (signature, signed_at) = match (Format::parse(&used.format)?, &used_cert) {
         (Format::Cms, Some(row)) => {
@@ -406,17 +419,17 @@ pub async fn sign(
         }
         (Format::Raw, _) => (signature, receipt.signed_at.clone()),
     };
-    Ok(DocumentOutcome::Signed(SignedDocument {
+    Ok(SignedDocument {
         signature,
         format: Format::parse(&used.format)?,
         signed_at,
         algorithm: name,
         signer_subject: used.certificate_subject.clone(),
         certificate_id: used_cert.map(|r| r.id),
-        key_id: receipt.key_id,
-        request_id: receipt.request_id,
-        verdict: receipt.verdict,
-    }))
+        key_id: receipt.key_id.clone(),
+        request_id: receipt.request_id.clone(),
+        verdict: receipt.verdict.clone(),
+    })
 }
 
 #[cfg(test)]

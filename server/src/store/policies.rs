@@ -225,16 +225,15 @@ impl Store {
         subject: &str,
         now: i64,
     ) -> Result<Context> {
-        let key = self
-            .usage_of(&usage::key_scope(key_id), usage::SIGNATURES, now)
+        // One round trip for both scopes: this runs on every request to a key with policies.
+        let (key, principal) = (
+            usage::key_scope(key_id),
+            usage::principal_scope(issuer, subject),
+        );
+        let counts = self
+            .usage_counts([key.as_str(), principal.as_str()], usage::SIGNATURES, now)
             .await?;
-        let principal = self
-            .usage_of(
-                &usage::principal_scope(issuer, subject),
-                usage::SIGNATURES,
-                now,
-            )
-            .await?;
+        let [key, principal] = counts;
         Ok(Context {
             key_signatures_last_hour: key.count_hour,
             key_signatures_last_day: key.count_day,

@@ -119,19 +119,16 @@ pub(crate) async fn insert(conn: &mut SqliteConnection, row: &SignRequestRow) ->
     .await
     .map_err(|e| conflict_or(e, || "idempotency key already used".into()))?;
     if row.status == SignStatus::Signed {
-        for scope in [
-            usage::key_scope(&row.key_id),
-            usage::principal_scope(&row.issuer, &row.subject),
-        ] {
-            let delta = usage::UsageDelta {
-                scope,
-                metric: usage::SIGNATURES.into(),
-                at_unix: row.created_unix,
-                count: 1,
-                amount: Default::default(),
-            };
-            usage::add(conn, &delta).await?;
-        }
+        let key = usage::key_scope(&row.key_id);
+        let principal = usage::principal_scope(&row.issuer, &row.subject);
+        usage::add_count(
+            conn,
+            [&key, &principal],
+            usage::SIGNATURES,
+            row.created_unix,
+            1,
+        )
+        .await?;
     }
     Ok(())
 }

@@ -166,23 +166,6 @@ impl Store {
         row.as_ref().map(account_from_row).transpose()
     }
 
-    /// The account of `chain` with `address` (compared case-insensitively).
-    pub async fn account_by_address(
-        &self,
-        chain: &str,
-        address: &str,
-    ) -> Result<Option<AccountRow>> {
-        let row = sqlx::query(
-            "SELECT * FROM wallet_accounts WHERE chain = ? AND lower(address) = lower(?) \
-             ORDER BY created_at LIMIT 1",
-        )
-        .bind(chain)
-        .bind(address)
-        .fetch_optional(self.pool())
-        .await?;
-        row.as_ref().map(account_from_row).transpose()
-    }
-
     /// Accounts of `chain` (every wallet), oldest first, at most `limit`.
     pub async fn accounts_of_chain(&self, chain: &str, limit: u32) -> Result<Vec<AccountRow>> {
         let rows = sqlx::query(

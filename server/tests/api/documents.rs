@@ -1061,3 +1061,73 @@ async fn an_imported_ca_issues_certificates_openssl_accepts() {
 fn body_has_no_private_key(v: &Value) -> bool {
     !v.to_string().contains("PRIVATE KEY")
 }
+
+#[tokio::test]
+async fn a_cms_request_signed_after_approval_returns_the_signed_data_openssl_accepts() {
+    use crate::policies::{bind, example_wasm, upload};
+    let server = setup().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = write(dir.path(), "ca.pem", ca_pem(&server).await.as_bytes());
+    let key_id = doc_key(&server, "needs-approval", "rsa-2048").await;
+    let cert = issue(&server, &key_id, "Alice Approved").await;
+    let policy = upload(
+        &server,
+        "doc-approval",
+        &example_wasm("approval-above"),
+        Value::Null,
+    )
+    .await;
+    let settings = json!({"max_message_len": 0, "approvals": 1, "approver_roles": ["legal"]});
+    let (status, body) = bind(&server, &key_id, &[(&policy, settings)]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let signer = server.token_named("alice", &["signer"]);
+    let (status, pending) = sign_doc(
+        &server,
+        &signer,
+        json!({"key_id": key_id, "document": b64(DOC), "scheme": "pss"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{pending}");
+    let id = pending["request_id"].as_str().unwrap().to_string();
+    let (_, waiting) = server
+        .call("GET", &format!("/v1/requests/{id}"), Some(&signer), None)
+        .await;
+    assert_eq!(waiting["status"], "pending_approval", "{waiting}");
+    assert!(waiting.get("document").is_none(), "{waiting}");
+
+    let approver = server.token_named("lena", &["approver", "legal"]);
+    let (status, done) = server
+        .call(
+            "POST",
+            &format!("/v1/requests/{id}/approve"),
+            Some(&approver),
+            Some(json!({"comment": "contract checked"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert_eq!(done["status"], "signed", "{done}");
+
+    // The requester reads the SignedData; each read rebuilds the same bytes.
+    let (status, first) = server
+        .call("GET", &format!("/v1/requests/{id}"), Some(&signer), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    let doc = &first["document"];
+    assert_eq!(doc["format"], "cms", "{first}");
+    assert_eq!(doc["algorithm"], "SHA256withRSAandMGF1");
+    assert_eq!(doc["certificate_id"], cert["id"]);
+    assert_eq!(doc["request_id"], id.as_str());
+    let (_, again) = server
+        .call("GET", &format!("/v1/requests/{id}"), Some(&signer), None)
+        .await;
+    assert_eq!(again["document"]["signature"], doc["signature"]);
+
+    let sig = unb64(&doc["signature"]);
+    let (ok, out) = cms_verify(dir.path(), &sig, DOC, &ca);
+    assert!(ok, "openssl refused the approved SignedData: {out}");
+    let mut changed = DOC.to_vec();
+    changed[0] ^= 1;
+    let (ok, _) = cms_verify(dir.path(), &sig, &changed, &ca);
+    assert!(!ok, "a changed document verified");
+}

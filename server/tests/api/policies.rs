@@ -907,11 +907,12 @@ async fn the_host_context_counts_signatures_by_key_and_principal() {
     assert_eq!(ctx.key_signatures_last_day, 3);
     assert_eq!(ctx.principal_signatures_last_hour, 3);
     assert_eq!(ctx.principal_signatures_last_day, 3);
-    // An hour later the hourly counts are empty, the daily ones are not.
+    // Counted by the minute, the hour window is the current minute and the 60 before it: 62
+    // minutes later the hourly counts are empty, the daily ones are not.
     let later = server
         .state
         .store()
-        .signature_context(&a, &issuer, "alice", now + 3601)
+        .signature_context(&a, &issuer, "alice", now + 62 * 60)
         .await
         .unwrap();
     assert_eq!(

@@ -21,7 +21,7 @@ use crate::pipeline::{self, Idempotency, PendingReceipt, PipelineError, SignCall
 #[derive(Debug, Clone)]
 pub enum EthRequest {
     /// A transaction given as fields.
-    Transaction(TxFields),
+    Transaction(Box<TxFields>),
     /// A transaction given as its unsigned encoding.
     UnsignedTransaction(Vec<u8>),
     /// An EIP-191 message.
@@ -88,7 +88,7 @@ pub enum EthOutcome {
     /// Signed.
     Signed(Box<EthSigned>),
     /// Waiting for approvers.
-    Pending(PendingReceipt),
+    Pending(Box<PendingReceipt>),
 }
 
 enum Decoded {
@@ -198,7 +198,7 @@ pub async fn sign(
     }
     let receipt = match pipeline::submit(state, call).await? {
         pipeline::Submitted::Signed(r) => r,
-        pipeline::Submitted::Pending(p) => return Ok(Ok(EthOutcome::Pending(p))),
+        pipeline::Submitted::Pending(p) => return Ok(Ok(EthOutcome::Pending(Box::new(p)))),
     };
     let from = from.ok_or_else(|| {
         PipelineError::Key(KeyError::Unavailable(
