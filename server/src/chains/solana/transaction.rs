@@ -159,10 +159,10 @@ impl SolanaPlan {
                 if let Some(t) = system_transfer(&ix.data, &account)? {
                     system_transfers.push(t);
                 }
-            } else if program == TOKEN_PROGRAM || program == TOKEN_2022_PROGRAM {
-                if let Some(t) = token_transfer(&program, &ix.data, &account)? {
-                    token_transfers.push(t);
-                }
+            } else if (program == TOKEN_PROGRAM || program == TOKEN_2022_PROGRAM)
+                && let Some(t) = token_transfer(&program, &ix.data, &account)?
+            {
+                token_transfers.push(t);
             }
         }
 
