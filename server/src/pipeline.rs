@@ -952,3 +952,33 @@ pub async fn sign_approved(state: &AppState, id: &str) -> Result<SignReceipt, Pi
     state.approvals().changed(id, "signed");
     Ok(receipt)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::HashAlg;
+
+    #[test]
+    fn stored_bytes_to_sign_round_trip_batches_and_schnorr() {
+        let batch = ToSign::Batch(vec![
+            ToSign::Digest {
+                hash: HashAlg::Sha256,
+                digest: vec![1; 32],
+            },
+            ToSign::Schnorr {
+                digest: vec![2; 32],
+                tweak: Some(vec![3; 32]),
+            },
+            ToSign::Schnorr {
+                digest: vec![4; 32],
+                tweak: None,
+            },
+        ]);
+        let options = SignOptions::default();
+        let (back, _) = decode_to_sign(&encode_to_sign(&batch, options)).unwrap();
+        assert_eq!(back, batch);
+        let single = ToSign::Message(b"m".to_vec());
+        let (back, _) = decode_to_sign(&encode_to_sign(&single, options)).unwrap();
+        assert_eq!(back, single);
+    }
+}

@@ -362,7 +362,7 @@ async fn psbt_refusals_give_no_signature() {
         json!({"psbt": b64(&psbt(&[(10_000, ours)], &[(FRIEND, 9_000)], true).serialize())}),
     )
     .await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "{resp}");
+    assert_error(status, &resp, StatusCode::FORBIDDEN, "WRONG_KEY_PURPOSE");
     assert!(resp.get("psbt").is_none());
 }
 
