@@ -601,3 +601,81 @@ async fn solana_transactions_and_messages_are_signed_and_judged() {
     assert!(body["message"].as_str().unwrap().contains("5001"), "{body}");
     assert!(body.get("transaction").is_none());
 }
+
+#[tokio::test]
+async fn an_approved_psbt_is_signed_once_and_replayed_with_its_idempotency_key() {
+    use crate::policies::constant_policy;
+    let server = setup().await;
+    let alice = server.token_named("alice", &["signer"]);
+    let wallet = import_abandon(&server, "w").await;
+    let (key, address) = btc_account(
+        &server,
+        &wallet,
+        json!({"chain": "bitcoin", "network": "regtest", "address_type": "p2tr"}),
+    )
+    .await;
+    let ours = script_of(&address);
+    let policy = upload(
+        &server,
+        "approve-all",
+        &constant_policy(r#"{"decision":"require_approval","reason":"treasury","approvals":1,"approver_roles":["treasury"],"ttl_seconds":600}"#),
+        Value::Null,
+    )
+    .await;
+    let (status, body) = bind(&server, &key, &[(&policy, Value::Null)]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let unsigned = psbt(
+        &[(30_000, ours.clone()), (30_000, ours.clone())],
+        &[(FRIEND, 59_000)],
+        true,
+    );
+    let body = json!({"psbt": b64(&unsigned.serialize())});
+    let headers = [("Idempotency-Key", "psbt-1")];
+    let path = format!("/v1/keys/{key}/bitcoin/sign-psbt");
+    let (status, pending) = server
+        .call_with("POST", &path, Some(&alice), Some(body.clone()), &headers)
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{pending}");
+    assert!(pending.get("psbt").is_none());
+    let id = pending["request_id"].as_str().unwrap();
+    let bob = server.token_named("bob", &["approver", "treasury"]);
+    let (status, voted) = server
+        .call(
+            "POST",
+            &format!("/v1/requests/{id}/approve"),
+            Some(&bob),
+            Some(json!({"comment": "ok"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{voted}");
+    // The same request with the same key now answers the signed, finalized PSBT.
+    let (status, signed) = server
+        .call_with("POST", &path, Some(&alice), Some(body), &headers)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{signed}");
+    assert_eq!(signed["request_id"], id);
+    assert_eq!(signed["complete"], true, "{signed}");
+    let tx: Transaction =
+        bitcoin::consensus::encode::deserialize_hex(signed["transaction"].as_str().unwrap())
+            .unwrap();
+    let prevouts: Vec<TxOut> = unsigned
+        .inputs
+        .iter()
+        .map(|i| i.witness_utxo.clone().unwrap())
+        .collect();
+    let secp = Secp256k1::verification_only();
+    let output_key = bitcoin::XOnlyPublicKey::from_slice(&ours.as_bytes()[2..]).unwrap();
+    let mut cache = SighashCache::new(&unsigned.unsigned_tx);
+    for i in 0..2 {
+        let sig = bitcoin::taproot::Signature::from_slice(&tx.input[i].witness[0]).unwrap();
+        let hash = cache
+            .taproot_key_spend_signature_hash(i, &Prevouts::All(&prevouts), TapSighashType::Default)
+            .unwrap();
+        secp.verify_schnorr(
+            &sig.signature,
+            &Message::from_digest(hash.to_byte_array()),
+            &output_key,
+        )
+        .unwrap();
+    }
+}
