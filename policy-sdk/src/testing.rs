@@ -67,6 +67,7 @@ pub fn ethereum_transaction(
         selector: None,
         access_list: Vec::new(),
         erc20: None,
+        unsigned: String::new(),
     }
 }
 

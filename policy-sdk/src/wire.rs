@@ -201,6 +201,9 @@ pub struct EthereumTransactionIntent {
     /// An ERC-20 `transfer`, `approve` or `transferFrom` call, decoded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub erc20: Option<Erc20Call>,
+    /// The whole unsigned transaction, `0x` hex (its Keccak-256 is what the key signs).
+    #[serde(default)]
+    pub unsigned: String,
 }
 
 /// An ERC-20 call found in a transaction's data.

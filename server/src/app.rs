@@ -258,6 +258,7 @@ pub fn routes(state: AppState) -> impl poem::Endpoint<Output = poem::Response> {
         )
         .at("/v1/ca/crl", poem::get(api::documents::ca_crl))
         .at("/rpc/ethereum", poem::post(api::rpc_ethereum::rpc))
+        .nest("/csc", api::csc::routes())
         .with(BodyLimit(max_body))
         .with(ErrorEnvelope)
         .data(state)

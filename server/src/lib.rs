@@ -17,6 +17,7 @@ pub mod chains;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod csc;
 pub mod documents;
 pub mod intent;
 pub mod keys;

@@ -12,7 +12,10 @@
 //!   same transaction as the request row, and a signature is returned only after that
 //!   transaction committed;
 //! - an `Idempotency-Key` replays the stored outcome for the same body and is refused for
-//!   another body.
+//!   another body;
+//! - `authorize` judges a signature to be made later (CSC `credentials/authorize`) without
+//!   signing; its approval requests are never signed on approval, only by `sign_authorized`
+//!   when the requester signs with the SAD.
 //!
 //! Authentication happens before `submit` (the caller arrives as a `Principal`).
 
@@ -210,6 +213,88 @@ pub async fn dry_run(state: &AppState, call: SignCall) -> Result<DryRunReport, P
         key_id: judged.key.meta.id.clone(),
         verdict: judged.verdict,
     })
+}
+
+/// Operations whose approval requests authorize a later signature rather than ask for one:
+/// when their quorum is reached nothing is signed; the signature is made only when the
+/// requester comes back with the credential's SAD (CSC `signatures/signHash`), through
+/// `sign_authorized`.
+pub const AUTHORIZATION_OPERATIONS: &[&str] = &["csc.authorize"];
+
+/// Whether an approved request of `operation` is signed as soon as its quorum is reached.
+pub fn signs_on_approval(operation: &str) -> bool {
+    !AUTHORIZATION_OPERATIONS.contains(&operation)
+}
+
+/// How the policy stage judged a signature that is to be made later.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Authorization {
+    /// The policies allow it now; `submit` will run them again when it is signed.
+    Allowed(Verdict),
+    /// Approvers decide; the exact bytes are stored and `sign_authorized` signs them once.
+    Pending(PendingReceipt),
+}
+
+/// Runs a future signature through resolve, authorize and the policy stage without signing
+/// (CSC `credentials/authorize`). `call.operation` must be one of `AUTHORIZATION_OPERATIONS`.
+/// A denial is recorded as a denied sign request and returned as `PolicyDenied`; a
+/// require-approval verdict stores the exact bytes to sign as a pending request, which is
+/// *not* signed when approved (see `signs_on_approval`); an allow is audited as
+/// `sign.authorize`.
+pub async fn authorize(state: &AppState, call: SignCall) -> Result<Authorization, PipelineError> {
+    if signs_on_approval(call.operation) {
+        return Err(PipelineError::Invalid(format!(
+            "{} is not an authorization operation",
+            call.operation
+        )));
+    }
+    let Judged {
+        principal,
+        key,
+        intent,
+        options,
+        verdict,
+        request_id,
+        operation,
+        idempotency,
+        time: (time, unix_time),
+        ..
+    } = judge(state, call).await?;
+    let outcome = Outcome {
+        state,
+        principal: &principal,
+        key: &key,
+        operation,
+        intent: &intent.intent,
+        verdict: &verdict,
+        request_id: &request_id,
+        idempotency: idempotency.as_ref(),
+        time: (time, unix_time),
+    };
+    match &verdict.decision {
+        Decision::Allow => {
+            let event = AuditEvent {
+                action: "sign.authorize",
+                ..outcome.event("allowed", json!({}))
+            };
+            state.audit().append(Vec::new(), event).await?;
+            Ok(Authorization::Allowed(verdict))
+        }
+        Decision::Deny { reason } => {
+            let reason = reason.clone();
+            outcome
+                .record_refusal(SignStatus::Denied, "POLICY_DENIED", &reason)
+                .await?;
+            Err(PipelineError::PolicyDenied {
+                reason,
+                verdict: Box::new(verdict),
+            })
+        }
+        Decision::RequireApproval { .. } => outcome
+            .record_pending(&intent.to_sign, options)
+            .await
+            .map(Authorization::Pending),
+    }
 }
 
 /// Resolve, authorize, build the intent and run the policy stage.
@@ -818,6 +903,47 @@ pub async fn sign_approved(state: &AppState, id: &str) -> Result<SignReceipt, Pi
         .approval_request(id)
         .await?
         .ok_or_else(|| PipelineError::Invalid(format!("no approval request {id}")))?;
+    if !signs_on_approval(&row.operation) {
+        return Err(PipelineError::Invalid(format!(
+            "request {id} authorizes a later signature; only its requester's signHash signs it"
+        )));
+    }
+    sign_stored(state, row).await
+}
+
+/// Makes the signature of an approved *authorization* request (CSC: `signHash` with the SAD
+/// issued for it), exactly once, from the bytes stored when it was authorized. Only the
+/// requester may; the request moves `approved` -> `signed` in the same transaction as its
+/// audit record, so a second call is refused.
+pub async fn sign_authorized(
+    state: &AppState,
+    principal: &Principal,
+    id: &str,
+) -> Result<SignReceipt, PipelineError> {
+    let row = state
+        .store()
+        .approval_request(id)
+        .await?
+        .ok_or_else(|| PipelineError::Invalid(format!("no approval request {id}")))?;
+    if signs_on_approval(&row.operation) {
+        return Err(PipelineError::Invalid(format!(
+            "request {id} is not an authorization"
+        )));
+    }
+    if !principal.is(&row.issuer, &row.subject) {
+        return Err(PipelineError::Forbidden(format!(
+            "request {id} was made by someone else"
+        )));
+    }
+    sign_stored(state, row).await
+}
+
+async fn sign_stored(
+    state: &AppState,
+    row: ApprovalRequestRow,
+) -> Result<SignReceipt, PipelineError> {
+    let id = row.id.clone();
+    let id = id.as_str();
     if row.status != ApprovalStatus::Approved {
         return Err(PipelineError::Invalid(format!(
             "request {id} is {}, not approved",

@@ -5,7 +5,13 @@
 //! `{"code":"POLICY_DENIED","message":"...","request_id":"..."}` plus optional `details`.
 //! Codes are stable and machine-readable. Messages say what the caller did wrong and how
 //! to fix it, and never carry secrets or internal paths.
+//!
+//! The one exception is the CSC API under `/csc/`: CSC clients expect the CSC error body
+//! `{"error":"invalid_request","error_description":"..."}` with the CSC status codes. The
+//! middleware decides this by path, in one place (`ErrorEnvelopeEndpoint::call`), and
+//! `CscError` maps to its status here.
 
+use poem::error::ResponseError as _;
 use poem::http::StatusCode;
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response};
 use poem_openapi::registry::{MetaMediaType, MetaResponse, MetaResponses, Registry};
@@ -15,6 +21,7 @@ use serde_json::Value;
 
 use crate::audit::AuditError;
 use crate::auth::AuthError;
+use crate::csc::CscError;
 use crate::keys::KeyError;
 use crate::pipeline::PipelineError;
 use crate::policy::PolicyError;
@@ -411,6 +418,67 @@ impl From<PolicyError> for ApiError {
     }
 }
 
+/// The HTTP status of a CSC error (CSC API: 400 for request errors, 401 for the token, 403
+/// when access is denied).
+fn csc_status(e: &CscError) -> StatusCode {
+    match e {
+        CscError::InvalidRequest(_) | CscError::AuthorizationPending(_) => StatusCode::BAD_REQUEST,
+        CscError::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+        CscError::AccessDenied(_) => StatusCode::FORBIDDEN,
+        CscError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        CscError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// The CSC error body.
+fn csc_body(status: StatusCode, error: &str, description: &str) -> Response {
+    let body = serde_json::json!({"error": error, "error_description": description});
+    Response::builder()
+        .status(status)
+        .content_type("application/json; charset=utf-8")
+        .body(body.to_string())
+}
+
+impl poem::error::ResponseError for CscError {
+    fn status(&self) -> StatusCode {
+        csc_status(self)
+    }
+
+    fn as_response(&self) -> Response {
+        csc_body(csc_status(self), self.code(), &self.to_string())
+    }
+}
+
+/// An error raised by poem itself (unknown method, body too large) under `/csc/`, in the CSC
+/// shape with its own status.
+fn csc_from_poem(err: &poem::Error) -> Response {
+    let status = err.status();
+    let (error, description) = match status {
+        StatusCode::UNAUTHORIZED => ("invalid_token", AuthError::Missing.to_string()),
+        StatusCode::NOT_FOUND => (
+            "invalid_request",
+            "no such CSC method; this server implements info, credentials/list, \
+             credentials/info, credentials/authorize, credentials/authorizeCheck and \
+             signatures/signHash under /csc/v1 and /csc/v2"
+                .to_string(),
+        ),
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "invalid_request",
+            "CSC methods are called with POST".to_string(),
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            "invalid_request",
+            "the request body is larger than the server accepts (server.max_body_bytes)".into(),
+        ),
+        s if s.is_server_error() => {
+            tracing::error!(error = %err, "unhandled server error");
+            ("server_error", "internal error; see the server log".into())
+        }
+        _ => ("invalid_request", err.to_string()),
+    };
+    csc_body(status, error, &description)
+}
+
 /// Middleware: gives each request an id, and turns every error into the uniform body.
 pub struct ErrorEnvelope;
 
@@ -433,6 +501,8 @@ impl<E: Endpoint> Endpoint for ErrorEnvelopeEndpoint<E> {
     async fn call(&self, req: Request) -> poem::Result<Response> {
         let id = uuid::Uuid::now_v7().simple().to_string();
         let header = id.clone();
+        // The CSC API answers errors in the CSC shape; everything else in the uniform body.
+        let csc = req.uri().path().starts_with("/csc/");
         let mut resp = REQUEST_ID
             .scope(id, async {
                 match self.inner.call(req).await {
@@ -444,11 +514,18 @@ impl<E: Endpoint> Endpoint for ErrorEnvelopeEndpoint<E> {
                                 .is_some_and(|ct| ct.starts_with("application/json"));
                             if !is_json {
                                 let err = poem::Error::from_status(resp.status());
+                                if csc {
+                                    return csc_from_poem(&err);
+                                }
                                 return ApiError::from_poem(&err).to_response();
                             }
                         }
                         resp
                     }
+                    Err(err) if csc => match err.downcast_ref::<CscError>() {
+                        Some(e) => e.as_response(),
+                        None => csc_from_poem(&err),
+                    },
                     Err(err) => match err.downcast_ref::<ApiError>() {
                         Some(api) => api.to_response(),
                         None => ApiError::from_poem(&err).to_response(),

@@ -192,8 +192,8 @@ pub enum EthSignResponse {
     /// Signed (or, with `dry_run`, the decision trace).
     #[oai(status = 200)]
     Signed(Json<EthSignOutcome>),
-    /// A policy requires approval: the request waits; follow `status_url`. The approved
-    /// signature (`r || s` and recovery id) is in the request's result.
+    /// A policy requires approval: the request waits; follow `status_url`. Once approved,
+    /// the request's `ethereum` field holds what this route would have returned.
     #[oai(status = 202)]
     Pending(Json<PendingResult>),
 }

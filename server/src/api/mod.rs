@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod bitcoin;
 pub mod certificates;
+pub mod csc;
 pub mod documents;
 pub mod error;
 pub mod ethereum;

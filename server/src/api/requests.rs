@@ -85,6 +85,10 @@ pub struct RequestView {
     /// SignedData with the certificate chain, as the document route returns it).
     #[oai(skip_serializing_if_is_none)]
     pub document: Option<DocumentSignResult>,
+    /// For an Ethereum request, once `signed`: the signed transaction or the 65-byte
+    /// signature, as the Ethereum route returns it.
+    #[oai(skip_serializing_if_is_none)]
+    pub ethereum: Option<super::ethereum::EthSignatureView>,
     /// Why it failed, once `failed`.
     #[oai(skip_serializing_if_is_none)]
     pub error: Option<String>,
@@ -142,6 +146,13 @@ async fn view(state: &AppState, row: ApprovalRequestRow) -> ApiResult<RequestVie
         }
         _ => None,
     };
+    let ethereum = match (&receipt, serde_json::from_str::<Intent>(&row.intent)) {
+        (Some(receipt), Ok(intent)) => {
+            crate::chains::ethereum::signer::finish_approved(receipt, &intent)?
+                .map(super::ethereum::EthSignatureView::from)
+        }
+        _ => None,
+    };
     let result = receipt.map(SignResult::from);
     Ok(RequestView {
         policy: PolicyView::from(&verdict),
@@ -172,6 +183,7 @@ async fn view(state: &AppState, row: ApprovalRequestRow) -> ApiResult<RequestVie
         error: row.error_message,
         result,
         document,
+        ethereum,
         id: row.id,
     })
 }

@@ -150,8 +150,11 @@ pub async fn wait_for_change(
                     return get(state, principal, id).await;
                 }
                 let now = get(state, principal, id).await?;
-                // `approved` is transient (the signature is being made): wait for its outcome.
-                if now.status != first.status && now.status != ApprovalStatus::Approved {
+                // `approved` is transient (the signature is being made): wait for its outcome,
+                // except for an authorization, which stays approved until its requester signs.
+                let settled = now.status != ApprovalStatus::Approved
+                    || !pipeline::signs_on_approval(&now.operation);
+                if now.status != first.status && settled {
                     return Ok(now);
                 }
             }
@@ -274,8 +277,9 @@ pub async fn vote(
     }
     let after = load(state, id).await?;
     state.approvals().changed(id, after.status.as_str());
-    if after.status == ApprovalStatus::Approved {
-        // This vote completed the quorum: make the signature now. A failure is recorded on
+    if after.status == ApprovalStatus::Approved && pipeline::signs_on_approval(&after.operation) {
+        // This vote completed the quorum: make the signature now. (An approved authorization,
+        // e.g. CSC `credentials/authorize`, stays `approved`: its requester signs it later.) A failure is recorded on
         // the request (`failed`); the vote itself stands.
         if let Err(e) = pipeline::sign_approved(state, id).await {
             tracing::warn!(request = id, error = %e, "approved request could not be signed");
@@ -335,6 +339,13 @@ pub fn spawn_background(state: AppState) {
         {
             Ok(ids) => {
                 for id in ids {
+                    let authorization = matches!(
+                        state.store().approval_request(&id).await,
+                        Ok(Some(row)) if !pipeline::signs_on_approval(&row.operation)
+                    );
+                    if authorization {
+                        continue;
+                    }
                     if let Err(e) = pipeline::sign_approved(&state, &id).await {
                         tracing::warn!(request = %id, error = %e, "resuming an approved request failed");
                     }

@@ -7,7 +7,7 @@
 //! from the TOML file: the KEK is read from `KEYWARD_KEK` or `keys.kek_file`.
 //!
 //! Parts: this module (the file schema, the overlay and the validated `Config`), `documents`,
-//! `policy` and `approvals` (their sections and validation), `tests`.
+//! `policy`, `approvals` and `csc` (their sections and validation), `tests`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -21,6 +21,7 @@ use crate::auth::{IssuerSettings, JwksCacheSettings, Role};
 use crate::keys::Kek;
 
 mod approvals;
+mod csc;
 mod documents;
 mod policy;
 #[cfg(test)]
@@ -28,6 +29,7 @@ mod tests;
 
 use approvals::validate_approvals;
 pub use approvals::{ApprovalsConfig, ApprovalsSection};
+pub use csc::CscConfig;
 use documents::validate_documents;
 pub use documents::{DocumentsConfig, DocumentsSection};
 pub use policy::{PolicyConfig, PolicySection};
@@ -91,6 +93,9 @@ pub struct FileConfig {
     /// The approval workflow.
     #[serde(default)]
     pub approvals: ApprovalsSection,
+    /// The CSC API.
+    #[serde(default)]
+    pub csc: CscConfig,
 }
 
 /// `[server]`
@@ -321,6 +326,8 @@ pub struct Config {
     pub pkcs11: Vec<crate::keys::pkcs11::Pkcs11Config>,
     /// Policy engine limits and built-in bindings.
     pub policy: PolicyConfig,
+    /// The CSC API.
+    pub csc: CscConfig,
 }
 
 /// Environment variables that start with `KEYWARD_` but are not configuration keys.
@@ -590,6 +597,7 @@ impl Config {
             default_decision: file.policy.default_decision,
             documents,
             policy: file.policy.validate()?,
+            csc: file.csc.validate()?,
         })
     }
 }

@@ -6,13 +6,15 @@
 //!
 //! Parts: `keys` (key rows), `policies` (policy modules, bindings, signature counts),
 //! `requests` (sign requests and idempotency), `usage` (per-minute and per-hour counters for
-//! the policy context), `audit` (chain rows), `approvals` (pending
-//! requests and votes), `certificates` (document certificates and the internal CA).
+//! the policy context), `audit` (chain rows), `approvals` (pending requests and votes),
+//! `certificates` (document certificates and the internal CA), `csc` (CSC credential
+//! authorizations and SAD hashes).
 
 pub mod approvals;
 pub mod audit;
 pub mod bitcoin;
 pub mod certificates;
+pub mod csc;
 pub mod keys;
 pub mod policies;
 pub mod requests;
@@ -147,6 +149,30 @@ pub enum StateChange {
         key_id: String,
         /// The new bindings, in order.
         bindings: Vec<BindingRow>,
+    },
+    /// A CSC credential authorization was recorded (pending, or with its SAD issued).
+    InsertCscAuthorization(Box<csc::CscAuthorizationRow>),
+    /// A pending CSC authorization got its SAD (conditional on `pending`).
+    IssueCscSad {
+        /// Authorization id.
+        id: String,
+        /// SHA-256 of the SAD.
+        sad_hash: Vec<u8>,
+        /// When the SAD expires, Unix seconds.
+        expires_unix: i64,
+        /// When.
+        at: String,
+    },
+    /// A CSC SAD was consumed by `signHash` (conditional on `issued`, this SAD, not expired).
+    ConsumeCscSad {
+        /// Authorization id.
+        id: String,
+        /// SHA-256 of the SAD.
+        sad_hash: Vec<u8>,
+        /// Now, Unix seconds.
+        now_unix: i64,
+        /// When.
+        at: String,
     },
 }
 
@@ -308,6 +334,19 @@ pub(crate) async fn apply_change(
             }
             Ok(())
         }
+        StateChange::InsertCscAuthorization(row) => csc::insert(conn, row).await,
+        StateChange::IssueCscSad {
+            id,
+            sad_hash,
+            expires_unix,
+            at,
+        } => csc::issue(conn, id, sad_hash, *expires_unix, at).await,
+        StateChange::ConsumeCscSad {
+            id,
+            sad_hash,
+            now_unix,
+            at,
+        } => csc::consume(conn, id, sad_hash, *now_unix, at).await,
     }
 }
 

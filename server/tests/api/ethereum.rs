@@ -698,6 +698,37 @@ async fn approval_above_a_value_waits_and_json_rpc_reports_it() {
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     assert_eq!(body["status"], "pending_approval");
     assert!(body.get("raw_transaction").is_none());
+    // Once approved, the request holds the signed transaction, ready to broadcast.
+    let id = body["request_id"].as_str().unwrap();
+    let approver = server.token("bob", &[Role::Approver]);
+    let (status, voted) = server
+        .call(
+            "POST",
+            &format!("/v1/requests/{id}/approve"),
+            Some(&approver),
+            Some(json!({"comment": "ok"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{voted}");
+    let (status, request) = server
+        .call("GET", &format!("/v1/requests/{id}"), Some(&signer), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{request}");
+    assert_eq!(request["status"], "signed", "{request}");
+    let env = check_signed_tx(&request["ethereum"]);
+    assert_eq!(env.value(), U256::from(ETHER + 1));
+    // The approved value counts in the spend totals like any signed transaction.
+    let spent = server
+        .state
+        .store()
+        .usage_of(
+            &keyward_server::store::usage::key_scope(&key),
+            "ethereum:1:native",
+            time_now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(spent.amount_day, ruint::aliases::U256::from(ETHER * 2 + 1));
     // Over JSON-RPC: a pending approval is an error with the request id.
     let resp = rpc(
         &server,

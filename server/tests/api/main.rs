@@ -4,6 +4,7 @@
 mod approvals;
 mod audit;
 mod bitcoin_solana;
+mod csc;
 mod documents;
 mod errors;
 mod ethereum;

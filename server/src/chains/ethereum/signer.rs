@@ -205,9 +205,25 @@ pub async fn sign(
             "the key has no Ethereum address".into(),
         ))
     })?;
+    let tx = match decoded {
+        Decoded::Tx(tx) => Some(tx),
+        Decoded::Message(_) | Decoded::Typed(..) => None,
+    };
+    let signed = assemble(tx, receipt, hash, from)?;
+    Ok(Ok(EthOutcome::Signed(Box::new(signed))))
+}
+
+/// Puts the backend's signature in the receipt into the standard's form: the signed
+/// transaction for `tx`, or a 65-byte signature with v = 27/28.
+fn assemble(
+    tx: Option<UnsignedTx>,
+    receipt: SignReceipt,
+    hash: B256,
+    from: Address,
+) -> Result<EthSigned, PipelineError> {
     let signature = recoverable(&receipt, &hash, &from)?;
-    let (v, transaction) = match decoded {
-        Decoded::Tx(tx) => {
+    let (v, transaction) = match tx {
+        Some(tx) => {
             let v = match &tx {
                 UnsignedTx::Legacy(_) => tx.chain_id() * 2 + 35 + u64::from(signature.y_parity),
                 _ => u64::from(signature.y_parity),
@@ -219,16 +235,51 @@ pub async fn sign(
             );
             (v, Some(tx.into_signed(sig)))
         }
-        Decoded::Message(_) | Decoded::Typed(..) => (27 + u64::from(signature.y_parity), None),
+        None => (27 + u64::from(signature.y_parity), None),
     };
-    Ok(Ok(EthOutcome::Signed(Box::new(EthSigned {
+    Ok(EthSigned {
         from,
         hash,
         signature,
         v,
         transaction,
         receipt,
-    }))))
+    })
+}
+
+/// The Ethereum result of a request signed after approval: the signed transaction (rebuilt
+/// from the unsigned encoding kept in the intent) or the 65-byte signature. `None` for
+/// intents of other kinds.
+pub fn finish_approved(
+    receipt: &SignReceipt,
+    intent: &Intent,
+) -> Result<Option<EthSigned>, PipelineError> {
+    let corrupt = |m: &str| {
+        PipelineError::Store(crate::store::StoreError::Corrupt(format!(
+            "stored Ethereum intent: {m}"
+        )))
+    };
+    let parse_hash = |h: &str| -> Result<B256, PipelineError> {
+        super::hex_bytes("hash", h)
+            .ok()
+            .filter(|b| b.len() == 32)
+            .map(|b| B256::from_slice(&b))
+            .ok_or_else(|| corrupt("bad hash"))
+    };
+    let (from, tx, hash) = match intent {
+        Intent::EthereumTransaction(t) => {
+            let bytes =
+                super::hex_bytes("unsigned", &t.unsigned).map_err(|_| corrupt("bad unsigned"))?;
+            let tx = UnsignedTx::decode(&bytes).map_err(|_| corrupt("unsigned does not decode"))?;
+            let hash = tx.signing_hash();
+            (&t.from, Some(tx), hash)
+        }
+        Intent::EthereumMessage(m) => (&m.from, None, parse_hash(&m.hash)?),
+        Intent::EthereumTypedData(d) => (&d.from, None, parse_hash(&d.hash)?),
+        _ => return Ok(None),
+    };
+    let from: Address = from.parse().map_err(|_| corrupt("bad from"))?;
+    assemble(tx, receipt.clone(), hash, from).map(Some)
 }
 
 /// Reads `r || s` and the recovery id from a receipt and checks they recover to `from`.

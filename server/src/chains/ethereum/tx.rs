@@ -391,6 +391,7 @@ impl UnsignedTx {
                 .map(|l| l.0.iter().map(|i| lower(&i.address)).collect())
                 .unwrap_or_default(),
             erc20: to.and_then(|token| erc20::decode(&token, input)),
+            unsigned: format!("0x{}", hex::encode(self.encode_unsigned())),
         }
     }
 }
