@@ -34,11 +34,13 @@
 //! default so that older inputs still parse.
 #![deny(missing_docs)]
 
+mod bitcoin_solana;
 mod export;
 mod host;
 pub mod testing;
 mod wire;
 
+pub use bitcoin_solana::*;
 pub use export::{NoSettings, SettingsCheck};
 pub use host::log;
 pub use wire::*;

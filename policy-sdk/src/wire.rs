@@ -152,6 +152,12 @@ pub enum Intent {
     EthereumMessage(EthereumMessageIntent),
     /// EIP-712 typed structured data (`eth_signTypedData_v4`).
     EthereumTypedData(EthereumTypedDataIntent),
+    /// A Bitcoin PSBT, decoded (inputs, outputs, fee).
+    BitcoinPsbt(crate::BitcoinPsbtIntent),
+    /// A Solana transaction, decoded (fee payer, programs, transfers).
+    SolanaTransaction(crate::SolanaTransactionIntent),
+    /// A Solana off-chain message.
+    SolanaMessage(crate::SolanaMessageIntent),
 }
 
 /// An Ethereum transaction as decoded by the host. Addresses are lower-case `0x` hex (compare

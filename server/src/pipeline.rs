@@ -151,6 +151,10 @@ pub struct SignReceipt {
     pub signature: String,
     /// secp256k1 recovery id.
     pub recovery_id: Option<u8>,
+    /// For a batch (several digests signed under one decision, e.g. the inputs of a PSBT):
+    /// every signature, base64, in the order of the parts; `signature` is the first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signatures: Vec<String>,
     /// When it was recorded.
     pub signed_at: String,
     /// The policy verdict.
@@ -395,34 +399,51 @@ struct StoredToSign {
     bytes: String,
     scheme: String,
     format: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tweak: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    parts: Vec<StoredToSign>,
 }
 
 fn encode_to_sign(to_sign: &ToSign, options: SignOptions) -> String {
+    serde_json::to_string(&stored_to_sign(to_sign, options)).unwrap_or_default()
+}
+
+fn stored_to_sign(to_sign: &ToSign, options: SignOptions) -> StoredToSign {
     use base64::Engine as _;
     let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
-    let stored = match to_sign {
-        ToSign::Digest { hash, digest } => StoredToSign {
-            kind: "digest".into(),
-            hash: Some(hash.to_string()),
-            bytes: b64(digest),
-            scheme: options.scheme.to_string(),
-            format: options.format.to_string(),
-        },
-        ToSign::Message(m) => StoredToSign {
-            kind: "message".into(),
-            hash: None,
-            bytes: b64(m),
-            scheme: options.scheme.to_string(),
-            format: options.format.to_string(),
-        },
+    let part = |kind: &str, hash: Option<String>, bytes: &[u8]| StoredToSign {
+        kind: kind.into(),
+        hash,
+        bytes: b64(bytes),
+        scheme: options.scheme.to_string(),
+        format: options.format.to_string(),
+        tweak: None,
+        parts: Vec::new(),
     };
-    serde_json::to_string(&stored).unwrap_or_default()
+    match to_sign {
+        ToSign::Digest { hash, digest } => part("digest", Some(hash.to_string()), digest),
+        ToSign::Message(m) => part("message", None, m),
+        ToSign::Schnorr { digest, tweak } => StoredToSign {
+            tweak: tweak.as_deref().map(b64),
+            ..part("schnorr", None, digest)
+        },
+        ToSign::Batch(parts) => StoredToSign {
+            parts: parts.iter().map(|p| stored_to_sign(p, options)).collect(),
+            ..part("batch", None, &[])
+        },
+    }
 }
 
 fn decode_to_sign(text: &str) -> Result<(ToSign, SignOptions), StoreError> {
-    use base64::Engine as _;
     let corrupt = |e: String| StoreError::Corrupt(format!("stored bytes to sign: {e}"));
     let stored: StoredToSign = serde_json::from_str(text).map_err(|e| corrupt(e.to_string()))?;
+    from_stored(stored)
+}
+
+fn from_stored(stored: StoredToSign) -> Result<(ToSign, SignOptions), StoreError> {
+    use base64::Engine as _;
+    let corrupt = |e: String| StoreError::Corrupt(format!("stored bytes to sign: {e}"));
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(&stored.bytes)
         .map_err(|e| corrupt(e.to_string()))?;
@@ -436,6 +457,24 @@ fn decode_to_sign(text: &str) -> Result<(ToSign, SignOptions), StoreError> {
             digest: bytes,
         },
         ("message", None) => ToSign::Message(bytes),
+        ("schnorr", None) => ToSign::Schnorr {
+            digest: bytes,
+            tweak: match &stored.tweak {
+                Some(t) => Some(
+                    base64::engine::general_purpose::STANDARD
+                        .decode(t)
+                        .map_err(|e| corrupt(e.to_string()))?,
+                ),
+                None => None,
+            },
+        },
+        ("batch", None) => ToSign::Batch(
+            stored
+                .parts
+                .into_iter()
+                .map(|p| from_stored(p).map(|(t, _)| t))
+                .collect::<Result<_, _>>()?,
+        ),
         (kind, _) => return Err(corrupt(format!("unknown kind {kind}"))),
     };
     Ok((to_sign, options))
@@ -500,10 +539,11 @@ pub async fn submit(state: &AppState, call: SignCall) -> Result<Submitted, Pipel
 
     // Sign, off the async runtime.
     let to_sign = intent.to_sign.clone();
-    let signed = tokio::task::spawn_blocking(move || signer.sign(&to_sign, options))
-        .await
-        .map_err(|e| KeyError::Unavailable(format!("signing task failed: {e}")))
-        .and_then(|r| r);
+    let signed =
+        tokio::task::spawn_blocking(move || sign_parts(signer.as_ref(), &to_sign, options))
+            .await
+            .map_err(|e| KeyError::Unavailable(format!("signing task failed: {e}")))
+            .and_then(|r| r);
     let signature = match signed {
         Ok(s) => s,
         Err(err) => {
@@ -523,6 +563,51 @@ pub async fn submit(state: &AppState, call: SignCall) -> Result<Submitted, Pipel
         .record_signature(signature)
         .await
         .map(Submitted::Signed)
+}
+
+/// Signs `to_sign` with `signer`: one signature, or one per part of a batch (in order, all
+/// or none).
+fn sign_parts(
+    signer: &dyn crate::keys::SigningKey,
+    to_sign: &ToSign,
+    options: SignOptions,
+) -> Result<Vec<Signature>, KeyError> {
+    match to_sign {
+        ToSign::Batch(parts) if parts.is_empty() => {
+            Err(KeyError::InvalidInput("nothing to sign".into()))
+        }
+        ToSign::Batch(parts) => parts
+            .iter()
+            .map(|part| match part {
+                ToSign::Batch(_) => Err(KeyError::InvalidInput("nested batch".into())),
+                part => signer.sign(part, options),
+            })
+            .collect(),
+        single => Ok(vec![signer.sign(single, options)?]),
+    }
+}
+
+/// The receipt fields of the signatures of one request: the first signature, its recovery
+/// id, all of them when there are several, and the SHA-256 the audit record keeps.
+fn receipt_parts(signatures: &[Signature]) -> (String, Option<u8>, Vec<String>, String) {
+    use base64::Engine as _;
+    let b64 = |s: &Signature| base64::engine::general_purpose::STANDARD.encode(&s.bytes);
+    let first = signatures.first();
+    let mut hash = sha2::Sha256::new();
+    for s in signatures {
+        hash.update(&s.bytes);
+    }
+    let all = if signatures.len() > 1 {
+        signatures.iter().map(b64).collect()
+    } else {
+        Vec::new()
+    };
+    (
+        first.map(b64).unwrap_or_default(),
+        first.and_then(|s| s.recovery_id),
+        all,
+        hex::encode(hash.finalize()),
+    )
 }
 
 /// Looks for an earlier request with the same idempotency key.
@@ -764,15 +849,18 @@ impl Outcome<'_> {
         }
     }
 
-    async fn record_signature(&self, signature: Signature) -> Result<SignReceipt, PipelineError> {
-        use base64::Engine as _;
-        let sig_hash = hex::encode(sha2::Sha256::digest(&signature.bytes));
+    async fn record_signature(
+        &self,
+        signatures: Vec<Signature>,
+    ) -> Result<SignReceipt, PipelineError> {
+        let (signature, recovery_id, signatures, sig_hash) = receipt_parts(&signatures);
         let receipt = SignReceipt {
             request_id: self.request_id.to_string(),
             key_id: self.key.meta.id.clone(),
             algorithm: self.key.meta.algorithm.to_string(),
-            signature: base64::engine::general_purpose::STANDARD.encode(&signature.bytes),
-            recovery_id: signature.recovery_id,
+            signature,
+            recovery_id,
+            signatures,
             signed_at: self.time.0.clone(),
             verdict: self.verdict.clone(),
         };
@@ -909,10 +997,11 @@ async fn sign_stored(
         }
     };
     let key = key.ok_or_else(|| PipelineError::KeyNotFound(row.key_id.clone()))?;
-    let signed = tokio::task::spawn_blocking(move || signer.sign(&to_sign, options))
-        .await
-        .map_err(|e| KeyError::Unavailable(format!("signing task failed: {e}")))
-        .and_then(|r| r);
+    let signed =
+        tokio::task::spawn_blocking(move || sign_parts(signer.as_ref(), &to_sign, options))
+            .await
+            .map_err(|e| KeyError::Unavailable(format!("signing task failed: {e}")))
+            .and_then(|r| r);
     let signature = match signed {
         Ok(s) => s,
         Err(err) => {
@@ -922,15 +1011,16 @@ async fn sign_stored(
             return Err(err.into());
         }
     };
-    use base64::Engine as _;
+    let (signature, recovery_id, signatures, sig_hash) = receipt_parts(&signature);
     let verdict: Verdict = serde_json::from_str(&row.verdict)
         .map_err(|e| StoreError::Corrupt(format!("request {id} verdict: {e}")))?;
     let receipt = SignReceipt {
         request_id: row.id.clone(),
         key_id: row.key_id.clone(),
         algorithm: key.meta.algorithm.to_string(),
-        signature: base64::engine::general_purpose::STANDARD.encode(&signature.bytes),
-        recovery_id: signature.recovery_id,
+        signature,
+        recovery_id,
+        signatures,
         signed_at: now.clone(),
         verdict,
     };
@@ -963,7 +1053,7 @@ async fn sign_stored(
             "operation": row.operation,
             "algorithm": key.meta.algorithm.as_str(),
             "approvers": approvers,
-            "signature_sha256": hex::encode(sha2::Sha256::digest(&signature.bytes)),
+            "signature_sha256": sig_hash,
         }),
     };
     let changes = vec![
@@ -987,4 +1077,34 @@ async fn sign_stored(
     state.audit().append(changes, event).await?;
     state.approvals().changed(id, "signed");
     Ok(receipt)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::HashAlg;
+
+    #[test]
+    fn stored_bytes_to_sign_round_trip_batches_and_schnorr() {
+        let batch = ToSign::Batch(vec![
+            ToSign::Digest {
+                hash: HashAlg::Sha256,
+                digest: vec![1; 32],
+            },
+            ToSign::Schnorr {
+                digest: vec![2; 32],
+                tweak: Some(vec![3; 32]),
+            },
+            ToSign::Schnorr {
+                digest: vec![4; 32],
+                tweak: None,
+            },
+        ]);
+        let options = SignOptions::default();
+        let (back, _) = decode_to_sign(&encode_to_sign(&batch, options)).unwrap();
+        assert_eq!(back, batch);
+        let single = ToSign::Message(b"m".to_vec());
+        let (back, _) = decode_to_sign(&encode_to_sign(&single, options)).unwrap();
+        assert_eq!(back, single);
+    }
 }

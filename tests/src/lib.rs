@@ -328,6 +328,8 @@ pub fn example_policy(name: &str) -> Vec<u8> {
             "approval-above",
             "eth-spend-limit",
             "eth-allowlist",
+            "btc-output-allowlist",
+            "sol-transfer-limit",
         ] {
             cmd.args(["-p", p]);
         }

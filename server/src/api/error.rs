@@ -361,6 +361,32 @@ impl From<crate::wallets::WalletError> for ApiError {
     }
 }
 
+impl From<crate::chains::bitcoin::BitcoinError> for ApiError {
+    fn from(e: crate::chains::bitcoin::BitcoinError) -> Self {
+        use crate::chains::bitcoin::BitcoinError as B;
+        let invalid = |code, m| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, m);
+        match e {
+            B::Malformed(m) => ApiError::new(StatusCode::BAD_REQUEST, "INVALID_PSBT", m),
+            B::Invalid(m) => ApiError::invalid(m),
+            B::NoInputsOurs(m) => invalid("NO_INPUTS_TO_SIGN", m),
+            B::MissingUtxo(m) => invalid("MISSING_UTXO", m),
+        }
+    }
+}
+
+impl From<crate::chains::solana::SolanaError> for ApiError {
+    fn from(e: crate::chains::solana::SolanaError) -> Self {
+        use crate::chains::solana::SolanaError as S;
+        match e {
+            S::Malformed(m) => ApiError::new(StatusCode::BAD_REQUEST, "INVALID_SOLANA_MESSAGE", m),
+            S::Invalid(m) => ApiError::invalid(m),
+            S::FeePayerNotOurs(m) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "FEE_PAYER_NOT_OURS", m)
+            }
+        }
+    }
+}
+
 impl From<crate::chains::hd::HdError> for ApiError {
     fn from(e: crate::chains::hd::HdError) -> Self {
         ApiError::invalid(e.to_string())

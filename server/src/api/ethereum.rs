@@ -248,7 +248,7 @@ async fn run(
     })
 }
 
-fn idempotency(
+pub(crate) fn idempotency(
     header: Option<String>,
     operation: &str,
     key_id: &str,

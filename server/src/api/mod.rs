@@ -3,6 +3,7 @@
 //! `pipeline::submit` only. Errors become HTTP in `error` alone.
 
 pub mod audit;
+pub mod bitcoin;
 pub mod certificates;
 pub mod csc;
 pub mod documents;
@@ -15,6 +16,7 @@ pub mod limits;
 pub mod policies;
 pub mod requests;
 pub mod rpc_ethereum;
+pub mod solana;
 pub mod system;
 pub mod wallets;
 
@@ -53,6 +55,10 @@ pub enum ApiTags {
     Wallets,
     /// Ethereum signing: transactions, EIP-191 messages, EIP-712 typed data.
     Ethereum,
+    /// Bitcoin signing: PSBTs (P2WPKH, P2TR key path).
+    Bitcoin,
+    /// Solana signing: transactions and off-chain messages.
+    Solana,
 }
 
 /// Bearer JWT from a configured issuer.
@@ -101,6 +107,8 @@ pub type Apis = (
     policies::PoliciesApi,
     wallets::WalletsApi,
     ethereum::EthereumApi,
+    bitcoin::BitcoinApi,
+    solana::SolanaApi,
 );
 
 /// All API implementations.
@@ -119,6 +127,8 @@ pub fn apis() -> Apis {
         policies::PoliciesApi,
         wallets::WalletsApi,
         ethereum::EthereumApi,
+        bitcoin::BitcoinApi,
+        solana::SolanaApi,
     )
 }
 

@@ -117,9 +117,9 @@ pub struct WalletPage {
 pub enum ChainName {
     /// Ethereum and EVM chains.
     Ethereum,
-    /// Bitcoin (not supported yet).
+    /// Bitcoin: BIP-84 P2WPKH (default) or BIP-86 P2TR.
     Bitcoin,
-    /// Solana (not supported yet).
+    /// Solana: SLIP-0010 Ed25519.
     Solana,
 }
 
@@ -152,6 +152,10 @@ pub struct CreateAccountRequest {
     pub signers: Option<Vec<String>>,
     /// Ethereum: the chain ids this key may sign for (default: any).
     pub chain_ids: Option<Vec<u64>>,
+    /// Bitcoin: `bitcoin` (mainnet, default), `testnet`, `testnet4`, `signet` or `regtest`.
+    pub network: Option<String>,
+    /// Bitcoin: `p2wpkh` (BIP-84, default) or `p2tr` (BIP-86 taproot key path).
+    pub address_type: Option<String>,
 }
 
 /// An account: a key derived from a wallet.
@@ -167,7 +171,7 @@ pub struct AccountView {
     pub path: String,
     /// The address (EIP-55 checksummed for Ethereum).
     pub address: String,
-    /// The compressed SEC1 public key, 0x-hex.
+    /// The public key, 0x-hex: compressed SEC1 (secp256k1), or the 32 bytes of an Ed25519 key.
     pub public_key: String,
     /// Chain ids the key may sign for; empty admits any.
     pub chain_ids: Vec<u64>,
@@ -177,10 +181,11 @@ pub struct AccountView {
 
 impl AccountView {
     fn new(row: &AccountRow, meta: &KeyMeta) -> ApiResult<Self> {
-        let point = meta
-            .public_key
-            .secp256k1_sec1(true)
-            .map_err(|e| ApiError::internal("account public key", e))?;
+        let point = match meta.algorithm {
+            crate::keys::Algorithm::Ed25519 => meta.public_key.ed25519_bytes().map(|b| b.to_vec()),
+            _ => meta.public_key.secp256k1_sec1(true),
+        }
+        .map_err(|e| ApiError::internal("account public key", e))?;
         Ok(AccountView {
             key_id: row.key_id.clone(),
             wallet_id: row.wallet_id.clone(),
@@ -318,8 +323,8 @@ impl WalletsApi {
     }
 
     /// Derive an account from a wallet (roles: key-admin, admin). The account is a key of the
-    /// chain's purpose (`ethereum`), so signers, policies, approvals and audit apply as for
-    /// any key. `bitcoin` and `solana` are answered 422 until they are supported.
+    /// chain's purpose (`ethereum`, `bitcoin`, `solana`), so signers, policies, approvals and
+    /// audit apply as for any key.
     #[oai(
         path = "/v1/wallets/:id/accounts",
         method = "post",
@@ -335,6 +340,11 @@ impl WalletsApi {
         let principal = auth.require(&[Role::KeyAdmin])?;
         let Json(body) = body;
         let chain = Chain::from(body.chain);
+        let bitcoin = crate::api::bitcoin::account_options(
+            chain,
+            body.network.as_deref(),
+            body.address_type.as_deref(),
+        )?;
         let path = match (body.index, body.path.as_deref()) {
             (Some(_), Some(_)) => {
                 return Err(ApiError::invalid("give index or path, not both"));
@@ -345,7 +355,13 @@ impl WalletsApi {
                 if index >= 0x8000_0000 {
                     return Err(ApiError::invalid("index must be below 2^31"));
                 }
-                hd::parse_path(&chain.default_path(index))?
+                let default = match bitcoin {
+                    Some((kind, network)) => {
+                        crate::chains::bitcoin::account::default_path(kind, network, index)
+                    }
+                    None => chain.default_path(index),
+                };
+                hd::parse_path(&default)?
             }
         };
         let signers = crate::auth::signers::normalize(&body.signers.unwrap_or_default())
@@ -357,6 +373,7 @@ impl WalletsApi {
             labels: body.labels.unwrap_or_default(),
             signers,
             chain_ids: body.chain_ids.unwrap_or_default(),
+            bitcoin,
         };
         let (meta, account) = wallets::create_account(&state, principal, &id.0, new).await?;
         Ok(AccountCreated::Created(Json(CreatedAccount {

@@ -197,10 +197,7 @@ mod tests {
             let p = Phrase::from_entropy(&hex::decode(entropy).unwrap()).unwrap();
             assert_eq!(p.to_phrase().as_str(), *phrase);
             let parsed = Phrase::parse(&phrase.to_uppercase()).unwrap();
-            assert_eq!(
-                hex::encode(parsed.to_seed("TREZOR").unwrap().as_ref()),
-                *seed
-            );
+            assert_eq!(hex::encode(&parsed.to_seed("TREZOR").unwrap()[..]), *seed);
         }
     }
 

@@ -15,6 +15,7 @@ mod algorithm;
 pub mod pkcs11;
 mod public;
 mod registry;
+mod schnorr;
 mod sealed;
 mod software;
 
@@ -25,6 +26,12 @@ pub use public::PublicKey;
 pub use registry::{KeyMeta, KeyRegistry, LoadedKey, ResolveError};
 pub use sealed::{Kek, SealedKey};
 pub use software::SoftwareBackend;
+
+/// The x-only (BIP-340) key a secp256k1 public key signs under, after `tweak` (32 bytes).
+pub fn schnorr_output_key(public: &PublicKey, tweak: Option<&[u8]>) -> Result<[u8; 32]> {
+    let key = public.secp256k1_key()?;
+    Ok(schnorr::output_key(&key, tweak)?.to_bytes().into())
+}
 
 /// Fills `buf` from the operating system CSPRNG.
 pub fn fill_random_bytes(buf: &mut [u8]) {
@@ -71,6 +78,18 @@ pub enum ToSign {
     },
     /// A whole message (Ed25519 signs messages, PureEdDSA).
     Message(Vec<u8>),
+    /// A BIP-340 Schnorr signature by a secp256k1 key over a 32-byte digest (a BIP-341
+    /// sighash), with the key tweaked by `tweak` when given (taproot key path).
+    Schnorr {
+        /// The 32-byte digest.
+        digest: Vec<u8>,
+        /// The 32-byte tweak scalar added to the (even-y) secret.
+        tweak: Option<Vec<u8>>,
+    },
+    /// Several inputs signed with the same key under one policy decision (the inputs of a
+    /// PSBT). Backends never see it: the pipeline signs each part and returns one signature
+    /// per part.
+    Batch(Vec<ToSign>),
 }
 
 /// Options that shape a signature.

@@ -125,6 +125,9 @@ impl PublicKey {
                 };
                 sig.is_ok_and(|sig| k.verify_prehash(digest, &sig).is_ok())
             }
+            (Parsed::Secp256k1(k), ToSign::Schnorr { digest, tweak }) => {
+                super::schnorr::verify(&k, digest, tweak.as_deref(), signature)?
+            }
             (Parsed::P256(k), ToSign::Digest { digest, .. }) => {
                 use signature::hazmat::PrehashVerifier;
                 let sig = match format {
@@ -169,6 +172,25 @@ impl PublicKey {
                 )));
             }
         })
+    }
+
+    /// An Ed25519 key's 32 bytes; an error for keys of other algorithms.
+    pub fn ed25519_bytes(&self) -> Result<[u8; 32]> {
+        match self.parsed()? {
+            Parsed::Ed25519(k) => Ok(k.to_bytes()),
+            _ => Err(bad_key(format!("{} is not an Ed25519 key", self.algorithm))),
+        }
+    }
+
+    /// The secp256k1 verifying key; an error for keys of other algorithms.
+    pub(crate) fn secp256k1_key(&self) -> Result<k256::ecdsa::VerifyingKey> {
+        match self.parsed()? {
+            Parsed::Secp256k1(k) => Ok(k),
+            _ => Err(bad_key(format!(
+                "{} is not a secp256k1 key",
+                self.algorithm
+            ))),
+        }
     }
 
     fn parsed(&self) -> Result<Parsed> {

@@ -71,7 +71,7 @@ impl Kek {
 
     /// The KEK as lowercase hex, for writing a new KEK file.
     pub fn to_hex(&self) -> Zeroizing<String> {
-        Zeroizing::new(hex::encode(self.0.as_ref()))
+        Zeroizing::new(hex::encode(&self.0[..]))
     }
 
     fn cipher(&self) -> Aes256Gcm {
@@ -221,15 +221,12 @@ mod tests {
         let kek = Kek::generate();
         let hex = kek.to_hex();
         let again = Kek::parse(hex.as_bytes()).unwrap();
-        assert_eq!(again.0.as_ref(), kek.0.as_ref());
+        assert_eq!(&again.0[..], &kek.0[..]);
         use base64::Engine as _;
-        let b64 = base64::engine::general_purpose::STANDARD.encode(kek.0.as_ref());
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&kek.0[..]);
         assert_eq!(
-            Kek::parse(format!("{b64}\n").as_bytes())
-                .unwrap()
-                .0
-                .as_ref(),
-            kek.0.as_ref()
+            Kek::parse(format!("{b64}\n").as_bytes()).unwrap().0[..],
+            kek.0[..]
         );
         assert!(Kek::parse(b"too short").is_err());
         assert_eq!(format!("{kek:?}"), "Kek([redacted])");

@@ -290,6 +290,9 @@ fn digest_of(input: &ToSign, algorithm: Algorithm) -> Result<(HashAlg, &[u8])> {
         ToSign::Message(_) => Err(KeyError::InvalidInput(format!(
             "{algorithm} keys sign digests; hash the message first"
         ))),
+        ToSign::Schnorr { .. } | ToSign::Batch(_) => Err(KeyError::InvalidInput(format!(
+            "{algorithm} keys sign one digest at a time"
+        ))),
     }
 }
 
@@ -317,6 +320,12 @@ impl SigningKey for SoftwareKey {
                 k.sign(msg).to_bytes().to_vec()
             }
             SoftwareKey::Secp256k1(k) => {
+                if let ToSign::Schnorr { digest, tweak } = input {
+                    return Ok(Signature {
+                        bytes: super::schnorr::sign(k, digest, tweak.as_deref())?,
+                        recovery_id: None,
+                    });
+                }
                 let (_, digest) = digest_of(input, algorithm)?;
                 if digest.len() < 16 {
                     return Err(KeyError::InvalidInput("digest too short for ECDSA".into()));

@@ -12,6 +12,7 @@
 
 pub mod approvals;
 pub mod audit;
+pub mod bitcoin;
 pub mod certificates;
 pub mod csc;
 pub mod keys;
@@ -140,6 +141,8 @@ pub enum StateChange {
     InsertWallet(Box<wallets::WalletRow>),
     /// A key was derived from a wallet (follows the key's `InsertKey`).
     InsertWalletAccount(Box<wallets::AccountRow>),
+    /// The network and script kind of a Bitcoin account (follows its `InsertWalletAccount`).
+    InsertBitcoinAccount(Box<bitcoin::BitcoinAccountRow>),
     /// A key's ordered policy bindings were replaced.
     SetKeyPolicies {
         /// Key id.
@@ -324,6 +327,7 @@ pub(crate) async fn apply_change(
         }
         StateChange::InsertWallet(row) => wallets::insert_wallet(conn, row).await,
         StateChange::InsertWalletAccount(row) => wallets::insert_account(conn, row).await,
+        StateChange::InsertBitcoinAccount(row) => bitcoin::insert(conn, row).await,
         StateChange::AddUsage(deltas) => {
             for delta in deltas {
                 usage::add(conn, delta).await?;

@@ -16,6 +16,7 @@ use crate::admin::{self, KeyExtras, NewKey};
 use crate::app::AppState;
 use crate::audit::{Actor, AuditEvent};
 use crate::auth::Principal;
+use crate::chains::bitcoin::{BitcoinAccount, ScriptKind};
 use crate::chains::hd::{self, HdError, Phrase};
 use crate::keys::{Algorithm, KeyError, KeyMeta, Purpose};
 use crate::pipeline::PipelineError;
@@ -62,9 +63,9 @@ impl From<StoreError> for WalletError {
 pub enum Chain {
     /// Ethereum and EVM chains: secp256k1 at `m/44'/60'/0'/0/{index}`.
     Ethereum,
-    /// Bitcoin (not yet).
+    /// Bitcoin: secp256k1, BIP-84 P2WPKH at `m/84'/0'/0'/0/{index}` (or BIP-86 P2TR).
     Bitcoin,
-    /// Solana (not yet).
+    /// Solana: Ed25519 (SLIP-0010) at `m/44'/501'/{index}'/0'`.
     Solana,
 }
 
@@ -218,6 +219,8 @@ pub struct NewAccount {
     pub signers: Vec<String>,
     /// Chain ids the key may sign for (Ethereum); empty admits any.
     pub chain_ids: Vec<u64>,
+    /// Bitcoin: the script kind and network (default P2WPKH on mainnet).
+    pub bitcoin: Option<(ScriptKind, bitcoin::Network)>,
 }
 
 /// Derives an account from a wallet and records it as a key, in one audited transaction.
@@ -229,7 +232,21 @@ pub async fn create_account(
 ) -> Result<(KeyMeta, AccountRow), WalletError> {
     let (purpose, algorithm) = match new.chain {
         Chain::Ethereum => (Purpose::Ethereum, Algorithm::Secp256k1),
-        other => return Err(WalletError::ChainNotSupported(other.as_str())),
+        Chain::Bitcoin => (Purpose::Bitcoin, Algorithm::Secp256k1),
+        Chain::Solana => (Purpose::Solana, Algorithm::Ed25519),
+    };
+    if new.chain != Chain::Bitcoin && new.bitcoin.is_some() {
+        return Err(WalletError::Invalid(
+            "network and address_type apply to bitcoin accounts only".into(),
+        ));
+    }
+    // SLIP-0010 Ed25519 derivation has hardened steps only.
+    let ed25519_steps: Option<Vec<u32>> = match new.chain {
+        Chain::Solana => Some(
+            crate::chains::solana::slip10::parse_path(&hd::format_path(&new.path))
+                .map_err(|e| WalletError::Invalid(e.to_string()))?,
+        ),
+        _ => None,
     };
     if new.chain != Chain::Ethereum && !new.chain_ids.is_empty() {
         return Err(WalletError::Invalid(
@@ -262,14 +279,28 @@ pub async fn create_account(
     let seed_blob = wallet.seed.clone();
     let made = tokio::task::spawn_blocking(move || {
         let seed = software.open_secret(&wid, SEED_KIND, &seed_blob)?;
-        let scalar = hd::derive_secp256k1(&seed, &path)?;
+        let scalar = match &ed25519_steps {
+            Some(steps) => crate::chains::solana::slip10::derive(&seed, steps).0,
+            None => hd::derive_secp256k1(&seed, &path)?,
+        };
         Ok::<_, WalletError>(software.import_raw(&kid, algorithm, scalar.as_ref())?)
     })
     .await
     .map_err(|e| KeyError::Unavailable(format!("derivation task failed: {e}")))??;
+    let bitcoin = new.chain == Chain::Bitcoin;
+    let (kind, network) = new
+        .bitcoin
+        .unwrap_or((ScriptKind::P2wpkh, bitcoin::Network::Bitcoin));
     let address = match new.chain {
         Chain::Ethereum => crate::chains::ethereum::address_of(&made.public_key)?.to_checksum(None),
-        other => return Err(WalletError::ChainNotSupported(other.as_str())),
+        Chain::Bitcoin => {
+            let sec1 = made.public_key.secp256k1_sec1(true)?;
+            BitcoinAccount::new(&sec1, kind, network)
+                .map_err(|e| WalletError::Invalid(e.to_string()))?
+                .address()
+                .to_string()
+        }
+        Chain::Solana => crate::chains::solana::address(&made.public_key.ed25519_bytes()?),
     };
     let (now, _) = crate::clock::now();
     let account = AccountRow {
@@ -281,14 +312,28 @@ pub async fn create_account(
         chain_ids: serde_json::to_string(&new.chain_ids).unwrap_or_else(|_| "[]".into()),
         created_at: now,
     };
+    let mut changes = vec![StateChange::InsertWalletAccount(Box::new(account.clone()))];
+    if bitcoin {
+        changes.push(StateChange::InsertBitcoinAccount(Box::new(
+            crate::store::bitcoin::BitcoinAccountRow {
+                key_id: key_id.clone(),
+                network: crate::chains::bitcoin::account::network_name(network).into(),
+                address_type: kind.as_str().into(),
+            },
+        )));
+    }
     let extras = KeyExtras {
-        changes: vec![StateChange::InsertWalletAccount(Box::new(account.clone()))],
+        changes,
         details: json!({
             "wallet_id": wallet.id,
             "chain": new.chain.as_str(),
             "path": path_text,
             "address": address,
             "chain_ids": new.chain_ids,
+            "bitcoin": bitcoin.then(|| json!({
+                "network": crate::chains::bitcoin::account::network_name(network),
+                "address_type": kind.as_str(),
+            })),
         }),
     };
     let key = NewKey {

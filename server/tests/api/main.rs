@@ -3,6 +3,7 @@
 
 mod approvals;
 mod audit;
+mod bitcoin_solana;
 mod csc;
 mod documents;
 mod errors;

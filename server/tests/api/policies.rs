@@ -21,6 +21,8 @@ const EXAMPLES: &[&str] = &[
     "approval-above",
     "eth-spend-limit",
     "eth-allowlist",
+    "btc-output-allowlist",
+    "sol-transfer-limit",
 ];
 
 fn workspace() -> PathBuf {

@@ -213,28 +213,26 @@ async fn wallet_refusals() {
         .await;
     assert_error(status, &body, StatusCode::CONFLICT, "CONFLICT");
     let accounts = format!("/v1/wallets/{wallet}/accounts");
-    for chain in ["bitcoin", "solana"] {
-        let (status, body) = server
-            .call(
-                "POST",
-                &accounts,
-                Some(&server.admin),
-                Some(json!({"chain": chain})),
-            )
-            .await;
-        assert_error(
-            status,
-            &body,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "CHAIN_NOT_SUPPORTED",
-        );
-        assert!(
-            body["message"]
-                .as_str()
-                .unwrap()
-                .contains("not supported yet")
-        );
-    }
+    // Bitcoin and Solana accounts are derived (see bitcoin_solana.rs); Ed25519 (SLIP-0010)
+    // has hardened steps only.
+    let (status, body) = server
+        .call(
+            "POST",
+            &accounts,
+            Some(&server.admin),
+            Some(json!({"chain": "solana", "path": "m/44'/501'/0'/0"})),
+        )
+        .await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "INVALID_REQUEST",
+    );
+    assert!(
+        body["message"].as_str().unwrap().contains("hardened"),
+        "{body}"
+    );
     for req in [
         json!({"chain": "ethereum", "index": 1, "path": "m/0"}),
         json!({"chain": "ethereum", "path": "44'/60'"}),

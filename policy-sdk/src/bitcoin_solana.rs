@@ -1,0 +1,143 @@
+//! The intents of Bitcoin PSBTs and Solana transactions and messages, as decoded by the host.
+//!
+//! Amounts are integers in the chain's smallest unit (satoshis, lamports, token base units).
+//! Addresses are in the chain's usual text form (bech32/bech32m or base58 for Bitcoin,
+//! base58 for Solana).
+
+use serde::{Deserialize, Serialize};
+
+#[cfg(feature = "schema")]
+use schemars::JsonSchema;
+
+/// A BIP-174 PSBT to be signed by a Bitcoin account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(JsonSchema))]
+pub struct BitcoinPsbtIntent {
+    /// `bitcoin` (mainnet), `testnet`, `signet` or `regtest`: the account's network.
+    pub network: String,
+    /// The id of the transaction (it does not change when segwit inputs are signed).
+    pub txid: String,
+    /// The inputs, in order.
+    pub inputs: Vec<BitcoinInput>,
+    /// The outputs, in order.
+    pub outputs: Vec<BitcoinOutput>,
+    /// Inputs minus outputs, in satoshis.
+    pub fee_sat: u64,
+    /// Estimated virtual size of the signed transaction, in vbytes.
+    pub vsize: u64,
+    /// `fee_sat` per 1000 estimated vbytes (divide by 1000 for sat/vB).
+    pub fee_rate_sat_per_kvb: u64,
+}
+
+/// One input of a PSBT.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(JsonSchema))]
+pub struct BitcoinInput {
+    /// The output it spends, `txid:vout`.
+    pub outpoint: String,
+    /// The amount of that output, in satoshis.
+    pub amount_sat: u64,
+    /// The address of that output, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// Whether the key signs this input (it spends the account's address).
+    pub ours: bool,
+    /// The sighash type the key signs this input with (`ALL`, or `DEFAULT` for taproot);
+    /// absent for inputs that are not ours.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sighash: Option<String>,
+}
+
+/// One output of a PSBT.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(JsonSchema))]
+pub struct BitcoinOutput {
+    /// The address paid; absent for scripts without one (e.g. `OP_RETURN`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// The output script, hex.
+    pub script_hex: String,
+    /// The amount, in satoshis.
+    pub amount_sat: u64,
+    /// Whether it pays back to the wallet (the account's own address, or another account of
+    /// the same wallet).
+    pub change: bool,
+}
+
+/// A Solana transaction (legacy or v0 message) to be signed by a Solana account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(JsonSchema))]
+pub struct SolanaTransactionIntent {
+    /// `legacy` or `v0`.
+    pub version: String,
+    /// The fee payer (the first account; Keyward only signs as fee payer or co-signer named
+    /// in the message).
+    pub fee_payer: String,
+    /// The recent blockhash (base58).
+    pub recent_blockhash: String,
+    /// Every account that must sign, the fee payer first.
+    pub signers: Vec<String>,
+    /// The programs the instructions call, in order of first use, without repeats.
+    pub program_ids: Vec<String>,
+    /// The number of instructions.
+    pub instruction_count: u32,
+    /// Accounts loaded from address lookup tables (v0): they cannot be named without the
+    /// chain's state, and appear as `lookup:<table>:<index>` where an instruction uses them.
+    pub lookup_accounts: u32,
+    /// System program instructions that move SOL (transfers and account creations).
+    pub system_transfers: Vec<SolanaSystemTransfer>,
+    /// SPL Token (and Token-2022) `transfer` and `transferChecked` instructions.
+    pub token_transfers: Vec<SolanaTokenTransfer>,
+}
+
+/// A System program instruction that moves lamports: `Transfer`, `TransferWithSeed`,
+/// `CreateAccount` or `CreateAccountWithSeed` (which fund the new account).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(JsonSchema))]
+pub struct SolanaSystemTransfer {
+    /// `transfer`, `transfer_with_seed`, `create_account` or `create_account_with_seed`.
+    pub instruction: String,
+    /// The paying account.
+    pub from: String,
+    /// The receiving account.
+    pub to: String,
+    /// The amount, in lamports.
+    pub lamports: u64,
+}
+
+/// An SPL Token `Transfer` or `TransferChecked`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(JsonSchema))]
+pub struct SolanaTokenTransfer {
+    /// The token program: `spl-token` or `spl-token-2022`.
+    pub program: String,
+    /// `transfer` or `transfer_checked`.
+    pub instruction: String,
+    /// The source token account.
+    pub source: String,
+    /// The destination token account.
+    pub destination: String,
+    /// The owner or delegate authorising the transfer.
+    pub authority: String,
+    /// The mint (`transfer_checked` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mint: Option<String>,
+    /// The amount, in the token's base units.
+    pub amount: u64,
+    /// The mint's decimals (`transfer_checked` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decimals: Option<u8>,
+}
+
+/// A Solana off-chain message (signed with the `\xffsolana offchain` prefix, so it can never
+/// be a valid transaction).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(JsonSchema))]
+pub struct SolanaMessageIntent {
+    /// The off-chain message format: `restricted_ascii`, `limited_utf8` or `extended_utf8`.
+    pub format: String,
+    /// The message as text (every format is UTF-8).
+    pub text: String,
+    /// Length of the message in bytes.
+    pub message_len: u64,
+}

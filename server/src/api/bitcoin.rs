@@ -1,0 +1,299 @@
+//! Bitcoin signing with an account key: `POST /v1/keys/{id}/bitcoin/sign-psbt`.
+//!
+//! The route decodes the PSBT for the account (`chains::bitcoin::psbt`), hands the intent and
+//! the sighashes of the account's inputs to `pipeline::submit` as one request (one policy
+//! decision, one audit record, one signature per input), then puts the signatures into the
+//! PSBT. It never signs by itself.
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use bitcoin::Address;
+use keyward_policy::Intent;
+use poem::web::Data;
+use poem_openapi::param::{Header, Path};
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApi, Union};
+
+use super::error::{ApiError, ApiResult, current_request_id};
+use super::keys::{DryRunResult, PendingResult, PolicyView};
+use super::{ApiTags, BearerAuth};
+use crate::app::AppState;
+use crate::auth::Role;
+use crate::chains::bitcoin::account::parse_network;
+use crate::chains::bitcoin::{BitcoinAccount, PsbtPlan, ScriptKind};
+use crate::intent::SignIntent;
+use crate::intent::raw::decode_b64;
+use crate::keys::{Algorithm, LoadedKey, Purpose, SignOptions};
+use crate::pipeline::{self, PipelineError, SignCall, SignReceipt, Submitted};
+use crate::wallets::Chain;
+
+/// Bitcoin signing.
+pub struct BitcoinApi;
+
+/// The script kind and network of a new Bitcoin account (`None` for other chains).
+pub(crate) fn account_options(
+    chain: Chain,
+    network: Option<&str>,
+    address_type: Option<&str>,
+) -> ApiResult<Option<(ScriptKind, bitcoin::Network)>> {
+    if chain != Chain::Bitcoin {
+        if network.is_some() || address_type.is_some() {
+            return Err(ApiError::invalid(
+                "network and address_type apply to bitcoin accounts only",
+            ));
+        }
+        return Ok(None);
+    }
+    let kind = ScriptKind::parse(address_type.unwrap_or("p2wpkh"))?;
+    let network = parse_network(network.unwrap_or("bitcoin"))?;
+    Ok(Some((kind, network)))
+}
+
+/// Resolves an account key of `purpose` for a sign route, with the caller's role checked
+/// first so that nothing about the key is revealed to callers who may not sign.
+pub(crate) async fn account_key(
+    state: &AppState,
+    auth: &BearerAuth,
+    key_id: &str,
+    purpose: Purpose,
+) -> ApiResult<Arc<LoadedKey>> {
+    auth.require(&[Role::Signer])?;
+    let key = state
+        .keys()
+        .resolve(key_id)
+        .await
+        .map_err(PipelineError::from)?
+        .ok_or_else(|| PipelineError::KeyNotFound(key_id.to_string()))?;
+    if key.meta.purpose != purpose {
+        return Err(PipelineError::WrongPurpose {
+            key_purpose: key.meta.purpose.to_string(),
+            wanted: purpose.to_string(),
+        }
+        .into());
+    }
+    Ok(key)
+}
+
+/// Sign a PSBT.
+#[derive(Debug, Clone, Object, serde::Serialize)]
+pub struct SignPsbtBody {
+    /// The PSBT (BIP-174), standard base64. Every input must carry the output it spends
+    /// (`witness_utxo`, or `non_witness_utxo`).
+    pub psbt: String,
+    /// `true` (default): turn the inputs Keyward signs into final witnesses; `false`: add the
+    /// signatures as partial signatures (`partial_sigs` / `tap_key_sig`) for another finalizer.
+    pub finalize: Option<bool>,
+    /// `true`: run the key's policies and return their decision, without signing.
+    pub dry_run: Option<bool>,
+}
+
+/// A signed PSBT.
+#[derive(Debug, Clone, Object)]
+pub struct SignedPsbtView {
+    /// The PSBT with the account's signatures, base64.
+    pub psbt: String,
+    /// The transaction id.
+    pub txid: String,
+    /// The inputs signed (indexes).
+    pub signed_inputs: Vec<u32>,
+    /// Whether every input is finalized (then `transaction` is set).
+    pub complete: bool,
+    /// The network transaction, hex, ready to broadcast, when `complete`.
+    #[oai(skip_serializing_if_is_none)]
+    pub transaction: Option<String>,
+    /// Fee in satoshis.
+    pub fee_sat: u64,
+    /// The account's address.
+    pub address: String,
+    /// Key id.
+    pub key_id: String,
+    /// Request id (also in the audit log).
+    pub request_id: String,
+    /// When it was recorded.
+    pub signed_at: String,
+    /// How the policy stage decided.
+    pub policy: PolicyView,
+}
+
+/// A signed PSBT, or the decision of a dry run.
+#[derive(Debug, Clone, Union)]
+#[oai(one_of)]
+pub enum PsbtOutcome {
+    /// The signed PSBT.
+    Signed(SignedPsbtView),
+    /// The decision trace of a dry run.
+    DryRun(DryRunResult),
+}
+
+/// The answer of the PSBT route.
+#[derive(ApiResponse)]
+pub enum PsbtResponse {
+    /// Signed (or, with `dry_run`, the decision trace).
+    #[oai(status = 200)]
+    Signed(Json<PsbtOutcome>),
+    /// A policy requires approval: the request waits; follow `status_url`. Once it is signed,
+    /// send the same request with the same `Idempotency-Key` to get the signed PSBT.
+    #[oai(status = 202)]
+    Pending(Json<PendingResult>),
+}
+
+/// The signatures of a receipt, one per part.
+pub(crate) fn receipt_signatures(receipt: &SignReceipt) -> ApiResult<Vec<Vec<u8>>> {
+    let all = if receipt.signatures.is_empty() {
+        vec![receipt.signature.clone()]
+    } else {
+        receipt.signatures.clone()
+    };
+    all.iter()
+        .map(|s| decode_b64("signature", s).map_err(|e| ApiError::internal("receipt", e)))
+        .collect()
+}
+
+/// The scripts of the other Bitcoin accounts of the key's wallet: outputs to them are change.
+async fn wallet_scripts(state: &AppState, key_id: &str) -> ApiResult<Vec<bitcoin::ScriptBuf>> {
+    let Some(account) = state.store().account_of_key(key_id).await? else {
+        return Ok(Vec::new());
+    };
+    Ok(state
+        .store()
+        .wallet_accounts(&account.wallet_id)
+        .await?
+        .iter()
+        .filter(|a| a.chain == Chain::Bitcoin.as_str())
+        .filter_map(|a| Address::from_str(&a.address).ok())
+        .map(|a| a.assume_checked().script_pubkey())
+        .collect())
+}
+
+#[OpenApi]
+impl BitcoinApi {
+    /// Sign a PSBT with a Bitcoin account key (role signer). Keyward signs the inputs that
+    /// spend the account's address (P2WPKH: BIP-143 `SIGHASH_ALL`; P2TR key path: BIP-341
+    /// `SIGHASH_DEFAULT`), after the key's policies judged the decoded transaction (network,
+    /// inputs, outputs with change, fee and fee rate). Returns the PSBT, finalized by default.
+    #[oai(
+        path = "/v1/keys/:id/bitcoin/sign-psbt",
+        method = "post",
+        tag = "ApiTags::Bitcoin"
+    )]
+    async fn sign_psbt(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        id: Path<String>,
+        /// Makes retries safe: the same key with the same body returns the same response.
+        #[oai(name = "Idempotency-Key")]
+        idempotency_key: Header<Option<String>>,
+        body: Json<SignPsbtBody>,
+    ) -> ApiResult<PsbtResponse> {
+        let Json(body) = body;
+        let dry_run = body.dry_run.unwrap_or(false);
+        let idem = super::ethereum::idempotency(
+            idempotency_key.0.filter(|_| !dry_run),
+            "bitcoin.sign_psbt",
+            &id.0,
+            &body,
+        )?;
+        let key = account_key(&state, &auth, &id.0, Purpose::Bitcoin).await?;
+        let row = state.store().bitcoin_account(&id.0).await?.ok_or_else(|| {
+            ApiError::invalid(format!(
+                "key {} is not a Bitcoin wallet account; derive one with POST /v1/wallets/{{id}}/accounts",
+                id.0
+            ))
+        })?;
+        let sec1 = key
+            .meta
+            .public_key
+            .secp256k1_sec1(true)
+            .map_err(PipelineError::from)?;
+        let account = BitcoinAccount::new(
+            &sec1,
+            ScriptKind::parse(&row.address_type)?,
+            parse_network(&row.network)?,
+        )?;
+        let psbt_bytes = decode_b64("psbt", &body.psbt)?;
+        let plan = PsbtPlan::new(&psbt_bytes, &account, &wallet_scripts(&state, &id.0).await?)?;
+        let (intent, to_sign) = (plan.intent.clone(), plan.to_sign());
+        let call = SignCall {
+            principal: auth.0.clone(),
+            key_id: id.0.clone(),
+            operation: "bitcoin.sign_psbt",
+            build: Box::new(move |algorithm| {
+                if algorithm != Algorithm::Secp256k1 {
+                    return Err(PipelineError::Invalid(format!(
+                        "Bitcoin accounts are secp256k1 keys; this key is {algorithm}"
+                    )));
+                }
+                Ok((
+                    SignIntent {
+                        purpose: Purpose::Bitcoin,
+                        intent: Intent::BitcoinPsbt(intent),
+                        to_sign,
+                    },
+                    SignOptions::default(),
+                ))
+            }),
+            idempotency: idem,
+            request_id: current_request_id(),
+        };
+        if dry_run {
+            let report = pipeline::dry_run(&state, call).await?;
+            return Ok(PsbtResponse::Signed(Json(PsbtOutcome::DryRun(
+                DryRunResult {
+                    dry_run: true,
+                    key_id: report.key_id,
+                    request_id: report.request_id,
+                    policy: PolicyView::from(&report.verdict),
+                },
+            ))));
+        }
+        let receipt = match pipeline::submit(&state, call).await? {
+            Submitted::Signed(receipt) => receipt,
+            Submitted::Pending(p) => return Ok(PsbtResponse::Pending(Json(p.into()))),
+        };
+        let fee_sat = plan.intent.fee_sat;
+        let txid = plan.intent.txid.clone();
+        let signed = plan.complete(
+            &receipt_signatures(&receipt)?,
+            body.finalize.unwrap_or(true),
+        )?;
+        use base64::Engine as _;
+        Ok(PsbtResponse::Signed(Json(PsbtOutcome::Signed(
+            SignedPsbtView {
+                psbt: base64::engine::general_purpose::STANDARD.encode(&signed.psbt),
+                txid,
+                signed_inputs: signed.signed_inputs.iter().map(|&i| i as u32).collect(),
+                complete: signed.complete,
+                transaction: signed.tx_hex,
+                fee_sat,
+                address: account.address().to_string(),
+                key_id: receipt.key_id.clone(),
+                request_id: receipt.request_id.clone(),
+                signed_at: receipt.signed_at.clone(),
+                policy: PolicyView::from(&receipt.verdict),
+            },
+        ))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chains::bitcoin::account::network_name;
+
+    #[test]
+    fn account_options_apply_to_bitcoin_only() {
+        assert_eq!(
+            account_options(Chain::Bitcoin, None, None).unwrap(),
+            Some((ScriptKind::P2wpkh, bitcoin::Network::Bitcoin))
+        );
+        assert_eq!(
+            account_options(Chain::Bitcoin, Some("regtest"), Some("p2tr")).unwrap(),
+            Some((ScriptKind::P2tr, bitcoin::Network::Regtest))
+        );
+        assert!(account_options(Chain::Ethereum, Some("regtest"), None).is_err());
+        assert!(account_options(Chain::Bitcoin, Some("dogecoin"), None).is_err());
+        assert_eq!(network_name(bitcoin::Network::Signet), "signet");
+    }
+}
