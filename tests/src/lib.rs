@@ -20,6 +20,57 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// The mnemonic of the BIP-39, BIP-44 and BIP-84 test vectors.
+pub const ABANDON: &str =
+    "abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about";
+
+/// `tests/js`, with every package of its `package.json` installed from the lockfile
+/// (`npm ci`) on first use when one is missing.
+pub fn js_dir() -> PathBuf {
+    let dir = workspace_root().join("tests").join("js");
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        let manifest: Value = serde_json::from_slice(
+            &std::fs::read(dir.join("package.json")).expect("read tests/js/package.json"),
+        )
+        .expect("tests/js/package.json is JSON");
+        let missing = manifest["dependencies"]
+            .as_object()
+            .expect("tests/js/package.json has dependencies")
+            .keys()
+            .any(|name| !dir.join("node_modules").join(name).exists());
+        if missing {
+            let status = Command::new("npm")
+                .args(["ci", "--no-audit", "--no-fund"])
+                .current_dir(&dir)
+                .status()
+                .expect("run npm ci (Node.js and npm are needed)");
+            assert!(status.success(), "npm ci in tests/js failed");
+        }
+    });
+    dir
+}
+
+/// Runs `node tests/js/<script> <mode> <input file>` with `input` written as JSON under
+/// `scratch`, and returns what the script printed as JSON. Panics with its stderr on failure.
+pub fn node_json(script: &str, mode: &str, scratch: &Path, input: Value) -> Value {
+    let stem = script.trim_end_matches(".mjs");
+    let file = scratch.join(format!("{stem}-{mode}.json"));
+    std::fs::write(&file, input.to_string()).expect("write the script input");
+    let out = Command::new("node")
+        .args([script, mode])
+        .arg(&file)
+        .current_dir(js_dir())
+        .output()
+        .expect("run node");
+    assert!(
+        out.status.success(),
+        "{script} {mode} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("script output is JSON")
+}
+
 /// Path of the `keyward` binary, built on first use with the same profile as the tests.
 pub fn keyward_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();

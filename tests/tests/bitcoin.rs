@@ -5,50 +5,11 @@
 //! and BIP-86 (P2TR key path) accounts; the output allowlist policy denies an unknown output.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::PathBuf;
-use std::process::Command;
+use keyward_e2e::{ABANDON, Keyward, b64, example_policy, node_json};
+use serde_json::json;
 
-use keyward_e2e::{Keyward, b64, example_policy, workspace_root};
-use serde_json::{Value, json};
-
-const ABANDON: &str =
-    "abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about";
 /// A regtest address of nobody in the wallet (a P2WSH of 32 bytes 0x42).
 const TO: &str = "bcrt1qgfpyysjzgfpyysjzgfpyysjzgfpyysjzgfpyysjzgfpyysjzgfpqrgmtn9";
-
-/// tests/js with its packages installed from the lockfile.
-fn js_dir() -> PathBuf {
-    let dir = workspace_root().join("tests").join("js");
-    static INSTALL: std::sync::Once = std::sync::Once::new();
-    INSTALL.call_once(|| {
-        if !dir.join("node_modules").join("bitcoinjs-lib").exists() {
-            let status = Command::new("npm")
-                .args(["ci", "--no-audit", "--no-fund"])
-                .current_dir(&dir)
-                .status()
-                .expect("run npm ci (Node.js and npm are needed)");
-            assert!(status.success(), "npm ci in tests/js failed");
-        }
-    });
-    dir
-}
-
-fn node(dir: &std::path::Path, mode: &str, input: Value) -> Value {
-    let file = dir.join(format!("bitcoin-{mode}.json"));
-    std::fs::write(&file, input.to_string()).unwrap();
-    let out = Command::new("node")
-        .args(["bitcoin-check.mjs", mode])
-        .arg(&file)
-        .current_dir(js_dir())
-        .output()
-        .expect("run node");
-    assert!(
-        out.status.success(),
-        "bitcoin-check.mjs {mode} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("script output")
-}
 
 #[tokio::test]
 async fn bitcoinjs_builds_keyward_signs_bitcoinjs_validates_and_finalizes() {
@@ -83,9 +44,10 @@ async fn bitcoinjs_builds_keyward_signs_bitcoinjs_validates_and_finalizes() {
             .as_str()
             .unwrap()
             .trim_start_matches("0x");
-        let built = node(
-            dir.path(),
+        let built = node_json(
+            "bitcoin-check.mjs",
             "build",
+            dir.path(),
             json!({"address": address, "to": TO, "kind": kind, "internal_key": &public_key[2..]}),
         );
         let (status, signed) = kw
@@ -99,9 +61,10 @@ async fn bitcoinjs_builds_keyward_signs_bitcoinjs_validates_and_finalizes() {
         assert_eq!(status, 200, "{signed}");
         assert_eq!(signed["signed_inputs"], json!([0, 1]), "{signed}");
         assert_eq!(signed["fee_sat"], 1500);
-        let checked = node(
-            dir.path(),
+        let checked = node_json(
+            "bitcoin-check.mjs",
             "verify",
+            dir.path(),
             json!({"psbt": signed["psbt"], "kind": kind}),
         );
         assert_eq!(checked["valid"], json!([true, true]), "{kind}: {checked}");

@@ -5,33 +5,13 @@
 //! token), including a policy denial coming back as a JSON-RPC error.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::PathBuf;
 use std::process::Command;
 
-use keyward_e2e::{Keyward, b64, example_policy, workspace_root};
+use keyward_e2e::{ABANDON, Keyward, b64, example_policy, js_dir};
 use serde_json::{Value, json};
 
-const ABANDON: &str =
-    "abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about";
 const ADDRESS: &str = "0x9858EfFD232B4033E47d90003D41EC34EcaEda94";
 const TO: &str = "0x3535353535353535353535353535353535353535";
-
-/// tests/js with its packages installed from the lockfile.
-fn js_dir() -> PathBuf {
-    let dir = workspace_root().join("tests").join("js");
-    static INSTALL: std::sync::Once = std::sync::Once::new();
-    INSTALL.call_once(|| {
-        if !dir.join("node_modules").join("ethers").exists() {
-            let status = Command::new("npm")
-                .args(["ci", "--no-audit", "--no-fund"])
-                .current_dir(&dir)
-                .status()
-                .expect("run npm ci (Node.js and npm are needed)");
-            assert!(status.success(), "npm ci in tests/js failed");
-        }
-    });
-    dir
-}
 
 /// Typed data with nested structs and arrays (ethers hashes it on its own).
 fn group_mail() -> Value {

@@ -14,28 +14,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use keyward_e2e::{Keyward, assert_error, b64, client, workspace_root};
+use keyward_e2e::{Keyward, assert_error, b64, client, js_dir};
 use serde_json::{Value, json};
 use sha2::Digest as _;
 
 const AUDIENCE: &str = "urn:keyward:api";
-
-/// The JavaScript helpers, installed from the lockfile on first use.
-fn js_dir() -> PathBuf {
-    let dir = workspace_root().join("tests").join("js");
-    static INSTALL: std::sync::Once = std::sync::Once::new();
-    INSTALL.call_once(|| {
-        if !dir.join("node_modules").join("oidc-provider").exists() {
-            let status = Command::new("npm")
-                .args(["ci", "--no-audit", "--no-fund"])
-                .current_dir(&dir)
-                .status()
-                .expect("run npm ci (Node.js and npm are needed)");
-            assert!(status.success(), "npm ci in tests/js failed");
-        }
-    });
-    dir
-}
 
 /// A running OpenID provider.
 struct Idp {

@@ -5,53 +5,10 @@
 //! nacl. The transfer limit policy denies a larger transfer.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::PathBuf;
-use std::process::Command;
+use keyward_e2e::{ABANDON, Keyward, b64, example_policy, node_json};
+use serde_json::json;
 
-use keyward_e2e::{Keyward, b64, example_policy, workspace_root};
-use serde_json::{Value, json};
-
-const ABANDON: &str =
-    "abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about";
 const TO: &str = "9WzDXwBbmkg8ZTbNMqUxvQRAyrZzDsGYdLVL9zYtAWWM";
-
-fn js_dir() -> PathBuf {
-    let dir = workspace_root().join("tests").join("js");
-    static INSTALL: std::sync::Once = std::sync::Once::new();
-    INSTALL.call_once(|| {
-        if !dir
-            .join("node_modules")
-            .join("@solana")
-            .join("web3.js")
-            .exists()
-        {
-            let status = Command::new("npm")
-                .args(["ci", "--no-audit", "--no-fund"])
-                .current_dir(&dir)
-                .status()
-                .expect("run npm ci (Node.js and npm are needed)");
-            assert!(status.success(), "npm ci in tests/js failed");
-        }
-    });
-    dir
-}
-
-fn node(dir: &std::path::Path, mode: &str, input: Value) -> Value {
-    let file = dir.join(format!("solana-{mode}.json"));
-    std::fs::write(&file, input.to_string()).unwrap();
-    let out = Command::new("node")
-        .args(["solana-check.mjs", mode])
-        .arg(&file)
-        .current_dir(js_dir())
-        .output()
-        .expect("run node");
-    assert!(
-        out.status.success(),
-        "solana-check.mjs {mode} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("script output")
-}
 
 #[tokio::test]
 async fn web3js_builds_keyward_signs_web3js_verifies() {
@@ -81,9 +38,10 @@ async fn web3js_builds_keyward_signs_web3js_verifies() {
     let key = account["key"]["id"].as_str().unwrap().to_string();
     let address = account["account"]["address"].as_str().unwrap().to_string();
 
-    let built = node(
-        dir.path(),
+    let built = node_json(
+        "solana-check.mjs",
         "build",
+        dir.path(),
         json!({"address": address, "to": TO, "lamports": 250_000}),
     );
     let (status, signed) = kw
@@ -105,9 +63,10 @@ async fn web3js_builds_keyward_signs_web3js_verifies() {
         )
         .await;
     assert_eq!(status, 200, "{message}");
-    let checked = node(
-        dir.path(),
+    let checked = node_json(
+        "solana-check.mjs",
         "verify",
+        dir.path(),
         json!({"transaction": signed["transaction"], "address": address, "text": text,
                "signed_message": message["signed_message"],
                "message_signature": message["signature_base64"]}),
@@ -149,9 +108,10 @@ async fn web3js_builds_keyward_signs_web3js_verifies() {
         )
         .await;
     assert_eq!(status, 200, "{ok}");
-    let larger = node(
-        dir.path(),
+    let larger = node_json(
+        "solana-check.mjs",
         "build",
+        dir.path(),
         json!({"address": address, "to": TO, "lamports": 250_001}),
     );
     let (status, denied) = kw
