@@ -201,3 +201,15 @@ fn issuers_are_discovered_or_fetched_and_role_maps_name_keyward_roles() {
         assert!(err.contains(key), "{extra}: {err}");
     }
 }
+
+#[test]
+fn the_example_production_config_is_valid_and_says_what_it_means() {
+    let text = include_str!("../../../examples/production.toml");
+    let cfg = Config::from_table(table(text), env(&[("KEYWARD_KEK", KEK)]), Path::new("/"))
+        .expect("examples/production.toml is valid");
+    assert_eq!(cfg.default_decision, DefaultDecision::Deny);
+    assert!(!cfg.issuers.is_empty());
+    assert_eq!(cfg.approvals.max_quorum, 16);
+    assert_eq!(cfg.csc.sad_ttl_seconds, 300);
+    assert_eq!(cfg.documents.max_document_bytes, 524_288);
+}
