@@ -1,0 +1,275 @@
+//! Signatures made later: a request signed once its approvers' quorum is reached
+//! (`sign_approved`), and CSC authorizations, judged now and signed only when the requester
+//! comes back with the SAD (`authorize`, `sign_authorized`). Never signs anything that was not
+//! judged and stored first; each stored request is signed at most once.
+
+use super::stored::decode_to_sign;
+use super::*;
+
+/// Operations whose approval requests authorize a later signature rather than ask for one:
+/// when their quorum is reached nothing is signed; the signature is made only when the
+/// requester comes back with the credential's SAD (CSC `signatures/signHash`), through
+/// `sign_authorized`.
+pub const AUTHORIZATION_OPERATIONS: &[&str] = &["csc.authorize"];
+
+/// Whether an approved request of `operation` is signed as soon as its quorum is reached.
+pub fn signs_on_approval(operation: &str) -> bool {
+    !AUTHORIZATION_OPERATIONS.contains(&operation)
+}
+
+/// How the policy stage judged a signature that is to be made later.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Authorization {
+    /// The policies allow it now; `submit` will run them again when it is signed.
+    Allowed(Verdict),
+    /// Approvers decide; the exact bytes are stored and `sign_authorized` signs them once.
+    Pending(PendingReceipt),
+}
+
+/// Runs a future signature through resolve, authorize and the policy stage without signing
+/// (CSC `credentials/authorize`). `call.operation` must be one of `AUTHORIZATION_OPERATIONS`.
+/// A denial is recorded as a denied sign request and returned as `PolicyDenied`; a
+/// require-approval verdict stores the exact bytes to sign as a pending request, which is
+/// *not* signed when approved (see `signs_on_approval`); an allow is audited as
+/// `sign.authorize`.
+pub async fn authorize(state: &AppState, call: SignCall) -> Result<Authorization, PipelineError> {
+    if signs_on_approval(call.operation) {
+        return Err(PipelineError::Invalid(format!(
+            "{} is not an authorization operation",
+            call.operation
+        )));
+    }
+    let Judged {
+        principal,
+        key,
+        intent,
+        options,
+        verdict,
+        request_id,
+        operation,
+        idempotency,
+        time: (time, unix_time),
+        ..
+    } = judge(state, call).await?;
+    let outcome = Outcome {
+        state,
+        principal: &principal,
+        key: &key,
+        operation,
+        intent: &intent.intent,
+        verdict: &verdict,
+        request_id: &request_id,
+        idempotency: idempotency.as_ref(),
+        time: (time, unix_time),
+    };
+    match &verdict.decision {
+        Decision::Allow => {
+            let event = AuditEvent {
+                action: "sign.authorize",
+                ..outcome.event("allowed", json!({}))
+            };
+            state.audit().append(Vec::new(), event).await?;
+            Ok(Authorization::Allowed(verdict))
+        }
+        Decision::Deny { reason } => {
+            let reason = reason.clone();
+            outcome
+                .record_refusal(SignStatus::Denied, "POLICY_DENIED", &reason)
+                .await?;
+            Err(PipelineError::PolicyDenied {
+                reason,
+                verdict: Box::new(verdict),
+            })
+        }
+        Decision::RequireApproval { .. } => outcome
+            .record_pending(&intent.to_sign, options)
+            .await
+            .map(Authorization::Pending),
+    }
+}
+
+/// Makes the signature of an approved request, exactly once: from the bytes stored when it was
+/// requested, after checking that the key can still sign. The request becomes `signed` (with
+/// the receipt) or `failed` in the same transaction as its audit record. Only the caller whose
+/// vote completed the quorum (or start-up recovery) calls this.
+pub async fn sign_approved(state: &AppState, id: &str) -> Result<SignReceipt, PipelineError> {
+    let row = state
+        .store()
+        .approval_request(id)
+        .await?
+        .ok_or_else(|| PipelineError::Invalid(format!("no approval request {id}")))?;
+    if !signs_on_approval(&row.operation) {
+        return Err(PipelineError::Invalid(format!(
+            "request {id} authorizes a later signature; only its requester's signHash signs it"
+        )));
+    }
+    sign_stored(state, row).await
+}
+
+/// Makes the signature of an approved *authorization* request (CSC: `signHash` with the SAD
+/// issued for it), exactly once, from the bytes stored when it was authorized. Only the
+/// requester may; the request moves `approved` -> `signed` in the same transaction as its
+/// audit record, so a second call is refused.
+pub async fn sign_authorized(
+    state: &AppState,
+    principal: &Principal,
+    id: &str,
+) -> Result<SignReceipt, PipelineError> {
+    let row = state
+        .store()
+        .approval_request(id)
+        .await?
+        .ok_or_else(|| PipelineError::Invalid(format!("no approval request {id}")))?;
+    if signs_on_approval(&row.operation) {
+        return Err(PipelineError::Invalid(format!(
+            "request {id} is not an authorization"
+        )));
+    }
+    if !principal.is(&row.issuer, &row.subject) {
+        return Err(PipelineError::Forbidden(format!(
+            "request {id} was made by someone else"
+        )));
+    }
+    sign_stored(state, row).await
+}
+
+async fn sign_stored(
+    state: &AppState,
+    row: ApprovalRequestRow,
+) -> Result<SignReceipt, PipelineError> {
+    let id = row.id.clone();
+    let id = id.as_str();
+    if row.status != ApprovalStatus::Approved {
+        return Err(PipelineError::Invalid(format!(
+            "request {id} is {}, not approved",
+            row.status.as_str()
+        )));
+    }
+    let approvers: Vec<String> = state
+        .store()
+        .approval_votes(id)
+        .await?
+        .into_iter()
+        .filter(|v| v.decision == "approve")
+        .map(|v| v.subject)
+        .collect();
+    let actor = Actor {
+        issuer: row.issuer.clone(),
+        subject: row.subject.clone(),
+    };
+    let (now, _) = crate::clock::now();
+    let fail = |code: &str, message: String| {
+        let event = AuditEvent {
+            action: "sign",
+            outcome: "failed",
+            actor: actor.clone(),
+            key_id: Some(row.key_id.clone()),
+            request_id: Some(row.id.clone()),
+            details: json!({"operation": row.operation, "approvers": approvers, "error_code": code, "error": message}),
+        };
+        let change = StateChange::ApprovalTransition {
+            id: row.id.clone(),
+            from: vec![ApprovalStatus::Approved],
+            to: ApprovalStatus::Failed,
+            at: now.clone(),
+            result: None,
+            error: Some((code.to_string(), message)),
+        };
+        (vec![change], event)
+    };
+    let (to_sign, options) = decode_to_sign(&row.to_sign)?;
+    let key = state.keys().resolve(&row.key_id).await?;
+    let signer = match key.as_ref().and_then(|k| k.signer.clone()) {
+        Some(signer) => signer,
+        None => {
+            let (changes, event) = fail(
+                "KEY_DISABLED",
+                "the key was disabled before the approvals completed".into(),
+            );
+            state.audit().append(changes, event).await?;
+            state.approvals().changed(id, "failed");
+            return Err(PipelineError::KeyDisabled(row.key_id.clone()));
+        }
+    };
+    let key = key.ok_or_else(|| PipelineError::KeyNotFound(row.key_id.clone()))?;
+    let signed =
+        tokio::task::spawn_blocking(move || sign_parts(signer.as_ref(), &to_sign, options))
+            .await
+            .map_err(|e| KeyError::Unavailable(format!("signing task failed: {e}")))
+            .and_then(|r| r);
+    let signature = match signed {
+        Ok(s) => s,
+        Err(err) => {
+            let (changes, event) = fail("BACKEND_UNAVAILABLE", err.to_string());
+            state.audit().append(changes, event).await?;
+            state.approvals().changed(id, "failed");
+            return Err(err.into());
+        }
+    };
+    let (signature, recovery_id, signatures, sig_hash) = receipt_parts(&signature);
+    let verdict: Verdict = serde_json::from_str(&row.verdict)
+        .map_err(|e| StoreError::Corrupt(format!("request {id} verdict: {e}")))?;
+    let receipt = SignReceipt {
+        request_id: row.id.clone(),
+        key_id: row.key_id.clone(),
+        algorithm: key.meta.algorithm.to_string(),
+        signature,
+        recovery_id,
+        signatures,
+        signed_at: now.clone(),
+        verdict,
+    };
+    let receipt_json = serde_json::to_string(&receipt).unwrap_or_default();
+    let (_, unix) = crate::clock::now();
+    let request_row = SignRequestRow {
+        id: row.id.clone(),
+        key_id: row.key_id.clone(),
+        issuer: row.issuer.clone(),
+        subject: row.subject.clone(),
+        operation: row.operation.clone(),
+        status: SignStatus::Signed,
+        intent: row.intent.clone(),
+        decision: row.verdict.clone(),
+        idempotency_key: None,
+        body_hash: None,
+        response: Some(receipt_json.clone()),
+        error_code: None,
+        error_message: None,
+        created_at: now.clone(),
+        created_unix: unix,
+    };
+    let event = AuditEvent {
+        action: "sign",
+        outcome: "ok",
+        actor,
+        key_id: Some(row.key_id.clone()),
+        request_id: Some(row.id.clone()),
+        details: json!({
+            "operation": row.operation,
+            "algorithm": key.meta.algorithm.as_str(),
+            "approvers": approvers,
+            "signature_sha256": sig_hash,
+        }),
+    };
+    let changes = vec![
+        StateChange::ApprovalTransition {
+            id: row.id.clone(),
+            from: vec![ApprovalStatus::Approved],
+            to: ApprovalStatus::Signed,
+            at: now,
+            result: Some(receipt_json),
+            error: None,
+        },
+        StateChange::InsertSignRequest(Box::new(request_row)),
+    ];
+    let mut changes = changes;
+    if let Ok(intent) = serde_json::from_str::<Intent>(&row.intent) {
+        let spent = crate::chains::ethereum::spend::usage_deltas(&row.key_id, &intent, unix);
+        if !spent.is_empty() {
+            changes.push(StateChange::AddUsage(spent));
+        }
+    }
+    state.audit().append(changes, event).await?;
+    state.approvals().changed(id, "signed");
+    Ok(receipt)
+}

@@ -1,0 +1,229 @@
+//! Recording how a request ended: signed, refused, failed, or waiting for approvers. Each
+//! outcome is one audit append with its request row, so a signature is never returned before
+//! its record committed, and a refusal is never lost.
+
+use super::stored::encode_to_sign;
+use super::*;
+
+/// Everything needed to record how a request ended.
+pub(super) struct Outcome<'a> {
+    pub(super) state: &'a AppState,
+    pub(super) principal: &'a Principal,
+    pub(super) key: &'a Arc<LoadedKey>,
+    pub(super) operation: &'static str,
+    pub(super) intent: &'a Intent,
+    pub(super) verdict: &'a Verdict,
+    pub(super) request_id: &'a str,
+    pub(super) idempotency: Option<&'a Idempotency>,
+    pub(super) time: (String, i64),
+}
+
+impl Outcome<'_> {
+    pub(super) fn row(&self, status: SignStatus) -> SignRequestRow {
+        // Failures are not replayed: a retry with the same key may succeed.
+        let idem = self.idempotency.filter(|_| status != SignStatus::Failed);
+        SignRequestRow {
+            id: self.request_id.to_string(),
+            key_id: self.key.meta.id.clone(),
+            issuer: self.principal.issuer.clone(),
+            subject: self.principal.subject.clone(),
+            operation: self.operation.to_string(),
+            status,
+            intent: serde_json::to_string(self.intent).unwrap_or_default(),
+            decision: serde_json::to_string(self.verdict).unwrap_or_default(),
+            idempotency_key: idem.map(|i| i.key.clone()),
+            body_hash: idem.map(|i| i.body_hash.to_vec()),
+            response: None,
+            error_code: None,
+            error_message: None,
+            created_at: self.time.0.clone(),
+            created_unix: self.time.1,
+        }
+    }
+
+    pub(super) fn event(&self, outcome: &'static str, extra: serde_json::Value) -> AuditEvent {
+        let mut details = json!({
+            "operation": self.operation,
+            "algorithm": self.key.meta.algorithm.as_str(),
+            "purpose": self.key.meta.purpose.as_str(),
+            "intent": self.intent,
+            "policy": self.verdict,
+        });
+        if let (Some(map), serde_json::Value::Object(extra)) = (details.as_object_mut(), extra) {
+            map.extend(extra);
+        }
+        AuditEvent {
+            action: "sign",
+            outcome,
+            actor: Actor {
+                issuer: self.principal.issuer.clone(),
+                subject: self.principal.subject.clone(),
+            },
+            key_id: Some(self.key.meta.id.clone()),
+            request_id: Some(self.request_id.to_string()),
+            details,
+        }
+    }
+
+    pub(super) async fn record_refusal(
+        &self,
+        status: SignStatus,
+        code: &str,
+        message: &str,
+    ) -> Result<(), PipelineError> {
+        let mut row = self.row(status);
+        row.error_code = Some(code.to_string());
+        row.error_message = Some(message.to_string());
+        let event = self.event(
+            status.as_str(),
+            json!({"error_code": code, "error": message}),
+        );
+        match self
+            .state
+            .audit()
+            .append(vec![StateChange::InsertSignRequest(Box::new(row))], event)
+            .await
+        {
+            Ok(_) => Ok(()),
+            // A concurrent request with the same idempotency key got there first.
+            Err(AuditError::Rejected(StoreError::Conflict(_))) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub(super) async fn record_pending(
+        &self,
+        to_sign: &ToSign,
+        options: SignOptions,
+    ) -> Result<PendingReceipt, PipelineError> {
+        let Decision::RequireApproval {
+            reason,
+            approvals,
+            approver_roles,
+            ttl_seconds,
+        } = &self.verdict.decision
+        else {
+            return Err(PipelineError::BadApprovalRequirement(
+                "not an approval verdict".into(),
+            ));
+        };
+        let limits = &self.state.config().approvals;
+        if *approvals == 0 || *approvals > limits.max_quorum {
+            let message = format!(
+                "a policy asked for {approvals} approvals; this server allows 1 to {}",
+                limits.max_quorum
+            );
+            self.record_refusal(SignStatus::Denied, "POLICY_DENIED", &message)
+                .await?;
+            return Err(PipelineError::BadApprovalRequirement(message));
+        }
+        let ttl = (*ttl_seconds).clamp(1, limits.max_ttl_seconds);
+        let expires_unix = self
+            .time
+            .1
+            .saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX));
+        let expires_at = time::OffsetDateTime::from_unix_timestamp(expires_unix)
+            .map(crate::clock::format)
+            .map_err(|e| PipelineError::BadApprovalRequirement(e.to_string()))?;
+        let row = ApprovalRequestRow {
+            id: self.request_id.to_string(),
+            key_id: self.key.meta.id.clone(),
+            issuer: self.principal.issuer.clone(),
+            subject: self.principal.subject.clone(),
+            operation: self.operation.to_string(),
+            status: ApprovalStatus::PendingApproval,
+            intent: serde_json::to_string(self.intent).unwrap_or_default(),
+            verdict: serde_json::to_string(self.verdict).unwrap_or_default(),
+            to_sign: encode_to_sign(to_sign, options),
+            options: serde_json::to_string(
+                &json!({"scheme": options.scheme.as_str(), "format": options.format.as_str()}),
+            )
+            .unwrap_or_default(),
+            quorum: i64::from(*approvals),
+            approver_roles: serde_json::to_string(approver_roles).unwrap_or_else(|_| "[]".into()),
+            reason: reason.clone(),
+            expires_at,
+            expires_unix,
+            idempotency_key: self.idempotency.map(|i| i.key.clone()),
+            body_hash: self.idempotency.map(|i| i.body_hash.to_vec()),
+            result: None,
+            error_code: None,
+            error_message: None,
+            created_at: self.time.0.clone(),
+            updated_at: self.time.0.clone(),
+        };
+        let receipt = pending_receipt(&row)?;
+        let event = self.event(
+            "pending_approval",
+            json!({"approvals": approvals, "approver_roles": approver_roles, "expires_at": row.expires_at}),
+        );
+        match self
+            .state
+            .audit()
+            .append(
+                vec![StateChange::InsertApprovalRequest(Box::new(row))],
+                event,
+            )
+            .await
+        {
+            Ok(_) => {
+                self.state
+                    .approvals()
+                    .changed(&receipt.request_id, "pending_approval");
+                Ok(receipt)
+            }
+            Err(AuditError::Rejected(StoreError::Conflict(_))) => {
+                let idem = self.idempotency.ok_or(PipelineError::IdempotencyMismatch)?;
+                match replay(self.state, self.principal, idem).await? {
+                    Some(Ok(Submitted::Pending(p))) => Ok(p),
+                    Some(Err(e)) => Err(e),
+                    _ => Err(PipelineError::IdempotencyMismatch),
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub(super) async fn record_signature(
+        &self,
+        signatures: Vec<Signature>,
+    ) -> Result<SignReceipt, PipelineError> {
+        let (signature, recovery_id, signatures, sig_hash) = receipt_parts(&signatures);
+        let receipt = SignReceipt {
+            request_id: self.request_id.to_string(),
+            key_id: self.key.meta.id.clone(),
+            algorithm: self.key.meta.algorithm.to_string(),
+            signature,
+            recovery_id,
+            signatures,
+            signed_at: self.time.0.clone(),
+            verdict: self.verdict.clone(),
+        };
+        let mut row = self.row(SignStatus::Signed);
+        row.response = Some(serde_json::to_string(&receipt).unwrap_or_default());
+        let event = self.event("ok", json!({"signature_sha256": sig_hash}));
+        let mut changes = vec![StateChange::InsertSignRequest(Box::new(row))];
+        let spent = crate::chains::ethereum::spend::usage_deltas(
+            &self.key.meta.id,
+            self.intent,
+            self.time.1,
+        );
+        if !spent.is_empty() {
+            changes.push(StateChange::AddUsage(spent));
+        }
+        match self.state.audit().append(changes, event).await {
+            Ok(_) => Ok(receipt),
+            Err(AuditError::Rejected(StoreError::Conflict(_))) => {
+                // A concurrent request with the same idempotency key committed first: answer
+                // with what it recorded, and drop this signature unseen.
+                let idem = self.idempotency.ok_or(PipelineError::IdempotencyMismatch)?;
+                match replay(self.state, self.principal, idem).await? {
+                    Some(Ok(Submitted::Signed(receipt))) => Ok(receipt),
+                    Some(Err(e)) => Err(e),
+                    _ => Err(PipelineError::IdempotencyMismatch),
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
