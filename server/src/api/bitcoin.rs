@@ -189,7 +189,7 @@ impl BitcoinApi {
     ) -> ApiResult<PsbtResponse> {
         let Json(body) = body;
         let dry_run = body.dry_run.unwrap_or(false);
-        let idem = super::ethereum::idempotency(
+        let idem = super::idempotency(
             idempotency_key.0.filter(|_| !dry_run),
             "bitcoin.sign_psbt",
             &id.0,

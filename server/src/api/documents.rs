@@ -19,7 +19,6 @@ use crate::documents::sign::{DocumentSignRequest, Format, decode_input};
 use crate::documents::verify::Signed;
 use crate::documents::{self, DocumentError};
 use crate::keys::RsaScheme;
-use crate::pipeline::Idempotency;
 
 /// Document signing and verification.
 pub struct DocumentsApi;
@@ -154,15 +153,6 @@ pub struct CaView {
     pub crl_url: String,
 }
 
-fn check_idempotency_key(key: &str) -> ApiResult<()> {
-    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| (0x21..0x7f).contains(&b)) {
-        return Err(ApiError::invalid(
-            "Idempotency-Key must be 1 to 255 printable ASCII characters without spaces",
-        ));
-    }
-    Ok(())
-}
-
 /// The answer of the document sign route.
 #[derive(poem_openapi::ApiResponse)]
 pub enum DocumentSignResponse {
@@ -196,13 +186,8 @@ impl DocumentsApi {
         body: Json<DocumentSignBody>,
     ) -> ApiResult<DocumentSignResponse> {
         let Json(body) = body;
-        let idempotency = match idempotency_key.0 {
-            Some(key) => {
-                check_idempotency_key(&key)?;
-                Some(Idempotency::new(key, "document.sign", &body.key_id, &body))
-            }
-            None => None,
-        };
+        let idempotency =
+            super::idempotency(idempotency_key.0, "document.sign", &body.key_id, &body)?;
         let format = Format::parse(body.format.as_deref().unwrap_or("cms"))?;
         let scheme = body
             .scheme

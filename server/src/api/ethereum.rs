@@ -207,15 +207,6 @@ impl From<EthError> for ApiError {
     }
 }
 
-fn check_idempotency_key(key: &str) -> ApiResult<()> {
-    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| (0x21..0x7f).contains(&b)) {
-        return Err(ApiError::invalid(
-            "Idempotency-Key must be 1 to 255 printable ASCII characters without spaces",
-        ));
-    }
-    Ok(())
-}
-
 async fn run(
     state: &AppState,
     auth: BearerAuth,
@@ -248,20 +239,6 @@ async fn run(
     })
 }
 
-pub(crate) fn idempotency(
-    header: Option<String>,
-    operation: &str,
-    key_id: &str,
-    body: &impl serde::Serialize,
-) -> ApiResult<Option<Idempotency>> {
-    header
-        .map(|key| {
-            check_idempotency_key(&key)?;
-            Ok(Idempotency::new(key, operation, key_id, body))
-        })
-        .transpose()
-}
-
 #[OpenApi]
 impl EthereumApi {
     /// Sign an Ethereum transaction (legacy/EIP-155, EIP-2930, EIP-1559) with an account key
@@ -283,7 +260,8 @@ impl EthereumApi {
         body: Json<SignTransactionBody>,
     ) -> ApiResult<EthSignResponse> {
         let Json(body) = body;
-        let idem = idempotency(idempotency_key.0, "ethereum.sign_transaction", &id.0, &body)?;
+        let idem =
+            super::idempotency(idempotency_key.0, "ethereum.sign_transaction", &id.0, &body)?;
         let request = match (body.transaction, body.unsigned) {
             (Some(t), None) => EthRequest::Transaction(Box::new(t.into())),
             (None, Some(u)) => EthRequest::UnsignedTransaction(hex_bytes("unsigned", &u)?),
@@ -328,7 +306,7 @@ impl EthereumApi {
         body: Json<SignMessageBody>,
     ) -> ApiResult<EthSignResponse> {
         let Json(body) = body;
-        let idem = idempotency(idempotency_key.0, "ethereum.sign_message", &id.0, &body)?;
+        let idem = super::idempotency(idempotency_key.0, "ethereum.sign_message", &id.0, &body)?;
         let message = match (&body.message, &body.message_hex) {
             (Some(text), None) => text.as_bytes().to_vec(),
             (None, Some(h)) => hex_bytes("message_hex", h)?,
@@ -369,7 +347,7 @@ impl EthereumApi {
         body: Json<SignTypedDataBody>,
     ) -> ApiResult<EthSignResponse> {
         let Json(body) = body;
-        let idem = idempotency(idempotency_key.0, "ethereum.sign_typed_data", &id.0, &body)?;
+        let idem = super::idempotency(idempotency_key.0, "ethereum.sign_typed_data", &id.0, &body)?;
         run(
             &state,
             auth,

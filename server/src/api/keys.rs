@@ -15,9 +15,7 @@ use crate::auth::Role;
 use crate::intent::IntentError;
 use crate::intent::raw::{RawPayload, decode_b64};
 use crate::keys::{Algorithm, EcdsaFormat, KeyMeta, Purpose, RsaScheme, SignOptions};
-use crate::pipeline::{
-    self, Idempotency, PendingReceipt, PipelineError, SignCall, SignReceipt, Submitted,
-};
+use crate::pipeline::{self, PendingReceipt, PipelineError, SignCall, SignReceipt, Submitted};
 use crate::policy::Verdict;
 use crate::store::cursor;
 
@@ -420,15 +418,6 @@ fn parse_options(
     Ok(SignOptions { scheme, format })
 }
 
-fn check_idempotency_key(key: &str) -> ApiResult<()> {
-    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| (0x21..0x7f).contains(&b)) {
-        return Err(ApiError::invalid(
-            "Idempotency-Key must be 1 to 255 printable ASCII characters without spaces",
-        ));
-    }
-    Ok(())
-}
-
 #[OpenApi]
 impl KeysApi {
     /// Create a key (roles: key-admin, admin). The private key is generated in the backend
@@ -587,14 +576,12 @@ impl SigningApi {
     ) -> ApiResult<SignResponse> {
         let Json(body) = body;
         let dry_run = body.dry_run.unwrap_or(false);
-        let idempotency = match idempotency_key.0 {
-            _ if dry_run => None,
-            Some(key) => {
-                check_idempotency_key(&key)?;
-                Some(Idempotency::new(key, "raw.sign", &id.0, &body))
-            }
-            None => None,
-        };
+        let idempotency = super::idempotency(
+            idempotency_key.0.filter(|_| !dry_run),
+            "raw.sign",
+            &id.0,
+            &body,
+        )?;
         let payload = RawPayload::decode(
             body.digest.as_deref(),
             body.message.as_deref(),

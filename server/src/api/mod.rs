@@ -149,6 +149,29 @@ pub fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
     }
 }
 
+/// Checks an `Idempotency-Key` header and binds it to the operation, key and body: `None`
+/// without a header; 422 for a key that is not 1 to 255 printable ASCII characters.
+pub(crate) fn idempotency(
+    header: Option<String>,
+    operation: &str,
+    key_id: &str,
+    body: &impl serde::Serialize,
+) -> Result<Option<crate::pipeline::Idempotency>, ApiError> {
+    header
+        .map(|key| {
+            if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| (0x21..0x7f).contains(&b))
+            {
+                return Err(ApiError::invalid(
+                    "Idempotency-Key must be 1 to 255 printable ASCII characters without spaces",
+                ));
+            }
+            Ok(crate::pipeline::Idempotency::new(
+                key, operation, key_id, body,
+            ))
+        })
+        .transpose()
+}
+
 /// Decodes a `cursor` query parameter (the `next_cursor` of a previous page).
 pub fn page_cursor(cursor: Option<&str>) -> Result<Option<String>, ApiError> {
     cursor

@@ -200,7 +200,7 @@ impl SolanaApi {
     ) -> ApiResult<SolanaResponse> {
         let Json(body) = body;
         let dry_run = body.dry_run.unwrap_or(false);
-        let idem = super::ethereum::idempotency(
+        let idem = super::idempotency(
             idempotency_key.0.filter(|_| !dry_run),
             "solana.sign_transaction",
             &id.0,
@@ -274,7 +274,7 @@ impl SolanaApi {
     ) -> ApiResult<SolanaResponse> {
         let Json(body) = body;
         let dry_run = body.dry_run.unwrap_or(false);
-        let idem = super::ethereum::idempotency(
+        let idem = super::idempotency(
             idempotency_key.0.filter(|_| !dry_run),
             "solana.sign_message",
             &id.0,
