@@ -250,6 +250,34 @@ impl Keyward {
         }
     }
 
+    /// Imports `mnemonic` as the wallet `name` (as the admin) and returns the wallet's id.
+    pub async fn import_wallet(&self, name: &str, mnemonic: &str) -> String {
+        let body = serde_json::json!({"name": name, "mnemonic": mnemonic});
+        let (status, wallet) = self
+            .call("POST", "/v1/wallets", Some(self.admin()), Some(&body))
+            .await;
+        assert_eq!(status, 201, "{wallet}");
+        wallet["wallet"]["id"]
+            .as_str()
+            .expect("wallet id")
+            .to_string()
+    }
+
+    /// Derives an account of `wallet` (as the admin) from `body` (`chain`, `index`, ...) and
+    /// returns the answer: `account` (address, public key, path) and `key`.
+    pub async fn derive_account(&self, wallet: &str, body: Value) -> Value {
+        let (status, account) = self
+            .call(
+                "POST",
+                &format!("/v1/wallets/{wallet}/accounts"),
+                Some(self.admin()),
+                Some(&body),
+            )
+            .await;
+        assert_eq!(status, 201, "{account}");
+        account
+    }
+
     /// Sends a request; returns status and JSON body (or the text as a JSON string).
     pub async fn call(
         &self,

@@ -17,27 +17,15 @@ async fn bitcoinjs_builds_keyward_signs_bitcoinjs_validates_and_finalizes() {
     let kw = Keyward::dev(dir.path());
     let admin = kw.admin().to_string();
     let signer = kw.token("alice", &["signer"]);
-    let (status, wallet) = kw
-        .call(
-            "POST",
-            "/v1/wallets",
-            Some(&admin),
-            Some(&json!({"name": "btc", "mnemonic": ABANDON})),
-        )
-        .await;
-    assert_eq!(status, 201, "{wallet}");
-    let wallet_id = wallet["wallet"]["id"].as_str().unwrap().to_string();
+    let wallet_id = kw.import_wallet("btc", ABANDON).await;
 
     for kind in ["p2wpkh", "p2tr"] {
-        let (status, account) = kw
-            .call(
-                "POST",
-                &format!("/v1/wallets/{wallet_id}/accounts"),
-                Some(&admin),
-                Some(&json!({"chain": "bitcoin", "network": "regtest", "address_type": kind})),
+        let account = kw
+            .derive_account(
+                &wallet_id,
+                json!({"chain": "bitcoin", "network": "regtest", "address_type": kind}),
             )
             .await;
-        assert_eq!(status, 201, "{account}");
         let key = account["key"]["id"].as_str().unwrap().to_string();
         let address = account["account"]["address"].as_str().unwrap().to_string();
         let public_key = account["account"]["public_key"]

@@ -65,25 +65,10 @@ async fn ethers_verifies_signatures_parses_transactions_and_uses_the_rpc_signer(
     let dir = tempfile::tempdir().unwrap();
     let kw = Keyward::dev(dir.path());
     let admin = kw.admin().to_string();
-    let (status, wallet) = kw
-        .call(
-            "POST",
-            "/v1/wallets",
-            Some(&admin),
-            Some(&json!({"name": "e2e", "mnemonic": ABANDON})),
-        )
+    let wallet_id = kw.import_wallet("e2e", ABANDON).await;
+    let account = kw
+        .derive_account(&wallet_id, json!({"chain": "ethereum", "index": 0}))
         .await;
-    assert_eq!(status, 201, "{wallet}");
-    let wallet_id = wallet["wallet"]["id"].as_str().unwrap();
-    let (status, account) = kw
-        .call(
-            "POST",
-            &format!("/v1/wallets/{wallet_id}/accounts"),
-            Some(&admin),
-            Some(&json!({"chain": "ethereum", "index": 0})),
-        )
-        .await;
-    assert_eq!(status, 201, "{account}");
     assert_eq!(account["account"]["address"], ADDRESS);
     let key = account["key"]["id"].as_str().unwrap().to_string();
     // Only transfers to TO: the RPC signer's second transaction is denied.

@@ -16,25 +16,10 @@ async fn web3js_builds_keyward_signs_web3js_verifies() {
     let kw = Keyward::dev(dir.path());
     let admin = kw.admin().to_string();
     let signer = kw.token("alice", &["signer"]);
-    let (status, wallet) = kw
-        .call(
-            "POST",
-            "/v1/wallets",
-            Some(&admin),
-            Some(&json!({"name": "sol", "mnemonic": ABANDON})),
-        )
+    let wallet_id = kw.import_wallet("sol", ABANDON).await;
+    let account = kw
+        .derive_account(&wallet_id, json!({"chain": "solana", "index": 0}))
         .await;
-    assert_eq!(status, 201, "{wallet}");
-    let wallet_id = wallet["wallet"]["id"].as_str().unwrap();
-    let (status, account) = kw
-        .call(
-            "POST",
-            &format!("/v1/wallets/{wallet_id}/accounts"),
-            Some(&admin),
-            Some(&json!({"chain": "solana", "index": 0})),
-        )
-        .await;
-    assert_eq!(status, 201, "{account}");
     let key = account["key"]["id"].as_str().unwrap().to_string();
     let address = account["account"]["address"].as_str().unwrap().to_string();
 
