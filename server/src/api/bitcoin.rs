@@ -16,7 +16,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi, Union};
 
 use super::error::{ApiError, ApiResult, current_request_id};
-use super::keys::{DryRunResult, PendingResult, PolicyView};
+use super::signing::{DryRunResult, PendingResult, PolicyView};
 use super::{ApiTags, BearerAuth};
 use crate::app::AppState;
 use crate::auth::Role;

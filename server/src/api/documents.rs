@@ -10,7 +10,7 @@ use poem_openapi::{Object, OpenApi};
 use serde_json::json;
 
 use super::error::{ApiError, ApiResult, current_request_id};
-use super::keys::PolicyView;
+use super::signing::PolicyView;
 use super::{ApiTags, BearerAuth};
 use crate::app::AppState;
 use crate::audit::{Actor, AuditEvent};
@@ -161,7 +161,7 @@ pub enum DocumentSignResponse {
     Signed(Json<DocumentSignResult>),
     /// A policy requires approval: the request waits; follow `status_url`.
     #[oai(status = 202)]
-    Pending(Json<super::keys::PendingResult>),
+    Pending(Json<super::signing::PendingResult>),
 }
 
 #[OpenApi]

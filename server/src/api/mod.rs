@@ -16,6 +16,7 @@ pub mod limits;
 pub mod policies;
 pub mod requests;
 pub mod rpc_ethereum;
+pub mod signing;
 pub mod solana;
 pub mod system;
 pub mod wallets;
@@ -95,7 +96,7 @@ impl BearerAuth {
 /// The combined API.
 pub type Apis = (
     keys::KeysApi,
-    keys::SigningApi,
+    signing::SigningApi,
     requests::RequestsApi,
     audit::AuditApi,
     system::SystemApi,
@@ -115,7 +116,7 @@ pub type Apis = (
 pub fn apis() -> Apis {
     (
         keys::KeysApi,
-        keys::SigningApi,
+        signing::SigningApi,
         requests::RequestsApi,
         audit::AuditApi,
         system::SystemApi,

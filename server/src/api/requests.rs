@@ -7,7 +7,7 @@ use poem_openapi::{Object, OpenApi};
 
 use super::documents::DocumentSignResult;
 use super::error::{ApiError, ApiResult};
-use super::keys::{PolicyView, SignResult};
+use super::signing::{PolicyView, SignResult};
 use super::{ApiTags, BearerAuth, page_limit};
 use crate::app::AppState;
 use crate::approvals::{self, ApprovalError};
