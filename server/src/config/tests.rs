@@ -1,6 +1,7 @@
 //! Tests of configuration parsing and validation.
 
 use super::*;
+use crate::auth::Role;
 
 fn table(text: &str) -> toml::Table {
     toml::from_str(text).unwrap()
