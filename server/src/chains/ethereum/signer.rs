@@ -62,7 +62,9 @@ pub struct EthSigned {
     /// The signature.
     pub signature: RecoverableSignature,
     /// The `v` of the standard: 27/28 for messages and typed data, EIP-155 `chainId * 2 + 35 +
-    /// parity` for legacy transactions, the parity for typed transactions.
+    /// parity` for legacy transactions (computed with checked arithmetic; a legacy chain id
+    /// above `tx::MAX_LEGACY_CHAIN_ID`, whose `v` would not fit, is refused when the
+    /// transaction is parsed, before anything is signed), the parity for typed transactions.
     pub v: u64,
     /// Transactions: the signed encoding, ready to broadcast, and its hash.
     pub transaction: Option<(Vec<u8>, B256)>,
@@ -224,10 +226,9 @@ fn assemble(
     let signature = recoverable(&receipt, &hash, &from)?;
     let (v, transaction) = match tx {
         Some(tx) => {
-            let v = match &tx {
-                UnsignedTx::Legacy(_) => tx.chain_id() * 2 + 35 + u64::from(signature.y_parity),
-                _ => u64::from(signature.y_parity),
-            };
+            let v = tx
+                .v(signature.y_parity)
+                .map_err(|e| PipelineError::Invalid(e.to_string()))?;
             let sig = Signature::new(
                 U256::from_be_bytes(signature.r.0),
                 U256::from_be_bytes(signature.s.0),
@@ -316,4 +317,93 @@ pub fn recoverable(
         s: B256::from_slice(&bytes[32..]),
         y_parity: recid == 1,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chains::ethereum::tx::MAX_LEGACY_CHAIN_ID;
+    use crate::policy::{Verdict, VerdictSource};
+    use alloy_consensus::TxLegacy;
+    use alloy_primitives::TxKind;
+    use keyward_policy::Decision;
+
+    fn legacy(chain_id: u64, nonce: u64) -> UnsignedTx {
+        UnsignedTx::Legacy(TxLegacy {
+            chain_id: Some(chain_id),
+            nonce,
+            gas_price: 20_000_000_000,
+            gas_limit: 21_000,
+            to: TxKind::Call(Address::repeat_byte(0x35)),
+            value: U256::from(1u64),
+            input: Default::default(),
+        })
+    }
+
+    /// What a secp256k1 backend would hand back for `hash`, and the key's address.
+    fn receipt(hash: &B256) -> (SignReceipt, Address) {
+        use base64::Engine as _;
+        let key = k256::ecdsa::SigningKey::from_slice(&[0x46; 32]).unwrap();
+        let (sig, recid) = key.sign_prehash_recoverable(hash.as_slice());
+        let point = key.verifying_key().to_sec1_point(false);
+        let xy: &[u8; 64] = point.as_bytes()[1..].try_into().unwrap();
+        let receipt = SignReceipt {
+            request_id: "r".into(),
+            key_id: "k".into(),
+            algorithm: "secp256k1".into(),
+            signature: base64::engine::general_purpose::STANDARD.encode(sig.to_bytes()),
+            recovery_id: Some(recid.to_byte()),
+            signatures: Vec::new(),
+            signed_at: "now".into(),
+            verdict: Verdict {
+                decision: Decision::Allow,
+                source: VerdictSource::Default,
+                trace: Vec::new(),
+            },
+        };
+        (receipt, Address::from_raw_public_key(xy))
+    }
+
+    /// Chain id 1 gives the EIP-155 v 37/38; a chain id whose v does not fit in 64 bits is
+    /// refused with an invalid-input error instead of a wrapped v.
+    #[test]
+    fn legacy_v_is_checked() {
+        let mut seen = [false; 2];
+        for nonce in 0..64 {
+            let tx = legacy(1, nonce);
+            let hash = tx.signing_hash();
+            let (receipt, from) = receipt(&hash);
+            let signed = assemble(Some(tx), receipt, hash, from).unwrap();
+            let parity = signed.signature.y_parity;
+            assert_eq!(signed.v, 37 + u64::from(parity));
+            assert!(signed.transaction.is_some());
+            seen[usize::from(parity)] = true;
+            if seen == [true, true] {
+                break;
+            }
+        }
+        assert_eq!(seen, [true, true], "both parities, so both 37 and 38");
+
+        for chain_id in [u64::MAX, MAX_LEGACY_CHAIN_ID + 1] {
+            // The route refuses it while parsing, before the pipeline is called.
+            let bytes = legacy(chain_id, 0).encode_unsigned();
+            let err = EthRequest::UnsignedTransaction(bytes)
+                .decode()
+                .err()
+                .unwrap();
+            assert!(
+                matches!(&err, IntentError::Invalid(m) if m.contains("too large for a legacy transaction's v")),
+                "{err}"
+            );
+            // And where v is computed, the same refusal rather than a wrapped value.
+            let tx = legacy(chain_id, 0);
+            let hash = tx.signing_hash();
+            let (receipt, from) = receipt(&hash);
+            let err = assemble(Some(tx), receipt, hash, from).err().unwrap();
+            assert!(
+                matches!(&err, PipelineError::Invalid(m) if m.contains("EIP-1559")),
+                "{err}"
+            );
+        }
+    }
 }

@@ -1,7 +1,8 @@
 //! Ethereum transactions: legacy (with EIP-155 replay protection), EIP-2930 and EIP-1559,
 //! given as fields or as an unsigned RLP/EIP-2718 encoding. Encoding, decoding, the signing
 //! hash and the signed envelope come from `alloy-consensus`; this module only checks the input
-//! (a chain id is required, no trailing bytes, only these three types) and maps fields.
+//! (a chain id is required, a legacy one small enough for its EIP-155 `v` to fit in 64 bits,
+//! no trailing bytes, only these three types) and maps fields.
 
 use alloy_consensus::{SignableTransaction, TxEip1559, TxEip2930, TxEnvelope, TxLegacy};
 use alloy_eips::eip2718::Encodable2718;
@@ -54,6 +55,37 @@ pub enum UnsignedTx {
 
 fn invalid(m: impl Into<String>) -> IntentError {
     IntentError::Invalid(m.into())
+}
+
+/// The largest chain id a legacy transaction can carry: its EIP-155 `v` is
+/// `chainId * 2 + 35 + parity` and is returned as a 64-bit integer, so it must fit in a u64
+/// for both parities.
+pub const MAX_LEGACY_CHAIN_ID: u64 = (u64::MAX - 36) / 2;
+
+/// The EIP-155 `v` of a legacy transaction on `chain_id` (`None` when it does not fit in 64
+/// bits).
+pub fn eip155_v(chain_id: u64, y_parity: bool) -> Option<u64> {
+    chain_id
+        .checked_mul(2)?
+        .checked_add(35)?
+        .checked_add(u64::from(y_parity))
+}
+
+/// The refusal of a legacy transaction whose chain id is too large for its `v`.
+fn legacy_chain_id_too_large(chain_id: u64) -> IntentError {
+    invalid(format!(
+        "chain_id {chain_id} is too large for a legacy transaction's v (chainId * 2 + 36 must \
+         fit in 64 bits, so at most {MAX_LEGACY_CHAIN_ID}); use an EIP-1559 (0x2) or EIP-2930 \
+         (0x1) transaction for this chain"
+    ))
+}
+
+/// Refuses a legacy transaction whose `v` would not fit in 64 bits, before anything is signed.
+fn check_legacy_chain_id(chain_id: u64) -> Result<(), IntentError> {
+    if eip155_v(chain_id, true).is_none() {
+        return Err(legacy_chain_id_too_large(chain_id));
+    }
+    Ok(())
 }
 
 /// Parses a quantity: `0x` hex or a decimal string.
@@ -183,6 +215,7 @@ impl TxFields {
                 if access_list.is_some() {
                     return Err(invalid("legacy transactions have no access list"));
                 }
+                check_legacy_chain_id(chain_id)?;
                 UnsignedTx::Legacy(TxLegacy {
                     chain_id: Some(chain_id),
                     nonce,
@@ -269,6 +302,7 @@ impl UnsignedTx {
                     ));
                 }
                 let chain_id = u64::decode(&mut fields).map_err(malformed)?;
+                check_legacy_chain_id(chain_id)?;
                 let r = U256::decode(&mut fields).map_err(malformed)?;
                 let s = U256::decode(&mut fields).map_err(malformed)?;
                 if !r.is_zero() || !s.is_zero() {
@@ -302,6 +336,18 @@ impl UnsignedTx {
             UnsignedTx::Legacy(t) => t.chain_id.unwrap_or(0),
             UnsignedTx::Eip2930(t) => t.chain_id,
             UnsignedTx::Eip1559(t) => t.chain_id,
+        }
+    }
+
+    /// The `v` of a signature with `y_parity` over this transaction: EIP-155
+    /// `chainId * 2 + 35 + parity` for legacy transactions, the parity for typed ones. A
+    /// legacy chain id too large for a 64-bit `v` is refused (`build` and `decode` already
+    /// refuse it; this is the same check where `v` is computed).
+    pub fn v(&self, y_parity: bool) -> Result<u64, IntentError> {
+        match self {
+            UnsignedTx::Legacy(_) => eip155_v(self.chain_id(), y_parity)
+                .ok_or_else(|| legacy_chain_id_too_large(self.chain_id())),
+            UnsignedTx::Eip2930(_) | UnsignedTx::Eip1559(_) => Ok(u64::from(y_parity)),
         }
     }
 
@@ -502,5 +548,55 @@ mod tests {
         let mut bad_checksum = eip155_example();
         bad_checksum.to = Some("0x9858EfFD232B4033E47d90003D41EC34EcaEda95".into());
         assert!(bad_checksum.build().is_err());
+    }
+
+    /// A legacy chain id whose EIP-155 `v` does not fit in 64 bits is refused when the
+    /// fields are built and when the unsigned encoding is decoded (before anything is
+    /// signed); the largest that fits is accepted, and typed transactions are not limited.
+    #[test]
+    fn legacy_chain_id_too_large_for_v_is_refused() {
+        let too_large = |r: Result<UnsignedTx, IntentError>| {
+            matches!(r, Err(IntentError::Invalid(m))
+                if m.contains("too large for a legacy transaction's v")
+                    && m.contains("EIP-1559")
+                    && m.contains("EIP-2930"))
+        };
+        for chain_id in [u64::MAX, MAX_LEGACY_CHAIN_ID + 1] {
+            let mut f = eip155_example();
+            f.chain_id = Some(chain_id.to_string());
+            assert!(too_large(f.build()), "fields, chain id {chain_id}");
+            // The same transaction as its unsigned EIP-155 encoding.
+            let tx = TxLegacy {
+                chain_id: Some(chain_id),
+                nonce: 9,
+                gas_price: 20_000_000_000,
+                gas_limit: 21_000,
+                to: TxKind::Call(Address::repeat_byte(0x35)),
+                value: U256::from(1u64),
+                input: Bytes::new(),
+            };
+            let encoded = tx.encoded_for_signing();
+            assert!(
+                too_large(UnsignedTx::decode(&encoded)),
+                "rlp, chain id {chain_id}"
+            );
+            // Where v is computed, the same refusal rather than a wrapped value.
+            let tx = UnsignedTx::Legacy(tx);
+            assert!(matches!(tx.v(true), Err(IntentError::Invalid(m)) if m.contains("too large")));
+        }
+        let mut f = eip155_example();
+        f.chain_id = Some(MAX_LEGACY_CHAIN_ID.to_string());
+        let tx = f.build().unwrap();
+        assert_eq!(tx.v(false).unwrap(), u64::MAX - 2);
+        assert_eq!(tx.v(true).unwrap(), u64::MAX - 1);
+        // Typed transactions carry the parity, not the chain id, so any chain id works.
+        let mut typed = eip155_example();
+        typed.chain_id = Some(u64::MAX.to_string());
+        typed.tx_type = Some("eip2930".into());
+        assert_eq!(typed.build().unwrap().v(true).unwrap(), 1);
+        // Chain id 1 keeps the EIP-155 values.
+        let tx = eip155_example().build().unwrap();
+        assert_eq!((tx.v(false).unwrap(), tx.v(true).unwrap()), (37, 38));
+        assert_eq!(eip155_v(u64::MAX, false), None);
     }
 }
