@@ -40,12 +40,25 @@ pub fn check_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Checks labels: at most 32, keys up to 64 and values up to 256 characters.
+/// Checks labels: at most 32, keys up to 64 and values up to 256 characters, and no control
+/// characters (NUL, newlines, escapes...) in keys or values.
 pub fn check_labels(labels: &BTreeMap<String, String>) -> Result<(), String> {
     if labels.len() > 32 {
         return Err("at most 32 labels are allowed".into());
     }
     for (k, v) in labels {
+        if k.chars().any(char::is_control) {
+            return Err(format!(
+                "label name {k:?} contains a control character; control characters are not \
+                 allowed in label names or values"
+            ));
+        }
+        if v.chars().any(char::is_control) {
+            return Err(format!(
+                "label {k:?} has a value with a control character; control characters are not \
+                 allowed in label names or values"
+            ));
+        }
         if k.is_empty() || k.len() > 64 {
             return Err(format!("label name {k:?} must be 1 to 64 characters"));
         }
@@ -328,4 +341,36 @@ pub async fn set_signers(
 
 pub(crate) fn new_key_id() -> String {
     format!("key_{}", uuid::Uuid::now_v7().simple())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn labels_with_control_characters_are_refused() {
+        for bad in ["te\0am", "te\nam", "\u{1b}[0m", "x\u{7f}", "a\u{9b}b", "\t"] {
+            let err = check_labels(&labels(&[("ok", "fine"), (bad, "v")])).unwrap_err();
+            assert!(
+                err.contains("label name") && err.contains("control characters are not allowed"),
+                "key {bad:?}: {err}"
+            );
+            let err = check_labels(&labels(&[("ok", "fine"), ("team", bad)])).unwrap_err();
+            assert!(
+                err.contains("\"team\" has a value")
+                    && err.contains("control characters are not allowed"),
+                "value {bad:?}: {err}"
+            );
+        }
+        check_labels(&labels(&[("team", "payments é 財務"), ("env", "")])).unwrap();
+        assert!(check_labels(&labels(&[("", "v")])).is_err());
+        assert!(check_labels(&labels(&[("k", &"v".repeat(257))])).is_err());
+    }
 }

@@ -75,14 +75,21 @@ impl SignerEntry {
     }
 }
 
-/// Checks and normalises a list given by a caller: each entry parses, duplicates are
-/// dropped (first occurrence kept), at most `MAX_SIGNERS`.
+/// Checks and normalises a list given by a caller: each entry parses and holds no control
+/// character (NUL, newlines, escapes...: they would forge lines in logs and make entries that
+/// look alike differ), duplicates are dropped (first occurrence kept), at most `MAX_SIGNERS`.
 pub fn normalize(entries: &[String]) -> Result<Vec<String>, String> {
     if entries.len() > MAX_SIGNERS {
         return Err(format!("a key may list at most {MAX_SIGNERS} signers"));
     }
     let mut out: Vec<String> = Vec::with_capacity(entries.len());
-    for entry in entries {
+    for (index, entry) in entries.iter().enumerate() {
+        if entry.chars().any(char::is_control) {
+            return Err(format!(
+                "signer entry {index} contains a control character; control characters are not \
+                 allowed in signer entries"
+            ));
+        }
         SignerEntry::parse(entry)?;
         if !out.contains(entry) {
             out.push(entry.clone());
@@ -156,6 +163,31 @@ mod tests {
         }
         let many: Vec<String> = (0..=MAX_SIGNERS).map(|i| format!("subject:{i}")).collect();
         assert!(normalize(&many).is_err());
+    }
+
+    #[test]
+    fn control_characters_are_refused() {
+        for bad in [
+            "subject:alice\0",
+            "subject:al\nice",
+            "group:pay\rments",
+            "subject:\u{1b}[31malice",
+            "group:x\u{7f}",
+            "subject:a\u{85}b",
+            "subject:\talice",
+        ] {
+            let err = normalize(&["subject:ok".to_string(), bad.to_string()]).unwrap_err();
+            assert!(
+                err.contains("signer entry 1")
+                    && err.contains("control characters are not allowed"),
+                "{bad:?}: {err}"
+            );
+        }
+        // Other non-ASCII text is still accepted.
+        assert_eq!(
+            normalize(&["subject:zoë".into(), "group:財務".into()]).unwrap(),
+            vec!["subject:zoë".to_string(), "group:財務".to_string()]
+        );
     }
 
     #[test]
