@@ -3,14 +3,17 @@
 //! a memory cap and a stack limit, with NaN canonicalization for determinism.
 //!
 //! Evaluations block: callers on the async runtime use `run_blocking`, which also bounds how
-//! many run at once to the pooling allocator's size. An evaluation never returns an allow
-//! unless the policy's own output said so.
+//! many run at once to the pooling allocator's size. Compiles at upload are bounded too
+//! (`MAX_CONCURRENT_COMPILES`), and both bounds stay held until the blocking work really ends,
+//! even when the caller stopped waiting. An evaluation never returns an allow unless the
+//! policy's own output said so.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use keyward_policy::{Decision, SettingsCheck};
 use sha2::Digest as _;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, InstancePre, Module, OptLevel,
     PoolingAllocationConfig, Store, TypedFunc,
@@ -62,7 +65,10 @@ pub struct PolicyEngine {
     engine: Engine,
     linker: Arc<wasmtime::Linker<HostState>>,
     limits: Arc<LimitsConfig>,
-    slots: Arc<tokio::sync::Semaphore>,
+    slots: Arc<Semaphore>,
+    compiles: Arc<Semaphore>,
+    max_compiles: usize,
+    compile_wait: Duration,
 }
 
 impl std::fmt::Debug for PolicyEngine {
@@ -73,12 +79,30 @@ impl std::fmt::Debug for PolicyEngine {
     }
 }
 
-/// How long compiling a module at upload may take.
+/// How long compiling a module at upload may take, and how long an upload waits for a
+/// compile permit before it is answered that the server is busy.
 pub const COMPILE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Uploads compiled at once. Cranelift compiles on all cores and wasmtime cannot cancel a
+/// compile, so a compile whose caller timed out keeps running (and keeps its permit) until
+/// its thread ends; a small bound keeps slow uploads from piling up threads and starving
+/// evaluations. Compiling stored policies on first use is bounded by `run_blocking` only.
+pub const MAX_CONCURRENT_COMPILES: usize = 2;
 
 impl PolicyEngine {
     /// An engine with `limits`, and its epoch ticker thread (which ends with the engine).
     pub fn new(limits: LimitsConfig) -> Result<Self, PolicyError> {
+        Self::with_compile_bound(limits, MAX_CONCURRENT_COMPILES, COMPILE_TIMEOUT)
+    }
+
+    /// Like `new`, with at most `max_compiles` uploads compiled at once (at least 1), each
+    /// upload waiting at most `compile_wait` for its turn.
+    pub fn with_compile_bound(
+        limits: LimitsConfig,
+        max_compiles: usize,
+        compile_wait: Duration,
+    ) -> Result<Self, PolicyError> {
+        let max_compiles = max_compiles.max(1);
         let mut pool = PoolingAllocationConfig::default();
         let slots = limits.max_concurrent.max(1);
         pool.total_core_instances(slots)
@@ -116,7 +140,10 @@ impl PolicyEngine {
         Ok(PolicyEngine {
             engine,
             linker: Arc::new(linker),
-            slots: Arc::new(tokio::sync::Semaphore::new(slots as usize)),
+            slots: Arc::new(Semaphore::new(slots as usize)),
+            compiles: Arc::new(Semaphore::new(max_compiles)),
+            max_compiles,
+            compile_wait,
             limits: Arc::new(limits),
         })
     }
@@ -126,21 +153,26 @@ impl PolicyEngine {
         &self.limits
     }
 
-    /// Runs blocking engine work off the async runtime, at most `max_concurrent` at once.
+    /// Runs blocking engine work off the async runtime, at most `max_concurrent` at once. The
+    /// slot is held by the blocking thread, so work whose caller stopped waiting still counts
+    /// until it ends (the pooling allocator has no more instances than slots).
     pub async fn run_blocking<T: Send + 'static>(
         &self,
         work: impl FnOnce(&PolicyEngine) -> T + Send + 'static,
     ) -> Result<T, PolicyError> {
-        let _permit = self
+        let permit = self
             .slots
             .clone()
             .acquire_owned()
             .await
             .map_err(|_| PolicyError::Engine("the policy engine is shutting down".into()))?;
         let engine = self.clone();
-        tokio::task::spawn_blocking(move || work(&engine))
-            .await
-            .map_err(|e| PolicyError::Engine(format!("policy task failed: {e}")))
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            work(&engine)
+        })
+        .await
+        .map_err(|e| PolicyError::Engine(format!("policy task failed: {e}")))
     }
 
     /// Checks and compiles a module (blocking): size cap, wasm binary, imports and exports
@@ -199,13 +231,49 @@ impl PolicyEngine {
         Ok(policy)
     }
 
-    /// Like `compile`, off the async runtime and within `COMPILE_TIMEOUT`.
+    /// Like `compile`, off the async runtime and within `COMPILE_TIMEOUT`, at most
+    /// `MAX_CONCURRENT_COMPILES` at once; when no compile permit frees up in time, the server
+    /// answers that it is busy rather than queueing without bound.
     pub async fn compile_async(
         &self,
         bytes: Arc<Vec<u8>>,
         limits: PolicyLimits,
     ) -> Result<CompiledPolicy, PolicyError> {
-        let work = self.run_blocking(move |e| e.compile(&bytes, limits));
+        let permit = self.compile_permit().await?;
+        self.compile_with(permit, move |e| e.compile(&bytes, limits))
+            .await
+    }
+
+    /// Waits up to `compile_wait` for a compile permit.
+    async fn compile_permit(&self) -> Result<OwnedSemaphorePermit, PolicyError> {
+        let acquire = self.compiles.clone().acquire_owned();
+        match tokio::time::timeout(self.compile_wait, acquire).await {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(_)) => Err(PolicyError::Engine(
+                "the policy engine is shutting down".into(),
+            )),
+            Err(_) => Err(PolicyError::Engine(format!(
+                "the server is busy compiling other policies (at most {} at once); retry the \
+                 upload later",
+                self.max_compiles
+            ))),
+        }
+    }
+
+    /// Runs the compile `work` holding `permit`, answering within `COMPILE_TIMEOUT`.
+    async fn compile_with<T: Send + 'static>(
+        &self,
+        permit: OwnedSemaphorePermit,
+        work: impl FnOnce(&PolicyEngine) -> Result<T, PolicyError> + Send + 'static,
+    ) -> Result<T, PolicyError> {
+        let work = self.run_blocking(move |engine| {
+            // The permit moves into the blocking thread and is released only when the compile
+            // really ends. wasmtime 48 cannot stop a Cranelift compile once started (the
+            // instantiation that follows runs under fuel and the epoch deadline), so after a
+            // timeout the thread runs to completion and keeps counting against the bound.
+            let _permit = permit;
+            work(engine)
+        });
         match tokio::time::timeout(COMPILE_TIMEOUT, work).await {
             Ok(result) => result?,
             Err(_) => Err(PolicyError::InvalidModule(format!(
@@ -365,5 +433,78 @@ impl CallOutcome<Decision> {
             micros: self.micros,
             logs: self.logs,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn engine(max_compiles: usize, compile_wait: Duration) -> PolicyEngine {
+        let limits = LimitsConfig {
+            max_concurrent: 2,
+            ..LimitsConfig::default()
+        };
+        PolicyEngine::with_compile_bound(limits, max_compiles, compile_wait).unwrap()
+    }
+
+    fn allow_all() -> Arc<Vec<u8>> {
+        Arc::new(super::super::builtin::module("allow-all").unwrap())
+    }
+
+    fn is_busy(r: &Result<CompiledPolicy, PolicyError>) -> bool {
+        matches!(r, Err(PolicyError::Engine(m))
+            if m.contains("busy compiling other policies") && m.contains("retry"))
+    }
+
+    /// While the only compile permit is held, another upload is answered busy instead of
+    /// waiting without bound; once it is released, uploads compile again.
+    #[tokio::test]
+    async fn a_second_compile_while_the_permit_is_held_is_busy() {
+        let engine = engine(1, Duration::from_millis(50));
+        let limits = engine.limits().default;
+        let held = engine.compile_permit().await.unwrap();
+        let second = engine.compile_async(allow_all(), limits).await;
+        assert!(is_busy(&second), "{second:?}");
+        drop(held);
+        let compiled = engine.compile_async(allow_all(), limits).await.unwrap();
+        assert!(compiled.validates_settings);
+    }
+
+    /// A compile whose caller stopped waiting keeps its permit (and its evaluation slot) until
+    /// its thread ends, so abandoned compiles cannot pile up past the bound.
+    #[tokio::test]
+    async fn an_abandoned_compile_keeps_its_permit_until_it_ends() {
+        let engine = engine(1, Duration::from_millis(50));
+        let limits = engine.limits().default;
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        let (started_tx, started) = tokio::sync::oneshot::channel::<()>();
+        let permit = engine.compile_permit().await.unwrap();
+        // A compile that runs until the test releases it.
+        let slow = engine.compile_with(permit, move |_| {
+            let _ = started_tx.send(());
+            let _ = wait.recv();
+            Ok(())
+        });
+        let mut slow = Box::pin(slow);
+        tokio::select! {
+            r = &mut slow => panic!("the slow compile ended early: {r:?}"),
+            r = started => r.unwrap(),
+        }
+        // The caller stops waiting, as `compile_with` does on its timeout.
+        drop(slow);
+        assert_eq!(engine.compiles.available_permits(), 0);
+        assert_eq!(engine.slots.available_permits(), 1);
+        let busy = engine.compile_async(allow_all(), limits).await;
+        assert!(is_busy(&busy), "{busy:?}");
+
+        release.send(()).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while engine.compiles.available_permits() == 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(engine.compiles.available_permits(), 1);
+        assert_eq!(engine.slots.available_permits(), 2);
+        engine.compile_async(allow_all(), limits).await.unwrap();
     }
 }
