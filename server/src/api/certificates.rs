@@ -265,10 +265,8 @@ impl CertificatesApi {
         auth: BearerAuth,
         id: Path<String>,
     ) -> ApiResult<Json<KeyCertificates>> {
-        auth.require(Role::ALL)?;
-        if state.store().key(&id.0).await?.is_none() {
-            return Err(ApiError::not_found(format!("no key with id {:?}", id.0)));
-        }
+        let principal = auth.require(Role::ALL)?;
+        super::keys::visible_key(&state, principal, &id.0).await?;
         let row = state
             .store()
             .certificates_of_key(&id.0)
@@ -317,8 +315,11 @@ impl CertificatesApi {
         /// `next_cursor` of the previous page.
         cursor: Query<Option<String>>,
     ) -> ApiResult<Json<CertificatePage>> {
-        auth.require(Role::ALL)?;
+        let principal = auth.require(Role::ALL)?;
         let limit = page_limit(limit.0)?;
+        if let Some(key_id) = &key_id.0 {
+            super::keys::visible_key(&state, principal, key_id).await?;
+        }
         let status = match status.0.as_deref() {
             Some(s) => Some(CertStatus::parse(s).ok_or_else(|| {
                 ApiError::invalid(format!("status {s:?} is not active or revoked"))
@@ -337,11 +338,28 @@ impl CertificatesApi {
             .await?;
         let more = rows.len() > limit as usize;
         let mut items = Vec::new();
+        // Certificates of keys the caller may not see are left out (the page may then hold
+        // fewer items; `next_cursor` still continues after the last row read).
+        let mut visible: std::collections::HashMap<String, bool> = Default::default();
+        let mut last = None;
         for row in rows.iter().take(limit as usize) {
-            items.push(CertificateView::from_row(row)?);
+            last = Some(row.id.clone());
+            let seen = match visible.get(&row.key_id) {
+                Some(v) => *v,
+                None => {
+                    let v = super::keys::visible_key(&state, principal, &row.key_id)
+                        .await
+                        .is_ok();
+                    visible.insert(row.key_id.clone(), v);
+                    v
+                }
+            };
+            if seen {
+                items.push(CertificateView::from_row(row)?);
+            }
         }
         let next_cursor = if more {
-            items.last().map(|c| cursor::encode(&c.id))
+            last.map(|id| cursor::encode(&id))
         } else {
             None
         };
@@ -360,12 +378,19 @@ impl CertificatesApi {
         auth: BearerAuth,
         id: Path<String>,
     ) -> ApiResult<Json<CertificateView>> {
-        auth.require(Role::ALL)?;
+        let principal = auth.require(Role::ALL)?;
+        let not_found = || ApiError::not_found(format!("no certificate with id {:?}", id.0));
         let row = state
             .store()
             .certificate(&id.0)
             .await?
-            .ok_or_else(|| ApiError::not_found(format!("no certificate with id {:?}", id.0)))?;
+            .ok_or_else(not_found)?;
+        if super::keys::visible_key(&state, principal, &row.key_id)
+            .await
+            .is_err()
+        {
+            return Err(not_found());
+        }
         Ok(Json(CertificateView::from_row(&row)?))
     }
 

@@ -36,6 +36,17 @@ pub fn current_request_id() -> String {
     REQUEST_ID.try_with(Clone::clone).unwrap_or_default()
 }
 
+/// A fresh request id.
+pub fn new_request_id() -> String {
+    uuid::Uuid::now_v7().simple().to_string()
+}
+
+/// Runs `work` as a request of its own, with the id `id` (e.g. one call of a JSON-RPC batch:
+/// each call is its own sign request, with its own id, result and audit record).
+pub async fn with_request_id<F: std::future::Future>(id: String, work: F) -> F::Output {
+    REQUEST_ID.scope(id, work).await
+}
+
 /// The uniform error body.
 #[derive(Debug, Clone, Object)]
 pub struct ErrorBody {
@@ -234,6 +245,8 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "CONFLICT", m),
+            StoreError::KeyInactive(m) => ApiError::new(StatusCode::CONFLICT, "KEY_DISABLED", m),
+            StoreError::SignerRemoved(m) => ApiError::new(StatusCode::FORBIDDEN, "FORBIDDEN", m),
             StoreError::Database(_) => {
                 tracing::error!(error = %e, "database error");
                 ApiError::new(
@@ -499,7 +512,7 @@ impl<E: Endpoint> Endpoint for ErrorEnvelopeEndpoint<E> {
     type Output = Response;
 
     async fn call(&self, req: Request) -> poem::Result<Response> {
-        let id = uuid::Uuid::now_v7().simple().to_string();
+        let id = new_request_id();
         let header = id.clone();
         // The CSC API answers errors in the CSC shape; everything else in the uniform body.
         let csc = req.uri().path().starts_with("/csc/");

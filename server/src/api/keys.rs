@@ -273,15 +273,7 @@ impl KeysApi {
         id: Path<String>,
     ) -> ApiResult<Json<KeyView>> {
         let principal = auth.require(Role::ALL)?;
-        let row = state
-            .store()
-            .key(&id.0)
-            .await?
-            .ok_or_else(|| ApiError::not_found(format!("no key with id {:?}", id.0)))?;
-        let meta = KeyMeta::from_row(&row)?;
-        if !crate::auth::signers::may_see(&meta.signers, principal) {
-            return Err(ApiError::not_found(format!("no key with id {:?}", id.0)));
-        }
+        let meta = visible_key(&state, principal, &id.0).await?;
         Ok(Json(KeyView::from_meta(&meta)?))
     }
 
@@ -298,4 +290,21 @@ impl KeysApi {
         let meta = admin::disable_key(&state, principal, &id.0).await?;
         Ok(Json(KeyView::from_meta(&meta)?))
     }
+}
+
+/// The key `id` if `principal` may see it (`auth::signers::may_see`); 404 otherwise, the same
+/// answer as for a key that does not exist. Every route that reveals anything about a key
+/// (its facts, policies, certificates, or a verification with it) goes through this.
+pub(super) async fn visible_key(
+    state: &AppState,
+    principal: &crate::auth::Principal,
+    id: &str,
+) -> ApiResult<KeyMeta> {
+    let not_found = || ApiError::not_found(format!("no key with id {id:?}"));
+    let row = state.store().key(id).await?.ok_or_else(not_found)?;
+    let meta = KeyMeta::from_row(&row)?;
+    if !crate::auth::signers::may_see(&meta.signers, principal) {
+        return Err(not_found());
+    }
+    Ok(meta)
 }

@@ -71,11 +71,49 @@ async fn check_bearer(req: &Request, bearer: Bearer) -> poem::Result<Principal> 
     let state = req
         .data::<AppState>()
         .ok_or_else(|| ApiError::internal("server state missing", "no AppState"))?;
-    Ok(state
-        .auth()
-        .verify(&bearer.token)
-        .await
-        .map_err(ApiError::from)?)
+    match state.auth().verify(&bearer.token).await {
+        Ok(p) => Ok(p),
+        Err(e) => {
+            record_unauthenticated(state, req, &e).await;
+            Err(ApiError::from(e).into())
+        }
+    }
+}
+
+/// Records a refused token (401) in the audit log, rate-limited per client address and reason
+/// (see `audit::refusals`); the token itself is never recorded.
+pub(crate) async fn record_unauthenticated(
+    state: &AppState,
+    req: &Request,
+    error: &crate::auth::AuthError,
+) {
+    if matches!(error, crate::auth::AuthError::Config(_)) {
+        return;
+    }
+    let peer = req
+        .remote_addr()
+        .as_socket_addr()
+        .map_or_else(|| "unknown".to_string(), |a| a.ip().to_string());
+    let event = crate::audit::AuditEvent {
+        action: "auth",
+        outcome: "refused",
+        actor: crate::audit::Actor {
+            issuer: String::new(),
+            subject: String::new(),
+        },
+        key_id: None,
+        request_id: Some(error::current_request_id()),
+        details: serde_json::json!({
+            "error_code": "UNAUTHENTICATED",
+            "error": error.to_string(),
+            "path": req.uri().path(),
+            "client": peer,
+        }),
+    };
+    state
+        .audit()
+        .record_refusal(&peer, "UNAUTHENTICATED", event)
+        .await;
 }
 
 impl BearerAuth {

@@ -407,7 +407,8 @@ impl PoliciesApi {
         auth: BearerAuth,
         id: Path<String>,
     ) -> ApiResult<Json<KeyPolicies>> {
-        auth.require(Role::ALL)?;
+        let principal = auth.require(Role::ALL)?;
+        super::keys::visible_key(&state, principal, &id.0).await?;
         let bound = lifecycle::bound(&state, &id.0).await?;
         Ok(Json(binding_views(&id.0, &bound)))
     }

@@ -37,6 +37,23 @@ pub struct VoteView {
     pub at: String,
 }
 
+/// One policy's approval requirement and how far it got.
+#[derive(Debug, Clone, Object)]
+pub struct RequirementView {
+    /// The policy that asked (empty for requests stored before requirements were kept).
+    pub policy: String,
+    /// Its reason.
+    pub reason: String,
+    /// Distinct approvals it needs.
+    pub approvals_required: u32,
+    /// Roles that count toward it (empty: any approver).
+    pub approver_roles: Vec<String>,
+    /// Subjects whose approvals count toward it.
+    pub approved_by: Vec<String>,
+    /// Whether it is met.
+    pub met: bool,
+}
+
 /// The requester.
 #[derive(Debug, Clone, Object)]
 pub struct RequesterView {
@@ -68,6 +85,9 @@ pub struct RequestView {
     pub approvals_required: i64,
     /// Roles an approver may hold (empty: any approver).
     pub approver_roles: Vec<String>,
+    /// Each asking policy's requirement with its progress: the request is approved when
+    /// every one is met on its own (`approvals_required` and `approver_roles` summarise them).
+    pub requirements: Vec<RequirementView>,
     /// Votes so far.
     pub votes: Vec<VoteView>,
     /// When it expires.
@@ -154,7 +174,19 @@ async fn view(state: &AppState, row: ApprovalRequestRow) -> ApiResult<RequestVie
         _ => None,
     };
     let result = receipt.map(SignResult::from);
+    let requirements = crate::store::approvals::progress(&approvals::requirements(&row), &votes)
+        .into_iter()
+        .map(|p| RequirementView {
+            met: p.met(),
+            policy: p.requirement.policy,
+            reason: p.requirement.reason,
+            approvals_required: p.requirement.approvals,
+            approver_roles: p.requirement.approver_roles,
+            approved_by: p.approved_by,
+        })
+        .collect();
     Ok(RequestView {
+        requirements,
         policy: PolicyView::from(&verdict),
         status: row.status.as_str().to_string(),
         key_id: row.key_id,
@@ -257,9 +289,11 @@ impl RequestsApi {
                 let visible = if status == Some(ApprovalStatus::PendingApproval)
                     && !auth.0.has_role(Role::Auditor)
                 {
-                    approvals::can_act(&auth.0, &row) || auth.0.is(&row.issuer, &row.subject)
+                    approvals::can_act(&auth.0, &row)
+                        || (auth.0.is(&row.issuer, &row.subject)
+                            && approvals::may_view(&state, &auth.0, &row).await)
                 } else {
-                    approvals::can_view(&auth.0, &row)
+                    approvals::may_view(&state, &auth.0, &row).await
                 };
                 if visible {
                     let id = row.id.clone();

@@ -111,9 +111,14 @@ pub async fn rpc(req: &Request, state: Data<&AppState>, body: Body) -> Response 
                 )
                 .into_response();
             }
+            // Each call of a batch is a request of its own (id, policy decision, result,
+            // audit record); the HTTP request's id names the batch only.
             let mut out = Vec::with_capacity(calls.len());
             for call in calls {
-                if let Some(answer) = one(&state, &principal, call).await {
+                let id = super::error::new_request_id();
+                if let Some(answer) =
+                    super::error::with_request_id(id, one(&state, &principal, call)).await
+                {
                     out.push(answer);
                 }
             }
@@ -142,7 +147,13 @@ async fn authenticate(req: &Request, state: &AppState) -> Result<Principal, ApiE
                 "send Authorization: Bearer <token>",
             )
         })?;
-    Ok(state.auth().verify(token.trim()).await?)
+    match state.auth().verify(token.trim()).await {
+        Ok(p) => Ok(p),
+        Err(e) => {
+            super::record_unauthenticated(state, req, &e).await;
+            Err(e.into())
+        }
+    }
 }
 
 /// Answers one call; `None` for a notification (no `id`).

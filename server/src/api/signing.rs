@@ -13,7 +13,7 @@ use crate::app::AppState;
 use crate::auth::Role;
 use crate::intent::IntentError;
 use crate::intent::raw::{RawPayload, decode_b64};
-use crate::keys::{Algorithm, EcdsaFormat, KeyMeta, RsaScheme, SignOptions};
+use crate::keys::{Algorithm, EcdsaFormat, RsaScheme, SignOptions};
 use crate::pipeline::{self, PendingReceipt, PipelineError, SignCall, SignReceipt, Submitted};
 use crate::policy::Verdict;
 
@@ -340,13 +340,8 @@ impl SigningApi {
         id: Path<String>,
         body: Json<VerifyBody>,
     ) -> ApiResult<Json<VerifyResult>> {
-        auth.require(Role::ALL)?;
-        let row = state
-            .store()
-            .key(&id.0)
-            .await?
-            .ok_or_else(|| ApiError::not_found(format!("no key with id {:?}", id.0)))?;
-        let meta = KeyMeta::from_row(&row)?;
+        let principal = auth.require(Role::ALL)?;
+        let meta = super::keys::visible_key(&state, principal, &id.0).await?;
         let options = parse_options(
             meta.algorithm,
             body.scheme.as_deref(),

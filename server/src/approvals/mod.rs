@@ -17,7 +17,7 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::sync::watch;
 
-pub use rules::{can_act, can_view};
+pub use rules::{can_act, can_view, requirements};
 pub use webhook::signature as webhook_signature;
 
 use crate::app::AppState;
@@ -115,13 +115,32 @@ pub async fn get(
     id: &str,
 ) -> Result<ApprovalRequestRow, ApprovalError> {
     let mut row = load(state, id).await?;
-    if !can_view(principal, &row) {
+    if !may_view(state, principal, &row).await {
         return Err(ApprovalError::NotFound(id.to_string()));
     }
     if expire_if_due(state, &row).await? {
         row = load(state, id).await?;
     }
     Ok(row)
+}
+
+/// Whether `principal` may see `row` now: `can_view`, and a requester who is neither an
+/// auditor nor an approver of it only while still among the key's signers (a requester
+/// removed from the signers loses sight of the request, as of the key).
+pub async fn may_view(state: &AppState, principal: &Principal, row: &ApprovalRequestRow) -> bool {
+    if !can_view(principal, row) {
+        return false;
+    }
+    if !principal.is(&row.issuer, &row.subject)
+        || principal.has_role(crate::auth::Role::Auditor)
+        || can_act(principal, row)
+    {
+        return true;
+    }
+    match state.keys().resolve(&row.key_id).await {
+        Ok(Some(key)) => crate::auth::signers::admits(&key.meta.signers, principal),
+        _ => false,
+    }
 }
 
 /// Waits up to `wait` for the request's status to change (past the transient `approved`);
@@ -260,6 +279,7 @@ pub async fn vote(
             decision: decision.into(),
             comment,
             created_at: now,
+            roles: Some(rules::held_roles(principal, &row)),
         },
         now_unix: unix,
     };

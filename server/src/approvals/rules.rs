@@ -1,20 +1,43 @@
-//! Who may see and who may act on an approval request.
+//! Who may see and who may act on an approval request, and what a vote counts toward.
 
 use crate::auth::{Principal, Role};
-use crate::store::approvals::ApprovalRequestRow;
+use crate::store::approvals::{ApprovalRequestRow, Requirement, requirements_of};
 
-fn approver_roles(row: &ApprovalRequestRow) -> Vec<String> {
-    serde_json::from_str(&row.approver_roles).unwrap_or_default()
+/// The request's requirements (one per asking policy; a single one for older requests).
+pub fn requirements(row: &ApprovalRequestRow) -> Vec<Requirement> {
+    requirements_of(
+        row.requirements.as_deref(),
+        row.quorum,
+        &row.approver_roles,
+        &row.reason,
+    )
+    .unwrap_or_default()
 }
 
-/// Whether `p` may approve or reject: role `approver` and one of the request's approver roles
-/// (any approver when the policy named none), and never the requester.
+/// Whether `p` may approve or reject: role `approver` and, for at least one requirement, one
+/// of its approver roles (any approver for a requirement that names none), and never the
+/// requester.
 pub fn can_act(p: &Principal, row: &ApprovalRequestRow) -> bool {
     if p.is(&row.issuer, &row.subject) || !p.has_role(Role::Approver) {
         return false;
     }
-    let roles = approver_roles(row);
-    roles.is_empty() || roles.iter().any(|r| p.has_named_role(r))
+    requirements(row).iter().any(|r| {
+        r.approver_roles.is_empty() || r.approver_roles.iter().any(|n| p.has_named_role(n))
+    })
+}
+
+/// The approver roles of the request that `p` holds: what `p`'s vote counts toward (see
+/// `store::approvals::progress`).
+pub fn held_roles(p: &Principal, row: &ApprovalRequestRow) -> Vec<String> {
+    let mut held: Vec<String> = Vec::new();
+    for r in requirements(row) {
+        for name in r.approver_roles {
+            if p.has_named_role(&name) && !held.contains(&name) {
+                held.push(name);
+            }
+        }
+    }
+    held
 }
 
 /// Whether `p` may see the request: its requester, an approver who may act on it, auditors

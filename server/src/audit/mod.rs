@@ -6,9 +6,11 @@
 //! request row) in the same database transaction. Nothing that depends on an event (a
 //! signature, a new key) may be returned to a caller unless `append` succeeded.
 //!
-//! Parts: `chain` (record hashing and verification), `writer` (the group-committing writer).
+//! Parts: `chain` (record hashing and verification), `writer` (the group-committing writer),
+//! `refusals` (refused attempts, recorded at a bounded rate).
 
 mod chain;
+pub mod refusals;
 mod writer;
 
 pub use chain::{GENESIS_HASH, VerifyReport, record_hash, verify};

@@ -10,8 +10,11 @@
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::refusals::RefusalLimiter;
 use super::{AuditError, AuditEvent, GENESIS_HASH, Result, record_hash};
 use crate::store::audit::{self as rows, AuditRow};
+use crate::store::gate::KeyGate;
+use crate::store::pending::Reservation;
 use crate::store::{self, StateChange, Store, StoreError};
 
 const MAX_BATCH: usize = 256;
@@ -20,6 +23,10 @@ const QUEUE: usize = 4096;
 struct Job {
     changes: Vec<StateChange>,
     event: AuditEvent,
+    /// The usage this job's signature was reserved (see `store::pending`): given back while
+    /// the commit that records the usage holds the commit lock, so no reader counts it twice
+    /// or not at all.
+    reservation: Option<Reservation>,
     done: oneshot::Sender<Result<Appended>>,
 }
 
@@ -36,6 +43,7 @@ pub struct Appended {
 #[derive(Debug, Clone)]
 pub struct AuditLog {
     jobs: mpsc::Sender<Job>,
+    refusals: std::sync::Arc<RefusalLimiter>,
 }
 
 #[derive(Debug, Clone)]
@@ -50,17 +58,49 @@ impl AuditLog {
         let head = load_head(&store).await?;
         let (tx, rx) = mpsc::channel(QUEUE);
         tokio::spawn(run(store, head, rx));
-        Ok(AuditLog { jobs: tx })
+        Ok(AuditLog {
+            jobs: tx,
+            refusals: Default::default(),
+        })
     }
 
     /// Appends `event` and applies `changes` in the same transaction. Returns only after the
     /// transaction committed.
     pub async fn append(&self, changes: Vec<StateChange>, event: AuditEvent) -> Result<Appended> {
+        self.append_reserved(changes, event, None).await
+    }
+
+    /// Records a refused attempt, at a bounded rate per caller and reason (see `refusals`):
+    /// `caller` and `reason` name the bucket; the record carries how many refusals of that
+    /// bucket were not recorded before it. Best effort: a refusal that cannot be recorded is
+    /// logged, and the caller is refused all the same.
+    pub async fn record_refusal(&self, caller: &str, reason: &str, mut event: AuditEvent) {
+        let (_, now) = crate::clock::now();
+        let Some(suppressed) = self.refusals.admit(caller, reason, now) else {
+            return;
+        };
+        if let serde_json::Value::Object(map) = &mut event.details {
+            map.insert("suppressed_before".into(), suppressed.into());
+        }
+        if let Err(e) = self.append(Vec::new(), event).await {
+            tracing::warn!(error = %e, "a refused attempt could not be recorded");
+        }
+    }
+
+    /// Like `append`, for a signature whose usage was reserved: the reservation is given back
+    /// when the batch that records the usage commits (or when the job is refused).
+    pub async fn append_reserved(
+        &self,
+        changes: Vec<StateChange>,
+        event: AuditEvent,
+        reservation: Option<Reservation>,
+    ) -> Result<Appended> {
         let (done, answer) = oneshot::channel();
         self.jobs
             .send(Job {
                 changes,
                 event,
+                reservation,
                 done,
             })
             .await
@@ -84,7 +124,7 @@ async fn load_head(store: &Store) -> std::result::Result<Head, StoreError> {
 async fn run(store: Store, mut head: Head, mut rx: mpsc::Receiver<Job>) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let outcomes = write_batch(&store, &mut head, &batch).await;
+        let outcomes = write_batch(&store, &mut head, &mut batch).await;
         match outcomes {
             Ok(results) => {
                 for (job, result) in batch.drain(..).zip(results) {
@@ -114,14 +154,15 @@ async fn run(store: Store, mut head: Head, mut rx: mpsc::Receiver<Job>) {
 async fn write_batch(
     store: &Store,
     head: &mut Head,
-    batch: &[Job],
+    batch: &mut [Job],
 ) -> std::result::Result<Vec<Result<Appended>>, StoreError> {
     let mut tx = store.pool().begin_with("BEGIN IMMEDIATE").await?;
+    let mut gate = KeyGate::load(&mut tx, batch.iter().flat_map(|j| &j.changes)).await?;
     let mut next = head.clone();
     let mut results = Vec::with_capacity(batch.len());
     let mut refused = false;
-    for job in batch {
-        match write_job(&mut tx, &next, job).await {
+    for job in batch.iter() {
+        match write_job(&mut tx, &mut gate, &next, job).await {
             Ok(row) => {
                 next = Head {
                     seq: row.seq,
@@ -142,7 +183,7 @@ async fn write_batch(
         if next.seq != head.seq {
             rows::set_head(&mut tx, next.seq, &next.hash).await?;
         }
-        tx.commit().await?;
+        commit(store, tx, batch).await?;
         *head = next;
         return Ok(results);
     }
@@ -154,16 +195,21 @@ async fn write_batch(
 async fn write_batch_isolated(
     store: &Store,
     head: &mut Head,
-    batch: &[Job],
+    batch: &mut [Job],
 ) -> std::result::Result<Vec<Result<Appended>>, StoreError> {
     let mut tx = store.pool().begin_with("BEGIN IMMEDIATE").await?;
+    let mut gate = KeyGate::load(&mut tx, batch.iter().flat_map(|j| &j.changes)).await?;
     let mut next = head.clone();
     let mut results = Vec::with_capacity(batch.len());
-    for job in batch {
+    for job in batch.iter() {
         sqlx::query("SAVEPOINT job").execute(&mut *tx).await?;
-        match write_job(&mut tx, &next, job).await {
+        // The gate follows the job's changes; a refused job's changes are rolled back, so the
+        // gate starts again from the state before it.
+        let mut job_gate = gate.clone();
+        match write_job(&mut tx, &mut job_gate, &next, job).await {
             Ok(row) => {
                 sqlx::query("RELEASE job").execute(&mut *tx).await?;
+                gate = job_gate;
                 next = Head {
                     seq: row.seq,
                     hash: row.hash.clone(),
@@ -177,7 +223,9 @@ async fn write_batch_isolated(
                 sqlx::query("ROLLBACK TO job").execute(&mut *tx).await?;
                 sqlx::query("RELEASE job").execute(&mut *tx).await?;
                 results.push(Err(match err {
-                    StoreError::Conflict(_) => AuditError::Rejected(err),
+                    StoreError::Conflict(_)
+                    | StoreError::KeyInactive(_)
+                    | StoreError::SignerRemoved(_) => AuditError::Rejected(err),
                     other => AuditError::Unavailable(other.to_string()),
                 }));
             }
@@ -186,18 +234,38 @@ async fn write_batch_isolated(
     if next.seq != head.seq {
         rows::set_head(&mut tx, next.seq, &next.hash).await?;
     }
-    tx.commit().await?;
+    commit(store, tx, batch).await?;
     *head = next;
     Ok(results)
 }
 
+/// Commits a batch while holding the usage commit lock, and gives back the batch's usage
+/// reservations under the same lock (see `store::pending`).
+async fn commit(
+    store: &Store,
+    tx: sqlx::Transaction<'_, sqlx::Sqlite>,
+    batch: &mut [Job],
+) -> std::result::Result<(), StoreError> {
+    let order = store.pending_usage().commit().await;
+    let done = tx.commit().await;
+    for job in batch.iter_mut() {
+        job.reservation = None;
+    }
+    drop(order);
+    Ok(done?)
+}
+
 async fn write_job(
     conn: &mut sqlx::SqliteConnection,
+    gate: &mut KeyGate,
     head: &Head,
     job: &Job,
 ) -> std::result::Result<AuditRow, StoreError> {
     for change in &job.changes {
-        store::apply_change(conn, change).await?;
+        gate.admit(change)?;
+        if !matches!(change, StateChange::RequireSigner(_)) {
+            store::apply_change(conn, change).await?;
+        }
     }
     let event = &job.event;
     let (ts, _) = crate::clock::now();

@@ -1,9 +1,16 @@
 //! Loaded keys, cached in memory so that a sign request does not unseal (or look up an HSM
 //! object) on every call. The cache is per process and is invalidated on every status change
 //! this process makes; keys are never removed from the database, only disabled.
+//!
+//! A fill (the load after a miss) reads the key row, unseals off-thread, and only then writes
+//! the cache. A change that commits and invalidates in between must not be undone by that
+//! write: every invalidation bumps a generation, and a fill stores its entry only if the
+//! generation it started from is still current. (A request that loaded the key before the
+//! change may still be in flight; the audit writer's gate, `store::gate`, refuses its
+//! signature.) It must never serve an entry older than the last invalidation.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, RwLockWriteGuard};
 
 use super::{Algorithm, KeyBackend, KeyError, PublicKey, Purpose, SigningKey};
 use crate::store::{KeyRow, KeyStatus, Store, StoreError};
@@ -102,7 +109,14 @@ pub enum ResolveError {
 pub struct KeyRegistry {
     store: Store,
     backends: HashMap<String, Arc<dyn KeyBackend>>,
-    cache: RwLock<HashMap<String, Arc<LoadedKey>>>,
+    cache: RwLock<Cache>,
+}
+
+/// Cached keys and the generation of the last invalidation.
+#[derive(Default)]
+struct Cache {
+    keys: HashMap<String, Arc<LoadedKey>>,
+    generation: u64,
 }
 
 impl KeyRegistry {
@@ -114,7 +128,7 @@ impl KeyRegistry {
                 .into_iter()
                 .map(|b| (b.name().to_string(), b))
                 .collect(),
-            cache: RwLock::new(HashMap::new()),
+            cache: RwLock::new(Cache::default()),
         }
     }
 
@@ -133,9 +147,13 @@ impl KeyRegistry {
 
     /// The key `id`, loading and caching it on first use; `None` if there is no such key.
     pub async fn resolve(&self, id: &str) -> Result<Option<Arc<LoadedKey>>, ResolveError> {
-        if let Some(hit) = self.cache.read().ok().and_then(|c| c.get(id).cloned()) {
-            return Ok(Some(hit));
-        }
+        let generation = {
+            let cache = self.cache.read().unwrap_or_else(|p| p.into_inner());
+            if let Some(hit) = cache.keys.get(id) {
+                return Ok(Some(hit.clone()));
+            }
+            cache.generation
+        };
         let Some(row) = self.store.key(id).await? else {
             return Ok(None);
         };
@@ -151,23 +169,39 @@ impl KeyRegistry {
             None
         };
         let loaded = Arc::new(LoadedKey { meta, signer });
-        if let Ok(mut cache) = self.cache.write() {
-            cache.insert(id.to_string(), loaded.clone());
+        let mut cache = self.write();
+        // Something changed since the row was read: this entry may be stale, so it is used
+        // for this one request only (and its signature still passes the writer's gate).
+        if cache.generation == generation {
+            cache.keys.insert(id.to_string(), loaded.clone());
         }
         Ok(Some(loaded))
     }
 
-    /// Puts a key just created into the cache.
-    pub fn insert(&self, key: LoadedKey) {
-        if let Ok(mut cache) = self.cache.write() {
-            cache.insert(key.meta.id.clone(), Arc::new(key));
-        }
+    fn write(&self) -> RwLockWriteGuard<'_, Cache> {
+        // Every change under this lock is one map operation or a counter increment, so a
+        // poisoned lock holds consistent data.
+        self.cache.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Forgets a cached key (after its status changed).
+    /// Puts a key just created into the cache.
+    pub fn insert(&self, key: LoadedKey) {
+        self.write().keys.insert(key.meta.id.clone(), Arc::new(key));
+    }
+
+    /// Forgets a cached key (after its status changed), and stops any fill that read the key
+    /// before now from caching what it read.
     pub fn invalidate(&self, id: &str) {
-        if let Ok(mut cache) = self.cache.write() {
-            cache.remove(id);
-        }
+        let mut cache = self.write();
+        cache.generation = cache.generation.wrapping_add(1);
+        cache.keys.remove(id);
+    }
+
+    /// The number of invalidations so far (for tests).
+    pub fn generation(&self) -> u64 {
+        self.cache
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .generation
     }
 }

@@ -192,6 +192,19 @@ async fn sign_stored(
         }
     };
     let key = key.ok_or_else(|| PipelineError::KeyNotFound(row.key_id.clone()))?;
+    // The requester's right to sign with the key is checked again now (and once more by the
+    // writer's gate where the signature lands): approvals do not outlive a removal.
+    let requester = requester_of(&row)?;
+    if !crate::auth::signers::admits(&key.meta.signers, &requester) {
+        let message = format!(
+            "{} was removed from the signers of key {} before the approvals completed",
+            row.subject, row.key_id
+        );
+        let (changes, event) = fail("FORBIDDEN", message.clone());
+        state.audit().append(changes, event).await?;
+        state.approvals().changed(id, "failed");
+        return Err(PipelineError::Forbidden(message));
+    }
     let signed =
         tokio::task::spawn_blocking(move || sign_parts(signer.as_ref(), &to_sign, options))
             .await
@@ -241,7 +254,7 @@ async fn sign_stored(
     let event = AuditEvent {
         action: "sign",
         outcome: "ok",
-        actor,
+        actor: actor.clone(),
         key_id: Some(row.key_id.clone()),
         request_id: Some(row.id.clone()),
         details: json!({
@@ -252,11 +265,12 @@ async fn sign_stored(
         }),
     };
     let changes = vec![
+        StateChange::RequireSigner(signer_grant(&requester, &row.key_id)),
         StateChange::ApprovalTransition {
             id: row.id.clone(),
             from: vec![ApprovalStatus::Approved],
             to: ApprovalStatus::Signed,
-            at: now,
+            at: now.clone(),
             result: Some(receipt_json),
             error: None,
         },
@@ -269,7 +283,43 @@ async fn sign_stored(
             changes.push(StateChange::AddUsage(spent));
         }
     }
-    state.audit().append(changes, event).await?;
+    match state.audit().append(changes, event).await {
+        Ok(_) => {}
+        Err(AuditError::Rejected(
+            refused @ (StoreError::KeyInactive(_) | StoreError::SignerRemoved(_)),
+        )) => {
+            let (code, err) = match refused {
+                StoreError::KeyInactive(_) => (
+                    "KEY_DISABLED",
+                    PipelineError::KeyDisabled(row.key_id.clone()),
+                ),
+                other => ("FORBIDDEN", PipelineError::Forbidden(other.to_string())),
+            };
+            let (changes, event) = fail(code, err.to_string());
+            state.audit().append(changes, event).await?;
+            state.approvals().changed(id, "failed");
+            return Err(err);
+        }
+        Err(e) => return Err(e.into()),
+    }
     state.approvals().changed(id, "signed");
     Ok(receipt)
+}
+
+/// The requester of a stored request with the rights they held when it was made (subject
+/// only for requests stored before rights were kept).
+pub(crate) fn requester_of(row: &ApprovalRequestRow) -> Result<Principal, PipelineError> {
+    let rights: crate::store::approvals::RequesterRights = match &row.requester {
+        Some(json) => serde_json::from_str(json)
+            .map_err(|e| StoreError::Corrupt(format!("request {} requester: {e}", row.id)))?,
+        None => Default::default(),
+    };
+    Ok(Principal {
+        issuer: row.issuer.clone(),
+        subject: row.subject.clone(),
+        roles: rights.roles.iter().filter_map(|r| Role::parse(r)).collect(),
+        other_roles: rights.other_roles,
+        groups: rights.groups,
+        ..Default::default()
+    })
 }

@@ -49,6 +49,8 @@ use crate::intent::SignIntent;
 use crate::keys::{Algorithm, KeyError, LoadedKey, ResolveError, SignOptions, Signature, ToSign};
 use crate::policy::Verdict;
 use crate::store::approvals::{ApprovalRequestRow, ApprovalStatus};
+use crate::store::pending::Reservation;
+use crate::store::usage::UsageDelta;
 use crate::store::{SignRequestRow, SignStatus, StateChange, StoreError};
 
 /// Errors of the signing path.
@@ -189,6 +191,8 @@ struct Judged {
     operation: &'static str,
     idempotency: Option<Idempotency>,
     time: (String, i64),
+    /// The usage this request reserved while its context was read (given back on drop).
+    reservation: Option<Reservation>,
 }
 
 /// What a dry run found: the verdict the request would get. Nothing was signed.
@@ -231,30 +235,128 @@ pub async fn dry_run(state: &AppState, call: SignCall) -> Result<DryRunReport, P
     })
 }
 
+/// Resolve and authorize: the role `signer` first (so that a caller without it learns nothing
+/// about the key), then the key, the caller among its signers, and the key active. Every
+/// refusal here is recorded (at a bounded rate, see `audit::refusals`).
+async fn admit(
+    state: &AppState,
+    principal: &Principal,
+    key_id: &str,
+    operation: &'static str,
+    request_id: &str,
+) -> Result<(Arc<LoadedKey>, Arc<dyn crate::keys::SigningKey>), PipelineError> {
+    let admitted = async {
+        if !principal.has_role(Role::Signer) {
+            return Err(PipelineError::Forbidden(
+                "signing needs the role signer".into(),
+            ));
+        }
+        let key = state
+            .keys()
+            .resolve(key_id)
+            .await?
+            .ok_or_else(|| PipelineError::KeyNotFound(key_id.to_string()))?;
+        if !crate::auth::signers::admits(&key.meta.signers, principal) {
+            return Err(PipelineError::Forbidden(format!(
+                "{} is not among the signers of key {}",
+                principal.subject, key.meta.id
+            )));
+        }
+        let Some(signer) = key.signer.clone() else {
+            return Err(PipelineError::KeyDisabled(key.meta.id.clone()));
+        };
+        Ok((key, signer))
+    }
+    .await;
+    if let Err(e) = &admitted {
+        record_refused_attempt(state, principal, key_id, operation, request_id, e).await;
+    }
+    admitted
+}
+
+/// Records a refusal made before the policy stage (rate-limited per caller and reason).
+pub(crate) async fn record_refused_attempt(
+    state: &AppState,
+    principal: &Principal,
+    key_id: &str,
+    operation: &str,
+    request_id: &str,
+    error: &PipelineError,
+) {
+    let code = match error {
+        PipelineError::KeyNotFound(_) => "NOT_FOUND",
+        PipelineError::KeyDisabled(_) => "KEY_DISABLED",
+        PipelineError::Forbidden(_) => "FORBIDDEN",
+        PipelineError::WrongPurpose { .. } => "WRONG_KEY_PURPOSE",
+        _ => return,
+    };
+    let event = AuditEvent {
+        action: "sign",
+        outcome: "refused",
+        actor: Actor {
+            issuer: principal.issuer.clone(),
+            subject: principal.subject.clone(),
+        },
+        key_id: Some(key_id.to_string()),
+        request_id: Some(request_id.to_string()),
+        details: json!({"operation": operation, "error_code": code, "error": error.to_string()}),
+    };
+    let caller = format!("{}\n{}", principal.issuer, principal.subject);
+    state.audit().record_refusal(&caller, code, event).await;
+}
+
+/// The writer's last check for a signature by `principal` with `key_id` (see `store::gate`).
+fn signer_grant(principal: &Principal, key_id: &str) -> crate::store::gate::SignerGrant {
+    let who = principal.clone();
+    crate::store::gate::SignerGrant {
+        key_id: key_id.to_string(),
+        requester: principal.subject.clone(),
+        admits: Arc::new(move |signers: &[String]| crate::auth::signers::admits(signers, &who)),
+    }
+}
+
+/// What a signed request adds to the usage counters: one signature for its key and for its
+/// principal (as `store::requests::insert` records), and what its intent spends.
+fn usage_of(principal: &Principal, key_id: &str, intent: &Intent, at: i64) -> Vec<UsageDelta> {
+    let one = |scope: String| UsageDelta {
+        scope,
+        metric: crate::store::usage::SIGNATURES.to_string(),
+        at_unix: at,
+        count: 1,
+        amount: Default::default(),
+    };
+    let mut out = vec![
+        one(crate::store::usage::key_scope(key_id)),
+        one(crate::store::usage::principal_scope(
+            &principal.issuer,
+            &principal.subject,
+        )),
+    ];
+    out.extend(crate::chains::ethereum::spend::usage_deltas(
+        key_id, intent, at,
+    ));
+    out
+}
+
 /// Resolve, authorize, build the intent and run the policy stage.
 async fn judge(state: &AppState, call: SignCall) -> Result<Judged, PipelineError> {
-    // Resolve.
-    let key = state
-        .keys()
-        .resolve(&call.key_id)
-        .await?
-        .ok_or_else(|| PipelineError::KeyNotFound(call.key_id.clone()))?;
-    let Some(signer) = key.signer.clone() else {
-        return Err(PipelineError::KeyDisabled(key.meta.id.clone()));
-    };
+    let admitted = admit(
+        state,
+        &call.principal,
+        &call.key_id,
+        call.operation,
+        &call.request_id,
+    )
+    .await?;
+    judge_admitted(state, call, admitted).await
+}
 
-    // Authorize.
-    if !call.principal.has_role(Role::Signer) {
-        return Err(PipelineError::Forbidden(
-            "signing needs the role signer".into(),
-        ));
-    }
-    if !crate::auth::signers::admits(&key.meta.signers, &call.principal) {
-        return Err(PipelineError::Forbidden(format!(
-            "{} is not among the signers of key {}",
-            call.principal.subject, key.meta.id
-        )));
-    }
+/// The rest of `judge` for a caller `admit` let through.
+async fn judge_admitted(
+    state: &AppState,
+    call: SignCall,
+    (key, signer): (Arc<LoadedKey>, Arc<dyn crate::keys::SigningKey>),
+) -> Result<Judged, PipelineError> {
     let SignCall {
         principal,
         build,
@@ -265,10 +367,12 @@ async fn judge(state: &AppState, call: SignCall) -> Result<Judged, PipelineError
     } = call;
     let (intent, options) = build(key.meta.algorithm)?;
     if intent.purpose != key.meta.purpose {
-        return Err(PipelineError::WrongPurpose {
+        let e = PipelineError::WrongPurpose {
             key_purpose: key.meta.purpose.to_string(),
             wanted: intent.purpose.to_string(),
-        });
+        };
+        record_refused_attempt(state, &principal, &key.meta.id, operation, &request_id, &e).await;
+        return Err(e);
     }
 
     // Policies.
@@ -282,7 +386,11 @@ async fn judge(state: &AppState, call: SignCall) -> Result<Judged, PipelineError
         unix_time,
         context: Default::default(),
     };
-    let verdict = state.policy().evaluate(&key.meta, &request).await;
+    let usage = usage_of(&principal, &key.meta.id, &intent.intent, unix_time);
+    let (verdict, reservation) = state
+        .policy()
+        .evaluate_reserving(&key.meta, &request, usage)
+        .await;
     Ok(Judged {
         principal,
         key,
@@ -294,6 +402,7 @@ async fn judge(state: &AppState, call: SignCall) -> Result<Judged, PipelineError
         operation,
         idempotency,
         time: (time, unix_time),
+        reservation,
     })
 }
 
@@ -327,6 +436,16 @@ pub enum Submitted {
 
 /// Runs a sign request through the whole path.
 pub async fn submit(state: &AppState, call: SignCall) -> Result<Submitted, PipelineError> {
+    // The caller's rights are checked before a stored outcome is replayed: a caller removed
+    // from the signers, or a key disabled since, gets no stored signature either.
+    let admitted = admit(
+        state,
+        &call.principal,
+        &call.key_id,
+        call.operation,
+        &call.request_id,
+    )
+    .await?;
     if let Some(idem) = &call.idempotency
         && let Some(previous) = replay(state, &call.principal, idem).await?
     {
@@ -344,7 +463,8 @@ pub async fn submit(state: &AppState, call: SignCall) -> Result<Submitted, Pipel
         operation,
         idempotency,
         time: (time, unix_time),
-    } = judge(state, call).await?;
+        reservation,
+    } = judge_admitted(state, call, admitted).await?;
 
     let outcome = Outcome {
         state,
@@ -400,7 +520,7 @@ pub async fn submit(state: &AppState, call: SignCall) -> Result<Submitted, Pipel
 
     // Audit, then answer.
     outcome
-        .record_signature(signature)
+        .record_signature(signature, reservation)
         .await
         .map(Submitted::Signed)
 }

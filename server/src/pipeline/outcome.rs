@@ -108,9 +108,18 @@ impl Outcome<'_> {
             ));
         };
         let limits = &self.state.config().approvals;
-        if *approvals == 0 || *approvals > limits.max_quorum {
+        let asked = self
+            .verdict
+            .requirements
+            .iter()
+            .map(|r| r.approvals)
+            .chain(std::iter::once(*approvals));
+        if let Some(bad) = asked
+            .into_iter()
+            .find(|n| *n == 0 || *n > limits.max_quorum)
+        {
             let message = format!(
-                "a policy asked for {approvals} approvals; this server allows 1 to {}",
+                "a policy asked for {bad} approvals; this server allows 1 to {}",
                 limits.max_quorum
             );
             self.record_refusal(SignStatus::Denied, "POLICY_DENIED", &message)
@@ -151,6 +160,11 @@ impl Outcome<'_> {
             error_message: None,
             created_at: self.time.0.clone(),
             updated_at: self.time.0.clone(),
+            requirements: (!self.verdict.requirements.is_empty())
+                .then(|| serde_json::to_string(&self.verdict.requirements).unwrap_or_default()),
+            requester: Some(
+                serde_json::to_string(&requester_rights(self.principal)).unwrap_or_default(),
+            ),
         };
         let receipt = pending_receipt(&row)?;
         let event = self.event(
@@ -184,9 +198,13 @@ impl Outcome<'_> {
         }
     }
 
+    /// Records a signature and answers with its receipt, only if the key is still active and
+    /// the requester still among its signers where the record lands in the chain (the writer's
+    /// gate); otherwise the signature is dropped unseen and the refusal recorded.
     pub(super) async fn record_signature(
         &self,
         signatures: Vec<Signature>,
+        reservation: Option<Reservation>,
     ) -> Result<SignReceipt, PipelineError> {
         let (signature, recovery_id, signatures, sig_hash) = receipt_parts(&signatures);
         let receipt = SignReceipt {
@@ -202,7 +220,10 @@ impl Outcome<'_> {
         let mut row = self.row(SignStatus::Signed);
         row.response = Some(serde_json::to_string(&receipt).unwrap_or_default());
         let event = self.event("ok", json!({"signature_sha256": sig_hash}));
-        let mut changes = vec![StateChange::InsertSignRequest(Box::new(row))];
+        let mut changes = vec![
+            StateChange::RequireSigner(signer_grant(self.principal, &self.key.meta.id)),
+            StateChange::InsertSignRequest(Box::new(row)),
+        ];
         let spent = crate::chains::ethereum::spend::usage_deltas(
             &self.key.meta.id,
             self.intent,
@@ -211,8 +232,27 @@ impl Outcome<'_> {
         if !spent.is_empty() {
             changes.push(StateChange::AddUsage(spent));
         }
-        match self.state.audit().append(changes, event).await {
+        match self
+            .state
+            .audit()
+            .append_reserved(changes, event, reservation)
+            .await
+        {
             Ok(_) => Ok(receipt),
+            Err(AuditError::Rejected(
+                refused @ (StoreError::KeyInactive(_) | StoreError::SignerRemoved(_)),
+            )) => {
+                let (code, err) = match refused {
+                    StoreError::KeyInactive(_) => (
+                        "KEY_DISABLED",
+                        PipelineError::KeyDisabled(self.key.meta.id.clone()),
+                    ),
+                    other => ("FORBIDDEN", PipelineError::Forbidden(other.to_string())),
+                };
+                self.record_refusal(SignStatus::Failed, code, &err.to_string())
+                    .await?;
+                Err(err)
+            }
             Err(AuditError::Rejected(StoreError::Conflict(_))) => {
                 // A concurrent request with the same idempotency key committed first: answer
                 // with what it recorded, and drop this signature unseen.
@@ -225,5 +265,19 @@ impl Outcome<'_> {
             }
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+/// What of the requester's rights a pending request keeps, to check them again when it is
+/// signed.
+pub(super) fn requester_rights(principal: &Principal) -> crate::store::approvals::RequesterRights {
+    crate::store::approvals::RequesterRights {
+        roles: principal
+            .roles
+            .iter()
+            .map(|r| r.as_str().to_string())
+            .collect(),
+        other_roles: principal.other_roles.clone(),
+        groups: principal.groups.clone(),
     }
 }

@@ -36,6 +36,8 @@ pub use engine::{CompiledPolicy, Evaluation, PolicyEngine};
 pub use limits::{LimitsConfig, PolicyLimits, RequestedLimits};
 pub use registry::{BoundPolicy, LoadedPolicy, PolicyRegistry};
 
+use crate::store::pending::Reservation;
+
 /// Errors of the policy layer.
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
@@ -109,6 +111,11 @@ pub struct Verdict {
     pub source: VerdictSource,
     /// Each evaluated policy, in binding order.
     pub trace: Vec<TraceEntry>,
+    /// For a require-approval decision: each asking policy's requirement, kept apart (the
+    /// request is approved only when every one is met on its own). `decision` carries the
+    /// summary (largest quorum, union of roles, shortest TTL).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requirements: Vec<crate::store::approvals::Requirement>,
 }
 
 /// The policy stage.
@@ -186,25 +193,73 @@ impl PolicyStage {
     }
 
     /// Judges `request` for `key`: the bound policies in order, combined per DESIGN.md (any
-    /// deny wins at once; else any require-approval, merged; else allow).
+    /// deny wins at once; else every require-approval is kept as its own requirement; else
+    /// allow).
     pub async fn evaluate(&self, key: &KeyMeta, request: &SignRequest) -> Verdict {
+        self.evaluate_reserving(key, request, Vec::new()).await.0
+    }
+
+    /// Like `evaluate`, and reserves `usage` (what the request adds to the usage counters if it
+    /// is signed; see `store::pending`) in the same step that reads the counters for the
+    /// context, so parallel requests see each other. The reservation is given back when it is
+    /// dropped, or when the audit writer records the signature it was handed with.
+    pub async fn evaluate_reserving(
+        &self,
+        key: &KeyMeta,
+        request: &SignRequest,
+        usage: Vec<crate::store::usage::UsageDelta>,
+    ) -> (Verdict, Option<Reservation>) {
         let deny = |reason: &str| Verdict {
             decision: Decision::deny(reason),
             source: VerdictSource::Policies,
             trace: Vec::new(),
+            requirements: Vec::new(),
         };
         let bound = match self.registry.bindings(&key.id).await {
             Ok(b) => b,
             Err(e) => {
                 tracing::error!(error = %e, key = %key.id, "cannot load the key's policies");
-                return deny("policy_unavailable");
+                return (deny("policy_unavailable"), None);
             }
         };
         if bound.is_empty() {
-            return self.default_verdict();
+            return (self.default_verdict(), None);
         }
         let mut request = request.clone();
-        match self
+        let reservation = match self.context(key, &mut request, usage).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot compute the policy context");
+                return (deny("policy_context_unavailable"), None);
+            }
+        };
+        let request_json = match serde_json::to_string(&request) {
+            Ok(j) => j,
+            Err(_) => return (deny("policy_input_unavailable"), None),
+        };
+        let result = self
+            .engine()
+            .run_blocking(move |engine| evaluate_chain(engine, &bound, &request_json))
+            .await;
+        let verdict = result.unwrap_or_else(|e| {
+            tracing::error!(error = %e, "policy evaluation task failed");
+            deny("policy_unavailable")
+        });
+        (verdict, Some(reservation))
+    }
+
+    /// Fills the host context of `request`: the recorded usage plus what requests in flight
+    /// reserved, and reserves `usage` for this request, in one step (see `store::pending`).
+    async fn context(
+        &self,
+        key: &KeyMeta,
+        request: &mut SignRequest,
+        usage: Vec<crate::store::usage::UsageDelta>,
+    ) -> Result<Reservation, StoreError> {
+        use crate::store::usage::{SIGNATURES, key_scope, principal_scope};
+        let pending = self.store.pending_usage();
+        let _order = pending.read().await;
+        let mut context = self
             .store
             .signature_context(
                 &key.id,
@@ -212,40 +267,31 @@ impl PolicyStage {
                 &request.principal.subject,
                 request.unix_time,
             )
-            .await
-        {
-            Ok(context) => request.context = context,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot compute the policy context");
-                return deny("policy_context_unavailable");
-            }
-        }
-        match crate::chains::ethereum::spend::context(
+            .await?;
+        let mut spend = crate::chains::ethereum::spend::recorded(
             &self.store,
             &key.id,
             &request.intent,
             request.unix_time,
         )
-        .await
-        {
-            Ok(spend) => request.context.spend = spend,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot compute the spend context");
-                return deny("policy_context_unavailable");
-            }
+        .await?;
+        let key_scope = key_scope(&key.id);
+        let principal_scope =
+            principal_scope(&request.principal.issuer, &request.principal.subject);
+        let (in_flight, reservation) =
+            pending.reserve(&[key_scope.as_str(), principal_scope.as_str()], usage);
+        let k = in_flight.window(&key_scope, SIGNATURES);
+        let p = in_flight.window(&principal_scope, SIGNATURES);
+        context.key_signatures_last_hour += k.count_hour;
+        context.key_signatures_last_day += k.count_day;
+        context.principal_signatures_last_hour += p.count_hour;
+        context.principal_signatures_last_day += p.count_day;
+        if let Some(spend) = &mut spend {
+            spend.add(&in_flight.with_prefix(&key_scope, &spend.prefix()));
         }
-        let request_json = match serde_json::to_string(&request) {
-            Ok(j) => j,
-            Err(_) => return deny("policy_input_unavailable"),
-        };
-        let result = self
-            .engine()
-            .run_blocking(move |engine| evaluate_chain(engine, &bound, &request_json))
-            .await;
-        result.unwrap_or_else(|e| {
-            tracing::error!(error = %e, "policy evaluation task failed");
-            deny("policy_unavailable")
-        })
+        context.spend = spend.map(crate::chains::ethereum::spend::Recorded::into_context);
+        request.context = context;
+        Ok(reservation)
     }
 
     fn default_verdict(&self) -> Verdict {
@@ -259,6 +305,7 @@ impl PolicyStage {
             decision,
             source: VerdictSource::Default,
             trace: Vec::new(),
+            requirements: Vec::new(),
         }
     }
 }
@@ -277,6 +324,7 @@ pub fn input_document(request_json: &str, settings: &serde_json::Value) -> Vec<u
 fn evaluate_chain(engine: &PolicyEngine, bound: &[BoundPolicy], request_json: &str) -> Verdict {
     let mut trace = Vec::with_capacity(bound.len());
     let mut decisions = Vec::with_capacity(bound.len());
+    let mut requirements = Vec::new();
     for b in bound {
         let input = input_document(request_json, &b.settings);
         let eval = engine.evaluate(&b.policy.compiled, &input);
@@ -297,21 +345,41 @@ fn evaluate_chain(engine: &PolicyEngine, bound: &[BoundPolicy], request_json: &s
             micros: eval.micros,
         });
         let deny = matches!(eval.decision, Decision::Deny { .. });
+        if let Decision::RequireApproval {
+            reason,
+            approvals,
+            approver_roles,
+            ..
+        } = &eval.decision
+        {
+            requirements.push(crate::store::approvals::Requirement {
+                policy: b.policy.name.clone(),
+                reason: reason.clone(),
+                approvals: *approvals,
+                approver_roles: approver_roles.clone(),
+            });
+        }
         decisions.push(eval.decision);
         if deny {
             break;
         }
     }
+    let decision = combine(decisions);
+    if !matches!(decision, Decision::RequireApproval { .. }) {
+        requirements.clear();
+    }
     Verdict {
-        decision: combine(decisions),
+        decision,
         source: VerdictSource::Policies,
         trace,
+        requirements,
     }
 }
 
 /// The combining rule: any deny wins (the first); otherwise any require-approval gives one
-/// pending decision (largest quorum, union of approver roles, shortest TTL, reasons joined);
-/// otherwise allow. An empty list is a deny (callers apply the default before this).
+/// pending decision, summarised here (largest quorum, union of approver roles, shortest TTL,
+/// reasons joined) while `Verdict::requirements` keeps each policy's own requirement, which
+/// is what approvals are counted against; otherwise allow. An empty list is a deny (callers apply the default before this).
 pub fn combine(decisions: Vec<Decision>) -> Decision {
     if decisions.is_empty() {
         return Decision::deny("no policy decided");

@@ -107,6 +107,97 @@ pub struct ApprovalRequestRow {
     pub created_at: String,
     /// Last change (RFC 3339).
     pub updated_at: String,
+    /// Each policy's requirement (JSON array of [`Requirement`]); `None` for requests made
+    /// before requirements were kept apart: one requirement of `quorum` from `approver_roles`.
+    pub requirements: Option<String>,
+    /// The requester's roles and groups when the request was made (JSON of
+    /// [`RequesterRights`]); `None` for older requests.
+    pub requester: Option<String>,
+}
+
+/// One policy's approval requirement: `approvals` distinct approvers, each holding one of
+/// `approver_roles` (any approver when empty).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Requirement {
+    /// The policy that asked.
+    pub policy: String,
+    /// Its reason.
+    pub reason: String,
+    /// Distinct approvals it needs.
+    pub approvals: u32,
+    /// Roles that count toward it (empty: any approver).
+    pub approver_roles: Vec<String>,
+}
+
+/// The rights a requester held when the request was made.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RequesterRights {
+    /// Keyward roles.
+    pub roles: Vec<String>,
+    /// Other role names of the token.
+    pub other_roles: Vec<String>,
+    /// Groups.
+    pub groups: Vec<String>,
+}
+
+/// How far one requirement got: the approvals that count toward it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Progress {
+    /// The requirement.
+    pub requirement: Requirement,
+    /// Subjects of the approvers counted toward it.
+    pub approved_by: Vec<String>,
+}
+
+impl Progress {
+    /// Whether it is met.
+    pub fn met(&self) -> bool {
+        self.approved_by.len() as u64 >= u64::from(self.requirement.approvals)
+    }
+}
+
+/// The requirements of a request, as stored or (for older rows) its single quorum.
+pub fn requirements_of(
+    requirements: Option<&str>,
+    quorum: i64,
+    approver_roles: &str,
+    reason: &str,
+) -> Result<Vec<Requirement>> {
+    match requirements {
+        Some(json) => serde_json::from_str(json)
+            .map_err(|e| StoreError::Corrupt(format!("approval requirements: {e}"))),
+        None => Ok(vec![Requirement {
+            policy: String::new(),
+            reason: reason.to_string(),
+            approvals: u32::try_from(quorum).unwrap_or(u32::MAX),
+            approver_roles: serde_json::from_str(approver_roles)
+                .map_err(|e| StoreError::Corrupt(format!("approver roles: {e}")))?,
+        }]),
+    }
+}
+
+/// Counts approvals toward each requirement. A vote counts toward every requirement one of
+/// whose roles the voter held when voting (so one person holding two requirements' roles
+/// counts toward both; a requirement with no roles takes every approver). Votes recorded
+/// before roles were kept (`roles` NULL) count toward every requirement.
+pub fn progress(requirements: &[Requirement], votes: &[VoteRow]) -> Vec<Progress> {
+    requirements
+        .iter()
+        .map(|r| Progress {
+            requirement: r.clone(),
+            approved_by: votes
+                .iter()
+                .filter(|v| v.decision == "approve")
+                .filter(|v| {
+                    r.approver_roles.is_empty()
+                        || v.roles
+                            .as_ref()
+                            .is_none_or(|held| held.iter().any(|h| r.approver_roles.contains(h)))
+                })
+                .map(|v| v.subject.clone())
+                .collect(),
+        })
+        .collect()
 }
 
 /// One approver's vote.
@@ -124,6 +215,8 @@ pub struct VoteRow {
     pub comment: Option<String>,
     /// When.
     pub created_at: String,
+    /// Which of the request's approver roles the voter held (`None` for older votes).
+    pub roles: Option<Vec<String>>,
 }
 
 fn from_row(row: &SqliteRow) -> Result<ApprovalRequestRow> {
@@ -151,6 +244,8 @@ fn from_row(row: &SqliteRow) -> Result<ApprovalRequestRow> {
         error_message: row.try_get("error_message")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
+        requirements: row.try_get("requirements")?,
+        requester: row.try_get("requester")?,
     })
 }
 
@@ -158,8 +253,9 @@ pub(crate) async fn insert(conn: &mut SqliteConnection, r: &ApprovalRequestRow) 
     sqlx::query(
         "INSERT INTO approval_requests (id, key_id, issuer, subject, operation, status, intent, \
          verdict, to_sign, options, quorum, approver_roles, reason, expires_at, expires_unix, \
-         idempotency_key, body_hash, result, error_code, error_message, created_at, updated_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         idempotency_key, body_hash, result, error_code, error_message, created_at, updated_at, \
+         requirements, requester) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&r.id)
     .bind(&r.key_id)
@@ -183,6 +279,8 @@ pub(crate) async fn insert(conn: &mut SqliteConnection, r: &ApprovalRequestRow) 
     .bind(&r.error_message)
     .bind(&r.created_at)
     .bind(&r.updated_at)
+    .bind(&r.requirements)
+    .bind(&r.requester)
     .execute(conn)
     .await
     .map_err(|e| conflict_or(e, || "idempotency key already used".into()))?;
@@ -194,7 +292,8 @@ pub(crate) async fn insert(conn: &mut SqliteConnection, r: &ApprovalRequestRow) 
 /// request is no longer pending, has expired, or the voter already voted.
 pub(crate) async fn vote(conn: &mut SqliteConnection, vote: &VoteRow, now_unix: i64) -> Result<()> {
     let open = sqlx::query(
-        "SELECT quorum FROM approval_requests WHERE id = ? AND status = 'pending_approval' AND expires_unix > ?",
+        "SELECT quorum, approver_roles, reason, requirements FROM approval_requests \
+         WHERE id = ? AND status = 'pending_approval' AND expires_unix > ?",
     )
     .bind(&vote.request_id)
     .bind(now_unix)
@@ -205,10 +304,20 @@ pub(crate) async fn vote(conn: &mut SqliteConnection, vote: &VoteRow, now_unix: 
             "the request is no longer pending".into(),
         ));
     };
-    let quorum: i64 = open.try_get(0)?;
+    let requirements = requirements_of(
+        open.try_get::<Option<String>, _>("requirements")?
+            .as_deref(),
+        open.try_get("quorum")?,
+        &open.try_get::<String, _>("approver_roles")?,
+        &open.try_get::<String, _>("reason")?,
+    )?;
+    let roles = vote
+        .roles
+        .as_ref()
+        .map(|r| serde_json::to_string(r).unwrap_or_else(|_| "[]".into()));
     sqlx::query(
-        "INSERT INTO approval_votes (request_id, issuer, subject, decision, comment, created_at) \
-         VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO approval_votes (request_id, issuer, subject, decision, comment, created_at, roles) \
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&vote.request_id)
     .bind(&vote.issuer)
@@ -216,6 +325,7 @@ pub(crate) async fn vote(conn: &mut SqliteConnection, vote: &VoteRow, now_unix: 
     .bind(&vote.decision)
     .bind(&vote.comment)
     .bind(&vote.created_at)
+    .bind(roles)
     .execute(&mut *conn)
     .await
     .map_err(|e| {
@@ -226,14 +336,11 @@ pub(crate) async fn vote(conn: &mut SqliteConnection, vote: &VoteRow, now_unix: 
     let next = if vote.decision == "reject" {
         Some(ApprovalStatus::Rejected)
     } else {
-        let approvals: i64 = sqlx::query(
-            "SELECT COUNT(*) FROM approval_votes WHERE request_id = ? AND decision = 'approve'",
-        )
-        .bind(&vote.request_id)
-        .fetch_one(&mut *conn)
-        .await?
-        .try_get(0)?;
-        (approvals >= quorum).then_some(ApprovalStatus::Approved)
+        let votes = votes_of(&mut *conn, &vote.request_id).await?;
+        progress(&requirements, &votes)
+            .iter()
+            .all(Progress::met)
+            .then_some(ApprovalStatus::Approved)
     };
     if let Some(next) = next {
         set_status(
@@ -354,23 +461,33 @@ impl Store {
 
     /// The votes on a request, oldest first.
     pub async fn approval_votes(&self, request_id: &str) -> Result<Vec<VoteRow>> {
-        let rows = sqlx::query(
-            "SELECT * FROM approval_votes WHERE request_id = ? ORDER BY created_at, subject",
-        )
-        .bind(request_id)
-        .fetch_all(self.pool())
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(VoteRow {
-                    request_id: r.try_get("request_id")?,
-                    issuer: r.try_get("issuer")?,
-                    subject: r.try_get("subject")?,
-                    decision: r.try_get("decision")?,
-                    comment: r.try_get("comment")?,
-                    created_at: r.try_get("created_at")?,
-                })
-            })
-            .collect()
+        let mut conn = self.pool().acquire().await?;
+        votes_of(&mut conn, request_id).await
     }
+}
+
+async fn votes_of(conn: &mut SqliteConnection, request_id: &str) -> Result<Vec<VoteRow>> {
+    let rows = sqlx::query(
+        "SELECT * FROM approval_votes WHERE request_id = ? ORDER BY created_at, subject",
+    )
+    .bind(request_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let roles: Option<String> = r.try_get("roles")?;
+            Ok(VoteRow {
+                request_id: r.try_get("request_id")?,
+                issuer: r.try_get("issuer")?,
+                subject: r.try_get("subject")?,
+                decision: r.try_get("decision")?,
+                comment: r.try_get("comment")?,
+                created_at: r.try_get("created_at")?,
+                roles: roles
+                    .map(|j| serde_json::from_str(&j))
+                    .transpose()
+                    .map_err(|e| StoreError::Corrupt(format!("vote roles: {e}")))?,
+            })
+        })
+        .collect()
 }

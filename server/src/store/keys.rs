@@ -23,7 +23,7 @@ impl KeyStatus {
         }
     }
 
-    fn parse(s: &str) -> Result<Self> {
+    pub(crate) fn parse(s: &str) -> Result<Self> {
         match s {
             "active" => Ok(KeyStatus::Active),
             "disabled" => Ok(KeyStatus::Disabled),

@@ -8,14 +8,17 @@
 //! `requests` (sign requests and idempotency), `usage` (per-minute and per-hour counters for
 //! the policy context), `audit` (chain rows), `approvals` (pending requests and votes),
 //! `certificates` (document certificates and the internal CA), `csc` (CSC credential
-//! authorizations and SAD hashes).
+//! authorizations and SAD hashes), `gate` (the writer's last check that a key may still sign
+//! for a requester), `pending` (usage reserved by requests in flight).
 
 pub mod approvals;
 pub mod audit;
 pub mod bitcoin;
 pub mod certificates;
 pub mod csc;
+pub mod gate;
 pub mod keys;
+pub mod pending;
 pub mod policies;
 pub mod requests;
 pub mod usage;
@@ -51,6 +54,14 @@ pub enum StoreError {
     /// Stored data does not parse.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// The key was disabled (or is gone) before a signature with it could be recorded; nothing
+    /// of the job was applied.
+    #[error("{0}")]
+    KeyInactive(String),
+    /// The requester left the key's signers before the signature could be recorded; nothing
+    /// of the job was applied.
+    #[error("{0}")]
+    SignerRemoved(String),
 }
 
 /// Result alias of the storage layer.
@@ -59,6 +70,9 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// A change applied inside the audit writer's transaction, together with its audit record.
 #[derive(Debug, Clone)]
 pub enum StateChange {
+    /// Refuses the rest of the job unless the key is still active and admits the requester
+    /// (see `gate`); comes first in every job that records a signature.
+    RequireSigner(gate::SignerGrant),
     /// A key was created or imported.
     InsertKey(Box<KeyRow>),
     /// A key's status changed.
@@ -180,6 +194,7 @@ pub enum StateChange {
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: SqlitePool,
+    pending: std::sync::Arc<pending::PendingUsage>,
 }
 
 impl Store {
@@ -210,7 +225,10 @@ impl Store {
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
-        let store = Store { pool };
+        let store = Store {
+            pool,
+            pending: Default::default(),
+        };
         store.check_pragmas().await?;
         Ok(store)
     }
@@ -248,6 +266,11 @@ impl Store {
     /// The connection pool (for repositories in this module and the audit writer).
     pub(crate) fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    /// The usage reserved by requests in flight (see `pending`).
+    pub fn pending_usage(&self) -> &std::sync::Arc<pending::PendingUsage> {
+        &self.pending
     }
 
     /// Checks that the database answers.
@@ -289,6 +312,7 @@ pub(crate) async fn apply_change(
     change: &StateChange,
 ) -> Result<()> {
     match change {
+        StateChange::RequireSigner(grant) => gate::check_one(conn, grant).await,
         StateChange::InsertKey(row) => keys::insert(conn, row).await,
         StateChange::SetKeyStatus { key_id, status, at } => {
             keys::set_status(conn, key_id, *status, at).await

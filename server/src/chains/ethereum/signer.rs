@@ -359,6 +359,7 @@ mod tests {
                 decision: Decision::Allow,
                 source: VerdictSource::Default,
                 trace: Vec::new(),
+                requirements: Vec::new(),
             },
         };
         (receipt, Address::from_raw_public_key(xy))
