@@ -13,6 +13,7 @@ mod keys;
 mod openapi;
 mod policies;
 mod policy_author;
+mod security;
 mod signing;
 mod wallets;
 
