@@ -19,7 +19,6 @@ use super::error::{ApiError, ApiResult, current_request_id};
 use super::signing::{DryRunResult, PendingResult, PolicyView};
 use super::{ApiTags, BearerAuth};
 use crate::app::AppState;
-use crate::auth::Role;
 use crate::chains::bitcoin::account::parse_network;
 use crate::chains::bitcoin::{BitcoinAccount, PsbtPlan, ScriptKind};
 use crate::intent::SignIntent;
@@ -58,21 +57,19 @@ pub(crate) async fn account_key(
     key_id: &str,
     purpose: Purpose,
 ) -> ApiResult<Arc<LoadedKey>> {
-    auth.require(&[Role::Signer])?;
-    let key = state
-        .keys()
-        .resolve(key_id)
-        .await
-        .map_err(PipelineError::from)?
-        .ok_or_else(|| PipelineError::KeyNotFound(key_id.to_string()))?;
-    if key.meta.purpose != purpose {
-        return Err(PipelineError::WrongPurpose {
-            key_purpose: key.meta.purpose.to_string(),
-            wanted: purpose.to_string(),
-        }
-        .into());
-    }
-    Ok(key)
+    let operation = match purpose {
+        Purpose::Bitcoin => "bitcoin.sign_psbt",
+        _ => "solana.sign",
+    };
+    Ok(crate::pipeline::check_access(
+        state,
+        &auth.0,
+        key_id,
+        purpose,
+        operation,
+        &super::error::current_request_id(),
+    )
+    .await?)
 }
 
 /// Sign a PSBT.

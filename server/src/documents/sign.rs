@@ -16,9 +16,9 @@ use super::algorithms::{signature_name, to_sign};
 use super::cms::{assemble, check_hash_for_key, signed_attributes};
 use super::{DocumentError, Result};
 use crate::app::AppState;
-use crate::auth::{Principal, Role};
+use crate::auth::Principal;
 use crate::intent::SignIntent;
-use crate::keys::{Algorithm, HashAlg, KeyMeta, Purpose, RsaScheme, SignOptions, ToSign};
+use crate::keys::{Algorithm, HashAlg, Purpose, RsaScheme, SignOptions, ToSign};
 use crate::pipeline::{self, Idempotency, PipelineError, SignCall};
 use crate::policy::Verdict;
 use crate::store::{CertStatus, CertificateRow};
@@ -247,22 +247,15 @@ pub async fn sign(
             "document_name must be 1 to 256 characters".into(),
         ));
     }
-    let row = state
-        .store()
-        .key(&req.key_id)
-        .await?
-        .ok_or_else(|| PipelineError::KeyNotFound(req.key_id.clone()))?;
-    let meta = KeyMeta::from_row(&row)?;
-    if !principal.has_role(Role::Signer) {
-        return Err(PipelineError::Forbidden("signing needs the role signer".into()).into());
-    }
-    if meta.purpose != Purpose::Document {
-        return Err(PipelineError::WrongPurpose {
-            key_purpose: meta.purpose.to_string(),
-            wanted: Purpose::Document.to_string(),
-        }
-        .into());
-    }
+    pipeline::check_access(
+        state,
+        &principal,
+        &req.key_id,
+        Purpose::Document,
+        "document.sign",
+        &request_id,
+    )
+    .await?;
     let cert = signer_certificate(state, &req.key_id).await?;
     if req.format == Format::Cms && cert.is_none() {
         return Err(DocumentError::NoCertificate(req.key_id.clone()));

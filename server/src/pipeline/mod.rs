@@ -274,6 +274,51 @@ async fn admit(
     admitted
 }
 
+/// The access checks a route makes before it builds its intent, in the pipeline's order: the
+/// role `signer` first, then the key (404), the caller among its signers (403), then its
+/// purpose (403 `WRONG_KEY_PURPOSE`), so a caller who may not sign learns nothing about the key
+/// and a stranger never learns its purpose. Refusals are audited like the pipeline's own. The
+/// pipeline checks everything again (and the key's status) when the route submits.
+pub async fn check_access(
+    state: &AppState,
+    principal: &Principal,
+    key_id: &str,
+    purpose: crate::keys::Purpose,
+    operation: &'static str,
+    request_id: &str,
+) -> Result<Arc<LoadedKey>, PipelineError> {
+    let checked = async {
+        if !principal.has_role(Role::Signer) {
+            return Err(PipelineError::Forbidden(
+                "signing needs the role signer".into(),
+            ));
+        }
+        let key = state
+            .keys()
+            .resolve(key_id)
+            .await?
+            .ok_or_else(|| PipelineError::KeyNotFound(key_id.to_string()))?;
+        if !crate::auth::signers::admits(&key.meta.signers, principal) {
+            return Err(PipelineError::Forbidden(format!(
+                "{} is not among the signers of key {}",
+                principal.subject, key.meta.id
+            )));
+        }
+        if key.meta.purpose != purpose {
+            return Err(PipelineError::WrongPurpose {
+                key_purpose: key.meta.purpose.to_string(),
+                wanted: purpose.to_string(),
+            });
+        }
+        Ok(key)
+    }
+    .await;
+    if let Err(e) = &checked {
+        record_refused_attempt(state, principal, key_id, operation, request_id, e).await;
+    }
+    checked
+}
+
 /// Records a refusal made before the policy stage (rate-limited per caller and reason).
 pub(crate) async fn record_refused_attempt(
     state: &AppState,

@@ -135,13 +135,15 @@ pub async fn sign(
 ) -> Result<Result<EthOutcome, pipeline::DryRunReport>, EthError> {
     let operation = request.operation();
     let decoded = request.decode()?;
-    let key = state
-        .keys()
-        .resolve(&key_id)
-        .await
-        .map_err(PipelineError::from)?
-        .ok_or_else(|| PipelineError::KeyNotFound(key_id.clone()))?;
-    // Keys of another purpose may have no address; the pipeline refuses them by purpose.
+    let key = pipeline::check_access(
+        state,
+        &principal,
+        &key_id,
+        crate::keys::Purpose::Ethereum,
+        operation,
+        &request_id,
+    )
+    .await?;
     let from = address_of(&key.meta.public_key).ok();
     let from_text = from.as_ref().map(lower).unwrap_or_default();
     let allowed_chains = crate::wallets::allowed_chain_ids(state, &key_id)
