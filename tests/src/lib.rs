@@ -72,11 +72,11 @@ pub fn node_json(script: &str, mode: &str, scratch: &Path, input: Value) -> Valu
 }
 
 /// Path of the `keyward` binary, built on first use with the same profile as the tests
-/// (`KEYWARD_E2E_BIN` names another build to test instead, e.g. an earlier release).
+/// (`E2E_KEYWARD_BIN` names another build to test instead, e.g. an earlier release).
 pub fn keyward_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        if let Some(bin) = std::env::var_os("KEYWARD_E2E_BIN") {
+        if let Some(bin) = std::env::var_os("E2E_KEYWARD_BIN") {
             return PathBuf::from(bin);
         }
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
