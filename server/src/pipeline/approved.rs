@@ -283,24 +283,14 @@ async fn sign_stored(
             changes.push(StateChange::AddUsage(spent));
         }
     }
-    match state.audit().append(changes, event).await {
-        Ok(_) => {}
-        Err(AuditError::Rejected(
-            refused @ (StoreError::KeyInactive(_) | StoreError::SignerRemoved(_)),
-        )) => {
-            let (code, err) = match refused {
-                StoreError::KeyInactive(_) => (
-                    "KEY_DISABLED",
-                    PipelineError::KeyDisabled(row.key_id.clone()),
-                ),
-                other => ("FORBIDDEN", PipelineError::Forbidden(other.to_string())),
-            };
-            let (changes, event) = fail(code, err.to_string());
-            state.audit().append(changes, event).await?;
-            state.approvals().changed(id, "failed");
-            return Err(err);
-        }
-        Err(e) => return Err(e.into()),
+    if let Err(e) = state.audit().append(changes, event).await {
+        let Some((code, err)) = gate_refusal(&e, &row.key_id) else {
+            return Err(e.into());
+        };
+        let (changes, event) = fail(code, err.to_string());
+        state.audit().append(changes, event).await?;
+        state.approvals().changed(id, "failed");
+        return Err(err);
     }
     state.approvals().changed(id, "signed");
     Ok(receipt)

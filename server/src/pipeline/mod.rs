@@ -246,22 +246,7 @@ async fn admit(
     request_id: &str,
 ) -> Result<(Arc<LoadedKey>, Arc<dyn crate::keys::SigningKey>), PipelineError> {
     let admitted = async {
-        if !principal.has_role(Role::Signer) {
-            return Err(PipelineError::Forbidden(
-                "signing needs the role signer".into(),
-            ));
-        }
-        let key = state
-            .keys()
-            .resolve(key_id)
-            .await?
-            .ok_or_else(|| PipelineError::KeyNotFound(key_id.to_string()))?;
-        if !crate::auth::signers::admits(&key.meta.signers, principal) {
-            return Err(PipelineError::Forbidden(format!(
-                "{} is not among the signers of key {}",
-                principal.subject, key.meta.id
-            )));
-        }
+        let key = signer_of_key(state, principal, key_id).await?;
         let Some(signer) = key.signer.clone() else {
             return Err(PipelineError::KeyDisabled(key.meta.id.clone()));
         };
@@ -288,22 +273,7 @@ pub async fn check_access(
     request_id: &str,
 ) -> Result<Arc<LoadedKey>, PipelineError> {
     let checked = async {
-        if !principal.has_role(Role::Signer) {
-            return Err(PipelineError::Forbidden(
-                "signing needs the role signer".into(),
-            ));
-        }
-        let key = state
-            .keys()
-            .resolve(key_id)
-            .await?
-            .ok_or_else(|| PipelineError::KeyNotFound(key_id.to_string()))?;
-        if !crate::auth::signers::admits(&key.meta.signers, principal) {
-            return Err(PipelineError::Forbidden(format!(
-                "{} is not among the signers of key {}",
-                principal.subject, key.meta.id
-            )));
-        }
+        let key = signer_of_key(state, principal, key_id).await?;
         if key.meta.purpose != purpose {
             return Err(PipelineError::WrongPurpose {
                 key_purpose: key.meta.purpose.to_string(),
@@ -317,6 +287,49 @@ pub async fn check_access(
         record_refused_attempt(state, principal, key_id, operation, request_id, e).await;
     }
     checked
+}
+
+/// The role `signer`, then the key, then the caller among its signers.
+async fn signer_of_key(
+    state: &AppState,
+    principal: &Principal,
+    key_id: &str,
+) -> Result<Arc<LoadedKey>, PipelineError> {
+    if !principal.has_role(Role::Signer) {
+        return Err(PipelineError::Forbidden(
+            "signing needs the role signer".into(),
+        ));
+    }
+    let key = state
+        .keys()
+        .resolve(key_id)
+        .await?
+        .ok_or_else(|| PipelineError::KeyNotFound(key_id.to_string()))?;
+    if !crate::auth::signers::admits(&key.meta.signers, principal) {
+        return Err(PipelineError::Forbidden(format!(
+            "{} is not among the signers of key {}",
+            principal.subject, key.meta.id
+        )));
+    }
+    Ok(key)
+}
+
+/// The code and error of a signature the writer's gate refused (`store::gate`), or `None` for
+/// any other audit error.
+pub(crate) fn gate_refusal(
+    err: &AuditError,
+    key_id: &str,
+) -> Option<(&'static str, PipelineError)> {
+    match err {
+        AuditError::Rejected(StoreError::KeyInactive(_)) => Some((
+            "KEY_DISABLED",
+            PipelineError::KeyDisabled(key_id.to_string()),
+        )),
+        AuditError::Rejected(e @ StoreError::SignerRemoved(_)) => {
+            Some(("FORBIDDEN", PipelineError::Forbidden(e.to_string())))
+        }
+        _ => None,
+    }
 }
 
 /// Records a refusal made before the policy stage (rate-limited per caller and reason).

@@ -239,20 +239,6 @@ impl Outcome<'_> {
             .await
         {
             Ok(_) => Ok(receipt),
-            Err(AuditError::Rejected(
-                refused @ (StoreError::KeyInactive(_) | StoreError::SignerRemoved(_)),
-            )) => {
-                let (code, err) = match refused {
-                    StoreError::KeyInactive(_) => (
-                        "KEY_DISABLED",
-                        PipelineError::KeyDisabled(self.key.meta.id.clone()),
-                    ),
-                    other => ("FORBIDDEN", PipelineError::Forbidden(other.to_string())),
-                };
-                self.record_refusal(SignStatus::Failed, code, &err.to_string())
-                    .await?;
-                Err(err)
-            }
             Err(AuditError::Rejected(StoreError::Conflict(_))) => {
                 // A concurrent request with the same idempotency key committed first: answer
                 // with what it recorded, and drop this signature unseen.
@@ -263,7 +249,15 @@ impl Outcome<'_> {
                     _ => Err(PipelineError::IdempotencyMismatch),
                 }
             }
-            Err(e) => Err(e.into()),
+            Err(e) => match gate_refusal(&e, &self.key.meta.id) {
+                // The key was disabled, or the requester removed, before this landed.
+                Some((code, err)) => {
+                    self.record_refusal(SignStatus::Failed, code, &err.to_string())
+                        .await?;
+                    Err(err)
+                }
+                None => Err(e.into()),
+            },
         }
     }
 }
