@@ -464,8 +464,26 @@ async fn forged_and_malformed_tokens_are_refused_before_the_pipeline() {
         let (status, body) = kw.call("GET", "/v1/whoami", Some(token), None).await;
         assert_error(status, &body, 401, "UNAUTHENTICATED");
     }
-    // Nothing reached the pipeline: no sign request, no audit record.
-    assert_eq!(audit_count(&kw, &admin).await, audited);
+    // Nothing reached the pipeline: no sign request. The refusals themselves are audited as
+    // `auth`/`refused`, at most 5 a minute from one client (docs/security.md), without the token.
+    let (status, page) = kw
+        .call("GET", "/v1/audit?limit=500", Some(&admin), None)
+        .await;
+    assert_eq!(status, 200, "{page}");
+    let items = page["items"].as_array().unwrap();
+    let new: Vec<&Value> = items[..items.len() - audited].iter().collect();
+    assert!(!new.is_empty() && new.len() <= 5, "{new:?}");
+    for record in &new {
+        assert_eq!(record["action"], "auth", "{record}");
+        assert_eq!(record["outcome"], "refused", "{record}");
+        assert_eq!(
+            record["details"]["error_code"], "UNAUTHENTICATED",
+            "{record}"
+        );
+        for (_, token) in &cases {
+            assert!(!record.to_string().contains(token.as_str()), "{record}");
+        }
+    }
     assert_eq!(
         jku_hits.load(Ordering::SeqCst),
         0,
