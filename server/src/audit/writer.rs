@@ -23,9 +23,9 @@ const QUEUE: usize = 4096;
 struct Job {
     changes: Vec<StateChange>,
     event: AuditEvent,
-    /// The usage this job's signature was reserved (see `store::pending`): given back while
-    /// the commit that records the usage holds the commit lock, so no reader counts it twice
-    /// or not at all.
+    /// The usage this job's signature was reserved (see `store::pending`): marked with the
+    /// job's record before the commit that records the usage, and given back after it, so no
+    /// reader counts it twice or not at all.
     reservation: Option<Reservation>,
     done: oneshot::Sender<Result<Appended>>,
 }
@@ -183,7 +183,7 @@ async fn write_batch(
         if next.seq != head.seq {
             rows::set_head(&mut tx, next.seq, &next.hash).await?;
         }
-        commit(store, tx, batch).await?;
+        commit(tx, batch, &results).await?;
         *head = next;
         return Ok(results);
     }
@@ -234,24 +234,28 @@ async fn write_batch_isolated(
     if next.seq != head.seq {
         rows::set_head(&mut tx, next.seq, &next.hash).await?;
     }
-    commit(store, tx, batch).await?;
+    commit(tx, batch, &results).await?;
     *head = next;
     Ok(results)
 }
 
-/// Commits a batch while holding the usage commit lock, and gives back the batch's usage
-/// reservations under the same lock (see `store::pending`).
+/// Commits a batch and gives back its usage reservations. Each reservation is first marked
+/// with the `seq` of the record that carries its usage, so a reader whose snapshot of the
+/// counters already holds the record does not count it again (see `store::pending`).
 async fn commit(
-    store: &Store,
     tx: sqlx::Transaction<'_, sqlx::Sqlite>,
     batch: &mut [Job],
+    results: &[Result<Appended>],
 ) -> std::result::Result<(), StoreError> {
-    let order = store.pending_usage().commit().await;
+    for (job, result) in batch.iter().zip(results) {
+        if let (Some(reservation), Ok(appended)) = (&job.reservation, result) {
+            reservation.recorded_at(appended.seq);
+        }
+    }
     let done = tx.commit().await;
     for job in batch.iter_mut() {
         job.reservation = None;
     }
-    drop(order);
     Ok(done?)
 }
 

@@ -249,7 +249,9 @@ impl PolicyStage {
     }
 
     /// Fills the host context of `request`: the recorded usage plus what requests in flight
-    /// reserved, and reserves `usage` for this request, in one step (see `store::pending`).
+    /// reserved, and reserves `usage` for this request. The reservations are taken first and
+    /// the counters read after, each with the audit head of its snapshot, so every signature
+    /// is counted exactly once (see `store::pending`).
     async fn context(
         &self,
         key: &KeyMeta,
@@ -257,9 +259,14 @@ impl PolicyStage {
         usage: Vec<crate::store::usage::UsageDelta>,
     ) -> Result<Reservation, StoreError> {
         use crate::store::usage::{SIGNATURES, key_scope, principal_scope};
-        let pending = self.store.pending_usage();
-        let _order = pending.read().await;
-        let mut context = self
+        let key_scope = key_scope(&key.id);
+        let principal_scope =
+            principal_scope(&request.principal.issuer, &request.principal.subject);
+        let (in_flight, reservation) = self
+            .store
+            .pending_usage()
+            .reserve(&[key_scope.as_str(), principal_scope.as_str()], usage);
+        let counted = self
             .store
             .signature_context(
                 &key.id,
@@ -275,19 +282,15 @@ impl PolicyStage {
             request.unix_time,
         )
         .await?;
-        let key_scope = key_scope(&key.id);
-        let principal_scope =
-            principal_scope(&request.principal.issuer, &request.principal.subject);
-        let (in_flight, reservation) =
-            pending.reserve(&[key_scope.as_str(), principal_scope.as_str()], usage);
-        let k = in_flight.window(&key_scope, SIGNATURES);
-        let p = in_flight.window(&principal_scope, SIGNATURES);
+        let mut context = counted.value;
+        let k = in_flight.window(&key_scope, SIGNATURES, counted.head);
+        let p = in_flight.window(&principal_scope, SIGNATURES, counted.head);
         context.key_signatures_last_hour += k.count_hour;
         context.key_signatures_last_day += k.count_day;
         context.principal_signatures_last_hour += p.count_hour;
         context.principal_signatures_last_day += p.count_day;
         if let Some(spend) = &mut spend {
-            spend.add(&in_flight.with_prefix(&key_scope, &spend.prefix()));
+            spend.add(&in_flight.with_prefix(&key_scope, &spend.prefix(), spend.head()));
         }
         context.spend = spend.map(crate::chains::ethereum::spend::Recorded::into_context);
         request.context = context;

@@ -7,140 +7,185 @@
 //! request reserves its own share in the same step, so N parallel requests against a limit L
 //! are judged one after the other as far as the limit is concerned.
 //!
-//! The counters and the reservations change together, never one without the other:
-//! - a reader holds the [`read`](PendingUsage::read) lock while it reads the counters, takes
-//!   the reservations and adds its own;
-//! - the audit writer holds the [`commit`](PendingUsage::commit) lock while it commits a batch
-//!   (which adds the batch's usage to the counters) and drops the batch's reservations.
+//! Each signature must be seen exactly once: as a reservation, or in the counters. No lock
+//! orders readers with commits; the audit chain's head does:
+//! 1. a reader first takes the reservations in flight and adds its own, in one step under a
+//!    mutex ([`reserve`](PendingUsage::reserve));
+//! 2. then it reads the counters, and in the same SQL statement the audit head's `seq` (one
+//!    statement is one snapshot);
+//! 3. the audit writer marks each reservation with the `seq` of the record that carries its
+//!    usage *before* it commits the batch, and removes the reservation after the commit;
+//! 4. the reader counts a reservation unless it is marked with a `seq` its snapshot already
+//!    holds ([`InFlight::window`] with that head).
 //!
-//! So a reader sees a signature either as a reservation or in the counters, exactly once. A
-//! request that is denied, fails or waits for approval drops its reservation when it ends
-//! (`Reservation` gives it back on drop). The reservations live in this process: with one
-//! database per process (SQLite) they are exact; several nodes on one database need the same
-//! step in the database.
+//! A reservation removed before step 1 was committed before step 2 began, so the counters hold
+//! it; one taken in step 1 is counted by its mark, which is set before any snapshot can hold
+//! its record. A request that is denied, fails or waits for approval drops its reservation
+//! when it ends (`Reservation` gives it back on drop). The reservations live in this process:
+//! with one database per process (SQLite) they are exact; several nodes on one database need
+//! the same step in the database.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-
-use ruint::aliases::U256;
-use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::usage::{UsageDelta, UsageWindow};
 
-#[derive(Debug, Default, Clone, Copy)]
-struct Held {
-    count: u64,
-    amount: U256,
+/// `Entry::recorded_at` of a reservation whose record is not (yet) on its way to a commit.
+const NOT_RECORDED: i64 = 0;
+
+/// One request's reservation.
+#[derive(Debug)]
+struct Entry {
+    id: u64,
+    deltas: Vec<UsageDelta>,
+    /// The `seq` of the audit record that carries this usage, set by the writer before the
+    /// commit; [`NOT_RECORDED`] until then.
+    recorded_at: AtomicI64,
 }
 
-/// The reservations of requests in flight, and the lock that orders them with commits.
+impl Entry {
+    /// Whether a snapshot of the counters taken with the audit head at `head` lacks this usage.
+    fn pending_at(&self, head: i64) -> bool {
+        let at = self.recorded_at.load(Ordering::SeqCst);
+        at == NOT_RECORDED || at > head
+    }
+}
+
+/// The reservations of requests in flight, by scope.
 #[derive(Debug, Default)]
 pub struct PendingUsage {
-    order: RwLock<()>,
-    held: Mutex<HashMap<(String, String), Held>>,
+    next_id: AtomicU64,
+    held: Mutex<HashMap<String, HashMap<u64, Arc<Entry>>>>,
 }
 
 /// A request's share of the usage counters, given back when dropped.
 #[derive(Debug)]
 pub struct Reservation {
     owner: Arc<PendingUsage>,
-    deltas: Vec<UsageDelta>,
+    entry: Arc<Entry>,
+}
+
+impl Reservation {
+    /// Marks this usage as carried by the audit record `seq` (the writer calls this before it
+    /// commits the record's batch).
+    pub(crate) fn recorded_at(&self, seq: i64) {
+        self.entry.recorded_at.store(seq, Ordering::SeqCst);
+    }
 }
 
 impl Drop for Reservation {
     fn drop(&mut self) {
         let mut held = self.owner.lock();
-        for d in &self.deltas {
-            let k = (d.scope.clone(), d.metric.clone());
-            if let Some(h) = held.get_mut(&k) {
-                h.count = h.count.saturating_sub(d.count);
-                h.amount = h.amount.saturating_sub(d.amount);
-                if h.count == 0 && h.amount.is_zero() {
-                    held.remove(&k);
+        for d in &self.entry.deltas {
+            if let Some(of_scope) = held.get_mut(&d.scope) {
+                of_scope.remove(&self.entry.id);
+                if of_scope.is_empty() {
+                    held.remove(&d.scope);
                 }
             }
         }
     }
 }
 
-/// What was reserved by others, per scope and metric, when a reservation was taken.
+/// What others had reserved in some scopes when a reservation was taken.
 #[derive(Debug, Default, Clone)]
 pub struct InFlight {
-    entries: BTreeMap<(String, String), Held>,
+    entries: Vec<Arc<Entry>>,
 }
 
 impl InFlight {
-    /// The reserved usage of one metric, counted in both windows (it is happening now).
-    pub fn window(&self, scope: &str, metric: &str) -> UsageWindow {
-        let h = self
-            .entries
-            .get(&(scope.to_string(), metric.to_string()))
-            .copied()
-            .unwrap_or_default();
-        UsageWindow {
-            count_hour: h.count,
-            count_day: h.count,
-            amount_hour: h.amount,
-            amount_day: h.amount,
+    /// The reserved usage of one metric that a snapshot of the counters with the audit head at
+    /// `head` does not hold, counted in both windows (it is happening now).
+    pub fn window(&self, scope: &str, metric: &str, head: i64) -> UsageWindow {
+        let mut w = UsageWindow::default();
+        for e in self.entries.iter().filter(|e| e.pending_at(head)) {
+            for d in e
+                .deltas
+                .iter()
+                .filter(|d| d.scope == scope && d.metric == metric)
+            {
+                w.count_hour = w.count_hour.saturating_add(d.count);
+                w.amount_hour = w.amount_hour.saturating_add(d.amount);
+            }
         }
+        w.count_day = w.count_hour;
+        w.amount_day = w.amount_hour;
+        w
     }
 
-    /// Every reserved metric of `scope` starting with `prefix`.
-    pub fn with_prefix(&self, scope: &str, prefix: &str) -> BTreeMap<String, UsageWindow> {
-        self.entries
-            .keys()
-            .filter(|(s, m)| s == scope && m.starts_with(prefix))
-            .map(|(s, m)| (m.clone(), self.window(s, m)))
+    /// Like [`window`](Self::window), for every reserved metric of `scope` starting with
+    /// `prefix`.
+    pub fn with_prefix(
+        &self,
+        scope: &str,
+        prefix: &str,
+        head: i64,
+    ) -> BTreeMap<String, UsageWindow> {
+        let mut metrics: Vec<&str> = self
+            .entries
+            .iter()
+            .flat_map(|e| &e.deltas)
+            .filter(|d| d.scope == scope && d.metric.starts_with(prefix))
+            .map(|d| d.metric.as_str())
+            .collect();
+        metrics.sort_unstable();
+        metrics.dedup();
+        metrics
+            .into_iter()
+            .map(|m| (m.to_string(), self.window(scope, m, head)))
+            .filter(|(_, w)| w.count_hour > 0 || !w.amount_hour.is_zero())
             .collect()
     }
 }
 
 impl PendingUsage {
-    fn lock(&self) -> MutexGuard<'_, HashMap<(String, String), Held>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, HashMap<u64, Arc<Entry>>>> {
         // A panic while holding this lock cannot leave a half-made change: every change is
         // one map operation.
         self.held.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Held while the usage counters are read for a request's context.
-    pub async fn read(&self) -> RwLockReadGuard<'_, ()> {
-        self.order.read().await
-    }
-
-    /// Held by the audit writer across a commit and the release of the batch's reservations.
-    pub async fn commit(&self) -> RwLockWriteGuard<'_, ()> {
-        self.order.write().await
-    }
-
-    /// Takes what others reserved in `scopes` and reserves `own`, in one step. Call it while
-    /// holding [`read`](Self::read), after reading the counters.
+    /// Takes what others reserved in `scopes` and reserves `own`, in one step. Call it
+    /// *before* reading the counters (see the module's documentation).
     pub fn reserve(
         self: &Arc<Self>,
         scopes: &[&str],
         own: Vec<UsageDelta>,
     ) -> (InFlight, Reservation) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let entry = Arc::new(Entry {
+            id,
+            deltas: own,
+            recorded_at: AtomicI64::new(NOT_RECORDED),
+        });
         let mut held = self.lock();
-        let entries = held
-            .iter()
-            .filter(|((scope, _), _)| scopes.contains(&scope.as_str()))
-            .map(|(k, v)| (k.clone(), *v))
-            .collect();
-        for d in &own {
-            let h = held.entry((d.scope.clone(), d.metric.clone())).or_default();
-            h.count = h.count.saturating_add(d.count);
-            h.amount = h.amount.saturating_add(d.amount);
+        let mut entries: Vec<Arc<Entry>> = Vec::new();
+        for scope in scopes {
+            if let Some(of_scope) = held.get(*scope) {
+                for e in of_scope.values() {
+                    if !entries.iter().any(|seen| seen.id == e.id) {
+                        entries.push(e.clone());
+                    }
+                }
+            }
+        }
+        for d in &entry.deltas {
+            held.entry(d.scope.clone())
+                .or_default()
+                .insert(id, entry.clone());
         }
         drop(held);
         (
             InFlight { entries },
             Reservation {
                 owner: self.clone(),
-                deltas: own,
+                entry,
             },
         )
     }
 
-    /// How many (scope, metric) pairs have reservations (for tests and metrics).
+    /// How many scopes have reservations (for tests and metrics).
     pub fn len(&self) -> usize {
         self.lock().len()
     }
@@ -154,6 +199,7 @@ impl PendingUsage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ruint::aliases::U256;
 
     fn delta(scope: &str, metric: &str, amount: u64) -> UsageDelta {
         UsageDelta {
@@ -169,9 +215,9 @@ mod tests {
     fn each_request_sees_the_others_and_gives_its_share_back() {
         let pending = Arc::new(PendingUsage::default());
         let (seen_a, a) = pending.reserve(&["key:k"], vec![delta("key:k", "signatures", 0)]);
-        assert_eq!(seen_a.window("key:k", "signatures").count_hour, 0);
+        assert_eq!(seen_a.window("key:k", "signatures", 0).count_hour, 0);
         let (seen_b, b) = pending.reserve(&["key:k"], vec![delta("key:k", "signatures", 0)]);
-        assert_eq!(seen_b.window("key:k", "signatures").count_hour, 1);
+        assert_eq!(seen_b.window("key:k", "signatures", 0).count_hour, 1);
         let (seen_c, c) = pending.reserve(
             &["key:k"],
             vec![
@@ -179,20 +225,89 @@ mod tests {
                 delta("key:k", "signatures", 0),
             ],
         );
-        assert_eq!(seen_c.window("key:k", "signatures").count_day, 2);
-        assert!(seen_c.with_prefix("key:k", "eth:").is_empty());
+        assert_eq!(seen_c.window("key:k", "signatures", 0).count_day, 2);
+        assert!(seen_c.with_prefix("key:k", "eth:", 0).is_empty());
         let (seen_d, d) = pending.reserve(&["key:k"], Vec::new());
         assert_eq!(
-            seen_d.with_prefix("key:k", "eth:")["eth:1:native"].amount_hour,
+            seen_d.with_prefix("key:k", "eth:", 0)["eth:1:native"].amount_hour,
             U256::from(5)
         );
         // Another scope is not visible.
         let (seen_other, _) = pending.reserve(&["key:other"], Vec::new());
-        assert_eq!(seen_other.window("key:k", "signatures").count_hour, 0);
+        assert_eq!(seen_other.window("key:k", "signatures", 0).count_hour, 0);
         drop((a, b, d));
         let (seen, _) = pending.reserve(&["key:k"], Vec::new());
-        assert_eq!(seen.window("key:k", "signatures").count_hour, 1);
+        assert_eq!(seen.window("key:k", "signatures", 0).count_hour, 1);
         drop(c);
         assert!(pending.is_empty());
+    }
+
+    #[test]
+    fn a_reservation_is_not_counted_by_a_snapshot_that_holds_its_record() {
+        let pending = Arc::new(PendingUsage::default());
+        let (_, a) = pending.reserve(
+            &["key:k"],
+            vec![
+                delta("key:k", "signatures", 0),
+                delta("key:k", "eth:1:native", 7),
+            ],
+        );
+        let (seen, _b) = pending.reserve(&["key:k"], Vec::new());
+        // Marked after it was taken: the mark is read when the snapshot's head is known.
+        a.recorded_at(5);
+        for (head, count, amount) in [(0, 1, 7), (4, 1, 7), (5, 0, 0), (9, 0, 0)] {
+            assert_eq!(seen.window("key:k", "signatures", head).count_hour, count);
+            let spend = seen.with_prefix("key:k", "eth:", head);
+            assert_eq!(
+                spend.get("eth:1:native").map(|w| w.amount_day),
+                (amount > 0).then(|| U256::from(amount)),
+                "head {head}"
+            );
+        }
+        // Removed after its commit: a later reader sees it only in the counters.
+        drop(a);
+        let (later, _) = pending.reserve(&["key:k"], Vec::new());
+        assert_eq!(later.window("key:k", "signatures", 0).count_hour, 0);
+    }
+
+    /// What a reader counts for a signature committed at any point between its reservation and
+    /// its read of the counters: exactly one.
+    #[tokio::test]
+    async fn a_commit_between_reserving_and_reading_is_counted_once() {
+        use crate::store::usage::{self, SIGNATURES};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = crate::store::Store::open_file(&dir.path().join("p.db"))
+            .await
+            .expect("open");
+        let pending = store.pending_usage().clone();
+        let now = 1_700_000_000;
+        let seen_by = |in_flight: &InFlight, read: &usage::Snapshot<[UsageWindow; 2]>| {
+            read.value[0].count_hour + in_flight.window("key:k", SIGNATURES, read.head).count_hour
+        };
+        let read = || store.usage_counts(["key:k", "principal:p"], SIGNATURES, now);
+
+        // The writer's job: reserved, then recorded as record 1.
+        let (_, job) = pending.reserve(&["key:k"], vec![delta("key:k", SIGNATURES, 0)]);
+        // Readers reserve before the commit ...
+        let (early, _r1) = pending.reserve(&["key:k"], Vec::new());
+        let before_commit = read().await.expect("read");
+        // ... the writer marks, writes and commits ...
+        job.recorded_at(1);
+        let mut tx = store.pool().begin().await.expect("tx");
+        let mut d = delta("key:k", SIGNATURES, 0);
+        d.at_unix = now;
+        usage::add(&mut tx, &d).await.expect("usage");
+        crate::store::audit::set_head(&mut tx, 1, &[0; 32])
+            .await
+            .expect("head");
+        tx.commit().await.expect("commit");
+        // ... a reader that reserved before the commit reads after it ...
+        let after_commit = read().await.expect("read");
+        assert_eq!(seen_by(&early, &before_commit), 1, "read before the commit");
+        assert_eq!(seen_by(&early, &after_commit), 1, "read after the commit");
+        // ... and one that reserves once the writer gave the reservation back.
+        drop(job);
+        let (late, _r2) = pending.reserve(&["key:k"], Vec::new());
+        assert_eq!(seen_by(&late, &read().await.expect("read")), 1);
     }
 }

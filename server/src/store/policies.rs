@@ -217,14 +217,15 @@ impl Store {
     }
 
     /// Signatures made by `key_id` and for the principal `issuer`/`subject` in the hour and
-    /// the day before `now` (unix seconds), from the usage counters.
+    /// the day before `now` (unix seconds), from the usage counters, with the audit head of the
+    /// snapshot they were read from.
     pub async fn signature_context(
         &self,
         key_id: &str,
         issuer: &str,
         subject: &str,
         now: i64,
-    ) -> Result<Context> {
+    ) -> Result<usage::Snapshot<Context>> {
         // One round trip for both scopes: this runs on every request to a key with policies.
         let (key, principal) = (
             usage::key_scope(key_id),
@@ -233,13 +234,16 @@ impl Store {
         let counts = self
             .usage_counts([key.as_str(), principal.as_str()], usage::SIGNATURES, now)
             .await?;
-        let [key, principal] = counts;
-        Ok(Context {
-            key_signatures_last_hour: key.count_hour,
-            key_signatures_last_day: key.count_day,
-            principal_signatures_last_hour: principal.count_hour,
-            principal_signatures_last_day: principal.count_day,
-            spend: None,
+        let [key, principal] = counts.value;
+        Ok(usage::Snapshot {
+            value: Context {
+                key_signatures_last_hour: key.count_hour,
+                key_signatures_last_day: key.count_day,
+                principal_signatures_last_hour: principal.count_hour,
+                principal_signatures_last_day: principal.count_day,
+                spend: None,
+            },
+            head: counts.head,
         })
     }
 }

@@ -157,6 +157,17 @@ pub(crate) async fn add_count(
     Ok(())
 }
 
+/// Counters read in one SQL statement (one snapshot), with the `seq` of the audit head in that
+/// snapshot (0 before the first record): the usage of every record up to `head` is in `value`,
+/// and none after it (see `store::pending`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot<T> {
+    /// What was read.
+    pub value: T,
+    /// The audit head's `seq` in the same snapshot.
+    pub head: i64,
+}
+
 fn parse_amount(s: &str) -> Result<U256> {
     s.parse::<U256>()
         .map_err(|_| StoreError::Corrupt(format!("usage amount {s:?} is not a number")))
@@ -171,6 +182,16 @@ impl Store {
         metric_prefix: &str,
         now: i64,
     ) -> Result<BTreeMap<String, UsageWindow>> {
+        Ok(self.usage_snapshot(scope, metric_prefix, now).await?.value)
+    }
+
+    /// Like [`usage`](Self::usage), with the audit head of the snapshot it was read from.
+    pub async fn usage_snapshot(
+        &self,
+        scope: &str,
+        metric_prefix: &str,
+        now: i64,
+    ) -> Result<Snapshot<BTreeMap<String, UsageWindow>>> {
         let minute_from = now.div_euclid(MINUTE) - 60;
         let hour_from = now.div_euclid(HOUR) - 24;
         // Prefix match as a range so the primary key serves it; metrics are ASCII names.
@@ -178,7 +199,8 @@ impl Store {
         let rows = sqlx::query(
             "SELECT metric, span, count, amount FROM usage_counters \
              WHERE scope = ? AND metric >= ? AND metric < ? \
-             AND ((span = 60 AND bucket >= ?) OR (span = 3600 AND bucket >= ?))",
+             AND ((span = 60 AND bucket >= ?) OR (span = 3600 AND bucket >= ?)) \
+             UNION ALL SELECT NULL, NULL, seq, NULL FROM audit_head WHERE id = 1",
         )
         .bind(scope)
         .bind(metric_prefix)
@@ -187,13 +209,17 @@ impl Store {
         .bind(hour_from)
         .fetch_all(self.pool())
         .await?;
-        let mut out: BTreeMap<String, UsageWindow> = BTreeMap::new();
+        let mut out = Snapshot::<BTreeMap<String, UsageWindow>>::default();
         for row in rows {
-            let metric: String = row.try_get("metric")?;
-            let span: i64 = row.try_get("span")?;
-            let count = row.try_get::<i64, _>("count")?.max(0) as u64;
-            let amount = parse_amount(&row.try_get::<String, _>("amount")?)?;
-            let w = out.entry(metric).or_default();
+            let count: i64 = row.try_get(2)?;
+            let Some(metric) = row.try_get::<Option<String>, _>(0)? else {
+                out.head = count;
+                continue;
+            };
+            let span: i64 = row.try_get(1)?;
+            let count = count.max(0) as u64;
+            let amount = parse_amount(&row.try_get::<String, _>(3)?)?;
+            let w = out.value.entry(metric).or_default();
             if span == MINUTE {
                 w.count_hour += count;
                 w.amount_hour = w.amount_hour.saturating_add(amount);
@@ -214,18 +240,20 @@ impl Store {
             .unwrap_or_default())
     }
 
-    /// The event counts (not amounts) of one metric for two scopes, in one query.
+    /// The event counts (not amounts) of one metric for two scopes, in one query, with the
+    /// audit head of the snapshot they were read from.
     pub async fn usage_counts(
         &self,
         scopes: [&str; 2],
         metric: &str,
         now: i64,
-    ) -> Result<[UsageWindow; 2]> {
+    ) -> Result<Snapshot<[UsageWindow; 2]>> {
         let rows = sqlx::query(
             "SELECT scope, span, SUM(count) FROM usage_counters \
              WHERE scope IN (?, ?) AND metric = ? \
              AND ((span = 60 AND bucket >= ?) OR (span = 3600 AND bucket >= ?)) \
-             GROUP BY scope, span",
+             GROUP BY scope, span \
+             UNION ALL SELECT NULL, NULL, seq FROM audit_head WHERE id = 1",
         )
         .bind(scopes[0])
         .bind(scopes[1])
@@ -234,16 +262,20 @@ impl Store {
         .bind(now.div_euclid(HOUR) - 24)
         .fetch_all(self.pool())
         .await?;
-        let mut out = [UsageWindow::default(); 2];
+        let mut out = Snapshot::<[UsageWindow; 2]>::default();
         for row in rows {
-            let scope: String = row.try_get(0)?;
+            let count: i64 = row.try_get(2)?;
+            let Some(scope) = row.try_get::<Option<String>, _>(0)? else {
+                out.head = count;
+                continue;
+            };
             let span: i64 = row.try_get(1)?;
-            let count = row.try_get::<i64, _>(2)?.max(0) as u64;
+            let count = count.max(0) as u64;
             for (i, _) in scopes.iter().enumerate().filter(|(_, s)| **s == scope) {
                 if span == MINUTE {
-                    out[i].count_hour = count;
+                    out.value[i].count_hour = count;
                 } else {
-                    out[i].count_day = count;
+                    out.value[i].count_day = count;
                 }
             }
         }
@@ -355,7 +387,8 @@ mod tests {
         let ctx = store
             .signature_context("k1", "iss", "alice", NOW)
             .await
-            .expect("context");
+            .expect("context")
+            .value;
         assert_eq!(ctx.key_signatures_last_hour, 2);
         assert_eq!(ctx.key_signatures_last_day, 2);
         assert_eq!(ctx.principal_signatures_last_hour, 2);
@@ -363,13 +396,15 @@ mod tests {
         let other = store
             .signature_context("k1", "iss", "bob", NOW)
             .await
-            .expect("context");
+            .expect("context")
+            .value;
         assert_eq!(other.principal_signatures_last_day, 0);
         // An hour and a half later only the day window still sees them.
         let later = store
             .signature_context("k1", "iss", "alice", NOW + 5400)
             .await
-            .expect("context");
+            .expect("context")
+            .value;
         assert_eq!(
             (
                 later.key_signatures_last_hour,
@@ -391,5 +426,34 @@ mod tests {
             .await
             .expect("usage");
         assert_eq!(w.count_day, 1);
+    }
+
+    #[tokio::test]
+    async fn counters_come_with_the_audit_head_of_their_snapshot() {
+        let (_dir, store) = store().await;
+        let before = store
+            .usage_counts(["key:k", "principal:p"], SIGNATURES, NOW)
+            .await
+            .expect("counts");
+        assert_eq!(before.head, 0, "no record yet");
+        add_at(&store, "key:k", SIGNATURES, NOW - 10, U256::ZERO).await;
+        add_at(&store, "key:k", "eth:1:native", NOW - 10, U256::from(3)).await;
+        let mut conn = store.pool().acquire().await.expect("conn");
+        crate::store::audit::set_head(&mut conn, 42, &[0; 32])
+            .await
+            .expect("head");
+        drop(conn);
+        let counts = store
+            .usage_counts(["key:k", "principal:p"], SIGNATURES, NOW)
+            .await
+            .expect("counts");
+        assert_eq!((counts.head, counts.value[0].count_hour), (42, 1));
+        let spend = store
+            .usage_snapshot("key:k", "eth:", NOW)
+            .await
+            .expect("usage");
+        assert_eq!(spend.head, 42);
+        assert_eq!(spend.value["eth:1:native"].amount_day, U256::from(3));
+        assert_eq!(spend.value.len(), 1, "the head row is not a metric");
     }
 }

@@ -902,7 +902,8 @@ async fn the_host_context_counts_signatures_by_key_and_principal() {
         .store()
         .signature_context(&a, &issuer, "alice", now)
         .await
-        .unwrap();
+        .unwrap()
+        .value;
     assert_eq!(ctx.key_signatures_last_hour, 3);
     assert_eq!(ctx.key_signatures_last_day, 3);
     assert_eq!(ctx.principal_signatures_last_hour, 3);
@@ -914,7 +915,8 @@ async fn the_host_context_counts_signatures_by_key_and_principal() {
         .store()
         .signature_context(&a, &issuer, "alice", now + 62 * 60)
         .await
-        .unwrap();
+        .unwrap()
+        .value;
     assert_eq!(
         (
             later.key_signatures_last_hour,

@@ -59,12 +59,18 @@ pub fn usage_deltas(key_id: &str, intent: &Intent, at_unix: i64) -> Vec<UsageDel
 pub struct Recorded {
     chain_id: u64,
     usage: BTreeMap<String, UsageWindow>,
+    head: i64,
 }
 
 impl Recorded {
     /// The metric prefix of this chain (`ethereum:<chain id>:`).
     pub fn prefix(&self) -> String {
         prefix(self.chain_id)
+    }
+
+    /// The audit head of the snapshot the totals were read from (see `store::pending`).
+    pub fn head(&self) -> i64 {
+        self.head
     }
 
     /// Adds usage (e.g. reserved by requests in flight) to the recorded totals.
@@ -119,11 +125,12 @@ pub async fn recorded(
     let Intent::EthereumTransaction(tx) = intent else {
         return Ok(None);
     };
-    let usage = store
-        .usage(&key_scope(key_id), &prefix(tx.chain_id), now)
+    let read = store
+        .usage_snapshot(&key_scope(key_id), &prefix(tx.chain_id), now)
         .await?;
     Ok(Some(Recorded {
         chain_id: tx.chain_id,
-        usage,
+        usage: read.value,
+        head: read.head,
     }))
 }
