@@ -24,10 +24,14 @@
 //! record), `approved` (signatures made later: after approval, or with a CSC authorization),
 //! `stored` (the exact bytes to sign, as kept with a pending request).
 
+mod access;
 mod approved;
 mod outcome;
 mod stored;
 
+pub use access::check_access;
+use access::{admit, signer_grant, usage_of};
+pub(crate) use access::{gate_refusal, record_refused_attempt};
 pub use approved::{
     AUTHORIZATION_OPERATIONS, Authorization, authorize, sign_approved, sign_authorized,
     signs_on_approval,
@@ -50,7 +54,6 @@ use crate::keys::{Algorithm, KeyError, LoadedKey, ResolveError, SignOptions, Sig
 use crate::policy::Verdict;
 use crate::store::approvals::{ApprovalRequestRow, ApprovalStatus};
 use crate::store::pending::Reservation;
-use crate::store::usage::UsageDelta;
 use crate::store::{SignRequestRow, SignStatus, StateChange, StoreError};
 
 /// Errors of the signing path.
@@ -233,167 +236,6 @@ pub async fn dry_run(state: &AppState, call: SignCall) -> Result<DryRunReport, P
         key_id: judged.key.meta.id.clone(),
         verdict: judged.verdict,
     })
-}
-
-/// Resolve and authorize: the role `signer` first (so that a caller without it learns nothing
-/// about the key), then the key, the caller among its signers, and the key active. Every
-/// refusal here is recorded (at a bounded rate, see `audit::refusals`).
-async fn admit(
-    state: &AppState,
-    principal: &Principal,
-    key_id: &str,
-    operation: &'static str,
-    request_id: &str,
-) -> Result<(Arc<LoadedKey>, Arc<dyn crate::keys::SigningKey>), PipelineError> {
-    let admitted = async {
-        let key = signer_of_key(state, principal, key_id).await?;
-        let Some(signer) = key.signer.clone() else {
-            return Err(PipelineError::KeyDisabled(key.meta.id.clone()));
-        };
-        Ok((key, signer))
-    }
-    .await;
-    if let Err(e) = &admitted {
-        record_refused_attempt(state, principal, key_id, operation, request_id, e).await;
-    }
-    admitted
-}
-
-/// The access checks a route makes before it builds its intent, in the pipeline's order: the
-/// role `signer` first, then the key (404), the caller among its signers (403), then its
-/// purpose (403 `WRONG_KEY_PURPOSE`), so a caller who may not sign learns nothing about the key
-/// and a stranger never learns its purpose. Refusals are audited like the pipeline's own. The
-/// pipeline checks everything again (and the key's status) when the route submits.
-pub async fn check_access(
-    state: &AppState,
-    principal: &Principal,
-    key_id: &str,
-    purpose: crate::keys::Purpose,
-    operation: &'static str,
-    request_id: &str,
-) -> Result<Arc<LoadedKey>, PipelineError> {
-    let checked = async {
-        let key = signer_of_key(state, principal, key_id).await?;
-        if key.meta.purpose != purpose {
-            return Err(PipelineError::WrongPurpose {
-                key_purpose: key.meta.purpose.to_string(),
-                wanted: purpose.to_string(),
-            });
-        }
-        Ok(key)
-    }
-    .await;
-    if let Err(e) = &checked {
-        record_refused_attempt(state, principal, key_id, operation, request_id, e).await;
-    }
-    checked
-}
-
-/// The role `signer`, then the key, then the caller among its signers.
-async fn signer_of_key(
-    state: &AppState,
-    principal: &Principal,
-    key_id: &str,
-) -> Result<Arc<LoadedKey>, PipelineError> {
-    if !principal.has_role(Role::Signer) {
-        return Err(PipelineError::Forbidden(
-            "signing needs the role signer".into(),
-        ));
-    }
-    let key = state
-        .keys()
-        .resolve(key_id)
-        .await?
-        .ok_or_else(|| PipelineError::KeyNotFound(key_id.to_string()))?;
-    if !crate::auth::signers::admits(&key.meta.signers, principal) {
-        return Err(PipelineError::Forbidden(format!(
-            "{} is not among the signers of key {}",
-            principal.subject, key.meta.id
-        )));
-    }
-    Ok(key)
-}
-
-/// The code and error of a signature the writer's gate refused (`store::gate`), or `None` for
-/// any other audit error.
-pub(crate) fn gate_refusal(
-    err: &AuditError,
-    key_id: &str,
-) -> Option<(&'static str, PipelineError)> {
-    match err {
-        AuditError::Rejected(StoreError::KeyInactive(_)) => Some((
-            "KEY_DISABLED",
-            PipelineError::KeyDisabled(key_id.to_string()),
-        )),
-        AuditError::Rejected(e @ StoreError::SignerRemoved(_)) => {
-            Some(("FORBIDDEN", PipelineError::Forbidden(e.to_string())))
-        }
-        _ => None,
-    }
-}
-
-/// Records a refusal made before the policy stage (rate-limited per caller and reason).
-pub(crate) async fn record_refused_attempt(
-    state: &AppState,
-    principal: &Principal,
-    key_id: &str,
-    operation: &str,
-    request_id: &str,
-    error: &PipelineError,
-) {
-    let code = match error {
-        PipelineError::KeyNotFound(_) => "NOT_FOUND",
-        PipelineError::KeyDisabled(_) => "KEY_DISABLED",
-        PipelineError::Forbidden(_) => "FORBIDDEN",
-        PipelineError::WrongPurpose { .. } => "WRONG_KEY_PURPOSE",
-        _ => return,
-    };
-    let event = AuditEvent {
-        action: "sign",
-        outcome: "refused",
-        actor: Actor {
-            issuer: principal.issuer.clone(),
-            subject: principal.subject.clone(),
-        },
-        key_id: Some(key_id.to_string()),
-        request_id: Some(request_id.to_string()),
-        details: json!({"operation": operation, "error_code": code, "error": error.to_string()}),
-    };
-    let caller = format!("{}\n{}", principal.issuer, principal.subject);
-    state.audit().record_refusal(&caller, code, event).await;
-}
-
-/// The writer's last check for a signature by `principal` with `key_id` (see `store::gate`).
-fn signer_grant(principal: &Principal, key_id: &str) -> crate::store::gate::SignerGrant {
-    let who = principal.clone();
-    crate::store::gate::SignerGrant {
-        key_id: key_id.to_string(),
-        requester: principal.subject.clone(),
-        admits: Arc::new(move |signers: &[String]| crate::auth::signers::admits(signers, &who)),
-    }
-}
-
-/// What a signed request adds to the usage counters: one signature for its key and for its
-/// principal (as `store::requests::insert` records), and what its intent spends.
-fn usage_of(principal: &Principal, key_id: &str, intent: &Intent, at: i64) -> Vec<UsageDelta> {
-    let one = |scope: String| UsageDelta {
-        scope,
-        metric: crate::store::usage::SIGNATURES.to_string(),
-        at_unix: at,
-        count: 1,
-        amount: Default::default(),
-    };
-    let mut out = vec![
-        one(crate::store::usage::key_scope(key_id)),
-        one(crate::store::usage::principal_scope(
-            &principal.issuer,
-            &principal.subject,
-        )),
-    ];
-    out.extend(crate::chains::ethereum::spend::usage_deltas(
-        key_id, intent, at,
-    ));
-    out
 }
 
 /// Resolve, authorize, build the intent and run the policy stage.
