@@ -160,16 +160,15 @@ impl PendingUsage {
             recorded_at: AtomicI64::new(NOT_RECORDED),
         });
         let mut held = self.lock();
-        let mut entries: Vec<Arc<Entry>> = Vec::new();
-        for scope in scopes {
-            if let Some(of_scope) = held.get(*scope) {
-                for e in of_scope.values() {
-                    if !entries.iter().any(|seen| seen.id == e.id) {
-                        entries.push(e.clone());
-                    }
-                }
-            }
-        }
+        // A reservation in several of `scopes` is taken once (sorted by id, then deduplicated:
+        // this runs under the mutex on every request, so no pairwise search).
+        let mut entries: Vec<Arc<Entry>> = scopes
+            .iter()
+            .filter_map(|scope| held.get(*scope))
+            .flat_map(|of_scope| of_scope.values().cloned())
+            .collect();
+        entries.sort_unstable_by_key(|e| e.id);
+        entries.dedup_by_key(|e| e.id);
         for d in &entry.deltas {
             held.entry(d.scope.clone())
                 .or_default()
@@ -240,6 +239,21 @@ mod tests {
         assert_eq!(seen.window("key:k", "signatures", 0).count_hour, 1);
         drop(c);
         assert!(pending.is_empty());
+    }
+
+    #[test]
+    fn a_reservation_in_both_scopes_a_reader_asks_for_is_counted_once() {
+        let pending = Arc::new(PendingUsage::default());
+        let (_, _a) = pending.reserve(
+            &["key:k", "principal:p"],
+            vec![
+                delta("key:k", "signatures", 0),
+                delta("principal:p", "signatures", 0),
+            ],
+        );
+        let (seen, _b) = pending.reserve(&["key:k", "principal:p"], Vec::new());
+        assert_eq!(seen.window("key:k", "signatures", 0).count_hour, 1);
+        assert_eq!(seen.window("principal:p", "signatures", 0).count_hour, 1);
     }
 
     #[test]
