@@ -168,6 +168,12 @@ pub struct Snapshot<T> {
     pub head: i64,
 }
 
+/// The first minute bucket of the hour window and the first hour bucket of the day window
+/// ending at `now` (Unix seconds).
+fn window_starts(now: i64) -> (i64, i64) {
+    (now.div_euclid(MINUTE) - 60, now.div_euclid(HOUR) - 24)
+}
+
 fn parse_amount(s: &str) -> Result<U256> {
     s.parse::<U256>()
         .map_err(|_| StoreError::Corrupt(format!("usage amount {s:?} is not a number")))
@@ -192,8 +198,7 @@ impl Store {
         metric_prefix: &str,
         now: i64,
     ) -> Result<Snapshot<BTreeMap<String, UsageWindow>>> {
-        let minute_from = now.div_euclid(MINUTE) - 60;
-        let hour_from = now.div_euclid(HOUR) - 24;
+        let (minute_from, hour_from) = window_starts(now);
         // Prefix match as a range so the primary key serves it; metrics are ASCII names.
         let upper = format!("{metric_prefix}\u{10FFFF}");
         let rows = sqlx::query(
@@ -248,6 +253,7 @@ impl Store {
         metric: &str,
         now: i64,
     ) -> Result<Snapshot<[UsageWindow; 2]>> {
+        let (minute_from, hour_from) = window_starts(now);
         let rows = sqlx::query(
             "SELECT scope, span, SUM(count) FROM usage_counters \
              WHERE scope IN (?, ?) AND metric = ? \
@@ -258,8 +264,8 @@ impl Store {
         .bind(scopes[0])
         .bind(scopes[1])
         .bind(metric)
-        .bind(now.div_euclid(MINUTE) - 60)
-        .bind(now.div_euclid(HOUR) - 24)
+        .bind(minute_from)
+        .bind(hour_from)
         .fetch_all(self.pool())
         .await?;
         let mut out = Snapshot::<[UsageWindow; 2]>::default();
