@@ -13,7 +13,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
-use keyward_server::app::{self, AppState};
+use keyward_server::api::routes;
+use keyward_server::app::AppState;
 use keyward_server::auth::Role;
 use keyward_server::policy::{LimitsConfig, PolicyEngine};
 use poem::EndpointExt;
@@ -109,7 +110,7 @@ async fn throughput(dir: &std::path::Path, policies: usize) -> f64 {
     config.policy.bind_on_create.clear();
     config.default_decision = keyward_server::config::DefaultDecision::Allow;
     let state = AppState::build(config, "http://bench.test").await.unwrap();
-    let client = TestClient::new(app::routes(state.clone()).boxed());
+    let client = TestClient::new(routes::routes(state.clone()).boxed());
     let issuer = state.dev_issuer().unwrap();
     let admin = issuer
         .mint(

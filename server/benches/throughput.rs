@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use keyward_server::app::{self, AppState};
+use keyward_server::api::routes;
+use keyward_server::app::AppState;
 use keyward_server::auth::Role;
 use keyward_server::keys::{Algorithm, Kek, KeyBackend, SignOptions, SoftwareBackend, ToSign};
 use poem::listener::{Acceptor, Listener, TcpListener};
@@ -88,8 +89,8 @@ fn main() {
             .unwrap()
             .mint("bench", &[Role::Admin], Duration::from_secs(3600))
             .unwrap();
-        let store = state.store().clone();
-        tokio::spawn(poem::Server::new_with_acceptor(acceptor).run(app::routes(state)));
+        let store = state.signing().store().clone();
+        tokio::spawn(poem::Server::new_with_acceptor(acceptor).run(routes::routes(state)));
 
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(concurrency)

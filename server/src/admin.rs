@@ -6,11 +6,13 @@ use std::collections::BTreeMap;
 
 use serde_json::json;
 
-use crate::app::AppState;
 use crate::audit::{Actor, AuditEvent};
 use crate::auth::Principal;
-use crate::keys::{Algorithm, GeneratedKey, KeyError, KeyMeta, LoadedKey, Purpose};
+use crate::keys::{
+    Algorithm, GeneratedKey, KeyError, KeyMeta, LoadedKey, Purpose, SoftwareBackend,
+};
 use crate::pipeline::PipelineError;
+use crate::pipeline::SigningPath;
 use crate::store::{KeyRow, KeyStatus, StateChange};
 
 /// A new key's name, purpose and labels.
@@ -80,13 +82,13 @@ fn actor(p: &Principal) -> Actor {
 
 /// Generates a key in `backend` and records it.
 pub async fn create_key(
-    state: &AppState,
+    path: &SigningPath,
     principal: &Principal,
     new: NewKey,
     algorithm: Algorithm,
     backend: &str,
 ) -> Result<KeyMeta, PipelineError> {
-    let backend = state.keys().backend(backend)?;
+    let backend = path.keys().backend(backend)?;
     let backend_name = backend.name().to_string();
     let id = new_key_id();
     let key_id = id.clone();
@@ -94,7 +96,7 @@ pub async fn create_key(
         .await
         .map_err(|e| KeyError::Unavailable(format!("key generation task failed: {e}")))??;
     record_new_key(
-        state,
+        path,
         principal,
         id,
         new,
@@ -108,14 +110,15 @@ pub async fn create_key(
 
 /// Imports a PKCS#8 PEM private key into a software slot and records it.
 pub async fn import_key(
-    state: &AppState,
+    path: &SigningPath,
+    software: &SoftwareBackend,
     principal: &Principal,
     new: NewKey,
     pem: String,
     expected: Option<Algorithm>,
 ) -> Result<KeyMeta, PipelineError> {
     let id = new_key_id();
-    let software = state.software().clone();
+    let software = software.clone();
     let key_id = id.clone();
     let (algorithm, made) = tokio::task::spawn_blocking(move || {
         let pem = zeroize::Zeroizing::new(pem);
@@ -124,7 +127,7 @@ pub async fn import_key(
     .await
     .map_err(|e| KeyError::Unavailable(format!("key import task failed: {e}")))??;
     record_new_key(
-        state,
+        path,
         principal,
         id,
         new,
@@ -138,14 +141,14 @@ pub async fn import_key(
 
 /// Records a key adopted from a PKCS#11 token (see `keys::pkcs11::Pkcs11Backend::adopt`).
 pub async fn adopt_key(
-    state: &AppState,
+    path: &SigningPath,
     principal: &Principal,
     new: NewKey,
     backend: &str,
     adopted: crate::keys::pkcs11::AdoptedKey,
 ) -> Result<KeyMeta, PipelineError> {
     record_new_key(
-        state,
+        path,
         principal,
         new_key_id(),
         new,
@@ -159,7 +162,7 @@ pub async fn adopt_key(
 
 #[allow(clippy::too_many_arguments)]
 async fn record_new_key(
-    state: &AppState,
+    path: &SigningPath,
     principal: &Principal,
     id: String,
     new: NewKey,
@@ -173,7 +176,7 @@ async fn record_new_key(
         details: serde_json::Value::Null,
     };
     record_new_key_with(
-        state, principal, id, new, algorithm, backend, made, action, extra,
+        path, principal, id, new, algorithm, backend, made, action, extra,
     )
     .await
 }
@@ -190,7 +193,7 @@ pub(crate) struct KeyExtras {
 /// Records a new key with extra state changes in the same audited transaction.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn record_new_key_with(
-    state: &AppState,
+    path: &SigningPath,
     principal: &Principal,
     id: String,
     new: NewKey,
@@ -223,7 +226,7 @@ pub(crate) async fn record_new_key_with(
         outcome: "ok",
         actor: actor(principal),
         key_id: Some(id),
-        request_id: Some(crate::api::error::current_request_id()),
+        request_id: Some(crate::request_id::current()),
         details: json!({
             "name": new.name,
             "algorithm": algorithm.as_str(),
@@ -239,13 +242,13 @@ pub(crate) async fn record_new_key_with(
     }
     let mut changes = vec![StateChange::InsertKey(Box::new(row))];
     changes.extend(extra.changes);
-    changes.extend(state.policy().bindings_for_new_key(
+    changes.extend(path.policy().bindings_for_new_key(
         &id_for_policies,
         &principal.display_id(),
         &now_for_policies,
     ));
-    state.audit().append(changes, event).await?;
-    state.keys().insert(LoadedKey {
+    path.audit().append(changes, event).await?;
+    path.keys().insert(LoadedKey {
         meta: meta.clone(),
         signer: Some(made.key),
     });
@@ -254,11 +257,11 @@ pub(crate) async fn record_new_key_with(
 
 /// Disables a key; it keeps its history but never signs again.
 pub async fn disable_key(
-    state: &AppState,
+    path: &SigningPath,
     principal: &Principal,
     key_id: &str,
 ) -> Result<KeyMeta, PipelineError> {
-    let row = state
+    let row = path
         .store()
         .key(key_id)
         .await?
@@ -272,12 +275,11 @@ pub async fn disable_key(
         outcome: "ok",
         actor: actor(principal),
         key_id: Some(key_id.to_string()),
-        request_id: Some(crate::api::error::current_request_id()),
+        request_id: Some(crate::request_id::current()),
         details: json!({"name": row.name}),
     };
-    state.keys().invalidate(key_id);
-    state
-        .audit()
+    path.keys().invalidate(key_id);
+    path.audit()
         .append(
             vec![StateChange::SetKeyStatus {
                 key_id: key_id.to_string(),
@@ -287,8 +289,8 @@ pub async fn disable_key(
             event,
         )
         .await?;
-    state.keys().invalidate(key_id);
-    let row = state
+    path.keys().invalidate(key_id);
+    let row = path
         .store()
         .key(key_id)
         .await?
@@ -298,12 +300,12 @@ pub async fn disable_key(
 
 /// Replaces a key's signers list (entries already checked with `auth::signers::normalize`).
 pub async fn set_signers(
-    state: &AppState,
+    path: &SigningPath,
     principal: &Principal,
     key_id: &str,
     signers: Vec<String>,
 ) -> Result<KeyMeta, PipelineError> {
-    let row = state
+    let row = path
         .store()
         .key(key_id)
         .await?
@@ -315,12 +317,11 @@ pub async fn set_signers(
         outcome: "ok",
         actor: actor(principal),
         key_id: Some(key_id.to_string()),
-        request_id: Some(crate::api::error::current_request_id()),
+        request_id: Some(crate::request_id::current()),
         details: json!({"name": row.name, "before": before, "after": signers}),
     };
-    state.keys().invalidate(key_id);
-    state
-        .audit()
+    path.keys().invalidate(key_id);
+    path.audit()
         .append(
             vec![StateChange::SetKeySigners {
                 key_id: key_id.to_string(),
@@ -330,8 +331,8 @@ pub async fn set_signers(
             event,
         )
         .await?;
-    state.keys().invalidate(key_id);
-    let row = state
+    path.keys().invalidate(key_id);
+    let row = path
         .store()
         .key(key_id)
         .await?

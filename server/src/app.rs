@@ -1,13 +1,10 @@
-//! Builds the server: the shared `AppState` (store, audit writer, keys, authenticator, policy
-//! stage) from a validated `Config`, and the route tree.
+//! Builds the server's state from a validated `Config`: the signing path (store, audit
+//! writer, keys, policy stage, approval notices), the key backends, the authenticator and
+//! document signing. Only the server shell (`api`, `main`, `commands`) sees `AppState`; the
+//! route tree is `api::routes`.
 
 use std::sync::Arc;
 
-use poem::{EndpointExt, Route};
-use poem_openapi::OpenApiService;
-
-use crate::api::{self, error::ErrorEnvelope, limits::BodyLimit};
-use crate::approvals::ApprovalHub;
 use crate::audit::AuditLog;
 use crate::auth::dev_issuer::DevIssuer;
 use crate::auth::{Authenticator, IssuerVerifier};
@@ -15,6 +12,8 @@ use crate::config::{Config, IssuerKeys};
 use crate::documents::Documents;
 use crate::keys::pkcs11::Pkcs11Backend;
 use crate::keys::{Algorithm, Kek, KeyBackend, KeyRegistry, SealedKey, SoftwareBackend};
+use crate::notify::ApprovalHub;
+use crate::pipeline::SigningPath;
 use crate::policy::PolicyStage;
 use crate::store::Store;
 
@@ -40,15 +39,11 @@ pub enum StartError {
 
 struct Inner {
     config: Config,
-    store: Store,
-    audit: AuditLog,
-    keys: KeyRegistry,
+    signing: SigningPath,
     software: SoftwareBackend,
     hsm: std::collections::BTreeMap<String, Arc<Pkcs11Backend>>,
     auth: Authenticator,
-    policy: PolicyStage,
     dev_issuer: Option<DevIssuer>,
-    approvals: ApprovalHub,
     public_url: String,
     documents: Documents,
 }
@@ -144,40 +139,35 @@ impl AppState {
         )
         .await
         .map_err(|e| StartError::Other(format!("document signing: {e}")))?;
-        let state = AppState(Arc::new(Inner {
-            approvals,
-            auth,
-            config,
-            store,
+        let signing = SigningPath::new(
+            store.clone(),
             audit,
             keys,
+            policy,
+            approvals,
+            config.approvals.clone(),
+        );
+        crate::approvals::spawn_background(signing.clone());
+        spawn_usage_pruning(store);
+        Ok(AppState(Arc::new(Inner {
+            auth,
+            config,
+            signing,
             software,
             hsm,
-            policy,
             dev_issuer,
             public_url: public_url.trim_end_matches('/').to_string(),
             documents,
-        }));
-        crate::approvals::spawn_background(state.clone());
-        spawn_usage_pruning(state.store().clone());
-        Ok(state)
+        })))
     }
 
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.0.config
     }
-    /// The database.
-    pub fn store(&self) -> &Store {
-        &self.0.store
-    }
-    /// The audit writer.
-    pub fn audit(&self) -> &AuditLog {
-        &self.0.audit
-    }
-    /// Loaded keys and backends.
-    pub fn keys(&self) -> &KeyRegistry {
-        &self.0.keys
+    /// The signing path (store, audit writer, keys, policies, approval notices).
+    pub fn signing(&self) -> &SigningPath {
+        &self.0.signing
     }
     /// The software slot backend (for imports).
     pub fn software(&self) -> &SoftwareBackend {
@@ -191,17 +181,9 @@ impl AppState {
     pub fn auth(&self) -> &Authenticator {
         &self.0.auth
     }
-    /// The policy stage.
-    pub fn policy(&self) -> &PolicyStage {
-        &self.0.policy
-    }
     /// The development issuer, when enabled.
     pub fn dev_issuer(&self) -> Option<&DevIssuer> {
         self.0.dev_issuer.as_ref()
-    }
-    /// Notifications of approval state changes.
-    pub fn approvals(&self) -> &ApprovalHub {
-        &self.0.approvals
     }
     /// Document signing: the internal CA, trust anchors and limits.
     pub fn documents(&self) -> &Documents {
@@ -221,47 +203,6 @@ async fn check_kek(store: &Store, kek: &Kek) -> Result<(), StartError> {
         .open(kek, KEK_CHECK, Algorithm::Ed25519)
         .map(|_| ())
         .map_err(|_| StartError::WrongKek)
-}
-
-/// The OpenAPI service (all `/v1` operations and health).
-pub fn openapi_service() -> OpenApiService<api::Apis, ()> {
-    OpenApiService::new(api::apis(), "Keyward", env!("CARGO_PKG_VERSION")).description(
-        "Policy-gated remote signing. Every signature passes through the policies bound \
-             to its key and lands in a hash-chained audit log. Authenticate with a bearer JWT \
-             (the Authorize button); `keyward dev` prints one.",
-    )
-}
-
-/// The OpenAPI document as JSON.
-pub fn openapi_json() -> String {
-    openapi_service().spec()
-}
-
-/// The whole route tree.
-pub fn routes(state: AppState) -> impl poem::Endpoint<Output = poem::Response> {
-    let service = openapi_service();
-    let docs = service.swagger_ui();
-    let spec = service.spec_endpoint();
-    let max_body = state.config().max_body_bytes;
-    Route::new()
-        .nest("/", service)
-        .nest("/docs", docs)
-        .at("/openapi.json", spec)
-        .at(
-            "/.well-known/openid-configuration",
-            poem::get(api::system::discovery),
-        )
-        .at("/.well-known/jwks.json", poem::get(api::system::jwks))
-        .at(
-            "/v1/ca/certificate",
-            poem::get(api::documents::ca_certificate),
-        )
-        .at("/v1/ca/crl", poem::get(api::documents::ca_crl))
-        .at("/rpc/ethereum", poem::post(api::rpc_ethereum::rpc))
-        .nest("/csc", api::csc::routes())
-        .with(BodyLimit(max_body))
-        .with(ErrorEnvelope)
-        .data(state)
 }
 
 /// Drops usage buckets no policy window can reach any more: at start, then every hour.

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use poem::listener::{Acceptor, Listener, TcpListener};
 
-use crate::app::{self, AppState, StartError};
+use crate::api::routes;
+use crate::app::{AppState, StartError};
 use crate::audit::VerifyReport;
 use crate::auth::Role;
 use crate::auth::dev_issuer::DevIssuer;
@@ -36,8 +37,8 @@ pub async fn serve(
     let base_url = format!("http://{addr}");
     let state = AppState::build(config, &base_url).await?;
     announce(&state, &base_url)?;
-    let store = state.store().clone();
-    let routes = app::routes(state);
+    let store = state.signing().store().clone();
+    let routes = routes::routes(state);
     poem::Server::new_with_acceptor(acceptor)
         .run_with_graceful_shutdown(routes, shutdown_signal(), Some(Duration::from_secs(10)))
         .await

@@ -112,7 +112,7 @@ async fn main() -> anyhow::Result<ExitCode> {
         }
         Command::Dev { data_dir, listen } => commands::dev(&data_dir, listen).await?,
         Command::Policy { command } => return policy_command(command),
-        Command::Openapi => println!("{}", keyward_server::app::openapi_json()),
+        Command::Openapi => println!("{}", keyward_server::api::routes::openapi_json()),
         Command::Token {
             data_dir,
             subject,

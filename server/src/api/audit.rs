@@ -123,7 +123,11 @@ impl AuditApi {
             ),
             None => None,
         };
-        let rows = state.store().audit_page(&filter, before, limit + 1).await?;
+        let rows = state
+            .signing()
+            .store()
+            .audit_page(&filter, before, limit + 1)
+            .await?;
         let more = rows.len() > limit as usize;
         let items: Vec<AuditRecordView> = rows
             .into_iter()

@@ -1,7 +1,7 @@
 //! Bitcoin signing with an account key: `POST /v1/keys/{id}/bitcoin/sign-psbt`.
 //!
 //! The route decodes the PSBT for the account (`chains::bitcoin::psbt`), hands the intent and
-//! the sighashes of the account's inputs to `pipeline::submit` as one request (one policy
+//! the sighashes of the account's inputs to `SigningPath::submit` as one request (one policy
 //! decision, one audit record, one signature per input), then puts the signatures into the
 //! PSBT. It never signs by itself.
 
@@ -15,7 +15,7 @@ use poem_openapi::param::{Header, Path};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi, Union};
 
-use super::error::{ApiError, ApiResult, current_request_id};
+use super::error::{ApiError, ApiResult};
 use super::signing::{DryRunResult, PendingResult, PolicyView};
 use super::{ApiTags, BearerAuth};
 use crate::app::AppState;
@@ -24,7 +24,8 @@ use crate::chains::bitcoin::{BitcoinAccount, PsbtPlan, ScriptKind};
 use crate::intent::SignIntent;
 use crate::intent::raw::decode_b64;
 use crate::keys::{Algorithm, LoadedKey, Purpose, SignOptions};
-use crate::pipeline::{self, PipelineError, SignCall, SignReceipt, Submitted};
+use crate::pipeline::{PipelineError, SignCall, SignReceipt, Submitted};
+use crate::request_id::current as current_request_id;
 use crate::wallets::Chain;
 
 /// Bitcoin signing.
@@ -61,15 +62,16 @@ pub(crate) async fn account_key(
         Purpose::Bitcoin => "bitcoin.sign_psbt",
         _ => "solana.sign",
     };
-    Ok(crate::pipeline::check_access(
-        state,
-        &auth.0,
-        key_id,
-        purpose,
-        operation,
-        &super::error::current_request_id(),
-    )
-    .await?)
+    Ok(state
+        .signing()
+        .check_access(
+            &auth.0,
+            key_id,
+            purpose,
+            operation,
+            &crate::request_id::current(),
+        )
+        .await?)
 }
 
 /// Sign a PSBT.
@@ -149,10 +151,11 @@ pub(crate) fn receipt_signatures(receipt: &SignReceipt) -> ApiResult<Vec<Vec<u8>
 
 /// The scripts of the other Bitcoin accounts of the key's wallet: outputs to them are change.
 async fn wallet_scripts(state: &AppState, key_id: &str) -> ApiResult<Vec<bitcoin::ScriptBuf>> {
-    let Some(account) = state.store().account_of_key(key_id).await? else {
+    let Some(account) = state.signing().store().account_of_key(key_id).await? else {
         return Ok(Vec::new());
     };
     Ok(state
+        .signing()
         .store()
         .wallet_accounts(&account.wallet_id)
         .await?
@@ -193,7 +196,7 @@ impl BitcoinApi {
             &body,
         )?;
         let key = account_key(&state, &auth, &id.0, Purpose::Bitcoin).await?;
-        let row = state.store().bitcoin_account(&id.0).await?.ok_or_else(|| {
+        let row = state.signing().store().bitcoin_account(&id.0).await?.ok_or_else(|| {
             ApiError::invalid(format!(
                 "key {} is not a Bitcoin wallet account; derive one with POST /v1/wallets/{{id}}/accounts",
                 id.0
@@ -235,7 +238,7 @@ impl BitcoinApi {
             request_id: current_request_id(),
         };
         if dry_run {
-            let report = pipeline::dry_run(&state, call).await?;
+            let report = state.signing().dry_run(call).await?;
             return Ok(PsbtResponse::Signed(Json(PsbtOutcome::DryRun(
                 DryRunResult {
                     dry_run: true,
@@ -245,7 +248,7 @@ impl BitcoinApi {
                 },
             ))));
         }
-        let receipt = match pipeline::submit(&state, call).await? {
+        let receipt = match state.signing().submit(call).await? {
             Submitted::Signed(receipt) => receipt,
             Submitted::Pending(p) => return Ok(PsbtResponse::Pending(Json(p.into()))),
         };

@@ -197,7 +197,8 @@ impl CertificatesApi {
         let principal = auth.require(&[Role::KeyAdmin])?;
         let Json(body) = body;
         let row = documents::issue::issue(
-            &state,
+            state.signing(),
+            state.documents(),
             principal,
             &id.0,
             &body.subject.into(),
@@ -225,7 +226,8 @@ impl CertificatesApi {
         body: Json<CsrBody>,
     ) -> ApiResult<Json<CsrView>> {
         let principal = auth.require(&[Role::KeyAdmin])?;
-        let pem = documents::csr::make(&state, principal, &id.0, &body.0.subject.into()).await?;
+        let pem =
+            documents::csr::make(state.signing(), principal, &id.0, &body.0.subject.into()).await?;
         Ok(Json(CsrView { csr_pem: pem }))
     }
 
@@ -246,8 +248,14 @@ impl CertificatesApi {
     ) -> ApiResult<CertificateCreated> {
         let principal = auth.require(&[Role::KeyAdmin])?;
         let Json(body) = body;
-        let row = documents::import::import(&state, principal, &id.0, &body.chain_pem, body.owner)
-            .await?;
+        let row = documents::import::import(
+            state.signing(),
+            principal,
+            &id.0,
+            &body.chain_pem,
+            body.owner,
+        )
+        .await?;
         Ok(CertificateCreated::Created(Json(
             CertificateView::from_row(&row)?,
         )))
@@ -268,6 +276,7 @@ impl CertificatesApi {
         let principal = auth.require(Role::ALL)?;
         super::keys::visible_key(&state, principal, &id.0).await?;
         let row = state
+            .signing()
             .store()
             .certificates_of_key(&id.0)
             .await?
@@ -333,6 +342,7 @@ impl CertificatesApi {
             status,
         };
         let rows = state
+            .signing()
             .store()
             .certificates_page(&filter, after.as_deref(), limit + 1)
             .await?;
@@ -381,6 +391,7 @@ impl CertificatesApi {
         let principal = auth.require(Role::ALL)?;
         let not_found = || ApiError::not_found(format!("no certificate with id {:?}", id.0));
         let row = state
+            .signing()
             .store()
             .certificate(&id.0)
             .await?
@@ -409,7 +420,14 @@ impl CertificatesApi {
         body: Json<RevokeBody>,
     ) -> ApiResult<Json<CertificateView>> {
         let principal = auth.require(&[Role::KeyAdmin])?;
-        let row = documents::crl::revoke(&state, principal, &id.0, &body.0.reason).await?;
+        let row = documents::crl::revoke(
+            state.signing(),
+            state.documents(),
+            principal,
+            &id.0,
+            &body.0.reason,
+        )
+        .await?;
         Ok(Json(CertificateView::from_row(&row)?))
     }
 }

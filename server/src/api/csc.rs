@@ -168,7 +168,7 @@ async fn v1_list(state: Data<&AppState>, req: &Request, bytes: Vec<u8>) -> Resul
     let principal = caller(&state, req).await?;
     let b: ListBody = parse_body(&bytes)?;
     check_user(&principal, b.user_id.as_deref())?;
-    let ids = credentials::list(&state, &principal).await?;
+    let ids = credentials::list(state.signing(), &principal).await?;
     Ok(Json(json!({ "credentialIDs": ids })))
 }
 
@@ -177,13 +177,15 @@ async fn v2_list(state: Data<&AppState>, req: &Request, bytes: Vec<u8>) -> Resul
     let principal = caller(&state, req).await?;
     let b: ListBody = parse_body(&bytes)?;
     check_user(&principal, b.user_id.as_deref())?;
-    let ids = credentials::list(&state, &principal).await?;
+    let ids = credentials::list(state.signing(), &principal).await?;
     let mut out = json!({ "credentialIDs": ids, "onlyValid": false });
     if b.credential_info {
         let wanted = CertificatesWanted::parse(b.certificates.as_deref())?;
         let mut infos = Vec::new();
         for id in &ids {
-            let info = credentials::info(&state, &principal, id, wanted).await?;
+            let info =
+                credentials::info(state.signing(), &state.config().csc, &principal, id, wanted)
+                    .await?;
             let mut v = v2_info_json(&info, b.cert_info);
             v["credentialID"] = json!(id);
             infos.push(v);
@@ -250,7 +252,14 @@ async fn v1_credential_info(
     let principal = caller(&state, req).await?;
     let b: InfoBody = parse_body(&bytes)?;
     let wanted = CertificatesWanted::parse(b.certificates.as_deref())?;
-    let info = credentials::info(&state, &principal, &b.credential_id, wanted).await?;
+    let info = credentials::info(
+        state.signing(),
+        &state.config().csc,
+        &principal,
+        &b.credential_id,
+        wanted,
+    )
+    .await?;
     Ok(Json(json!({
         "description": info.description,
         "key": key_json(&info),
@@ -271,7 +280,14 @@ async fn v2_credential_info(
     let principal = caller(&state, req).await?;
     let b: InfoBody = parse_body(&bytes)?;
     let wanted = CertificatesWanted::parse(b.certificates.as_deref())?;
-    let info = credentials::info(&state, &principal, &b.credential_id, wanted).await?;
+    let info = credentials::info(
+        state.signing(),
+        &state.config().csc,
+        &principal,
+        &b.credential_id,
+        wanted,
+    )
+    .await?;
     Ok(Json(v2_info_json(&info, b.cert_info)))
 }
 
@@ -320,7 +336,9 @@ async fn v1_authorize(
         hash_algorithm: None,
         description: b.description,
     };
-    Ok(sad_json(sad::authorize(&state, &principal, request).await?))
+    Ok(sad_json(
+        sad::authorize(state.signing(), &state.config().csc, &principal, request).await?,
+    ))
 }
 
 #[handler]
@@ -343,7 +361,9 @@ async fn v2_authorize(
         hash_algorithm,
         description: b.description,
     };
-    Ok(sad_json(sad::authorize(&state, &principal, request).await?))
+    Ok(sad_json(
+        sad::authorize(state.signing(), &state.config().csc, &principal, request).await?,
+    ))
 }
 
 #[derive(Deserialize)]
@@ -361,7 +381,13 @@ async fn authorize_check(
     let principal = caller(&state, req).await?;
     let b: CheckBody = parse_body(&bytes)?;
     Ok(sad_json(
-        sad::check(&state, &principal, &b.credential_id).await?,
+        sad::check(
+            state.signing(),
+            &state.config().csc,
+            &principal,
+            &b.credential_id,
+        )
+        .await?,
     ))
 }
 
@@ -414,7 +440,7 @@ async fn v1_sign_hash(
         sign_algo: b.sign_algo,
     };
     Ok(signatures_json(
-        sad::sign_hash(&state, &principal, request).await?,
+        sad::sign_hash(state.signing(), &principal, request).await?,
     ))
 }
 
@@ -439,6 +465,6 @@ async fn v2_sign_hash(
         sign_algo: b.sign_algo,
     };
     Ok(signatures_json(
-        sad::sign_hash(&state, &principal, request).await?,
+        sad::sign_hash(state.signing(), &principal, request).await?,
     ))
 }

@@ -1,5 +1,5 @@
 //! Document signing and verification (`/v1/documents/...`) and the internal CA
-//! (`/v1/ca/...`). Signing goes through `pipeline::submit` (see `documents::sign`).
+//! (`/v1/ca/...`). Signing goes through `SigningPath::submit` (see `documents::sign`).
 
 use base64::Engine as _;
 use poem::web::Data;
@@ -9,7 +9,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 use serde_json::json;
 
-use super::error::{ApiError, ApiResult, current_request_id};
+use super::error::{ApiError, ApiResult};
 use super::signing::PolicyView;
 use super::{ApiTags, BearerAuth};
 use crate::app::AppState;
@@ -19,6 +19,7 @@ use crate::documents::sign::{DocumentSignRequest, Format, decode_input};
 use crate::documents::verify::Signed;
 use crate::documents::{self, DocumentError};
 use crate::keys::RsaScheme;
+use crate::request_id::current as current_request_id;
 
 /// Document signing and verification.
 pub struct DocumentsApi;
@@ -208,15 +209,20 @@ impl DocumentsApi {
             format,
             scheme,
         };
-        let signed =
-            match documents::sign::sign(&state, auth.0, req, idempotency, current_request_id())
-                .await?
-            {
-                documents::sign::DocumentOutcome::Signed(signed) => signed,
-                documents::sign::DocumentOutcome::Pending(p) => {
-                    return Ok(DocumentSignResponse::Pending(Json(p.into())));
-                }
-            };
+        let signed = match documents::sign::sign(
+            state.signing(),
+            auth.0,
+            req,
+            idempotency,
+            current_request_id(),
+        )
+        .await?
+        {
+            documents::sign::DocumentOutcome::Signed(signed) => signed,
+            documents::sign::DocumentOutcome::Pending(p) => {
+                return Ok(DocumentSignResponse::Pending(Json(p.into())));
+            }
+        };
         Ok(DocumentSignResponse::Signed(Json(signed.into())))
     }
 
@@ -275,7 +281,9 @@ impl DocumentsApi {
                 Signed::Digest(d.hash, d.digest)
             }
         };
-        let result = documents::verify::verify(&state, &signature, &signed).await?;
+        let result =
+            documents::verify::verify(state.signing(), state.documents(), &signature, &signed)
+                .await?;
         let event = AuditEvent {
             action: "document.verify",
             outcome: if result.valid { "ok" } else { "invalid" },
@@ -294,7 +302,7 @@ impl DocumentsApi {
                 "reasons": result.reasons,
             }),
         };
-        state.audit().append(Vec::new(), event).await?;
+        state.signing().audit().append(Vec::new(), event).await?;
         Ok(Json(DocumentVerifyResult {
             valid: result.valid,
             signature_valid: result.signature_valid,
@@ -349,8 +357,8 @@ impl CaApi {
         state
             .documents()
             .import_ca(
-                state.store(),
-                state.audit(),
+                state.signing().store(),
+                state.signing().audit(),
                 principal,
                 &body.certificate_pem,
                 body.private_key_pem,
@@ -377,7 +385,7 @@ pub async fn ca_certificate(state: Data<&AppState>) -> poem::Result<Response> {
 /// `GET /v1/ca/crl`: the internal CA's current CRL, DER.
 #[handler]
 pub async fn ca_crl(state: Data<&AppState>) -> poem::Result<Response> {
-    let crl = documents::crl::current(&state)
+    let crl = documents::crl::current(state.signing(), state.documents())
         .await
         .map_err(ApiError::from)?;
     Ok(crl

@@ -27,25 +27,7 @@ use crate::pipeline::PipelineError;
 use crate::policy::PolicyError;
 use crate::store::StoreError;
 
-tokio::task_local! {
-    static REQUEST_ID: String;
-}
-
-/// The id of the request being served (empty outside a request).
-pub fn current_request_id() -> String {
-    REQUEST_ID.try_with(Clone::clone).unwrap_or_default()
-}
-
-/// A fresh request id.
-pub fn new_request_id() -> String {
-    uuid::Uuid::now_v7().simple().to_string()
-}
-
-/// Runs `work` as a request of its own, with the id `id` (e.g. one call of a JSON-RPC batch:
-/// each call is its own sign request, with its own id, result and audit record).
-pub async fn with_request_id<F: std::future::Future>(id: String, work: F) -> F::Output {
-    REQUEST_ID.scope(id, work).await
-}
+use crate::request_id::current as current_request_id;
 
 /// The uniform error body.
 #[derive(Debug, Clone, Object)]
@@ -512,40 +494,39 @@ impl<E: Endpoint> Endpoint for ErrorEnvelopeEndpoint<E> {
     type Output = Response;
 
     async fn call(&self, req: Request) -> poem::Result<Response> {
-        let id = new_request_id();
+        let id = crate::request_id::fresh();
         let header = id.clone();
         // The CSC API answers errors in the CSC shape; everything else in the uniform body.
         let csc = req.uri().path().starts_with("/csc/");
-        let mut resp = REQUEST_ID
-            .scope(id, async {
-                match self.inner.call(req).await {
-                    Ok(out) => {
-                        let resp = out.into_response();
-                        if resp.status().is_client_error() || resp.status().is_server_error() {
-                            let is_json = resp
-                                .content_type()
-                                .is_some_and(|ct| ct.starts_with("application/json"));
-                            if !is_json {
-                                let err = poem::Error::from_status(resp.status());
-                                if csc {
-                                    return csc_from_poem(&err);
-                                }
-                                return ApiError::from_poem(&err).to_response();
+        let mut resp = crate::request_id::scope(id, async {
+            match self.inner.call(req).await {
+                Ok(out) => {
+                    let resp = out.into_response();
+                    if resp.status().is_client_error() || resp.status().is_server_error() {
+                        let is_json = resp
+                            .content_type()
+                            .is_some_and(|ct| ct.starts_with("application/json"));
+                        if !is_json {
+                            let err = poem::Error::from_status(resp.status());
+                            if csc {
+                                return csc_from_poem(&err);
                             }
+                            return ApiError::from_poem(&err).to_response();
                         }
-                        resp
                     }
-                    Err(err) if csc => match err.downcast_ref::<CscError>() {
-                        Some(e) => e.as_response(),
-                        None => csc_from_poem(&err),
-                    },
-                    Err(err) => match err.downcast_ref::<ApiError>() {
-                        Some(api) => api.to_response(),
-                        None => ApiError::from_poem(&err).to_response(),
-                    },
+                    resp
                 }
-            })
-            .await;
+                Err(err) if csc => match err.downcast_ref::<CscError>() {
+                    Some(e) => e.as_response(),
+                    None => csc_from_poem(&err),
+                },
+                Err(err) => match err.downcast_ref::<ApiError>() {
+                    Some(api) => api.to_response(),
+                    None => ApiError::from_poem(&err).to_response(),
+                },
+            }
+        })
+        .await;
         if let Ok(value) = header.parse() {
             resp.headers_mut().insert("x-request-id", value);
         }

@@ -6,7 +6,7 @@ use poem_openapi::param::{Header, Path};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi, Union};
 
-use super::error::{ApiError, ApiResult, current_request_id};
+use super::error::{ApiError, ApiResult};
 use super::signing::{DryRunResult, PendingResult, PolicyView};
 use super::{ApiTags, BearerAuth};
 use crate::app::AppState;
@@ -15,6 +15,7 @@ use crate::chains::ethereum::signer::{self, EthError, EthOutcome, EthRequest, Et
 use crate::chains::ethereum::tx::TxFields;
 use crate::intent::IntentError;
 use crate::pipeline::Idempotency;
+use crate::request_id::current as current_request_id;
 
 /// Ethereum signing.
 pub struct EthereumApi;
@@ -216,7 +217,7 @@ async fn run(
     dry_run: bool,
 ) -> ApiResult<EthSignResponse> {
     let outcome = signer::sign(
-        state,
+        state.signing(),
         auth.0,
         key_id,
         request,

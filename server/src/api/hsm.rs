@@ -135,7 +135,7 @@ impl HsmApi {
         let hsm = backend(&state, &body.backend)?;
         let name = hsm.config().name.clone();
         let adopted = blocking(move || hsm.adopt(&selector)).await?;
-        let meta = admin::adopt_key(&state, principal, new, &name, adopted).await?;
+        let meta = admin::adopt_key(state.signing(), principal, new, &name, adopted).await?;
         Ok(Created::Created(Json(KeyView::from_meta(&meta)?)))
     }
 

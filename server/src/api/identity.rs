@@ -78,7 +78,7 @@ impl IdentityApi {
     ) -> ApiResult<Json<KeyView>> {
         let principal = auth.require(&[Role::KeyAdmin])?;
         let signers = crate::auth::signers::normalize(&body.signers).map_err(ApiError::invalid)?;
-        let meta = admin::set_signers(&state, principal, &id.0, signers).await?;
+        let meta = admin::set_signers(state.signing(), principal, &id.0, signers).await?;
         Ok(Json(KeyView::from_meta(&meta)?))
     }
 }

@@ -181,12 +181,12 @@ impl KeysApi {
             body.signers.clone(),
         )?;
         let backend = body.backend.as_deref().unwrap_or("software");
-        if state.keys().backend(backend).is_err() {
+        if state.signing().keys().backend(backend).is_err() {
             return Err(ApiError::invalid(format!(
                 "no key backend named {backend:?} is configured on this server"
             )));
         }
-        let meta = admin::create_key(&state, principal, new, algorithm, backend).await?;
+        let meta = admin::create_key(state.signing(), principal, new, algorithm, backend).await?;
         Ok(Created::Created(Json(KeyView::from_meta(&meta)?)))
     }
 
@@ -213,8 +213,15 @@ impl KeysApi {
             body.labels,
             body.signers,
         )?;
-        let meta =
-            admin::import_key(&state, principal, new, body.private_key_pem, expected).await?;
+        let meta = admin::import_key(
+            state.signing(),
+            state.software(),
+            principal,
+            new,
+            body.private_key_pem,
+            expected,
+        )
+        .await?;
         Ok(Created::Created(Json(KeyView::from_meta(&meta)?)))
     }
 
@@ -237,7 +244,11 @@ impl KeysApi {
         let mut items = Vec::new();
         let mut more = false;
         'pages: loop {
-            let rows = state.store().keys_page(after.as_deref(), limit + 1).await?;
+            let rows = state
+                .signing()
+                .store()
+                .keys_page(after.as_deref(), limit + 1)
+                .await?;
             let exhausted = rows.len() <= limit as usize;
             for row in rows.iter().take(limit as usize) {
                 after = Some(row.id.clone());
@@ -287,7 +298,7 @@ impl KeysApi {
         id: Path<String>,
     ) -> ApiResult<Json<KeyView>> {
         let principal = auth.require(&[Role::KeyAdmin])?;
-        let meta = admin::disable_key(&state, principal, &id.0).await?;
+        let meta = admin::disable_key(state.signing(), principal, &id.0).await?;
         Ok(Json(KeyView::from_meta(&meta)?))
     }
 }
@@ -301,7 +312,12 @@ pub(super) async fn visible_key(
     id: &str,
 ) -> ApiResult<KeyMeta> {
     let not_found = || ApiError::not_found(format!("no key with id {id:?}"));
-    let row = state.store().key(id).await?.ok_or_else(not_found)?;
+    let row = state
+        .signing()
+        .store()
+        .key(id)
+        .await?
+        .ok_or_else(not_found)?;
     let meta = KeyMeta::from_row(&row)?;
     if !crate::auth::signers::may_see(&meta.signers, principal) {
         return Err(not_found());

@@ -1,6 +1,6 @@
 //! The HTTP API: one module per OpenAPI tag. Handlers parse input, check roles for
 //! administrative operations, and call the layer below; signing goes through
-//! `pipeline::submit` only. Errors become HTTP in `error` alone.
+//! `SigningPath::submit` only. Errors become HTTP in `error` alone.
 
 pub mod audit;
 pub mod bitcoin;
@@ -15,6 +15,7 @@ pub mod keys;
 pub mod limits;
 pub mod policies;
 pub mod requests;
+pub mod routes;
 pub mod rpc_ethereum;
 pub mod signing;
 pub mod solana;
@@ -102,7 +103,7 @@ pub(crate) async fn record_unauthenticated(
             subject: String::new(),
         },
         key_id: None,
-        request_id: Some(error::current_request_id()),
+        request_id: Some(crate::request_id::current()),
         details: serde_json::json!({
             "error_code": "UNAUTHENTICATED",
             "error": error.to_string(),
@@ -111,6 +112,7 @@ pub(crate) async fn record_unauthenticated(
         }),
     };
     state
+        .signing()
         .audit()
         .record_refusal(&peer, "UNAUTHENTICATED", event)
         .await;

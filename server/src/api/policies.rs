@@ -229,7 +229,7 @@ impl PoliciesApi {
     ) -> ApiResult<PolicyCreated> {
         let principal = auth.require(&[Role::PolicyAdmin])?;
         let Json(body) = body;
-        let max = state.policy().engine().limits().max_module_bytes;
+        let max = state.signing().policy().engine().limits().max_module_bytes;
         // Refuse oversized modules before decoding them.
         if body.module.len() / 4 * 3 > max + 3 {
             return Err(crate::policy::PolicyError::TooLarge {
@@ -243,7 +243,7 @@ impl PoliciesApi {
             .map_err(|_| ApiError::bad_request("module must be standard base64"))?;
         let limits = body.limits.unwrap_or_default();
         let row = lifecycle::upload(
-            &state,
+            state.signing(),
             principal,
             Upload {
                 name: body.name,
@@ -276,6 +276,7 @@ impl PoliciesApi {
         let limit = page_limit(limit.0)?;
         let after = super::page_cursor(cursor.0.as_deref())?;
         let rows = state
+            .signing()
             .store()
             .policies_page(after.as_deref(), limit + 1)
             .await?;
@@ -303,6 +304,7 @@ impl PoliciesApi {
     ) -> ApiResult<Json<PolicyInfo>> {
         auth.require(Role::ALL)?;
         let row = state
+            .signing()
             .store()
             .policy(&id.0)
             .await?
@@ -323,7 +325,7 @@ impl PoliciesApi {
         id: Path<String>,
     ) -> ApiResult<PolicyDeleted> {
         let principal = auth.require(&[Role::PolicyAdmin])?;
-        lifecycle::delete(&state, principal, &id.0).await?;
+        lifecycle::delete(state.signing(), principal, &id.0).await?;
         Ok(PolicyDeleted::Deleted)
     }
 
@@ -349,7 +351,7 @@ impl PoliciesApi {
             request,
             settings: body.settings.unwrap_or(Value::Null),
         };
-        let (policy, eval) = lifecycle::evaluate(&state, &id.0, input).await?;
+        let (policy, eval) = lifecycle::evaluate(state.signing(), &id.0, input).await?;
         Ok(Json(EvaluateResult {
             decision: serde_json::to_value(&eval.decision).unwrap_or(Value::Null),
             failure: eval.failure.map(|f| f.detail()),
@@ -384,7 +386,7 @@ impl PoliciesApi {
                 settings: b.settings.unwrap_or(Value::Null),
             })
             .collect();
-        let bound = lifecycle::bind(&state, principal, &id.0, list).await?;
+        let bound = lifecycle::bind(state.signing(), principal, &id.0, list).await?;
         let bound: Vec<_> = bound
             .into_iter()
             .map(|(row, policy)| crate::policy::BoundPolicy {
@@ -409,7 +411,7 @@ impl PoliciesApi {
     ) -> ApiResult<Json<KeyPolicies>> {
         let principal = auth.require(Role::ALL)?;
         super::keys::visible_key(&state, principal, &id.0).await?;
-        let bound = lifecycle::bound(&state, &id.0).await?;
+        let bound = lifecycle::bound(state.signing(), &id.0).await?;
         Ok(Json(binding_views(&id.0, &bound)))
     }
 }

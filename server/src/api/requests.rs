@@ -148,7 +148,7 @@ impl From<ApprovalError> for ApiError {
 }
 
 async fn view(state: &AppState, row: ApprovalRequestRow) -> ApiResult<RequestView> {
-    let votes = state.store().approval_votes(&row.id).await?;
+    let votes = state.signing().store().approval_votes(&row.id).await?;
     let verdict: Verdict =
         serde_json::from_str(&row.verdict).map_err(|e| ApiError::internal("stored verdict", e))?;
     let receipt = match &row.result {
@@ -161,7 +161,8 @@ async fn view(state: &AppState, row: ApprovalRequestRow) -> ApiResult<RequestVie
     let document = match (&receipt, serde_json::from_str::<Intent>(&row.intent)) {
         (Some(receipt), Ok(Intent::Document(intent))) => {
             let options = pipeline::stored_sign_options(&row.to_sign)?;
-            let signed = documents::sign::finish(state, receipt, &intent, options.scheme).await?;
+            let signed =
+                documents::sign::finish(state.signing(), receipt, &intent, options.scheme).await?;
             Some(DocumentSignResult::from(signed))
         }
         _ => None,
@@ -241,7 +242,7 @@ impl RequestsApi {
             )));
         }
         let row = approvals::wait_for_change(
-            &state,
+            state.signing(),
             &auth.0,
             &id.0,
             std::time::Duration::from_secs(wait),
@@ -280,6 +281,7 @@ impl RequestsApi {
         let mut next_cursor = None;
         'scan: for _ in 0..20 {
             let rows = state
+                .signing()
                 .store()
                 .approval_requests_page(status, before.as_deref(), 200)
                 .await?;
@@ -291,9 +293,9 @@ impl RequestsApi {
                 {
                     approvals::can_act(&auth.0, &row)
                         || (auth.0.is(&row.issuer, &row.subject)
-                            && approvals::may_view(&state, &auth.0, &row).await)
+                            && approvals::may_view(state.signing(), &auth.0, &row).await)
                 } else {
-                    approvals::may_view(&state, &auth.0, &row).await
+                    approvals::may_view(state.signing(), &auth.0, &row).await
                 };
                 if visible {
                     let id = row.id.clone();
@@ -326,7 +328,7 @@ impl RequestsApi {
         body: Json<VoteBody>,
     ) -> ApiResult<Json<RequestView>> {
         let comment = body.0.comment;
-        let row = approvals::vote(&state, &auth.0, &id.0, true, comment).await?;
+        let row = approvals::vote(state.signing(), &auth.0, &id.0, true, comment).await?;
         Ok(Json(view(&state, row).await?))
     }
 
@@ -344,7 +346,7 @@ impl RequestsApi {
         body: Json<VoteBody>,
     ) -> ApiResult<Json<RequestView>> {
         let comment = body.0.comment;
-        let row = approvals::vote(&state, &auth.0, &id.0, false, comment).await?;
+        let row = approvals::vote(state.signing(), &auth.0, &id.0, false, comment).await?;
         Ok(Json(view(&state, row).await?))
     }
 
@@ -360,7 +362,7 @@ impl RequestsApi {
         auth: BearerAuth,
         id: Path<String>,
     ) -> ApiResult<Json<RequestView>> {
-        let row = approvals::cancel(&state, &auth.0, &id.0).await?;
+        let row = approvals::cancel(state.signing(), &auth.0, &id.0).await?;
         Ok(Json(view(&state, row).await?))
     }
 }

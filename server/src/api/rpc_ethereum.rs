@@ -14,13 +14,14 @@ use poem::web::{Data, Json as PoemJson};
 use poem::{Body, IntoResponse, Request, Response, handler};
 use serde_json::{Value, json};
 
-use super::error::{ApiError, current_request_id};
+use super::error::ApiError;
 use crate::app::AppState;
 use crate::auth::{Principal, Role};
 use crate::chains::ethereum::hex_bytes;
 use crate::chains::ethereum::signer::{self, EthOutcome, EthRequest};
 use crate::chains::ethereum::tx::{TxFields, parse_address};
 use crate::keys::KeyMeta;
+use crate::request_id::current as current_request_id;
 use crate::store::KeyStatus;
 
 /// At most this many calls in one batch.
@@ -115,9 +116,9 @@ pub async fn rpc(req: &Request, state: Data<&AppState>, body: Body) -> Response 
             // audit record); the HTTP request's id names the batch only.
             let mut out = Vec::with_capacity(calls.len());
             for call in calls {
-                let id = super::error::new_request_id();
+                let id = crate::request_id::fresh();
                 if let Some(answer) =
-                    super::error::with_request_id(id, one(&state, &principal, call)).await
+                    crate::request_id::scope(id, one(&state, &principal, call)).await
                 {
                     out.push(answer);
                 }
@@ -270,7 +271,7 @@ async fn dispatch(
     let key_id = key_of(state, principal, &address).await?;
     let is_tx = matches!(request, EthRequest::Transaction(_));
     let outcome = signer::sign(
-        state,
+        state.signing(),
         principal.clone(),
         key_id,
         request,
@@ -320,6 +321,7 @@ async fn accounts(
     }
     let store_error = |e| RpcError::from(ApiError::from(e));
     let rows = state
+        .signing()
         .store()
         .accounts_of_chain("ethereum", 1000)
         .await
@@ -327,6 +329,7 @@ async fn accounts(
     let mut out = Vec::new();
     for account in rows {
         let Some(key) = state
+            .signing()
             .store()
             .key(&account.key_id)
             .await

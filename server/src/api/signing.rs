@@ -7,15 +7,16 @@ use poem_openapi::param::{Header, Path};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi, Union};
 
-use super::error::{ApiError, ApiResult, current_request_id};
+use super::error::{ApiError, ApiResult};
 use super::{ApiTags, BearerAuth};
 use crate::app::AppState;
 use crate::auth::Role;
 use crate::intent::IntentError;
 use crate::intent::raw::{RawPayload, decode_b64};
 use crate::keys::{Algorithm, EcdsaFormat, RsaScheme, SignOptions};
-use crate::pipeline::{self, PendingReceipt, PipelineError, SignCall, SignReceipt, Submitted};
+use crate::pipeline::{PendingReceipt, PipelineError, SignCall, SignReceipt, Submitted};
 use crate::policy::Verdict;
+use crate::request_id::current as current_request_id;
 
 /// Signing and verification.
 pub struct SigningApi;
@@ -314,7 +315,7 @@ impl SigningApi {
             request_id: current_request_id(),
         };
         if dry_run {
-            let report = pipeline::dry_run(&state, call).await?;
+            let report = state.signing().dry_run(call).await?;
             return Ok(SignResponse::Signed(Json(SignOutcome::DryRun(
                 DryRunResult {
                     dry_run: true,
@@ -324,7 +325,7 @@ impl SigningApi {
                 },
             ))));
         }
-        Ok(pipeline::submit(&state, call).await?.into())
+        Ok(state.signing().submit(call).await?.into())
     }
 
     /// Verify a signature with a key's public key (any role).

@@ -3,7 +3,7 @@
 //!
 //! The routes decode the transaction (`chains::solana::transaction`) or wrap the text as an
 //! off-chain message (`chains::solana::offchain`), hand the intent and the exact message bytes
-//! to `pipeline::submit`, and return the signature (and the signed transaction). They never
+//! to `SigningPath::submit`, and return the signature (and the signed transaction). They never
 //! sign by themselves.
 
 use keyward_policy::Intent;
@@ -13,7 +13,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi, Union};
 
 use super::bitcoin::{account_key, receipt_signatures};
-use super::error::{ApiError, ApiResult, current_request_id};
+use super::error::{ApiError, ApiResult};
 use super::signing::{DryRunResult, PendingResult, PolicyView};
 use super::{ApiTags, BearerAuth};
 use crate::app::AppState;
@@ -23,6 +23,7 @@ use crate::intent::raw::decode_b64;
 use crate::intent::{IntentError, SignIntent};
 use crate::keys::{Algorithm, Purpose, SignOptions, ToSign};
 use crate::pipeline::{self, PipelineError, SignCall, SignReceipt, Submitted};
+use crate::request_id::current as current_request_id;
 
 /// Solana signing.
 pub struct SolanaApi;
@@ -132,7 +133,7 @@ async fn run(
         request_id: current_request_id(),
     };
     if dry_run {
-        let report = pipeline::dry_run(state, call).await?;
+        let report = state.signing().dry_run(call).await?;
         return Ok(Err(SolanaResponse::Signed(Json(SolanaOutcome::DryRun(
             DryRunResult {
                 dry_run: true,
@@ -142,7 +143,7 @@ async fn run(
             },
         )))));
     }
-    Ok(match pipeline::submit(state, call).await? {
+    Ok(match state.signing().submit(call).await? {
         Submitted::Signed(receipt) => Ok(receipt),
         Submitted::Pending(p) => Err(SolanaResponse::Pending(Json(p.into()))),
     })

@@ -48,7 +48,7 @@ impl SystemApi {
     #[oai(path = "/health/ready", method = "get", tag = "ApiTags::System")]
     async fn ready(&self, state: Data<&AppState>) -> ReadyResponse {
         let mut checks = std::collections::BTreeMap::new();
-        let db = match state.store().ping().await {
+        let db = match state.signing().store().ping().await {
             Ok(()) => "ok".to_string(),
             Err(e) => e.to_string(),
         };
@@ -70,7 +70,7 @@ impl SystemApi {
             };
             checks.insert(format!("issuer:{}", issuer.issuer), status);
         }
-        for backend in state.keys().backends() {
+        for backend in state.signing().keys().backends() {
             // A backend check may be a blocking HSM round trip: keep it off the runtime.
             let probe = backend.clone();
             let status = match tokio::task::spawn_blocking(move || probe.check_ready()).await {

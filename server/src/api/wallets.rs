@@ -249,7 +249,8 @@ impl WalletsApi {
             labels: body.labels.unwrap_or_default(),
         };
         let created = wallets::create_wallet(
-            &state,
+            state.signing(),
+            state.software(),
             principal,
             new,
             body.reveal_mnemonic.unwrap_or(false),
@@ -276,6 +277,7 @@ impl WalletsApi {
         let limit = page_limit(limit.0)?;
         let after = super::page_cursor(cursor.0.as_deref())?;
         let rows = state
+            .signing()
             .store()
             .wallets_page(after.as_deref(), limit + 1)
             .await?;
@@ -303,13 +305,15 @@ impl WalletsApi {
     ) -> ApiResult<Json<WalletDetail>> {
         auth.require(READERS)?;
         let row = state
+            .signing()
             .store()
             .wallet(&id.0)
             .await?
             .ok_or_else(|| ApiError::not_found(format!("no wallet with id {:?}", id.0)))?;
         let mut accounts = Vec::new();
-        for account in state.store().wallet_accounts(&row.id).await? {
+        for account in state.signing().store().wallet_accounts(&row.id).await? {
             let key = state
+                .signing()
                 .store()
                 .key(&account.key_id)
                 .await?
@@ -375,7 +379,9 @@ impl WalletsApi {
             chain_ids: body.chain_ids.unwrap_or_default(),
             bitcoin,
         };
-        let (meta, account) = wallets::create_account(&state, principal, &id.0, new).await?;
+        let (meta, account) =
+            wallets::create_account(state.signing(), state.software(), principal, &id.0, new)
+                .await?;
         Ok(AccountCreated::Created(Json(CreatedAccount {
             account: AccountView::new(&account, &meta)?,
             key: KeyView::from_meta(&meta)?,

@@ -7,25 +7,24 @@
 //! request to `approved`, and only that caller (or start-up recovery) asks the pipeline for the
 //! signature. Nothing here signs by itself.
 //!
-//! Parts: `rules` (who may see and act on a request), `webhook` (signed event delivery).
+//! Parts: `rules` (who may see and act on a request). Long-polls and the webhook hear of
+//! changes through `crate::notify`.
 
 mod rules;
-mod webhook;
 
 use std::time::Duration;
 
 use serde_json::json;
-use tokio::sync::watch;
 
+pub use crate::notify::webhook_signature;
 pub use rules::{can_act, can_view, requirements};
-pub use webhook::signature as webhook_signature;
 
-use crate::app::AppState;
 use crate::audit::{Actor, AuditError, AuditEvent};
 use crate::auth::Principal;
+use crate::pipeline::SigningPath;
 use crate::pipeline::{self, PipelineError};
 use crate::store::approvals::{ApprovalRequestRow, ApprovalStatus, VoteRow};
-use crate::store::{StateChange, Store, StoreError};
+use crate::store::{StateChange, StoreError};
 
 /// Errors of the approval workflow.
 #[derive(Debug, thiserror::Error)]
@@ -59,40 +58,6 @@ impl From<AuditError> for ApprovalError {
     }
 }
 
-/// Notifies long-polls and the webhook of state changes.
-pub struct ApprovalHub {
-    version: watch::Sender<u64>,
-    webhook: Option<webhook::WebhookSender>,
-}
-
-impl ApprovalHub {
-    /// A hub; starts the webhook sender when one is configured.
-    pub fn new(
-        store: Store,
-        url: Option<String>,
-        secret: Option<zeroize::Zeroizing<Vec<u8>>>,
-    ) -> Self {
-        let (version, _) = watch::channel(0);
-        let webhook = match (url, secret) {
-            (Some(url), Some(secret)) => Some(webhook::WebhookSender::start(store, url, secret)),
-            _ => None,
-        };
-        ApprovalHub { version, webhook }
-    }
-
-    /// Records that request `id` changed (to `status`).
-    pub fn changed(&self, id: &str, status: &str) {
-        self.version.send_modify(|v| *v += 1);
-        if let Some(w) = &self.webhook {
-            w.send(id, status);
-        }
-    }
-
-    fn subscribe(&self) -> watch::Receiver<u64> {
-        self.version.subscribe()
-    }
-}
-
 fn actor(p: &Principal) -> Actor {
     Actor {
         issuer: p.issuer.clone(),
@@ -100,9 +65,8 @@ fn actor(p: &Principal) -> Actor {
     }
 }
 
-async fn load(state: &AppState, id: &str) -> Result<ApprovalRequestRow, ApprovalError> {
-    state
-        .store()
+async fn load(path: &SigningPath, id: &str) -> Result<ApprovalRequestRow, ApprovalError> {
+    path.store()
         .approval_request(id)
         .await?
         .ok_or_else(|| ApprovalError::NotFound(id.to_string()))
@@ -110,16 +74,16 @@ async fn load(state: &AppState, id: &str) -> Result<ApprovalRequestRow, Approval
 
 /// A request as `principal` may see it, first moving it to `expired` if its time is up.
 pub async fn get(
-    state: &AppState,
+    path: &SigningPath,
     principal: &Principal,
     id: &str,
 ) -> Result<ApprovalRequestRow, ApprovalError> {
-    let mut row = load(state, id).await?;
-    if !may_view(state, principal, &row).await {
+    let mut row = load(path, id).await?;
+    if !may_view(path, principal, &row).await {
         return Err(ApprovalError::NotFound(id.to_string()));
     }
-    if expire_if_due(state, &row).await? {
-        row = load(state, id).await?;
+    if expire_if_due(path, &row).await? {
+        row = load(path, id).await?;
     }
     Ok(row)
 }
@@ -127,7 +91,7 @@ pub async fn get(
 /// Whether `principal` may see `row` now: `can_view`, and a requester who is neither an
 /// auditor nor an approver of it only while still among the key's signers (a requester
 /// removed from the signers loses sight of the request, as of the key).
-pub async fn may_view(state: &AppState, principal: &Principal, row: &ApprovalRequestRow) -> bool {
+pub async fn may_view(path: &SigningPath, principal: &Principal, row: &ApprovalRequestRow) -> bool {
     if !can_view(principal, row) {
         return false;
     }
@@ -137,7 +101,7 @@ pub async fn may_view(state: &AppState, principal: &Principal, row: &ApprovalReq
     {
         return true;
     }
-    match state.keys().resolve(&row.key_id).await {
+    match path.keys().resolve(&row.key_id).await {
         Ok(Some(key)) => crate::auth::signers::admits(&key.meta.signers, principal),
         _ => false,
     }
@@ -146,13 +110,13 @@ pub async fn may_view(state: &AppState, principal: &Principal, row: &ApprovalReq
 /// Waits up to `wait` for the request's status to change (past the transient `approved`);
 /// returns the request then, or as it is when the wait is over.
 pub async fn wait_for_change(
-    state: &AppState,
+    path: &SigningPath,
     principal: &Principal,
     id: &str,
     wait: Duration,
 ) -> Result<ApprovalRequestRow, ApprovalError> {
-    let mut rx = state.approvals().subscribe();
-    let first = get(state, principal, id).await?;
+    let mut rx = path.notify().subscribe();
+    let first = get(path, principal, id).await?;
     if !matches!(
         first.status,
         ApprovalStatus::PendingApproval | ApprovalStatus::Approved
@@ -166,9 +130,9 @@ pub async fn wait_for_change(
         tokio::select! {
             changed = rx.changed() => {
                 if changed.is_err() {
-                    return get(state, principal, id).await;
+                    return get(path, principal, id).await;
                 }
-                let now = get(state, principal, id).await?;
+                let now = get(path, principal, id).await?;
                 // `approved` is transient (the signature is being made): wait for its outcome,
                 // except for an authorization, which stays approved until its requester signs.
                 let settled = now.status != ApprovalStatus::Approved
@@ -177,13 +141,16 @@ pub async fn wait_for_change(
                     return Ok(now);
                 }
             }
-            _ = timeout => return get(state, principal, id).await,
+            _ = timeout => return get(path, principal, id).await,
         }
     }
 }
 
 /// Moves a pending request past its expiry to `expired` (audited). Returns whether it did.
-async fn expire_if_due(state: &AppState, row: &ApprovalRequestRow) -> Result<bool, ApprovalError> {
+async fn expire_if_due(
+    path: &SigningPath,
+    row: &ApprovalRequestRow,
+) -> Result<bool, ApprovalError> {
     let (now, unix) = crate::clock::now();
     if row.status != ApprovalStatus::PendingApproval || row.expires_unix > unix {
         return Ok(false);
@@ -207,9 +174,9 @@ async fn expire_if_due(state: &AppState, row: &ApprovalRequestRow) -> Result<boo
         result: None,
         error: None,
     };
-    match state.audit().append(vec![change], event).await {
+    match path.audit().append(vec![change], event).await {
         Ok(_) => {
-            state.approvals().changed(&row.id, "expired");
+            path.notify().changed(&row.id, "expired");
             Ok(true)
         }
         // Someone else moved it first.
@@ -221,13 +188,13 @@ async fn expire_if_due(state: &AppState, row: &ApprovalRequestRow) -> Result<boo
 /// Approves (or, with `approve == false`, rejects) a request. When this approval completes the
 /// quorum, the signature is made before this returns.
 pub async fn vote(
-    state: &AppState,
+    path: &SigningPath,
     principal: &Principal,
     id: &str,
     approve: bool,
     comment: Option<String>,
 ) -> Result<ApprovalRequestRow, ApprovalError> {
-    let row = get(state, principal, id).await?;
+    let row = get(path, principal, id).await?;
     if row.status == ApprovalStatus::Expired {
         return Err(ApprovalError::Conflict(format!(
             "request {id} expired at {}",
@@ -283,11 +250,11 @@ pub async fn vote(
         },
         now_unix: unix,
     };
-    if let Err(err) = state.audit().append(vec![change], event).await {
+    if let Err(err) = path.audit().append(vec![change], event).await {
         // Tell the caller why precisely: expired, already voted, or no longer pending.
         let err: ApprovalError = err.into();
-        let current = load(state, id).await?;
-        if expire_if_due(state, &current).await? {
+        let current = load(path, id).await?;
+        if expire_if_due(path, &current).await? {
             return Err(ApprovalError::Conflict(format!(
                 "request {id} expired at {}",
                 current.expires_at
@@ -295,27 +262,27 @@ pub async fn vote(
         }
         return Err(err);
     }
-    let after = load(state, id).await?;
-    state.approvals().changed(id, after.status.as_str());
+    let after = load(path, id).await?;
+    path.notify().changed(id, after.status.as_str());
     if after.status == ApprovalStatus::Approved && pipeline::signs_on_approval(&after.operation) {
         // This vote completed the quorum: make the signature now. (An approved authorization,
         // e.g. CSC `credentials/authorize`, stays `approved`: its requester signs it later.) A failure is recorded on
         // the request (`failed`); the vote itself stands.
-        if let Err(e) = pipeline::sign_approved(state, id).await {
+        if let Err(e) = path.sign_approved(id).await {
             tracing::warn!(request = id, error = %e, "approved request could not be signed");
         }
-        return load(state, id).await;
+        return load(path, id).await;
     }
     Ok(after)
 }
 
 /// The requester withdraws a pending request.
 pub async fn cancel(
-    state: &AppState,
+    path: &SigningPath,
     principal: &Principal,
     id: &str,
 ) -> Result<ApprovalRequestRow, ApprovalError> {
-    let row = get(state, principal, id).await?;
+    let row = get(path, principal, id).await?;
     if !principal.is(&row.issuer, &row.subject) {
         return Err(ApprovalError::Forbidden(
             "only the requester can cancel a request".into(),
@@ -344,15 +311,15 @@ pub async fn cancel(
         result: None,
         error: None,
     };
-    state.audit().append(vec![change], event).await?;
-    state.approvals().changed(id, "cancelled");
-    load(state, id).await
+    path.audit().append(vec![change], event).await?;
+    path.notify().changed(id, "cancelled");
+    load(path, id).await
 }
 
 /// Background work: sign requests left `approved` by a crash, then sweep expiries forever.
-pub fn spawn_background(state: AppState) {
+pub fn spawn_background(path: SigningPath) {
     tokio::spawn(async move {
-        match state
+        match path
             .store()
             .approval_request_ids(ApprovalStatus::Approved, None)
             .await
@@ -360,24 +327,24 @@ pub fn spawn_background(state: AppState) {
             Ok(ids) => {
                 for id in ids {
                     let authorization = matches!(
-                        state.store().approval_request(&id).await,
+                        path.store().approval_request(&id).await,
                         Ok(Some(row)) if !pipeline::signs_on_approval(&row.operation)
                     );
                     if authorization {
                         continue;
                     }
-                    if let Err(e) = pipeline::sign_approved(&state, &id).await {
+                    if let Err(e) = path.sign_approved(&id).await {
                         tracing::warn!(request = %id, error = %e, "resuming an approved request failed");
                     }
                 }
             }
             Err(e) => tracing::error!(error = %e, "cannot list approved requests"),
         }
-        let every = Duration::from_secs(state.config().approvals.sweep_interval_seconds);
+        let every = Duration::from_secs(path.approval_limits().sweep_interval_seconds);
         loop {
             tokio::time::sleep(every).await;
             let (_, unix) = crate::clock::now();
-            let ids = match state
+            let ids = match path
                 .store()
                 .approval_request_ids(ApprovalStatus::PendingApproval, Some(unix))
                 .await
@@ -389,8 +356,8 @@ pub fn spawn_background(state: AppState) {
                 }
             };
             for id in ids {
-                if let Ok(Some(row)) = state.store().approval_request(&id).await
-                    && let Err(e) = expire_if_due(&state, &row).await
+                if let Ok(Some(row)) = path.store().approval_request(&id).await
+                    && let Err(e) = expire_if_due(&path, &row).await
                 {
                     tracing::warn!(request = %id, error = %e, "expiring a request failed");
                 }

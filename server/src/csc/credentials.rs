@@ -8,9 +8,10 @@ use x509_cert::Certificate;
 
 use super::algorithms::{key_algorithms, key_curve, key_len};
 use super::{CscError, Result};
-use crate::app::AppState;
 use crate::auth::{Principal, Role};
+use crate::config::CscConfig;
 use crate::keys::{KeyMeta, Purpose};
+use crate::pipeline::SigningPath;
 use crate::store::{CertStatus, CertificateRow, KeyStatus};
 
 /// The refusal for an id that is unknown, not a credential, or not the caller's.
@@ -34,17 +35,13 @@ fn usable_by(meta: &KeyMeta, principal: &Principal) -> bool {
 }
 
 /// The credential `id`, if the caller may sign with it; `invalid_request` otherwise.
-pub async fn resolve(state: &AppState, principal: &Principal, id: &str) -> Result<Credential> {
-    let row = state
-        .store()
-        .key(id)
-        .await?
-        .ok_or_else(unknown_credential)?;
+pub async fn resolve(path: &SigningPath, principal: &Principal, id: &str) -> Result<Credential> {
+    let row = path.store().key(id).await?.ok_or_else(unknown_credential)?;
     let meta = KeyMeta::from_row(&row)?;
     if !usable_by(&meta, principal) {
         return Err(unknown_credential());
     }
-    let certificate = state
+    let certificate = path
         .store()
         .certificates_of_key(id)
         .await?
@@ -55,24 +52,20 @@ pub async fn resolve(state: &AppState, principal: &Principal, id: &str) -> Resul
 }
 
 /// The ids of the caller's credentials, by key id.
-pub async fn list(state: &AppState, principal: &Principal) -> Result<Vec<String>> {
+pub async fn list(path: &SigningPath, principal: &Principal) -> Result<Vec<String>> {
     let mut ids = Vec::new();
     if !principal.has_role(Role::Signer) {
         return Ok(ids);
     }
     let mut after: Option<String> = None;
     loop {
-        let page = state.store().keys_page(after.as_deref(), 500).await?;
+        let page = path.store().keys_page(after.as_deref(), 500).await?;
         let Some(last) = page.last() else { break };
         after = Some(last.id.clone());
         for row in &page {
             let meta = KeyMeta::from_row(row)?;
             if usable_by(&meta, principal)
-                && !state
-                    .store()
-                    .certificates_of_key(&meta.id)
-                    .await?
-                    .is_empty()
+                && !path.store().certificates_of_key(&meta.id).await?.is_empty()
             {
                 ids.push(meta.id);
             }
@@ -161,12 +154,13 @@ fn generalized(t: &x509_cert::time::Time) -> String {
 
 /// `credentials/info` for a credential the caller may use.
 pub async fn info(
-    state: &AppState,
+    path: &SigningPath,
+    limits: &CscConfig,
     principal: &Principal,
     id: &str,
     wanted: CertificatesWanted,
 ) -> Result<CredentialInfo> {
-    let Credential { meta, certificate } = resolve(state, principal, id).await?;
+    let Credential { meta, certificate } = resolve(path, principal, id).await?;
     let cert = Certificate::from_der(&certificate.certificate)
         .map_err(|e| CscError::Internal(format!("stored certificate of {id}: {e}")))?;
     let tbs = cert.tbs_certificate();
@@ -216,6 +210,6 @@ pub async fn info(
             valid_from: generalized(&validity.not_before),
             valid_to: generalized(&validity.not_after),
         },
-        multisign: state.config().csc.max_signatures,
+        multisign: limits.max_signatures,
     })
 }

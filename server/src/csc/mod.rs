@@ -7,14 +7,14 @@
 //! - `sad`: `credentials/authorize`, `credentials/authorizeCheck` and `signatures/signHash`.
 //!
 //! How a signature activation is decided: `credentials/authorize` runs the key's policies on
-//! a `document` intent per hash (`pipeline::authorize`), without signing. Allow issues a SAD
+//! a `document` intent per hash (`SigningPath::authorize`), without signing. Allow issues a SAD
 //! at once. Require-approval stores an approval request per hash whose operation is
 //! `csc.authorize`: when its quorum is reached nothing is signed, and the SAD is issued only
 //! when every request of the authorization is approved (`credentials/authorizeCheck`). Deny
 //! refuses. `signatures/signHash` consumes the SAD (a conditional update, so it is used at
 //! most once), then signs each hash through the pipeline: an allowed hash with
-//! `pipeline::submit` (the policies run again), an approved hash with
-//! `pipeline::sign_authorized`, which signs the exact bytes the approvers saw, once.
+//! `SigningPath::submit` (the policies run again), an approved hash with
+//! `SigningPath::sign_authorized`, which signs the exact bytes the approvers saw, once.
 //!
 //! This module never signs by itself and never stores a SAD, only its SHA-256.
 

@@ -9,13 +9,13 @@
 //! `issued`, this SAD, not expired) before anything is signed, so a SAD signs at most once
 //! even under concurrent calls. Another caller's SAD is answered like an unknown one.
 //!
-//! Approvals: when a policy asks for approval of a hash, `pipeline::authorize` stores an
+//! Approvals: when a policy asks for approval of a hash, `SigningPath::authorize` stores an
 //! approval request (operation `csc.authorize`) with the exact bytes to sign. Approving it
 //! does not sign anything: it only lets `credentials/authorizeCheck` issue the SAD once all
 //! the authorization's requests are approved. `signHash` with that SAD then signs each such
-//! hash with `pipeline::sign_authorized`, from the stored bytes, once (the request moves
+//! hash with `SigningPath::sign_authorized`, from the stored bytes, once (the request moves
 //! `approved` -> `signed`). A hash the policies allowed outright is signed with
-//! `pipeline::submit`, so the policies run again at signing time.
+//! `SigningPath::submit`, so the policies run again at signing time.
 
 use base64::Engine as _;
 use keyward_policy::{DocumentIntent, Intent};
@@ -25,13 +25,14 @@ use sha2::Digest as _;
 use super::algorithms::{hash_of_len, sign_algo};
 use super::credentials::{Credential, resolve, unknown_credential};
 use super::{CscError, Result};
-use crate::app::AppState;
 use crate::approvals::ApprovalError;
 use crate::audit::{Actor, AuditEvent};
 use crate::auth::Principal;
+use crate::config::CscConfig;
 use crate::intent::SignIntent;
 use crate::keys::{Algorithm, EcdsaFormat, HashAlg, Purpose, RsaScheme, SignOptions, ToSign};
-use crate::pipeline::{self, Authorization, PipelineError, SignCall, Submitted};
+use crate::pipeline::SigningPath;
+use crate::pipeline::{Authorization, PipelineError, SignCall, Submitted};
 use crate::store::approvals::ApprovalStatus;
 use crate::store::csc::{BoundHash, CscAuthorizationRow, CscAuthorizationStatus};
 use crate::store::{CertificateRow, StateChange};
@@ -182,8 +183,11 @@ fn document_call(
 }
 
 /// The certificate the credential signs under now (revoked or expired: `access_denied`).
-async fn current_certificate(state: &AppState, credential: &Credential) -> Result<CertificateRow> {
-    let (row, _) = crate::documents::sign::signer_certificate(state, &credential.meta.id)
+async fn current_certificate(
+    path: &SigningPath,
+    credential: &Credential,
+) -> Result<CertificateRow> {
+    let (row, _) = crate::documents::sign::signer_certificate(path, &credential.meta.id)
         .await?
         .ok_or_else(unknown_credential)?;
     Ok(row)
@@ -209,13 +213,14 @@ fn pending_error(ids: &[String]) -> CscError {
 /// `credentials/authorize`: runs the policies on each hash and issues a SAD, or leaves the
 /// authorization pending until approvers complete it.
 pub async fn authorize(
-    state: &AppState,
+    path: &SigningPath,
+    limits: &CscConfig,
     principal: &Principal,
     req: AuthorizeRequest,
 ) -> Result<IssuedSad> {
-    let credential = resolve(state, principal, &req.credential_id).await?;
-    let certificate = current_certificate(state, &credential).await?;
-    let max = state.config().csc.max_signatures;
+    let credential = resolve(path, principal, &req.credential_id).await?;
+    let certificate = current_certificate(path, &credential).await?;
+    let max = limits.max_signatures;
     if req.num_signatures == 0 || req.num_signatures > max {
         return Err(CscError::InvalidRequest(format!(
             "numSignatures must be 1 to {max} (the credential's multisign)"
@@ -256,7 +261,7 @@ pub async fn authorize(
             RsaScheme::Pkcs1v15,
             req.description.clone(),
         );
-        let approval = match pipeline::authorize(state, call).await {
+        let approval = match path.authorize(call).await {
             Ok(Authorization::Allowed(_)) => None,
             Ok(Authorization::Pending(p)) => Some(p.request_id),
             Err(e) => {
@@ -266,7 +271,7 @@ pub async fn authorize(
                     .iter()
                     .filter_map(|b: &BoundHash| b.approval.as_deref())
                 {
-                    if let Err(err) = crate::approvals::cancel(state, principal, id).await {
+                    if let Err(err) = crate::approvals::cancel(path, principal, id).await {
                         tracing::warn!(request = id, error = %err, "withdrawing an approval request failed");
                     }
                 }
@@ -280,7 +285,7 @@ pub async fn authorize(
     }
     let pending: Vec<String> = bound.iter().filter_map(|b| b.approval.clone()).collect();
     let (now, unix) = crate::clock::now();
-    let ttl = state.config().csc.sad_ttl_seconds;
+    let ttl = limits.sad_ttl_seconds;
     let (sad, sad_hash) = new_sad();
     let issued = pending.is_empty();
     let row = CscAuthorizationRow {
@@ -316,8 +321,7 @@ pub async fn authorize(
             "expires_unix": row.expires_unix,
         }),
     };
-    state
-        .audit()
+    path.audit()
         .append(
             vec![StateChange::InsertCscAuthorization(Box::new(row))],
             event,
@@ -345,12 +349,13 @@ fn approval_error(e: ApprovalError) -> CscError {
 /// `credentials/authorizeCheck`: issues the SAD of the caller's pending authorization of this
 /// credential once every approval request of it is approved.
 pub async fn check(
-    state: &AppState,
+    path: &SigningPath,
+    limits: &CscConfig,
     principal: &Principal,
     credential_id: &str,
 ) -> Result<IssuedSad> {
-    let credential = resolve(state, principal, credential_id).await?;
-    let row = state
+    let credential = resolve(path, principal, credential_id).await?;
+    let row = path
         .store()
         .csc_pending_authorization(&principal.issuer, &principal.subject, &credential.meta.id)
         .await?
@@ -362,7 +367,7 @@ pub async fn check(
         })?;
     let mut waiting = Vec::new();
     for id in row.hashes.iter().filter_map(|b| b.approval.as_deref()) {
-        let request = crate::approvals::get(state, principal, id)
+        let request = crate::approvals::get(path, principal, id)
             .await
             .map_err(approval_error)?;
         match request.status {
@@ -381,7 +386,7 @@ pub async fn check(
         return Err(pending_error(&waiting));
     }
     let (now, unix) = crate::clock::now();
-    let ttl = state.config().csc.sad_ttl_seconds;
+    let ttl = limits.sad_ttl_seconds;
     let expires_unix = unix.saturating_add(i64::try_from(ttl).unwrap_or(3600));
     let (sad, sad_hash) = new_sad();
     let event = AuditEvent {
@@ -398,7 +403,7 @@ pub async fn check(
         expires_unix,
         at: now,
     };
-    state.audit().append(vec![change], event).await?;
+    path.audit().append(vec![change], event).await?;
     Ok(IssuedSad {
         sad,
         expires_in: ttl,
@@ -412,11 +417,11 @@ fn invalid_sad() -> CscError {
 /// `signatures/signHash`: checks the SAD's bindings, consumes it, and signs each hash
 /// through the pipeline. Returns the raw signatures (ECDSA as DER), in the order sent.
 pub async fn sign_hash(
-    state: &AppState,
+    path: &SigningPath,
     principal: &Principal,
     req: SignHashRequest,
 ) -> Result<Vec<Vec<u8>>> {
-    let credential = resolve(state, principal, &req.credential_id).await?;
+    let credential = resolve(path, principal, &req.credential_id).await?;
     if req.sad.trim().is_empty() {
         return Err(CscError::InvalidRequest(
             "Missing string parameter SAD".into(),
@@ -451,7 +456,7 @@ pub async fn sign_hash(
 
     // The SAD and its bindings.
     let sad_hash = sha2::Sha256::digest(req.sad.trim().as_bytes()).to_vec();
-    let row = state
+    let row = path
         .store()
         .csc_authorization_by_sad(&sad_hash)
         .await?
@@ -513,7 +518,7 @@ pub async fn sign_hash(
         }
         plan.push((digest, bound.approval.clone()));
     }
-    let certificate = current_certificate(state, &credential).await?;
+    let certificate = current_certificate(path, &credential).await?;
 
     // Consume the SAD before anything is signed: at most one signHash gets past this.
     let (now, unix) = crate::clock::now();
@@ -531,12 +536,12 @@ pub async fn sign_hash(
         now_unix: unix,
         at: now,
     };
-    state.audit().append(vec![change], event).await?;
+    path.audit().append(vec![change], event).await?;
 
     let mut signatures = Vec::with_capacity(plan.len());
     for (digest, approval) in plan {
         let receipt = match approval {
-            Some(id) => pipeline::sign_authorized(state, principal, &id).await?,
+            Some(id) => path.sign_authorized(principal, &id).await?,
             None => {
                 let call = document_call(
                     principal.clone(),
@@ -548,7 +553,7 @@ pub async fn sign_hash(
                     algo.scheme,
                     row.description.clone(),
                 );
-                match pipeline::submit(state, call).await? {
+                match path.submit(call).await? {
                     Submitted::Signed(receipt) => receipt,
                     Submitted::Pending(p) => {
                         return Err(CscError::AccessDenied(format!(

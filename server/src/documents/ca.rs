@@ -279,7 +279,7 @@ impl Documents {
                 subject: principal.subject.clone(),
             },
             key_id: None,
-            request_id: Some(crate::api::error::current_request_id()),
+            request_id: Some(crate::request_id::current()),
             details: json!({
                 "subject": issuer,
                 "serial": super::serial_hex(&ca.certificate),

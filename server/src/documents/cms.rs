@@ -4,7 +4,7 @@
 //!
 //! The signed attributes are DER-encoded here before the pipeline runs, and what the key signs
 //! is their digest (their DER itself for Ed25519). The SignedData is assembled only around a
-//! signature that came back from `pipeline::submit`; nothing here signs.
+//! signature that came back from `SigningPath::submit`; nothing here signs.
 
 use cms::cert::{CertificateChoices, IssuerAndSerialNumber};
 use cms::content_info::{CmsVersion, ContentInfo};

@@ -16,10 +16,10 @@ use x509_cert::serial_number::SerialNumber;
 use x509_cert::time::Time;
 
 use super::algorithms::RawSignature;
-use super::{Ca, DocumentError, Result};
-use crate::app::AppState;
+use super::{Ca, DocumentError, Documents, Result};
 use crate::audit::{Actor, AuditEvent};
 use crate::auth::Principal;
+use crate::pipeline::SigningPath;
 use crate::store::{CertStatus, CertificateRow, StateChange};
 
 /// How long a CRL is valid (`nextUpdate`).
@@ -87,15 +87,15 @@ pub fn build(ca: &Ca, revoked: &[CertificateRow], number: i64) -> Result<Vec<u8>
 /// Revokes a certificate (roles checked by the caller) and, for one the internal CA issued,
 /// publishes a new CRL in the same audited transaction.
 pub async fn revoke(
-    state: &AppState,
+    path: &SigningPath,
+    docs: &Documents,
     principal: &Principal,
     id: &str,
     reason: &str,
 ) -> Result<CertificateRow> {
     parse_reason(reason)?;
-    let docs = state.documents();
     let _guard = docs.crl_lock.lock().await;
-    let row = state
+    let row = path
         .store()
         .certificate(id)
         .await?
@@ -113,7 +113,7 @@ pub async fn revoke(
     let issuer = ca.subject().to_string();
     let mut crl_number = None;
     if row.source == "internal" && row.issuer == issuer {
-        let mut revoked: Vec<CertificateRow> = state
+        let mut revoked: Vec<CertificateRow> = path
             .store()
             .revoked_internal_certificates()
             .await?
@@ -125,7 +125,7 @@ pub async fn revoke(
         this.revoked_at = Some(now.clone());
         this.revocation_reason = Some(reason.to_string());
         revoked.push(this);
-        let number = state
+        let number = path
             .store()
             .certificate_authority()
             .await?
@@ -148,7 +148,7 @@ pub async fn revoke(
             subject: principal.subject.clone(),
         },
         key_id: Some(row.key_id.clone()),
-        request_id: Some(crate::api::error::current_request_id()),
+        request_id: Some(crate::request_id::current()),
         details: json!({
             "certificate_id": id,
             "serial": row.serial,
@@ -157,18 +157,16 @@ pub async fn revoke(
             "crl_number": crl_number,
         }),
     };
-    state.audit().append(changes, event).await?;
-    state
-        .store()
+    path.audit().append(changes, event).await?;
+    path.store()
         .certificate(id)
         .await?
         .ok_or_else(|| DocumentError::NotFound(format!("no certificate with id {id:?}")))
 }
 
 /// The CA's current CRL (DER), regenerated first when it is close to its `nextUpdate`.
-pub async fn current(state: &AppState) -> Result<Vec<u8>> {
-    let docs = state.documents();
-    let ca_row = state
+pub async fn current(path: &SigningPath, docs: &Documents) -> Result<Vec<u8>> {
+    let ca_row = path
         .store()
         .certificate_authority()
         .await?
@@ -181,7 +179,7 @@ pub async fn current(state: &AppState) -> Result<Vec<u8>> {
     let _guard = docs.crl_lock.lock().await;
     let ca = docs.ca();
     let issuer = ca.subject().to_string();
-    let revoked: Vec<CertificateRow> = state
+    let revoked: Vec<CertificateRow> = path
         .store()
         .revoked_internal_certificates()
         .await?
@@ -196,11 +194,10 @@ pub async fn current(state: &AppState) -> Result<Vec<u8>> {
         outcome: "ok",
         actor: super::server_actor(),
         key_id: None,
-        request_id: Some(crate::api::error::current_request_id()),
+        request_id: Some(crate::request_id::current()),
         details: json!({"crl_number": number, "revoked": revoked.len()}),
     };
-    state
-        .audit()
+    path.audit()
         .append(
             vec![StateChange::SetCrl {
                 crl: crl.clone(),

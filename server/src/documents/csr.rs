@@ -14,21 +14,21 @@ use x509_cert::request::RequestBuilder;
 use super::algorithms::{KeySigner, RawSignature};
 use super::issue::{SubjectSpec, document_key};
 use super::{DocumentError, Result};
-use crate::app::AppState;
 use crate::audit::{Actor, AuditEvent};
 use crate::auth::Principal;
 use crate::keys::RsaScheme;
+use crate::pipeline::SigningPath;
 
 /// Makes a CSR (PEM) for `key_id` with `subject`.
 pub async fn make(
-    state: &AppState,
+    path: &SigningPath,
     principal: &Principal,
     key_id: &str,
     subject: &SubjectSpec,
 ) -> Result<String> {
-    let meta = document_key(state, key_id).await?;
+    let meta = document_key(path, key_id).await?;
     let name = subject.to_name()?;
-    let key = state
+    let key = path
         .keys()
         .resolve(key_id)
         .await
@@ -67,9 +67,9 @@ pub async fn make(
             subject: principal.subject.clone(),
         },
         key_id: Some(key_id.to_string()),
-        request_id: Some(crate::api::error::current_request_id()),
+        request_id: Some(crate::request_id::current()),
         details: json!({"subject": name.to_string(), "email": subject.email}),
     };
-    state.audit().append(Vec::new(), event).await?;
+    path.audit().append(Vec::new(), event).await?;
     Ok(pem)
 }

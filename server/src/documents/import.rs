@@ -11,20 +11,20 @@ use x509_cert::ext::pkix::{KeyUsage, KeyUsages};
 use super::algorithms::verify_certificate;
 use super::issue::{document_key, row_for};
 use super::{DocumentError, Result};
-use crate::app::AppState;
 use crate::audit::{Actor, AuditEvent};
 use crate::auth::Principal;
+use crate::pipeline::SigningPath;
 use crate::store::{CertificateRow, StateChange};
 
 /// Imports `chain_pem` (leaf first) for `key_id` (audited as `certificate.import`).
 pub async fn import(
-    state: &AppState,
+    path: &SigningPath,
     principal: &Principal,
     key_id: &str,
     chain_pem: &str,
     owner: Option<String>,
 ) -> Result<CertificateRow> {
-    let meta = document_key(state, key_id).await?;
+    let meta = document_key(path, key_id).await?;
     let certs = super::parse_pem_chain("chain_pem", chain_pem.as_bytes())?;
     let leaf = &certs[0];
     let leaf_spki = leaf.tbs_certificate().subject_public_key_info().to_der()?;
@@ -90,7 +90,7 @@ pub async fn import(
             subject: principal.subject.clone(),
         },
         key_id: Some(key_id.to_string()),
-        request_id: Some(crate::api::error::current_request_id()),
+        request_id: Some(crate::request_id::current()),
         details: json!({
             "certificate_id": row.id,
             "serial": row.serial,
@@ -99,8 +99,7 @@ pub async fn import(
             "chain_length": certs.len(),
         }),
     };
-    state
-        .audit()
+    path.audit()
         .append(
             vec![StateChange::InsertCertificate(Box::new(row.clone()))],
             event,

@@ -25,11 +25,11 @@ use x509_cert::name::{Name, RdnSequence, RelativeDistinguishedName};
 use x509_cert::time::Validity;
 
 use super::algorithms::{RawSignature, oid};
-use super::{DocumentError, Result};
-use crate::app::AppState;
+use super::{DocumentError, Documents, Result};
 use crate::audit::{Actor, AuditEvent};
 use crate::auth::Principal;
 use crate::keys::{Algorithm, KeyMeta, Purpose};
+use crate::pipeline::SigningPath;
 use crate::store::{CertStatus, CertificateRow, KeyStatus, StateChange};
 
 /// The subject of a certificate or CSR.
@@ -188,8 +188,8 @@ impl BuilderProfile for DocumentProfile {
 }
 
 /// Loads a key that may hold a document certificate, or says why not.
-pub async fn document_key(state: &AppState, key_id: &str) -> Result<KeyMeta> {
-    let row = state
+pub async fn document_key(path: &SigningPath, key_id: &str) -> Result<KeyMeta> {
+    let row = path
         .store()
         .key(key_id)
         .await?
@@ -247,7 +247,8 @@ pub fn row_for(
 /// Issues a document-signing certificate for `key_id` from the internal CA (audited as
 /// `certificate.issue`).
 pub async fn issue(
-    state: &AppState,
+    path: &SigningPath,
+    docs: &Documents,
     principal: &Principal,
     key_id: &str,
     subject: &SubjectSpec,
@@ -259,9 +260,8 @@ pub async fn issue(
             "validity_days must be between 1 and 3650".into(),
         ));
     }
-    let meta = document_key(state, key_id).await?;
+    let meta = document_key(path, key_id).await?;
     let name = subject.to_name()?;
-    let docs = state.documents();
     let ca = docs.ca();
     let ca_not_after = ca.certificate.tbs_certificate().validity().not_after;
     let mut validity = Validity::from_now(Duration::from_secs(u64::from(validity_days) * 86_400))?;
@@ -297,7 +297,7 @@ pub async fn issue(
             subject: principal.subject.clone(),
         },
         key_id: Some(key_id.to_string()),
-        request_id: Some(crate::api::error::current_request_id()),
+        request_id: Some(crate::request_id::current()),
         details: json!({
             "certificate_id": row.id,
             "serial": row.serial,
@@ -307,8 +307,7 @@ pub async fn issue(
             "certificate_sha256": hex::encode(crate::keys::HashAlg::Sha256.digest(&row.certificate)),
         }),
     };
-    state
-        .audit()
+    path.audit()
         .append(
             vec![StateChange::InsertCertificate(Box::new(row.clone()))],
             event,

@@ -14,7 +14,7 @@
 //! - `verify`: CMS verification and chain status.
 //!
 //! This module never signs a document by itself: document signatures go through
-//! `pipeline::submit` like every other signature. The CA key signs only certificates and CRLs,
+//! `SigningPath::submit` like every other signature. The CA key signs only certificates and CRLs,
 //! and is never reachable through a key id. A key's own key signs only its CSR here.
 
 pub mod algorithms;

@@ -2,7 +2,7 @@
 //!
 //! The route decodes the document or its hash, picks the key's signer certificate (refusing a
 //! revoked or expired one, and `cms` without one), builds the `document` intent and, for
-//! `cms`, the DER signed attributes whose digest the key signs, and calls `pipeline::submit`.
+//! `cms`, the DER signed attributes whose digest the key signs, and calls `SigningPath::submit`.
 //! The SignedData is assembled only around the signature the pipeline returned. An
 //! idempotent replay rebuilds the identical SignedData from the intent recorded with the
 //! original request (same hash, signing time and certificate).
@@ -15,10 +15,10 @@ use x509_cert::Certificate;
 use super::algorithms::{signature_name, to_sign};
 use super::cms::{assemble, check_hash_for_key, signed_attributes};
 use super::{DocumentError, Result};
-use crate::app::AppState;
 use crate::auth::Principal;
 use crate::intent::SignIntent;
 use crate::keys::{Algorithm, HashAlg, Purpose, RsaScheme, SignOptions, ToSign};
+use crate::pipeline::SigningPath;
 use crate::pipeline::{self, Idempotency, PipelineError, SignCall};
 use crate::policy::Verdict;
 use crate::store::{CertStatus, CertificateRow};
@@ -187,10 +187,10 @@ pub struct SignedDocument {
 
 /// The certificate a key signs under now: its newest one, refused when revoked or expired.
 pub async fn signer_certificate(
-    state: &AppState,
+    path: &SigningPath,
     key_id: &str,
 ) -> Result<Option<(CertificateRow, Certificate)>> {
-    let rows = state.store().certificates_of_key(key_id).await?;
+    let rows = path.store().certificates_of_key(key_id).await?;
     let Some(row) = rows.into_iter().next() else {
         return Ok(None);
     };
@@ -234,7 +234,7 @@ pub enum DocumentOutcome {
 
 /// Signs a document through the pipeline.
 pub async fn sign(
-    state: &AppState,
+    path: &SigningPath,
     principal: Principal,
     req: DocumentSignRequest,
     idempotency: Option<Idempotency>,
@@ -247,8 +247,7 @@ pub async fn sign(
             "document_name must be 1 to 256 characters".into(),
         ));
     }
-    pipeline::check_access(
-        state,
+    path.check_access(
         &principal,
         &req.key_id,
         Purpose::Document,
@@ -256,7 +255,7 @@ pub async fn sign(
         &request_id,
     )
     .await?;
-    let cert = signer_certificate(state, &req.key_id).await?;
+    let cert = signer_certificate(path, &req.key_id).await?;
     if req.format == Format::Cms && cert.is_none() {
         return Err(DocumentError::NoCertificate(req.key_id.clone()));
     }
@@ -326,7 +325,7 @@ pub async fn sign(
         idempotency,
         request_id: request_id.clone(),
     };
-    let receipt = match pipeline::submit(state, call).await? {
+    let receipt = match path.submit(call).await? {
         pipeline::Submitted::Signed(receipt) => receipt,
         pipeline::Submitted::Pending(pending) => return Ok(DocumentOutcome::Pending(pending)),
     };
@@ -334,7 +333,7 @@ pub async fn sign(
     let used = if receipt.request_id == request_id {
         intent
     } else {
-        let stored = state
+        let stored = path
             .store()
             .sign_request(&receipt.request_id)
             .await?
@@ -351,7 +350,7 @@ pub async fn sign(
             }
         }
     };
-    let signed = finish(state, &receipt, &used, req.scheme.unwrap_or_default()).await?;
+    let signed = finish(path, &receipt, &used, req.scheme.unwrap_or_default()).await?;
     Ok(DocumentOutcome::Signed(signed))
 }
 
@@ -360,7 +359,7 @@ pub async fn sign(
 /// recorded (so a replay, or a request signed after approval, gives the same bytes a direct
 /// signature would have); for `raw`, the bare signature.
 pub async fn finish(
-    state: &AppState,
+    path: &SigningPath,
     receipt: &pipeline::SignReceipt,
     used: &DocumentIntent,
     scheme: RsaScheme,
@@ -374,7 +373,7 @@ pub async fn finish(
         .map_err(|e: String| DocumentError::Encoding(e))?;
     let used_hash = parse_hash(&used.hash_algorithm)?;
     let used_cert = match &used.certificate_serial {
-        Some(serial) => state
+        Some(serial) => path
             .store()
             .certificates_of_key(&receipt.key_id)
             .await?

@@ -15,9 +15,9 @@ use x509_cert::ext::pkix::name::GeneralName;
 use x509_cert::time::Time;
 
 use super::algorithms::{hash_of_digest_oid, oid, verify_certificate, verify_signature};
-use super::{DocumentError, Result};
-use crate::app::AppState;
+use super::{DocumentError, Documents, Result};
 use crate::keys::HashAlg;
+use crate::pipeline::SigningPath;
 use crate::store::CertStatus;
 
 /// What the caller says was signed.
@@ -169,7 +169,12 @@ fn chains_to(leaf: &Certificate, pool: &[Certificate], anchors: &[Certificate]) 
 }
 
 /// Verifies the CMS `signature` (DER) over what the caller says was signed.
-pub async fn verify(state: &AppState, signature: &[u8], signed: &Signed) -> Result<Verification> {
+pub async fn verify(
+    path: &SigningPath,
+    docs: &Documents,
+    signature: &[u8],
+    signed: &Signed,
+) -> Result<Verification> {
     let sd = super::cms::parse(signature)?;
     let info = sd
         .signer_infos
@@ -214,7 +219,7 @@ pub async fn verify(state: &AppState, signature: &[u8], signed: &Signed) -> Resu
         && let SignerIdentifier::IssuerAndSerialNumber(isn) = &info.sid
     {
         let serial = hex::encode(isn.serial_number.as_bytes());
-        if let Some(row) = state
+        if let Some(row) = path
             .store()
             .certificate_by_serial(&isn.issuer.to_string(), &serial)
             .await?
@@ -272,13 +277,13 @@ pub async fn verify(state: &AppState, signature: &[u8], signed: &Signed) -> Resu
 
     // Chain status: revoked (Keyward's records), expired, untrusted, else good.
     let serial = super::serial_hex(&signer);
-    let row = state
+    let row = path
         .store()
         .certificate_by_serial(&tbs.issuer().to_string(), &serial)
         .await?;
-    let ca = state.documents().ca();
+    let ca = docs.ca();
     let mut anchors = vec![ca.certificate.clone()];
-    anchors.extend(state.documents().anchors().iter().cloned());
+    anchors.extend(docs.anchors().iter().cloned());
     let (mut revoked_at, mut revocation_reason) = (None, None);
     let chain_status = if let Some(row) = row.filter(|r| r.status == CertStatus::Revoked) {
         revoked_at = row.revoked_at.clone();

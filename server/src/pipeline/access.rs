@@ -8,7 +8,7 @@ use keyward_policy::Intent;
 use serde_json::json;
 
 use super::PipelineError;
-use crate::app::AppState;
+use super::SigningPath;
 use crate::audit::{Actor, AuditError, AuditEvent};
 use crate::auth::{Principal, Role};
 use crate::keys::LoadedKey;
@@ -18,14 +18,14 @@ use crate::store::usage::UsageDelta;
 /// about the key), then the key, the caller among its signers, and the key active. Every
 /// refusal here is recorded (at a bounded rate, see `audit::refusals`).
 pub(super) async fn admit(
-    state: &AppState,
+    path: &SigningPath,
     principal: &Principal,
     key_id: &str,
     operation: &'static str,
     request_id: &str,
 ) -> Result<(Arc<LoadedKey>, Arc<dyn crate::keys::SigningKey>), PipelineError> {
     let admitted = async {
-        let key = signer_of_key(state, principal, key_id).await?;
+        let key = signer_of_key(path, principal, key_id).await?;
         let Some(signer) = key.signer.clone() else {
             return Err(PipelineError::KeyDisabled(key.meta.id.clone()));
         };
@@ -33,44 +33,46 @@ pub(super) async fn admit(
     }
     .await;
     if let Err(e) = &admitted {
-        record_refused_attempt(state, principal, key_id, operation, request_id, e).await;
+        record_refused_attempt(path, principal, key_id, operation, request_id, e).await;
     }
     admitted
 }
 
-/// The access checks a route makes before it builds its intent, in the pipeline's order: the
-/// role `signer` first, then the key (404), the caller among its signers (403), then its
-/// purpose (403 `WRONG_KEY_PURPOSE`), so a caller who may not sign learns nothing about the key
-/// and a stranger never learns its purpose. Refusals are audited like the pipeline's own. The
-/// pipeline checks everything again (and the key's status) when the route submits.
-pub async fn check_access(
-    state: &AppState,
-    principal: &Principal,
-    key_id: &str,
-    purpose: crate::keys::Purpose,
-    operation: &'static str,
-    request_id: &str,
-) -> Result<Arc<LoadedKey>, PipelineError> {
-    let checked = async {
-        let key = signer_of_key(state, principal, key_id).await?;
-        if key.meta.purpose != purpose {
-            return Err(PipelineError::WrongPurpose {
-                key_purpose: key.meta.purpose.to_string(),
-                wanted: purpose.to_string(),
-            });
+impl SigningPath {
+    /// The access checks a route makes before it builds its intent, in the pipeline's order: the
+    /// role `signer` first, then the key (404), the caller among its signers (403), then its
+    /// purpose (403 `WRONG_KEY_PURPOSE`), so a caller who may not sign learns nothing about the key
+    /// and a stranger never learns its purpose. Refusals are audited like the pipeline's own. The
+    /// pipeline checks everything again (and the key's status) when the route submits.
+    pub async fn check_access(
+        &self,
+        principal: &Principal,
+        key_id: &str,
+        purpose: crate::keys::Purpose,
+        operation: &'static str,
+        request_id: &str,
+    ) -> Result<Arc<LoadedKey>, PipelineError> {
+        let checked = async {
+            let key = signer_of_key(self, principal, key_id).await?;
+            if key.meta.purpose != purpose {
+                return Err(PipelineError::WrongPurpose {
+                    key_purpose: key.meta.purpose.to_string(),
+                    wanted: purpose.to_string(),
+                });
+            }
+            Ok(key)
         }
-        Ok(key)
+        .await;
+        if let Err(e) = &checked {
+            record_refused_attempt(self, principal, key_id, operation, request_id, e).await;
+        }
+        checked
     }
-    .await;
-    if let Err(e) = &checked {
-        record_refused_attempt(state, principal, key_id, operation, request_id, e).await;
-    }
-    checked
 }
 
 /// The role `signer`, then the key, then the caller among its signers.
 async fn signer_of_key(
-    state: &AppState,
+    path: &SigningPath,
     principal: &Principal,
     key_id: &str,
 ) -> Result<Arc<LoadedKey>, PipelineError> {
@@ -79,7 +81,7 @@ async fn signer_of_key(
             "signing needs the role signer".into(),
         ));
     }
-    let key = state
+    let key = path
         .keys()
         .resolve(key_id)
         .await?
@@ -113,7 +115,7 @@ pub(crate) fn gate_refusal(
 
 /// Records a refusal made before the policy stage (rate-limited per caller and reason).
 pub(crate) async fn record_refused_attempt(
-    state: &AppState,
+    path: &SigningPath,
     principal: &Principal,
     key_id: &str,
     operation: &str,
@@ -139,7 +141,7 @@ pub(crate) async fn record_refused_attempt(
         details: json!({"operation": operation, "error_code": code, "error": error.to_string()}),
     };
     let caller = format!("{}\n{}", principal.issuer, principal.subject);
-    state.audit().record_refusal(&caller, code, event).await;
+    path.audit().record_refusal(&caller, code, event).await;
 }
 
 /// The writer's last check for a signature by `principal` with `key_id` (see `store::gate`).

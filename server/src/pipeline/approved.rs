@@ -26,115 +26,121 @@ pub enum Authorization {
     Pending(PendingReceipt),
 }
 
-/// Runs a future signature through resolve, authorize and the policy stage without signing
-/// (CSC `credentials/authorize`). `call.operation` must be one of `AUTHORIZATION_OPERATIONS`.
-/// A denial is recorded as a denied sign request and returned as `PolicyDenied`; a
-/// require-approval verdict stores the exact bytes to sign as a pending request, which is
-/// *not* signed when approved (see `signs_on_approval`); an allow is audited as
-/// `sign.authorize`.
-pub async fn authorize(state: &AppState, call: SignCall) -> Result<Authorization, PipelineError> {
-    if signs_on_approval(call.operation) {
-        return Err(PipelineError::Invalid(format!(
-            "{} is not an authorization operation",
-            call.operation
-        )));
-    }
-    let Judged {
-        principal,
-        key,
-        intent,
-        options,
-        verdict,
-        request_id,
-        operation,
-        idempotency,
-        time: (time, unix_time),
-        ..
-    } = judge(state, call).await?;
-    let outcome = Outcome {
-        state,
-        principal: &principal,
-        key: &key,
-        operation,
-        intent: &intent.intent,
-        verdict: &verdict,
-        request_id: &request_id,
-        idempotency: idempotency.as_ref(),
-        time: (time, unix_time),
-    };
-    match &verdict.decision {
-        Decision::Allow => {
-            let event = AuditEvent {
-                action: "sign.authorize",
-                ..outcome.event("allowed", json!({}))
-            };
-            state.audit().append(Vec::new(), event).await?;
-            Ok(Authorization::Allowed(verdict))
+impl SigningPath {
+    /// Runs a future signature through resolve, authorize and the policy stage without signing
+    /// (CSC `credentials/authorize`). `call.operation` must be one of `AUTHORIZATION_OPERATIONS`.
+    /// A denial is recorded as a denied sign request and returned as `PolicyDenied`; a
+    /// require-approval verdict stores the exact bytes to sign as a pending request, which is
+    /// *not* signed when approved (see `signs_on_approval`); an allow is audited as
+    /// `sign.authorize`.
+    pub async fn authorize(&self, call: SignCall) -> Result<Authorization, PipelineError> {
+        if signs_on_approval(call.operation) {
+            return Err(PipelineError::Invalid(format!(
+                "{} is not an authorization operation",
+                call.operation
+            )));
         }
-        Decision::Deny { reason } => {
-            let reason = reason.clone();
-            outcome
-                .record_refusal(SignStatus::Denied, "POLICY_DENIED", &reason)
-                .await?;
-            Err(PipelineError::PolicyDenied {
-                reason,
-                verdict: Box::new(verdict),
-            })
+        let Judged {
+            principal,
+            key,
+            intent,
+            options,
+            verdict,
+            request_id,
+            operation,
+            idempotency,
+            time: (time, unix_time),
+            ..
+        } = judge(self, call).await?;
+        let outcome = Outcome {
+            path: self,
+            principal: &principal,
+            key: &key,
+            operation,
+            intent: &intent.intent,
+            verdict: &verdict,
+            request_id: &request_id,
+            idempotency: idempotency.as_ref(),
+            time: (time, unix_time),
+        };
+        match &verdict.decision {
+            Decision::Allow => {
+                let event = AuditEvent {
+                    action: "sign.authorize",
+                    ..outcome.event("allowed", json!({}))
+                };
+                self.audit().append(Vec::new(), event).await?;
+                Ok(Authorization::Allowed(verdict))
+            }
+            Decision::Deny { reason } => {
+                let reason = reason.clone();
+                outcome
+                    .record_refusal(SignStatus::Denied, "POLICY_DENIED", &reason)
+                    .await?;
+                Err(PipelineError::PolicyDenied {
+                    reason,
+                    verdict: Box::new(verdict),
+                })
+            }
+            Decision::RequireApproval { .. } => outcome
+                .record_pending(&intent.to_sign, options)
+                .await
+                .map(Authorization::Pending),
         }
-        Decision::RequireApproval { .. } => outcome
-            .record_pending(&intent.to_sign, options)
-            .await
-            .map(Authorization::Pending),
     }
 }
 
-/// Makes the signature of an approved request, exactly once: from the bytes stored when it was
-/// requested, after checking that the key can still sign. The request becomes `signed` (with
-/// the receipt) or `failed` in the same transaction as its audit record. Only the caller whose
-/// vote completed the quorum (or start-up recovery) calls this.
-pub async fn sign_approved(state: &AppState, id: &str) -> Result<SignReceipt, PipelineError> {
-    let row = state
-        .store()
-        .approval_request(id)
-        .await?
-        .ok_or_else(|| PipelineError::Invalid(format!("no approval request {id}")))?;
-    if !signs_on_approval(&row.operation) {
-        return Err(PipelineError::Invalid(format!(
-            "request {id} authorizes a later signature; only its requester's signHash signs it"
-        )));
+impl SigningPath {
+    /// Makes the signature of an approved request, exactly once: from the bytes stored when it was
+    /// requested, after checking that the key can still sign. The request becomes `signed` (with
+    /// the receipt) or `failed` in the same transaction as its audit record. Only the caller whose
+    /// vote completed the quorum (or start-up recovery) calls this.
+    pub async fn sign_approved(&self, id: &str) -> Result<SignReceipt, PipelineError> {
+        let row = self
+            .store()
+            .approval_request(id)
+            .await?
+            .ok_or_else(|| PipelineError::Invalid(format!("no approval request {id}")))?;
+        if !signs_on_approval(&row.operation) {
+            return Err(PipelineError::Invalid(format!(
+                "request {id} authorizes a later signature; only its requester's signHash signs it"
+            )));
+        }
+        sign_stored(self, row).await
     }
-    sign_stored(state, row).await
 }
 
-/// Makes the signature of an approved *authorization* request (CSC: `signHash` with the SAD
-/// issued for it), exactly once, from the bytes stored when it was authorized. Only the
-/// requester may; the request moves `approved` -> `signed` in the same transaction as its
-/// audit record, so a second call is refused.
-pub async fn sign_authorized(
-    state: &AppState,
-    principal: &Principal,
-    id: &str,
-) -> Result<SignReceipt, PipelineError> {
-    let row = state
-        .store()
-        .approval_request(id)
-        .await?
-        .ok_or_else(|| PipelineError::Invalid(format!("no approval request {id}")))?;
-    if signs_on_approval(&row.operation) {
-        return Err(PipelineError::Invalid(format!(
-            "request {id} is not an authorization"
-        )));
+impl SigningPath {
+    /// Makes the signature of an approved *authorization* request (CSC: `signHash` with the SAD
+    /// issued for it), exactly once, from the bytes stored when it was authorized. Only the
+    /// requester may; the request moves `approved` -> `signed` in the same transaction as its
+    /// audit record, so a second call is refused.
+    pub async fn sign_authorized(
+        &self,
+        principal: &Principal,
+        id: &str,
+    ) -> Result<SignReceipt, PipelineError> {
+        let row = self
+            .store()
+            .approval_request(id)
+            .await?
+            .ok_or_else(|| PipelineError::Invalid(format!("no approval request {id}")))?;
+        if signs_on_approval(&row.operation) {
+            return Err(PipelineError::Invalid(format!(
+                "request {id} is not an authorization"
+            )));
+        }
+        if !principal.is(&row.issuer, &row.subject) {
+            return Err(PipelineError::Forbidden(format!(
+                "request {id} was made by someone else"
+            )));
+        }
+        sign_stored(self, row).await
     }
-    if !principal.is(&row.issuer, &row.subject) {
-        return Err(PipelineError::Forbidden(format!(
-            "request {id} was made by someone else"
-        )));
-    }
-    sign_stored(state, row).await
 }
 
 async fn sign_stored(
-    state: &AppState,
+    path: &SigningPath,
     row: ApprovalRequestRow,
 ) -> Result<SignReceipt, PipelineError> {
     let id = row.id.clone();
@@ -145,7 +151,7 @@ async fn sign_stored(
             row.status.as_str()
         )));
     }
-    let approvers: Vec<String> = state
+    let approvers: Vec<String> = path
         .store()
         .approval_votes(id)
         .await?
@@ -178,7 +184,7 @@ async fn sign_stored(
         (vec![change], event)
     };
     let (to_sign, options) = decode_to_sign(&row.to_sign)?;
-    let key = state.keys().resolve(&row.key_id).await?;
+    let key = path.keys().resolve(&row.key_id).await?;
     let signer = match key.as_ref().and_then(|k| k.signer.clone()) {
         Some(signer) => signer,
         None => {
@@ -186,8 +192,8 @@ async fn sign_stored(
                 "KEY_DISABLED",
                 "the key was disabled before the approvals completed".into(),
             );
-            state.audit().append(changes, event).await?;
-            state.approvals().changed(id, "failed");
+            path.audit().append(changes, event).await?;
+            path.notify().changed(id, "failed");
             return Err(PipelineError::KeyDisabled(row.key_id.clone()));
         }
     };
@@ -201,8 +207,8 @@ async fn sign_stored(
             row.subject, row.key_id
         );
         let (changes, event) = fail("FORBIDDEN", message.clone());
-        state.audit().append(changes, event).await?;
-        state.approvals().changed(id, "failed");
+        path.audit().append(changes, event).await?;
+        path.notify().changed(id, "failed");
         return Err(PipelineError::Forbidden(message));
     }
     let signed =
@@ -214,8 +220,8 @@ async fn sign_stored(
         Ok(s) => s,
         Err(err) => {
             let (changes, event) = fail("BACKEND_UNAVAILABLE", err.to_string());
-            state.audit().append(changes, event).await?;
-            state.approvals().changed(id, "failed");
+            path.audit().append(changes, event).await?;
+            path.notify().changed(id, "failed");
             return Err(err.into());
         }
     };
@@ -283,16 +289,16 @@ async fn sign_stored(
             changes.push(StateChange::AddUsage(spent));
         }
     }
-    if let Err(e) = state.audit().append(changes, event).await {
+    if let Err(e) = path.audit().append(changes, event).await {
         let Some((code, err)) = gate_refusal(&e, &row.key_id) else {
             return Err(e.into());
         };
         let (changes, event) = fail(code, err.to_string());
-        state.audit().append(changes, event).await?;
-        state.approvals().changed(id, "failed");
+        path.audit().append(changes, event).await?;
+        path.notify().changed(id, "failed");
         return Err(err);
     }
-    state.approvals().changed(id, "signed");
+    path.notify().changed(id, "signed");
     Ok(receipt)
 }
 

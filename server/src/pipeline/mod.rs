@@ -1,6 +1,6 @@
 //! The one signing path: authenticate -> resolve -> authorize -> policies -> sign -> audit.
 //!
-//! Every route that produces a signature builds a `SignCall` and calls `submit`; no route
+//! Every route that produces a signature builds a `SignCall` and calls `SigningPath::submit`; no route
 //! signs by itself. The guarantees live here:
 //! - a disabled key, a missing role or a key of another purpose stops the request before the
 //!   policy stage;
@@ -27,16 +27,14 @@
 mod access;
 mod approved;
 mod outcome;
+mod path;
 mod stored;
 
-pub use access::check_access;
 use access::{admit, signer_grant, usage_of};
 pub(crate) use access::{gate_refusal, record_refused_attempt};
-pub use approved::{
-    AUTHORIZATION_OPERATIONS, Authorization, authorize, sign_approved, sign_authorized,
-    signs_on_approval,
-};
+pub use approved::{AUTHORIZATION_OPERATIONS, Authorization, signs_on_approval};
 use outcome::Outcome;
+pub use path::SigningPath;
 pub use stored::stored_sign_options;
 
 use std::sync::Arc;
@@ -46,7 +44,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::Digest as _;
 
-use crate::app::AppState;
 use crate::audit::{Actor, AuditError, AuditEvent};
 use crate::auth::{Principal, Role};
 use crate::intent::SignIntent;
@@ -209,51 +206,53 @@ pub struct DryRunReport {
     pub verdict: Verdict,
 }
 
-/// Runs a sign request up to the policy stage and reports the verdict, without signing and
-/// without recording a sign request (the dry run itself is audited as `sign.dry_run`).
-/// The same checks as `submit` apply: an unknown or disabled key, a missing role or the
-/// wrong purpose are errors, not verdicts.
-pub async fn dry_run(state: &AppState, call: SignCall) -> Result<DryRunReport, PipelineError> {
-    let judged = judge(state, call).await?;
-    let event = AuditEvent {
-        action: "sign.dry_run",
-        outcome: "ok",
-        actor: Actor {
-            issuer: judged.principal.issuer.clone(),
-            subject: judged.principal.subject.clone(),
-        },
-        key_id: Some(judged.key.meta.id.clone()),
-        request_id: Some(judged.request_id.clone()),
-        details: json!({
-            "operation": judged.operation,
-            "intent": judged.intent.intent,
-            "policy": judged.verdict,
-        }),
-    };
-    state.audit().append(Vec::new(), event).await?;
-    Ok(DryRunReport {
-        request_id: judged.request_id,
-        key_id: judged.key.meta.id.clone(),
-        verdict: judged.verdict,
-    })
+impl SigningPath {
+    /// Runs a sign request up to the policy stage and reports the verdict, without signing and
+    /// without recording a sign request (the dry run itself is audited as `sign.dry_run`).
+    /// The same checks as `submit` apply: an unknown or disabled key, a missing role or the
+    /// wrong purpose are errors, not verdicts.
+    pub async fn dry_run(&self, call: SignCall) -> Result<DryRunReport, PipelineError> {
+        let judged = judge(self, call).await?;
+        let event = AuditEvent {
+            action: "sign.dry_run",
+            outcome: "ok",
+            actor: Actor {
+                issuer: judged.principal.issuer.clone(),
+                subject: judged.principal.subject.clone(),
+            },
+            key_id: Some(judged.key.meta.id.clone()),
+            request_id: Some(judged.request_id.clone()),
+            details: json!({
+                "operation": judged.operation,
+                "intent": judged.intent.intent,
+                "policy": judged.verdict,
+            }),
+        };
+        self.audit().append(Vec::new(), event).await?;
+        Ok(DryRunReport {
+            request_id: judged.request_id,
+            key_id: judged.key.meta.id.clone(),
+            verdict: judged.verdict,
+        })
+    }
 }
 
 /// Resolve, authorize, build the intent and run the policy stage.
-async fn judge(state: &AppState, call: SignCall) -> Result<Judged, PipelineError> {
+async fn judge(path: &SigningPath, call: SignCall) -> Result<Judged, PipelineError> {
     let admitted = admit(
-        state,
+        path,
         &call.principal,
         &call.key_id,
         call.operation,
         &call.request_id,
     )
     .await?;
-    judge_admitted(state, call, admitted).await
+    judge_admitted(path, call, admitted).await
 }
 
 /// The rest of `judge` for a caller `admit` let through.
 async fn judge_admitted(
-    state: &AppState,
+    path: &SigningPath,
     call: SignCall,
     (key, signer): (Arc<LoadedKey>, Arc<dyn crate::keys::SigningKey>),
 ) -> Result<Judged, PipelineError> {
@@ -271,7 +270,7 @@ async fn judge_admitted(
             key_purpose: key.meta.purpose.to_string(),
             wanted: intent.purpose.to_string(),
         };
-        record_refused_attempt(state, &principal, &key.meta.id, operation, &request_id, &e).await;
+        record_refused_attempt(path, &principal, &key.meta.id, operation, &request_id, &e).await;
         return Err(e);
     }
 
@@ -287,7 +286,7 @@ async fn judge_admitted(
         context: Default::default(),
     };
     let usage = usage_of(&principal, &key.meta.id, &intent.intent, unix_time);
-    let (verdict, reservation) = state
+    let (verdict, reservation) = path
         .policy()
         .evaluate_reserving(&key.meta, &request, usage)
         .await;
@@ -334,95 +333,97 @@ pub enum Submitted {
     Pending(PendingReceipt),
 }
 
-/// Runs a sign request through the whole path.
-pub async fn submit(state: &AppState, call: SignCall) -> Result<Submitted, PipelineError> {
-    // The caller's rights are checked before a stored outcome is replayed: a caller removed
-    // from the signers, or a key disabled since, gets no stored signature either.
-    let admitted = admit(
-        state,
-        &call.principal,
-        &call.key_id,
-        call.operation,
-        &call.request_id,
-    )
-    .await?;
-    if let Some(idem) = &call.idempotency
-        && let Some(previous) = replay(state, &call.principal, idem).await?
-    {
-        return previous;
-    }
-
-    let Judged {
-        principal,
-        key,
-        signer,
-        intent,
-        options,
-        verdict,
-        request_id,
-        operation,
-        idempotency,
-        time: (time, unix_time),
-        reservation,
-    } = judge_admitted(state, call, admitted).await?;
-
-    let outcome = Outcome {
-        state,
-        principal: &principal,
-        key: &key,
-        operation,
-        intent: &intent.intent,
-        verdict: &verdict,
-        request_id: &request_id,
-        idempotency: idempotency.as_ref(),
-        time: (time, unix_time),
-    };
-    match &verdict.decision {
-        Decision::Allow => {}
-        Decision::Deny { reason } => {
-            let reason = reason.clone();
-            outcome
-                .record_refusal(SignStatus::Denied, "POLICY_DENIED", &reason)
-                .await?;
-            return Err(PipelineError::PolicyDenied {
-                reason,
-                verdict: Box::new(verdict),
-            });
+impl SigningPath {
+    /// Runs a sign request through the whole path.
+    pub async fn submit(&self, call: SignCall) -> Result<Submitted, PipelineError> {
+        // The caller's rights are checked before a stored outcome is replayed: a caller removed
+        // from the signers, or a key disabled since, gets no stored signature either.
+        let admitted = admit(
+            self,
+            &call.principal,
+            &call.key_id,
+            call.operation,
+            &call.request_id,
+        )
+        .await?;
+        if let Some(idem) = &call.idempotency
+            && let Some(previous) = replay(self, &call.principal, idem).await?
+        {
+            return previous;
         }
-        Decision::RequireApproval { .. } => {
-            return outcome
-                .record_pending(&intent.to_sign, options)
+
+        let Judged {
+            principal,
+            key,
+            signer,
+            intent,
+            options,
+            verdict,
+            request_id,
+            operation,
+            idempotency,
+            time: (time, unix_time),
+            reservation,
+        } = judge_admitted(self, call, admitted).await?;
+
+        let outcome = Outcome {
+            path: self,
+            principal: &principal,
+            key: &key,
+            operation,
+            intent: &intent.intent,
+            verdict: &verdict,
+            request_id: &request_id,
+            idempotency: idempotency.as_ref(),
+            time: (time, unix_time),
+        };
+        match &verdict.decision {
+            Decision::Allow => {}
+            Decision::Deny { reason } => {
+                let reason = reason.clone();
+                outcome
+                    .record_refusal(SignStatus::Denied, "POLICY_DENIED", &reason)
+                    .await?;
+                return Err(PipelineError::PolicyDenied {
+                    reason,
+                    verdict: Box::new(verdict),
+                });
+            }
+            Decision::RequireApproval { .. } => {
+                return outcome
+                    .record_pending(&intent.to_sign, options)
+                    .await
+                    .map(Submitted::Pending);
+            }
+        }
+
+        // Sign, off the async runtime.
+        let to_sign = intent.to_sign.clone();
+        let signed =
+            tokio::task::spawn_blocking(move || sign_parts(signer.as_ref(), &to_sign, options))
                 .await
-                .map(Submitted::Pending);
-        }
-    }
+                .map_err(|e| KeyError::Unavailable(format!("signing task failed: {e}")))
+                .and_then(|r| r);
+        let signature = match signed {
+            Ok(s) => s,
+            Err(err) => {
+                let code = match &err {
+                    KeyError::InvalidInput(_) => "INVALID_REQUEST",
+                    _ => "BACKEND_UNAVAILABLE",
+                };
+                outcome
+                    .record_refusal(SignStatus::Failed, code, &err.to_string())
+                    .await?;
+                return Err(err.into());
+            }
+        };
 
-    // Sign, off the async runtime.
-    let to_sign = intent.to_sign.clone();
-    let signed =
-        tokio::task::spawn_blocking(move || sign_parts(signer.as_ref(), &to_sign, options))
+        // Audit, then answer.
+        outcome
+            .record_signature(signature, reservation)
             .await
-            .map_err(|e| KeyError::Unavailable(format!("signing task failed: {e}")))
-            .and_then(|r| r);
-    let signature = match signed {
-        Ok(s) => s,
-        Err(err) => {
-            let code = match &err {
-                KeyError::InvalidInput(_) => "INVALID_REQUEST",
-                _ => "BACKEND_UNAVAILABLE",
-            };
-            outcome
-                .record_refusal(SignStatus::Failed, code, &err.to_string())
-                .await?;
-            return Err(err.into());
-        }
-    };
-
-    // Audit, then answer.
-    outcome
-        .record_signature(signature, reservation)
-        .await
-        .map(Submitted::Signed)
+            .map(Submitted::Signed)
+    }
 }
 
 /// Signs `to_sign` with `signer`: one signature, or one per part of a batch (in order, all
@@ -472,11 +473,11 @@ fn receipt_parts(signatures: &[Signature]) -> (String, Option<u8>, Vec<String>, 
 
 /// Looks for an earlier request with the same idempotency key.
 async fn replay(
-    state: &AppState,
+    path: &SigningPath,
     principal: &Principal,
     idem: &Idempotency,
 ) -> Result<Option<Result<Submitted, PipelineError>>, PipelineError> {
-    if let Some(pending) = state
+    if let Some(pending) = path
         .store()
         .approval_request_by_idempotency_key(&principal.issuer, &principal.subject, &idem.key)
         .await?
@@ -491,7 +492,7 @@ async fn replay(
         }
         return Ok(Some(Ok(Submitted::Pending(pending_receipt(&pending)?))));
     }
-    let Some(row) = state
+    let Some(row) = path
         .store()
         .request_by_idempotency_key(&principal.issuer, &principal.subject, &idem.key)
         .await?

@@ -7,7 +7,7 @@ use super::*;
 
 /// Everything needed to record how a request ended.
 pub(super) struct Outcome<'a> {
-    pub(super) state: &'a AppState,
+    pub(super) path: &'a SigningPath,
     pub(super) principal: &'a Principal,
     pub(super) key: &'a Arc<LoadedKey>,
     pub(super) operation: &'static str,
@@ -79,7 +79,7 @@ impl Outcome<'_> {
             json!({"error_code": code, "error": message}),
         );
         match self
-            .state
+            .path
             .audit()
             .append(vec![StateChange::InsertSignRequest(Box::new(row))], event)
             .await
@@ -107,7 +107,7 @@ impl Outcome<'_> {
                 "not an approval verdict".into(),
             ));
         };
-        let limits = &self.state.config().approvals;
+        let limits = &self.path.approval_limits();
         let asked = self
             .verdict
             .requirements
@@ -172,7 +172,7 @@ impl Outcome<'_> {
             json!({"approvals": approvals, "approver_roles": approver_roles, "expires_at": row.expires_at}),
         );
         match self
-            .state
+            .path
             .audit()
             .append(
                 vec![StateChange::InsertApprovalRequest(Box::new(row))],
@@ -181,14 +181,14 @@ impl Outcome<'_> {
             .await
         {
             Ok(_) => {
-                self.state
-                    .approvals()
+                self.path
+                    .notify()
                     .changed(&receipt.request_id, "pending_approval");
                 Ok(receipt)
             }
             Err(AuditError::Rejected(StoreError::Conflict(_))) => {
                 let idem = self.idempotency.ok_or(PipelineError::IdempotencyMismatch)?;
-                match replay(self.state, self.principal, idem).await? {
+                match replay(self.path, self.principal, idem).await? {
                     Some(Ok(Submitted::Pending(p))) => Ok(p),
                     Some(Err(e)) => Err(e),
                     _ => Err(PipelineError::IdempotencyMismatch),
@@ -233,7 +233,7 @@ impl Outcome<'_> {
             changes.push(StateChange::AddUsage(spent));
         }
         match self
-            .state
+            .path
             .audit()
             .append_reserved(changes, event, reservation)
             .await
@@ -243,7 +243,7 @@ impl Outcome<'_> {
                 // A concurrent request with the same idempotency key committed first: answer
                 // with what it recorded, and drop this signature unseen.
                 let idem = self.idempotency.ok_or(PipelineError::IdempotencyMismatch)?;
-                match replay(self.state, self.principal, idem).await? {
+                match replay(self.path, self.principal, idem).await? {
                     Some(Ok(Submitted::Signed(receipt))) => Ok(receipt),
                     Some(Err(e)) => Err(e),
                     _ => Err(PipelineError::IdempotencyMismatch),

@@ -11,9 +11,9 @@ use super::{
     BoundPolicy, Evaluation, LoadedPolicy, PolicyError, PolicyLimits, PolicyRegistry,
     RequestedLimits, builtin,
 };
-use crate::app::AppState;
 use crate::audit::{Actor, AuditEvent, AuditLog};
 use crate::auth::Principal;
+use crate::pipeline::SigningPath;
 use crate::store::{BindingRow, PolicyRow, StateChange, Store};
 
 /// Most policies bound to one key.
@@ -69,7 +69,7 @@ fn limits_json(limits: &PolicyLimits) -> String {
 
 /// Checks, compiles and stores a module (audited as `policy.upload`).
 pub async fn upload(
-    state: &AppState,
+    path: &SigningPath,
     principal: &Principal,
     up: Upload,
 ) -> Result<PolicyRow, PolicyError> {
@@ -80,7 +80,7 @@ pub async fn upload(
             "description must be at most 1000 characters".into(),
         ));
     }
-    let registry = state.policy().registry();
+    let registry = path.policy().registry();
     let limits = registry
         .engine()
         .limits()
@@ -114,7 +114,7 @@ pub async fn upload(
         outcome: "ok",
         actor: actor(principal),
         key_id: None,
-        request_id: Some(crate::api::error::current_request_id()),
+        request_id: Some(crate::request_id::current()),
         details: json!({
             "policy_id": row.id,
             "name": row.name,
@@ -124,8 +124,7 @@ pub async fn upload(
             "limits": limits,
         }),
     };
-    state
-        .audit()
+    path.audit()
         .append(
             vec![StateChange::InsertPolicy(Box::new(row.clone()))],
             event,
@@ -145,16 +144,16 @@ pub async fn upload(
 
 /// Deletes a policy that no key is bound to (audited as `policy.delete`).
 pub async fn delete(
-    state: &AppState,
+    path: &SigningPath,
     principal: &Principal,
     policy_id: &str,
 ) -> Result<(), PolicyError> {
-    let row = state
+    let row = path
         .store()
         .policy(policy_id)
         .await?
         .ok_or_else(|| PolicyError::NotFound(format!("no policy with id {policy_id:?}")))?;
-    let bound = state.store().policy_binding_count(policy_id).await?;
+    let bound = path.store().policy_binding_count(policy_id).await?;
     if bound > 0 {
         return Err(PolicyError::InUse(format!(
             "policy {policy_id} is bound to {bound} key(s); bind other policies to them first"
@@ -165,11 +164,10 @@ pub async fn delete(
         outcome: "ok",
         actor: actor(principal),
         key_id: None,
-        request_id: Some(crate::api::error::current_request_id()),
+        request_id: Some(crate::request_id::current()),
         details: json!({"policy_id": row.id, "name": row.name, "version": row.version, "digest": row.digest}),
     };
-    state
-        .audit()
+    path.audit()
         .append(
             vec![StateChange::DeletePolicy {
                 policy_id: policy_id.to_string(),
@@ -183,19 +181,19 @@ pub async fn delete(
             }
             e => e.into(),
         })?;
-    state.policy().registry().remove(policy_id);
+    path.policy().registry().remove(policy_id);
     Ok(())
 }
 
 /// Replaces a key's ordered bindings (audited as `key.policies`). Each policy checks its
 /// settings first (`keyward_validate_settings`).
 pub async fn bind(
-    state: &AppState,
+    path: &SigningPath,
     principal: &Principal,
     key_id: &str,
     list: Vec<NewBinding>,
 ) -> Result<Vec<(BindingRow, Arc<LoadedPolicy>)>, PolicyError> {
-    if state.store().key(key_id).await?.is_none() {
+    if path.store().key(key_id).await?.is_none() {
         return Err(PolicyError::NotFound(format!("no key with id {key_id:?}")));
     }
     if list.len() > MAX_BINDINGS {
@@ -203,7 +201,7 @@ pub async fn bind(
             "at most {MAX_BINDINGS} policies may be bound to a key"
         )));
     }
-    let registry = state.policy().registry();
+    let registry = path.policy().registry();
     let (now, _) = crate::clock::now();
     let mut out = Vec::with_capacity(list.len());
     for (i, b) in list.into_iter().enumerate() {
@@ -247,7 +245,7 @@ pub async fn bind(
         outcome: "ok",
         actor: actor(principal),
         key_id: Some(key_id.to_string()),
-        request_id: Some(crate::api::error::current_request_id()),
+        request_id: Some(crate::request_id::current()),
         details: json!({
             "policies": out.iter().map(|(b, p)| json!({
                 "policy_id": p.id, "name": p.name, "version": p.version,
@@ -256,7 +254,7 @@ pub async fn bind(
         }),
     };
     registry.invalidate_key(key_id);
-    let result = state
+    let result = path
         .audit()
         .append(
             vec![StateChange::SetKeyPolicies {
@@ -272,20 +270,20 @@ pub async fn bind(
 }
 
 /// The policies bound to a key, in order.
-pub async fn bound(state: &AppState, key_id: &str) -> Result<Arc<Vec<BoundPolicy>>, PolicyError> {
-    if state.store().key(key_id).await?.is_none() {
+pub async fn bound(path: &SigningPath, key_id: &str) -> Result<Arc<Vec<BoundPolicy>>, PolicyError> {
+    if path.store().key(key_id).await?.is_none() {
         return Err(PolicyError::NotFound(format!("no key with id {key_id:?}")));
     }
-    state.policy().registry().bindings(key_id).await
+    path.policy().registry().bindings(key_id).await
 }
 
 /// Evaluates a policy on a given input without signing anything.
 pub async fn evaluate(
-    state: &AppState,
+    path: &SigningPath,
     policy_id: &str,
     input: PolicyInput,
 ) -> Result<(Arc<LoadedPolicy>, Evaluation), PolicyError> {
-    let policy = state
+    let policy = path
         .policy()
         .registry()
         .policy(policy_id)
@@ -294,7 +292,7 @@ pub async fn evaluate(
     let input =
         serde_json::to_vec(&input).map_err(|e| PolicyError::Invalid(format!("input: {e}")))?;
     let p = policy.clone();
-    let eval = state
+    let eval = path
         .policy()
         .engine()
         .run_blocking(move |e| e.evaluate(&p.compiled, &input))

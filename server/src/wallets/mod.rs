@@ -13,13 +13,13 @@ use serde_json::json;
 use zeroize::Zeroizing;
 
 use crate::admin::{self, KeyExtras, NewKey};
-use crate::app::AppState;
 use crate::audit::{Actor, AuditEvent};
 use crate::auth::Principal;
 use crate::chains::bitcoin::{BitcoinAccount, ScriptKind};
 use crate::chains::hd::{self, HdError, Phrase};
-use crate::keys::{Algorithm, KeyError, KeyMeta, Purpose};
+use crate::keys::{Algorithm, KeyError, KeyMeta, Purpose, SoftwareBackend};
 use crate::pipeline::PipelineError;
+use crate::pipeline::SigningPath;
 use crate::store::wallets::{AccountRow, WalletRow};
 use crate::store::{StateChange, StoreError};
 
@@ -121,7 +121,8 @@ fn actor(p: &Principal) -> Actor {
 /// Creates (or imports) a wallet: derives the seed, seals it, and records the wallet in the
 /// same transaction as its audit record.
 pub async fn create_wallet(
-    state: &AppState,
+    path: &SigningPath,
+    software: &SoftwareBackend,
     principal: &Principal,
     new: NewWallet,
     reveal_mnemonic: bool,
@@ -135,7 +136,7 @@ pub async fn create_wallet(
         ));
     }
     let id = format!("wal_{}", uuid::Uuid::now_v7().simple());
-    let software = state.software().clone();
+    let software = software.clone();
     let seal_id = id.clone();
     let imported = new.mnemonic.is_some();
     let (words, passphrase) = (new.words, new.passphrase);
@@ -180,7 +181,7 @@ pub async fn create_wallet(
         outcome: "ok",
         actor: actor(principal),
         key_id: None,
-        request_id: Some(crate::api::error::current_request_id()),
+        request_id: Some(crate::request_id::current()),
         details: json!({
             "wallet_id": id,
             "name": new.name,
@@ -191,8 +192,7 @@ pub async fn create_wallet(
             "labels": new.labels,
         }),
     };
-    state
-        .audit()
+    path.audit()
         .append(
             vec![StateChange::InsertWallet(Box::new(row.clone()))],
             event,
@@ -225,7 +225,8 @@ pub struct NewAccount {
 
 /// Derives an account from a wallet and records it as a key, in one audited transaction.
 pub async fn create_account(
-    state: &AppState,
+    path: &SigningPath,
+    software: &SoftwareBackend,
     principal: &Principal,
     wallet_id: &str,
     new: NewAccount,
@@ -253,7 +254,7 @@ pub async fn create_account(
             "chain_ids apply to ethereum accounts only".into(),
         ));
     }
-    let wallet = state
+    let wallet = path
         .store()
         .wallet(wallet_id)
         .await?
@@ -274,14 +275,14 @@ pub async fn create_account(
     admin::check_name(&name).map_err(WalletError::Invalid)?;
     admin::check_labels(&new.labels).map_err(WalletError::Invalid)?;
     let key_id = admin::new_key_id();
-    let software = state.software().clone();
-    let (wid, kid, path) = (wallet.id.clone(), key_id.clone(), new.path.clone());
+    let software = software.clone();
+    let (wid, kid, hd_path) = (wallet.id.clone(), key_id.clone(), new.path.clone());
     let seed_blob = wallet.seed.clone();
     let made = tokio::task::spawn_blocking(move || {
         let seed = software.open_secret(&wid, SEED_KIND, &seed_blob)?;
         let scalar = match &ed25519_steps {
             Some(steps) => crate::chains::solana::slip10::derive(&seed, steps).0,
-            None => hd::derive_secp256k1(&seed, &path)?,
+            None => hd::derive_secp256k1(&seed, &hd_path)?,
         };
         Ok::<_, WalletError>(software.import_raw(&kid, algorithm, scalar.as_ref())?)
     })
@@ -343,7 +344,7 @@ pub async fn create_account(
         signers: new.signers,
     };
     let meta = admin::record_new_key_with(
-        state,
+        path,
         principal,
         key_id,
         key,
@@ -359,8 +360,8 @@ pub async fn create_account(
 
 /// The chain ids a key may sign for: empty when the key is not restricted (or is not a
 /// wallet account).
-pub async fn allowed_chain_ids(state: &AppState, key_id: &str) -> Result<Vec<u64>, StoreError> {
-    match state.store().account_of_key(key_id).await? {
+pub async fn allowed_chain_ids(path: &SigningPath, key_id: &str) -> Result<Vec<u64>, StoreError> {
+    match path.store().account_of_key(key_id).await? {
         Some(a) => serde_json::from_str(&a.chain_ids)
             .map_err(|e| StoreError::Corrupt(format!("account {key_id} chain ids: {e}"))),
         None => Ok(Vec::new()),

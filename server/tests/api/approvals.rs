@@ -140,7 +140,7 @@ async fn two_treasury_approvals_complete_the_request_and_the_signature_verifies(
         .await;
     assert_eq!(votes["items"].as_array().unwrap().len(), 2);
     assert!(
-        keyward_server::audit::verify(server.state.store())
+        keyward_server::audit::verify(server.state.signing().store())
             .await
             .unwrap()
             .is_ok()

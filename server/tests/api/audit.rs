@@ -106,7 +106,7 @@ async fn admin_actions_and_signatures_are_chained_and_filterable() {
     let (status, resp) = server.call("GET", "/v1/audit", Some(&signer), None).await;
     assert_error(status, &resp, StatusCode::FORBIDDEN, "FORBIDDEN");
 
-    let report = keyward_server::audit::verify(server.state.store())
+    let report = keyward_server::audit::verify(server.state.signing().store())
         .await
         .unwrap();
     assert!(report.is_ok(), "{report:?}");
@@ -129,7 +129,7 @@ async fn verification_names_the_edited_or_missing_record() {
         .execute(&db)
         .await
         .unwrap();
-    let report = keyward_server::audit::verify(server.state.store())
+    let report = keyward_server::audit::verify(server.state.signing().store())
         .await
         .unwrap();
     assert_eq!(report.broken.as_ref().map(|b| b.0), Some(3), "{report:?}");
@@ -148,7 +148,7 @@ async fn verification_names_the_edited_or_missing_record() {
         .execute(&db)
         .await
         .unwrap();
-    let report = keyward_server::audit::verify(server.state.store())
+    let report = keyward_server::audit::verify(server.state.signing().store())
         .await
         .unwrap();
     assert_eq!(report.broken.as_ref().map(|b| b.0), Some(4), "{report:?}");
@@ -157,7 +157,7 @@ async fn verification_names_the_edited_or_missing_record() {
         .execute(&db)
         .await
         .unwrap();
-    let report = keyward_server::audit::verify(server.state.store())
+    let report = keyward_server::audit::verify(server.state.signing().store())
         .await
         .unwrap();
     assert_eq!(

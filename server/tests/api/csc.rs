@@ -100,7 +100,14 @@ async fn verifies(server: &TestServer, key: &str, hash: &[u8], signature: &str) 
     let sig = base64::engine::general_purpose::STANDARD
         .decode(signature)
         .unwrap();
-    let loaded = server.state.keys().resolve(key).await.unwrap().unwrap();
+    let loaded = server
+        .state
+        .signing()
+        .keys()
+        .resolve(key)
+        .await
+        .unwrap()
+        .unwrap();
     loaded
         .meta
         .public_key
@@ -240,7 +247,7 @@ async fn v2_lists_describes_authorizes_and_signs_through_the_pipeline() {
             .contains("already used")
     );
     assert_eq!(signed_records(&server, &key).await, 2);
-    keyward_server::audit::verify(server.state.store())
+    keyward_server::audit::verify(server.state.signing().store())
         .await
         .unwrap();
 }
@@ -392,7 +399,7 @@ async fn sad_misuse_is_refused_with_the_csc_error_and_no_signature() {
         StatusCode::BAD_REQUEST,
         "invalid_request",
     );
-    keyward_server::audit::verify(server.state.store())
+    keyward_server::audit::verify(server.state.signing().store())
         .await
         .unwrap();
 }
@@ -562,7 +569,7 @@ async fn approval_holds_the_sad_back_until_approvers_complete_it() {
     let (status, reuse) = sign_v2(&server, &alice, &key, &sad, std::slice::from_ref(&h)).await;
     assert_csc_error(status, &reuse, StatusCode::BAD_REQUEST, "invalid_request");
     assert_eq!(signed_records(&server, &key).await, 1);
-    keyward_server::audit::verify(server.state.store())
+    keyward_server::audit::verify(server.state.signing().store())
         .await
         .unwrap();
 }

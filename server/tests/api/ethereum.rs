@@ -391,6 +391,7 @@ async fn bad_input_gets_a_clear_error_and_no_signature() {
     // None of the refusals was signed: the audit log has exactly one signature by this key.
     let signed = server
         .state
+        .signing()
         .store()
         .usage_of(
             &keyward_server::store::usage::key_scope(&key),
@@ -720,6 +721,7 @@ async fn approval_above_a_value_waits_and_json_rpc_reports_it() {
     // The approved value counts in the spend totals like any signed transaction.
     let spent = server
         .state
+        .signing()
         .store()
         .usage_of(
             &keyward_server::store::usage::key_scope(&key),

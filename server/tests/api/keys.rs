@@ -151,7 +151,7 @@ async fn imported_keys_sign_are_never_echoed_and_never_stored_in_the_clear() {
         .await;
     assert_eq!(status, StatusCode::OK);
     // Neither the scalar nor the PKCS#8 encoding is anywhere in the database files.
-    server.state.store().close().await;
+    server.state.signing().store().close().await;
     for entry in std::fs::read_dir(server.dir.path()).unwrap() {
         let path = entry.unwrap().path();
         let bytes = std::fs::read(&path).unwrap();
@@ -220,8 +220,8 @@ async fn a_tampered_sealed_blob_or_moved_blob_fails_to_open() {
         .execute(&db)
         .await
         .unwrap();
-    server.state.keys().invalidate(a);
-    server.state.keys().invalidate(b);
+    server.state.signing().keys().invalidate(a);
+    server.state.signing().keys().invalidate(b);
     for id in [a, b] {
         let (status, body) = server
             .call(

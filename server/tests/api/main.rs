@@ -19,7 +19,8 @@ mod wallets;
 
 use std::time::Duration;
 
-use keyward_server::app::{self, AppState};
+use keyward_server::api::routes;
+use keyward_server::app::AppState;
 use keyward_server::auth::Role;
 use keyward_server::config::Config;
 use poem::EndpointExt;
@@ -52,7 +53,7 @@ pub async fn setup_with(edit: impl FnOnce(&mut Config)) -> TestServer {
     let state = AppState::build(config, "http://keyward.test")
         .await
         .expect("state");
-    let client = TestClient::new(app::routes(state.clone()).boxed());
+    let client = TestClient::new(routes::routes(state.clone()).boxed());
     let mut server = TestServer {
         client,
         state,

@@ -4,7 +4,7 @@ use serde_json::Value;
 
 #[test]
 fn committed_openapi_json_is_current() {
-    let live = keyward_server::app::openapi_json();
+    let live = keyward_server::api::routes::openapi_json();
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../openapi/openapi.json");
     let committed = std::fs::read_to_string(path).unwrap_or_default();
     assert!(
@@ -15,7 +15,7 @@ fn committed_openapi_json_is_current() {
 
 #[test]
 fn every_v1_operation_requires_the_bearer_scheme() {
-    let spec: Value = serde_json::from_str(&keyward_server::app::openapi_json()).unwrap();
+    let spec: Value = serde_json::from_str(&keyward_server::api::routes::openapi_json()).unwrap();
     assert_eq!(
         spec["components"]["securitySchemes"]["BearerAuth"]["scheme"],
         "bearer"

@@ -781,7 +781,7 @@ async fn the_evaluate_endpoint_runs_a_policy_on_a_given_input() {
 #[tokio::test]
 async fn the_same_input_gives_the_same_decision_and_fuel_1000_times() {
     let server = setup().await;
-    let engine = server.state.policy().engine().clone();
+    let engine = server.state.signing().policy().engine().clone();
     let module = example_wasm("rate-limit");
     let compiled = engine.compile(&module, engine.limits().default).unwrap();
     let request = keyward_policy::testing::request()
@@ -799,7 +799,7 @@ async fn the_same_input_gives_the_same_decision_and_fuel_1000_times() {
 #[tokio::test]
 async fn the_built_in_allow_all_behaves_like_policies_allow_all() {
     let server = setup().await;
-    let engine = server.state.policy().engine().clone();
+    let engine = server.state.signing().policy().engine().clone();
     let limits = engine.limits().default;
     let builtin = engine
         .compile(
@@ -899,6 +899,7 @@ async fn the_host_context_counts_signatures_by_key_and_principal() {
         .as_secs() as i64;
     let ctx = server
         .state
+        .signing()
         .store()
         .signature_context(&a, &issuer, "alice", now)
         .await
@@ -912,6 +913,7 @@ async fn the_host_context_counts_signatures_by_key_and_principal() {
     // minutes later the hourly counts are empty, the daily ones are not.
     let later = server
         .state
+        .signing()
         .store()
         .signature_context(&a, &issuer, "alice", now + 62 * 60)
         .await

@@ -71,7 +71,7 @@ async fn audit(server: &TestServer, query: &str) -> Vec<Value> {
 }
 
 async fn chain_verifies(server: &TestServer) {
-    let report = keyward_server::audit::verify(server.state.store())
+    let report = keyward_server::audit::verify(server.state.signing().store())
         .await
         .unwrap();
     assert!(report.is_ok(), "{report:?}");

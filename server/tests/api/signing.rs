@@ -414,7 +414,7 @@ async fn no_signature_leaves_when_the_audit_log_cannot_record_it() {
         "the writer recovers once the database does"
     );
     assert!(
-        keyward_server::audit::verify(server.state.store())
+        keyward_server::audit::verify(server.state.signing().store())
             .await
             .unwrap()
             .is_ok()

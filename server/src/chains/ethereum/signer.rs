@@ -1,5 +1,5 @@
 //! The Ethereum signer shared by the REST routes and the JSON-RPC endpoint: decodes a request
-//! into its intent and signing hash, hands them to `pipeline::submit` (the only way anything
+//! into its intent and signing hash, hands them to `SigningPath::submit` (the only way anything
 //! gets signed), and assembles the backend's `r || s` and recovery id into the form each
 //! standard expects (a signed raw transaction, or a 65-byte `r || s || v` signature).
 //!
@@ -11,10 +11,10 @@ use keyward_policy::Intent;
 
 use super::tx::{TxFields, UnsignedTx};
 use super::{address_of, lower, message, typed_data};
-use crate::app::AppState;
 use crate::auth::Principal;
 use crate::intent::{IntentError, SignIntent};
 use crate::keys::{EcdsaFormat, HashAlg, KeyError, Purpose, SignOptions, ToSign};
+use crate::pipeline::SigningPath;
 use crate::pipeline::{self, Idempotency, PendingReceipt, PipelineError, SignCall, SignReceipt};
 
 /// What to sign.
@@ -125,7 +125,7 @@ impl EthRequest {
 
 /// Hands `request` to the pipeline for the key `key_id` and assembles the result.
 pub async fn sign(
-    state: &AppState,
+    path: &SigningPath,
     principal: Principal,
     key_id: String,
     request: EthRequest,
@@ -135,18 +135,18 @@ pub async fn sign(
 ) -> Result<Result<EthOutcome, pipeline::DryRunReport>, EthError> {
     let operation = request.operation();
     let decoded = request.decode()?;
-    let key = pipeline::check_access(
-        state,
-        &principal,
-        &key_id,
-        crate::keys::Purpose::Ethereum,
-        operation,
-        &request_id,
-    )
-    .await?;
+    let key = path
+        .check_access(
+            &principal,
+            &key_id,
+            crate::keys::Purpose::Ethereum,
+            operation,
+            &request_id,
+        )
+        .await?;
     let from = address_of(&key.meta.public_key).ok();
     let from_text = from.as_ref().map(lower).unwrap_or_default();
-    let allowed_chains = crate::wallets::allowed_chain_ids(state, &key_id)
+    let allowed_chains = crate::wallets::allowed_chain_ids(path, &key_id)
         .await
         .map_err(PipelineError::from)?;
     let (hash, chain_id, intent) = match &decoded {
@@ -198,9 +198,9 @@ pub async fn sign(
         request_id,
     };
     if dry_run {
-        return Ok(Err(pipeline::dry_run(state, call).await?));
+        return Ok(Err(path.dry_run(call).await?));
     }
-    let receipt = match pipeline::submit(state, call).await? {
+    let receipt = match path.submit(call).await? {
         pipeline::Submitted::Signed(r) => r,
         pipeline::Submitted::Pending(p) => return Ok(Ok(EthOutcome::Pending(Box::new(p)))),
     };
