@@ -115,7 +115,7 @@ impl AppState {
         let engine = crate::policy::PolicyEngine::new(config.policy.limits.clone())
             .map_err(|e| StartError::Other(e.to_string()))?;
         let registry = crate::policy::PolicyRegistry::new(engine, store.clone());
-        let bind_on_create = crate::policy::lifecycle::ensure_builtins(
+        let bind_on_create = crate::lifecycle::policies::ensure_builtins(
             &store,
             &audit,
             &registry,

@@ -12,7 +12,8 @@ use crate::app::{AppState, StartError};
 use crate::audit::VerifyReport;
 use crate::auth::Role;
 use crate::auth::dev_issuer::DevIssuer;
-use crate::config::{Config, write_private_file};
+use crate::config::Config;
+use crate::files::write_private_file;
 use crate::keys::Kek;
 use crate::store::Store;
 

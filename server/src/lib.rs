@@ -7,7 +7,6 @@
 //! Start reading at `pipeline`: it is the one signing path, and the security story of the
 //! whole server is there and in the modules it calls.
 
-pub mod admin;
 pub mod api;
 pub mod app;
 pub mod approvals;
@@ -19,8 +18,10 @@ pub mod commands;
 pub mod config;
 pub mod csc;
 pub mod documents;
+pub mod files;
 pub mod intent;
 pub mod keys;
+pub mod lifecycle;
 pub mod notify;
 pub mod pipeline;
 pub mod policy;

@@ -11,11 +11,11 @@ use poem_openapi::{Object, OpenApi};
 use super::error::{ApiError, ApiResult};
 use super::keys::{Created, KeyView, parse_new_key};
 use super::{ApiTags, BearerAuth};
-use crate::admin;
 use crate::app::AppState;
 use crate::auth::Role;
 use crate::keys::KeyError;
 use crate::keys::pkcs11::{KeySelector, Pkcs11Backend};
+use crate::lifecycle::keys as admin;
 
 /// HSM operations.
 pub struct HsmApi;

@@ -8,9 +8,9 @@ use poem_openapi::{Object, OpenApi};
 use super::error::{ApiError, ApiResult};
 use super::keys::KeyView;
 use super::{ApiTags, BearerAuth};
-use crate::admin;
 use crate::app::AppState;
 use crate::auth::Role;
+use crate::lifecycle::keys as admin;
 
 /// Identity and per-key access control.
 pub struct IdentityApi;

@@ -10,10 +10,10 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use super::error::{ApiError, ApiResult};
 use super::{ApiTags, BearerAuth, PublicKeyView, page_limit};
-use crate::admin::{self, NewKey};
 use crate::app::AppState;
 use crate::auth::Role;
 use crate::keys::{Algorithm, KeyMeta, Purpose};
+use crate::lifecycle::keys::{self as admin, NewKey};
 use crate::store::cursor;
 
 /// Key management.

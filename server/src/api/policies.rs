@@ -14,7 +14,7 @@ use super::error::{ApiError, ApiResult};
 use super::{ApiTags, BearerAuth, page_limit};
 use crate::app::AppState;
 use crate::auth::Role;
-use crate::policy::lifecycle::{self, NewBinding, Upload};
+use crate::lifecycle::policies::{self as lifecycle, NewBinding, Upload};
 use crate::policy::{PolicyLimits, RequestedLimits};
 use crate::store::{PolicyRow, cursor};
 

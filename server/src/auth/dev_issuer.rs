@@ -63,7 +63,7 @@ impl DevIssuer {
             let pem = key
                 .to_pkcs8_pem(pkcs8::LineEnding::LF)
                 .map_err(|e| AuthError::Config(format!("cannot encode the issuer key: {e}")))?;
-            crate::config::write_private_file(&key_path, pem.as_bytes())
+            crate::files::write_private_file(&key_path, pem.as_bytes())
                 .map_err(|e| io_err(&key_path, e))?;
             let identity = Identity {
                 issuer: issuer_url.trim_end_matches('/').to_string(),

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use crate::auth::JwksCacheSettings;
 use crate::keys::Kek;
+pub use crate::policy::DefaultDecision;
 
 mod approvals;
 mod auth;
@@ -150,17 +151,6 @@ pub struct KeysSection {
     /// PKCS#11 backends (`[[keys.pkcs11]]`).
     #[serde(default)]
     pub pkcs11: Vec<crate::keys::pkcs11::Pkcs11Section>,
-}
-
-/// The decision applied when no policy is bound to a key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum DefaultDecision {
-    /// Sign.
-    Allow,
-    /// Refuse.
-    #[default]
-    Deny,
 }
 
 /// The validated configuration.
@@ -377,25 +367,4 @@ fn overlay(table: &mut toml::Table, path: &str, raw: &str) {
         .and_then(|mut t| t.remove("v"))
         .unwrap_or_else(|| toml::Value::String(raw.to_string()));
     current.insert(last.to_string(), value);
-}
-
-/// Writes a file readable only by its owner (for secrets).
-pub fn write_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    #[cfg(unix)]
-    let mut file = {
-        use std::os::unix::fs::OpenOptionsExt;
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)?
-    };
-    #[cfg(not(unix))]
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
 }

@@ -12,7 +12,6 @@
 //! - `engine`: wasmtime (compile once into an `InstancePre`, fresh instance per evaluation).
 //! - `registry`: compiled modules and key bindings, cached in memory and invalidated on change.
 //! - `builtin`: the built-in `allow-all` module that `keyward dev` binds to new keys.
-//! - `lifecycle`: upload, delete, bind and dry-run evaluation, each change audited.
 //! - `author`: `keyward policy new` (scaffold a crate) and `keyward policy test` (run a module).
 //!
 //! It must never turn an error into an allow: anything it cannot evaluate is a deny.
@@ -21,7 +20,6 @@ pub mod abi;
 pub mod author;
 pub mod builtin;
 pub mod engine;
-pub mod lifecycle;
 pub mod limits;
 pub mod registry;
 
@@ -29,7 +27,6 @@ use keyward_policy::{Decision, SignRequest};
 use serde::{Deserialize, Serialize};
 
 use crate::audit::AuditError;
-use crate::config::DefaultDecision;
 use crate::keys::KeyMeta;
 use crate::store::{Store, StoreError};
 pub use engine::{CompiledPolicy, Evaluation, PolicyEngine};
@@ -116,6 +113,17 @@ pub struct Verdict {
     /// summary (largest quorum, union of roles, shortest TTL).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub requirements: Vec<crate::store::approvals::Requirement>,
+}
+
+/// The decision applied when no policy is bound to a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DefaultDecision {
+    /// Sign.
+    Allow,
+    /// Refuse.
+    #[default]
+    Deny,
 }
 
 /// The policy stage.

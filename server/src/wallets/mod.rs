@@ -12,12 +12,12 @@ use coins_bip32::path::DerivationPath;
 use serde_json::json;
 use zeroize::Zeroizing;
 
-use crate::admin::{self, KeyExtras, NewKey};
 use crate::audit::{Actor, AuditEvent};
 use crate::auth::Principal;
 use crate::chains::bitcoin::{BitcoinAccount, ScriptKind};
 use crate::chains::hd::{self, HdError, Phrase};
 use crate::keys::{Algorithm, KeyError, KeyMeta, Purpose, SoftwareBackend};
+use crate::lifecycle::keys::{self as admin, KeyExtras, NewKey};
 use crate::pipeline::PipelineError;
 use crate::pipeline::SigningPath;
 use crate::store::wallets::{AccountRow, WalletRow};

@@ -7,13 +7,13 @@ use std::sync::Arc;
 use keyward_policy::PolicyInput;
 use serde_json::{Value, json};
 
-use super::{
-    BoundPolicy, Evaluation, LoadedPolicy, PolicyError, PolicyLimits, PolicyRegistry,
-    RequestedLimits, builtin,
-};
 use crate::audit::{Actor, AuditEvent, AuditLog};
 use crate::auth::Principal;
 use crate::pipeline::SigningPath;
+use crate::policy::{
+    BoundPolicy, Evaluation, LoadedPolicy, PolicyError, PolicyLimits, PolicyRegistry,
+    RequestedLimits, builtin,
+};
 use crate::store::{BindingRow, PolicyRow, StateChange, Store};
 
 /// Most policies bound to one key.
