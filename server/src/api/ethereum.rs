@@ -7,11 +7,12 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi, Union};
 
 use super::error::{ApiError, ApiResult};
+use super::ethereum_signer::{self as signer, EthError, EthOutcome, EthSigned};
 use super::signing::{DryRunResult, PendingResult, PolicyView};
 use super::{ApiTags, BearerAuth};
 use crate::app::AppState;
 use crate::chains::ethereum::hex_bytes;
-use crate::chains::ethereum::signer::{self, EthError, EthOutcome, EthRequest, EthSigned};
+use crate::chains::ethereum::signed::EthRequest;
 use crate::chains::ethereum::tx::TxFields;
 use crate::intent::IntentError;
 use crate::pipeline::Idempotency;
@@ -148,7 +149,11 @@ pub struct EthSignatureView {
 }
 
 impl From<EthSigned> for EthSignatureView {
-    fn from(s: EthSigned) -> Self {
+    fn from(signed: EthSigned) -> Self {
+        let EthSigned {
+            assembled: s,
+            receipt,
+        } = signed;
         let mut sig = s.signature_bytes();
         if s.transaction.is_some() {
             sig[64] = u8::from(s.signature.y_parity);
@@ -169,10 +174,10 @@ impl From<EthSigned> for EthSignatureView {
                 .transaction
                 .as_ref()
                 .map(|(_, h)| format!("0x{}", hex::encode(h))),
-            key_id: s.receipt.key_id.clone(),
-            request_id: s.receipt.request_id.clone(),
-            signed_at: s.receipt.signed_at.clone(),
-            policy: PolicyView::from(&s.receipt.verdict),
+            policy: PolicyView::from(&receipt.verdict),
+            key_id: receipt.key_id,
+            request_id: receipt.request_id,
+            signed_at: receipt.signed_at,
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod csc;
 pub mod documents;
 pub mod error;
 pub mod ethereum;
+pub mod ethereum_signer;
 pub mod hsm;
 pub mod identity;
 pub mod keys;

@@ -168,10 +168,8 @@ async fn view(state: &AppState, row: ApprovalRequestRow) -> ApiResult<RequestVie
         _ => None,
     };
     let ethereum = match (&receipt, serde_json::from_str::<Intent>(&row.intent)) {
-        (Some(receipt), Ok(intent)) => {
-            crate::chains::ethereum::signer::finish_approved(receipt, &intent)?
-                .map(super::ethereum::EthSignatureView::from)
-        }
+        (Some(receipt), Ok(intent)) => super::ethereum_signer::approved_result(receipt, &intent)?
+            .map(super::ethereum::EthSignatureView::from),
         _ => None,
     };
     let result = receipt.map(SignResult::from);

@@ -15,10 +15,11 @@ use poem::{Body, IntoResponse, Request, Response, handler};
 use serde_json::{Value, json};
 
 use super::error::ApiError;
+use super::ethereum_signer::{self as signer, EthOutcome};
 use crate::app::AppState;
 use crate::auth::{Principal, Role};
 use crate::chains::ethereum::hex_bytes;
-use crate::chains::ethereum::signer::{self, EthOutcome, EthRequest};
+use crate::chains::ethereum::signed::EthRequest;
 use crate::chains::ethereum::tx::{TxFields, parse_address};
 use crate::keys::KeyMeta;
 use crate::request_id::current as current_request_id;
@@ -285,13 +286,17 @@ async fn dispatch(
         Ok(EthOutcome::Signed(s)) => {
             if is_tx {
                 let raw = s
+                    .assembled
                     .transaction
                     .as_ref()
                     .map(|(r, _)| r.clone())
                     .unwrap_or_default();
                 Ok(json!(format!("0x{}", hex::encode(raw))))
             } else {
-                Ok(json!(format!("0x{}", hex::encode(s.signature_bytes()))))
+                Ok(json!(format!(
+                    "0x{}",
+                    hex::encode(s.assembled.signature_bytes())
+                )))
             }
         }
         Ok(EthOutcome::Pending(p)) => Err(RpcError {

@@ -176,8 +176,6 @@ pub(super) fn usage_of(
             &principal.subject,
         )),
     ];
-    out.extend(crate::chains::ethereum::spend::usage_deltas(
-        key_id, intent, at,
-    ));
+    out.extend(crate::chains::usage_deltas(key_id, intent, at));
     out
 }

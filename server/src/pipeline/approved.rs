@@ -284,7 +284,7 @@ async fn sign_stored(
     ];
     let mut changes = changes;
     if let Ok(intent) = serde_json::from_str::<Intent>(&row.intent) {
-        let spent = crate::chains::ethereum::spend::usage_deltas(&row.key_id, &intent, unix);
+        let spent = crate::chains::usage_deltas(&row.key_id, &intent, unix);
         if !spent.is_empty() {
             changes.push(StateChange::AddUsage(spent));
         }

@@ -46,6 +46,7 @@ use sha2::Digest as _;
 
 use crate::audit::{Actor, AuditError, AuditEvent};
 use crate::auth::{Principal, Role};
+use crate::chains::ChainError;
 use crate::intent::SignIntent;
 use crate::keys::{Algorithm, KeyError, LoadedKey, ResolveError, SignOptions, Signature, ToSign};
 use crate::policy::Verdict;
@@ -99,6 +100,17 @@ pub enum PipelineError {
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl From<ChainError> for PipelineError {
+    fn from(e: ChainError) -> Self {
+        match e {
+            ChainError::Intent(e) => PipelineError::Invalid(e.to_string()),
+            ChainError::Invalid(m) => PipelineError::Invalid(m),
+            ChainError::BadSignature(m) => PipelineError::Key(KeyError::Unavailable(m)),
+            ChainError::Corrupt(m) => PipelineError::Store(StoreError::Corrupt(m)),
+        }
+    }
 }
 
 impl From<ResolveError> for PipelineError {

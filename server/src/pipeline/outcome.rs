@@ -224,11 +224,7 @@ impl Outcome<'_> {
             StateChange::RequireSigner(signer_grant(self.principal, &self.key.meta.id)),
             StateChange::InsertSignRequest(Box::new(row)),
         ];
-        let spent = crate::chains::ethereum::spend::usage_deltas(
-            &self.key.meta.id,
-            self.intent,
-            self.time.1,
-        );
+        let spent = crate::chains::usage_deltas(&self.key.meta.id, self.intent, self.time.1);
         if !spent.is_empty() {
             changes.push(StateChange::AddUsage(spent));
         }

@@ -283,13 +283,18 @@ impl PolicyStage {
                 request.unix_time,
             )
             .await?;
-        let mut spend = crate::chains::ethereum::spend::recorded(
-            &self.store,
-            &key.id,
-            &request.intent,
-            request.unix_time,
-        )
-        .await?;
+        // The counters the spend context of the intent's chain is built from, if it has one.
+        let chain = crate::chains::of_intent(&request.intent);
+        let spend = match chain.and_then(|c| Some((c, c.spend_prefix(&request.intent)?))) {
+            Some((chain, prefix)) => {
+                let read = self
+                    .store
+                    .usage_snapshot(&key_scope, &prefix, request.unix_time)
+                    .await?;
+                Some((chain, prefix, read))
+            }
+            None => None,
+        };
         let mut context = counted.value;
         let k = in_flight.window(&key_scope, SIGNATURES, counted.head);
         let p = in_flight.window(&principal_scope, SIGNATURES, counted.head);
@@ -297,10 +302,13 @@ impl PolicyStage {
         context.key_signatures_last_day += k.count_day;
         context.principal_signatures_last_hour += p.count_hour;
         context.principal_signatures_last_day += p.count_day;
-        if let Some(spend) = &mut spend {
-            spend.add(&in_flight.with_prefix(&key_scope, &spend.prefix(), spend.head()));
+        if let Some((chain, prefix, read)) = spend {
+            let mut usage = read.value;
+            for (metric, more) in in_flight.with_prefix(&key_scope, &prefix, read.head) {
+                usage.entry(metric).or_default().add(&more);
+            }
+            context.spend = chain.spend_context(&request.intent, &usage);
         }
-        context.spend = spend.map(crate::chains::ethereum::spend::Recorded::into_context);
         request.context = context;
         Ok(reservation)
     }

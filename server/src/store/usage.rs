@@ -65,6 +65,16 @@ pub struct UsageWindow {
     pub amount_day: U256,
 }
 
+impl UsageWindow {
+    /// Adds `other` (e.g. what requests in flight reserved), saturating.
+    pub fn add(&mut self, other: &UsageWindow) {
+        self.count_hour = self.count_hour.saturating_add(other.count_hour);
+        self.count_day = self.count_day.saturating_add(other.count_day);
+        self.amount_hour = self.amount_hour.saturating_add(other.amount_hour);
+        self.amount_day = self.amount_day.saturating_add(other.amount_day);
+    }
+}
+
 /// Adds `delta` to its minute and hour buckets. Runs inside the writer's transaction, which
 /// serialises all writers, so the read-modify-write of the amount cannot lose an update.
 pub(crate) async fn add(conn: &mut SqliteConnection, delta: &UsageDelta) -> Result<()> {

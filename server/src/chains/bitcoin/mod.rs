@@ -15,6 +15,32 @@ pub mod psbt;
 pub use account::{BitcoinAccount, ScriptKind};
 pub use psbt::{PsbtPlan, SignedPsbt};
 
+use keyward_policy::Intent;
+
+use crate::keys::{Algorithm, Purpose};
+
+/// Bitcoin: secp256k1 keys, BIP-84 P2WPKH at `m/84'/0'/0'/0/{index}` by default (or BIP-86
+/// P2TR), PSBTs signed input by input.
+pub struct Bitcoin;
+
+impl super::Chain for Bitcoin {
+    fn name(&self) -> &'static str {
+        "bitcoin"
+    }
+    fn purpose(&self) -> Purpose {
+        Purpose::Bitcoin
+    }
+    fn algorithm(&self) -> Algorithm {
+        Algorithm::Secp256k1
+    }
+    fn default_path(&self, index: u32) -> String {
+        format!("m/84'/0'/0'/0/{index}")
+    }
+    fn owns(&self, intent: &Intent) -> bool {
+        matches!(intent, Intent::BitcoinPsbt(_))
+    }
+}
+
 /// Errors decoding or completing a PSBT.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BitcoinError {

@@ -6,9 +6,53 @@
 //! Parts: `tx` (transactions), `message` (EIP-191), `typed_data` (EIP-712), `erc20` (token
 //! calls policies see decoded), `intent` (the intents and digests handed to the pipeline).
 
-use alloy_primitives::Address;
+use std::collections::BTreeMap;
 
-use crate::keys::{KeyError, PublicKey};
+use alloy_primitives::Address;
+use keyward_policy::{Intent, SpendContext};
+
+use super::Chain;
+use crate::keys::{Algorithm, KeyError, PublicKey, Purpose};
+use crate::store::usage::{UsageDelta, UsageWindow};
+
+/// Ethereum and EVM chains: secp256k1 keys at `m/44'/60'/0'/0/{index}`.
+pub struct Ethereum;
+
+impl Chain for Ethereum {
+    fn name(&self) -> &'static str {
+        "ethereum"
+    }
+    fn purpose(&self) -> Purpose {
+        Purpose::Ethereum
+    }
+    fn algorithm(&self) -> Algorithm {
+        Algorithm::Secp256k1
+    }
+    fn default_path(&self, index: u32) -> String {
+        format!("m/44'/60'/0'/0/{index}")
+    }
+    fn owns(&self, intent: &Intent) -> bool {
+        matches!(
+            intent,
+            Intent::EthereumTransaction(_)
+                | Intent::EthereumMessage(_)
+                | Intent::EthereumTypedData(_)
+        )
+    }
+    fn usage_deltas(&self, key_id: &str, intent: &Intent, at_unix: i64) -> Vec<UsageDelta> {
+        spend::usage_deltas(key_id, intent, at_unix)
+    }
+    fn spend_prefix(&self, intent: &Intent) -> Option<String> {
+        spend::prefix_of(intent)
+    }
+    fn spend_context(
+        &self,
+        intent: &Intent,
+        usage: &BTreeMap<String, UsageWindow>,
+    ) -> Option<SpendContext> {
+        spend::context(intent, usage)
+    }
+}
 
 /// The Ethereum address of a secp256k1 public key: the last 20 bytes of the Keccak-256 of
 /// the uncompressed point without its `04` prefix.
@@ -22,7 +66,7 @@ pub fn address_of(public_key: &PublicKey) -> Result<Address, KeyError> {
 
 pub mod erc20;
 pub mod message;
-pub mod signer;
+pub mod signed;
 pub mod spend;
 pub mod tx;
 pub mod typed_data;

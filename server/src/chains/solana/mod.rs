@@ -16,6 +16,34 @@ pub mod offchain;
 pub mod slip10;
 pub mod transaction;
 
+use keyward_policy::Intent;
+
+use crate::keys::{Algorithm, Purpose};
+
+/// Solana: Ed25519 keys (SLIP-0010) at `m/44'/501'/{index}'/0'`.
+pub struct Solana;
+
+impl super::Chain for Solana {
+    fn name(&self) -> &'static str {
+        "solana"
+    }
+    fn purpose(&self) -> Purpose {
+        Purpose::Solana
+    }
+    fn algorithm(&self) -> Algorithm {
+        Algorithm::Ed25519
+    }
+    fn default_path(&self, index: u32) -> String {
+        format!("m/44'/501'/{index}'/0'")
+    }
+    fn owns(&self, intent: &Intent) -> bool {
+        matches!(
+            intent,
+            Intent::SolanaTransaction(_) | Intent::SolanaMessage(_)
+        )
+    }
+}
+
 /// Errors decoding a Solana request.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SolanaError {

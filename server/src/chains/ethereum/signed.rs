@@ -1,21 +1,18 @@
-//! The Ethereum signer shared by the REST routes and the JSON-RPC endpoint: decodes a request
-//! into its intent and signing hash, hands them to `SigningPath::submit` (the only way anything
-//! gets signed), and assembles the backend's `r || s` and recovery id into the form each
-//! standard expects (a signed raw transaction, or a 65-byte `r || s || v` signature).
+//! What an Ethereum key is asked to sign, before and after the signing path: a request decoded
+//! into its intent and signing hash (`EthRequest::decode`, then `Decoded::prepare` with the key's address), and the backend's `r || s` and
+//! recovery id assembled into the form each standard expects (a signed raw transaction, or a
+//! 65-byte `r || s || v` signature). The REST routes and the JSON-RPC endpoint share both.
 //!
-//! Never signs by itself, and never returns a signature that does not recover to the key's
+//! Never signs by itself, and never assembles a signature that does not recover to the key's
 //! address.
 
 use alloy_primitives::{Address, B256, Signature, U256};
 use keyward_policy::Intent;
 
 use super::tx::{TxFields, UnsignedTx};
-use super::{address_of, lower, message, typed_data};
-use crate::auth::Principal;
-use crate::intent::{IntentError, SignIntent};
-use crate::keys::{EcdsaFormat, HashAlg, KeyError, Purpose, SignOptions, ToSign};
-use crate::pipeline::SigningPath;
-use crate::pipeline::{self, Idempotency, PendingReceipt, PipelineError, SignCall, SignReceipt};
+use super::{message, typed_data};
+use crate::chains::ChainError;
+use crate::intent::IntentError;
 
 /// What to sign.
 #[derive(Debug, Clone)]
@@ -30,17 +27,6 @@ pub enum EthRequest {
     TypedData(serde_json::Value),
 }
 
-/// Errors of Ethereum signing.
-#[derive(Debug, thiserror::Error)]
-pub enum EthError {
-    /// The input does not decode or does not make sense.
-    #[error(transparent)]
-    Intent(#[from] IntentError),
-    /// The pipeline refused or failed.
-    #[error(transparent)]
-    Pipeline(#[from] PipelineError),
-}
-
 /// A 65-byte recoverable signature.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecoverableSignature {
@@ -52,9 +38,9 @@ pub struct RecoverableSignature {
     pub y_parity: bool,
 }
 
-/// What a signing produced.
+/// A signature in the standard's form.
 #[derive(Debug, Clone)]
-pub struct EthSigned {
+pub struct Assembled {
     /// The key's address.
     pub from: Address,
     /// The hash that was signed.
@@ -68,11 +54,9 @@ pub struct EthSigned {
     pub v: u64,
     /// Transactions: the signed encoding, ready to broadcast, and its hash.
     pub transaction: Option<(Vec<u8>, B256)>,
-    /// The pipeline's receipt.
-    pub receipt: SignReceipt,
 }
 
-impl EthSigned {
+impl Assembled {
     /// `r || s || v` (65 bytes), `v` as one byte (27/28 for messages; for legacy transactions
     /// with large chain ids only `raw_transaction` carries the full `v`).
     pub fn signature_bytes(&self) -> Vec<u8> {
@@ -84,23 +68,64 @@ impl EthSigned {
     }
 }
 
-/// A signature, or a request waiting for approvers.
-#[derive(Debug, Clone)]
-pub enum EthOutcome {
-    /// Signed.
-    Signed(Box<EthSigned>),
-    /// Waiting for approvers.
-    Pending(Box<PendingReceipt>),
+/// A request decoded: what to sign, what policies see, and what assembles the signature.
+pub struct Prepared {
+    /// The Keccak-256 digest the key signs.
+    pub hash: B256,
+    /// The chain id the request is for (transactions and typed data with a domain chain id).
+    pub chain_id: Option<u64>,
+    /// The intent policies see.
+    pub intent: Intent,
+    /// The transaction, to put the signature into afterwards.
+    pub transaction: Option<UnsignedTx>,
 }
 
-enum Decoded {
+/// A request that decoded; `prepare` makes its intent once the key's address is known.
+pub enum Decoded {
+    /// A transaction.
     Tx(UnsignedTx),
+    /// An EIP-191 message.
     Message(Vec<u8>),
+    /// EIP-712 typed data and its hash.
     Typed(Box<alloy_dyn_abi::TypedData>, B256),
 }
 
+impl Decoded {
+    /// The intent and digest for a key with the address `from` (lower-case hex, as policies
+    /// see it; empty when the key has none).
+    pub fn prepare(self, from: &str) -> Result<Prepared, IntentError> {
+        Ok(match self {
+            Decoded::Tx(tx) => Prepared {
+                hash: tx.signing_hash(),
+                chain_id: Some(tx.chain_id()),
+                intent: Intent::EthereumTransaction(tx.intent(from)),
+                transaction: Some(tx),
+            },
+            Decoded::Message(m) => {
+                let (intent, hash) = message::intent(from, &m);
+                Prepared {
+                    hash,
+                    chain_id: None,
+                    intent: Intent::EthereumMessage(intent),
+                    transaction: None,
+                }
+            }
+            Decoded::Typed(t, hash) => {
+                let intent = typed_data::intent(from, &t, hash)?;
+                Prepared {
+                    hash,
+                    chain_id: intent.domain.chain_id,
+                    intent: Intent::EthereumTypedData(intent),
+                    transaction: None,
+                }
+            }
+        })
+    }
+}
+
 impl EthRequest {
-    fn operation(&self) -> &'static str {
+    /// The operation name of the route that signs this kind of request.
+    pub fn operation(&self) -> &'static str {
         match self {
             EthRequest::Transaction(_) | EthRequest::UnsignedTransaction(_) => {
                 "ethereum.sign_transaction"
@@ -110,7 +135,8 @@ impl EthRequest {
         }
     }
 
-    fn decode(self) -> Result<Decoded, IntentError> {
+    /// Decodes the request (before anything about the key is looked up).
+    pub fn decode(self) -> Result<Decoded, IntentError> {
         Ok(match self {
             EthRequest::Transaction(f) => Decoded::Tx(f.build()?),
             EthRequest::UnsignedTransaction(b) => Decoded::Tx(UnsignedTx::decode(&b)?),
@@ -123,114 +149,22 @@ impl EthRequest {
     }
 }
 
-/// Hands `request` to the pipeline for the key `key_id` and assembles the result.
-pub async fn sign(
-    path: &SigningPath,
-    principal: Principal,
-    key_id: String,
-    request: EthRequest,
-    idempotency: Option<Idempotency>,
-    request_id: String,
-    dry_run: bool,
-) -> Result<Result<EthOutcome, pipeline::DryRunReport>, EthError> {
-    let operation = request.operation();
-    let decoded = request.decode()?;
-    let key = path
-        .check_access(
-            &principal,
-            &key_id,
-            crate::keys::Purpose::Ethereum,
-            operation,
-            &request_id,
-        )
-        .await?;
-    let from = address_of(&key.meta.public_key).ok();
-    let from_text = from.as_ref().map(lower).unwrap_or_default();
-    let allowed_chains = crate::wallets::allowed_chain_ids(path, &key_id)
-        .await
-        .map_err(PipelineError::from)?;
-    let (hash, chain_id, intent) = match &decoded {
-        Decoded::Tx(tx) => {
-            let intent = Intent::EthereumTransaction(tx.intent(&from_text));
-            (tx.signing_hash(), Some(tx.chain_id()), intent)
-        }
-        Decoded::Message(m) => {
-            let (intent, hash) = message::intent(&from_text, m);
-            (hash, None, Intent::EthereumMessage(intent))
-        }
-        Decoded::Typed(t, hash) => {
-            let intent = typed_data::intent(&from_text, t, *hash)?;
-            let chain = intent.domain.chain_id;
-            (*hash, chain, Intent::EthereumTypedData(intent))
-        }
-    };
-    let key_label = key_id.clone();
-    let call = SignCall {
-        principal,
-        key_id,
-        operation,
-        build: Box::new(move |_algorithm| {
-            if let Some(chain_id) = chain_id
-                && !allowed_chains.is_empty()
-                && !allowed_chains.contains(&chain_id)
-            {
-                return Err(PipelineError::Forbidden(format!(
-                    "key {key_label} may sign for chain ids {allowed_chains:?} only, not {chain_id}"
-                )));
-            }
-            let intent = SignIntent {
-                purpose: Purpose::Ethereum,
-                intent,
-                // The digest is Keccak-256; the hash label only sizes the 32-byte slot, and
-                // ECDSA backends sign the digest as given.
-                to_sign: ToSign::Digest {
-                    hash: HashAlg::Sha256,
-                    digest: hash.to_vec(),
-                },
-            };
-            let options = SignOptions {
-                format: EcdsaFormat::Raw,
-                ..Default::default()
-            };
-            Ok((intent, options))
-        }),
-        idempotency,
-        request_id,
-    };
-    if dry_run {
-        return Ok(Err(path.dry_run(call).await?));
-    }
-    let receipt = match path.submit(call).await? {
-        pipeline::Submitted::Signed(r) => r,
-        pipeline::Submitted::Pending(p) => return Ok(Ok(EthOutcome::Pending(Box::new(p)))),
-    };
-    let from = from.ok_or_else(|| {
-        PipelineError::Key(KeyError::Unavailable(
-            "the key has no Ethereum address".into(),
-        ))
-    })?;
-    let tx = match decoded {
-        Decoded::Tx(tx) => Some(tx),
-        Decoded::Message(_) | Decoded::Typed(..) => None,
-    };
-    let signed = assemble(tx, receipt, hash, from)?;
-    Ok(Ok(EthOutcome::Signed(Box::new(signed))))
-}
-
-/// Puts the backend's signature in the receipt into the standard's form: the signed
-/// transaction for `tx`, or a 65-byte signature with v = 27/28.
-fn assemble(
+/// Puts the backend's signature (`signature_b64`, base64 `r || s`, and its recovery id) into
+/// the standard's form: the signed transaction for `tx`, or a 65-byte signature with
+/// v = 27/28.
+pub fn assemble(
     tx: Option<UnsignedTx>,
-    receipt: SignReceipt,
+    signature_b64: &str,
+    recovery_id: Option<u8>,
     hash: B256,
     from: Address,
-) -> Result<EthSigned, PipelineError> {
-    let signature = recoverable(&receipt, &hash, &from)?;
+) -> Result<Assembled, ChainError> {
+    let signature = recoverable(signature_b64, recovery_id, &hash, &from)?;
     let (v, transaction) = match tx {
         Some(tx) => {
             let v = tx
                 .v(signature.y_parity)
-                .map_err(|e| PipelineError::Invalid(e.to_string()))?;
+                .map_err(|e| ChainError::Invalid(e.to_string()))?;
             let sig = Signature::new(
                 U256::from_be_bytes(signature.r.0),
                 U256::from_be_bytes(signature.s.0),
@@ -240,13 +174,12 @@ fn assemble(
         }
         None => (27 + u64::from(signature.y_parity), None),
     };
-    Ok(EthSigned {
+    Ok(Assembled {
         from,
         hash,
         signature,
         v,
         transaction,
-        receipt,
     })
 }
 
@@ -254,15 +187,12 @@ fn assemble(
 /// from the unsigned encoding kept in the intent) or the 65-byte signature. `None` for
 /// intents of other kinds.
 pub fn finish_approved(
-    receipt: &SignReceipt,
+    signature_b64: &str,
+    recovery_id: Option<u8>,
     intent: &Intent,
-) -> Result<Option<EthSigned>, PipelineError> {
-    let corrupt = |m: &str| {
-        PipelineError::Store(crate::store::StoreError::Corrupt(format!(
-            "stored Ethereum intent: {m}"
-        )))
-    };
-    let parse_hash = |h: &str| -> Result<B256, PipelineError> {
+) -> Result<Option<Assembled>, ChainError> {
+    let corrupt = |m: &str| ChainError::Corrupt(format!("stored Ethereum intent: {m}"));
+    let parse_hash = |h: &str| -> Result<B256, ChainError> {
         super::hex_bytes("hash", h)
             .ok()
             .filter(|b| b.len() == 32)
@@ -282,23 +212,23 @@ pub fn finish_approved(
         _ => return Ok(None),
     };
     let from: Address = from.parse().map_err(|_| corrupt("bad from"))?;
-    assemble(tx, receipt.clone(), hash, from).map(Some)
+    assemble(tx, signature_b64, recovery_id, hash, from).map(Some)
 }
 
-/// Reads `r || s` and the recovery id from a receipt and checks they recover to `from`.
+/// Reads `r || s` (base64) and the recovery id the backend gave and checks they recover to
+/// `from`.
 pub fn recoverable(
-    receipt: &SignReceipt,
+    signature_b64: &str,
+    recovery_id: Option<u8>,
     hash: &B256,
     from: &Address,
-) -> Result<RecoverableSignature, PipelineError> {
+) -> Result<RecoverableSignature, ChainError> {
     use base64::Engine as _;
-    let fail = |m: &str| PipelineError::Key(KeyError::Unavailable(m.to_string()));
+    let fail = |m: &str| ChainError::BadSignature(m.to_string());
     let bytes = base64::engine::general_purpose::STANDARD
-        .decode(&receipt.signature)
+        .decode(signature_b64)
         .map_err(|_| fail("the backend's signature is not base64"))?;
-    let recid = receipt
-        .recovery_id
-        .ok_or_else(|| fail("the backend gave no recovery id"))?;
+    let recid = recovery_id.ok_or_else(|| fail("the backend gave no recovery id"))?;
     if bytes.len() != 64 || recid > 1 {
         return Err(fail("the backend's signature is not a 64-byte r || s"));
     }
@@ -325,10 +255,8 @@ pub fn recoverable(
 mod tests {
     use super::*;
     use crate::chains::ethereum::tx::MAX_LEGACY_CHAIN_ID;
-    use crate::policy::{Verdict, VerdictSource};
     use alloy_consensus::TxLegacy;
     use alloy_primitives::TxKind;
-    use keyward_policy::Decision;
 
     fn legacy(chain_id: u64, nonce: u64) -> UnsignedTx {
         UnsignedTx::Legacy(TxLegacy {
@@ -342,28 +270,18 @@ mod tests {
         })
     }
 
-    /// What a secp256k1 backend would hand back for `hash`, and the key's address.
-    fn receipt(hash: &B256) -> (SignReceipt, Address) {
+    /// What a secp256k1 backend would hand back for `hash` (base64 `r || s`, recovery id),
+    /// and the key's address.
+    fn receipt(hash: &B256) -> ((String, Option<u8>), Address) {
         use base64::Engine as _;
         let key = k256::ecdsa::SigningKey::from_slice(&[0x46; 32]).unwrap();
         let (sig, recid) = key.sign_prehash_recoverable(hash.as_slice());
         let point = key.verifying_key().to_sec1_point(false);
         let xy: &[u8; 64] = point.as_bytes()[1..].try_into().unwrap();
-        let receipt = SignReceipt {
-            request_id: "r".into(),
-            key_id: "k".into(),
-            algorithm: "secp256k1".into(),
-            signature: base64::engine::general_purpose::STANDARD.encode(sig.to_bytes()),
-            recovery_id: Some(recid.to_byte()),
-            signatures: Vec::new(),
-            signed_at: "now".into(),
-            verdict: Verdict {
-                decision: Decision::Allow,
-                source: VerdictSource::Default,
-                trace: Vec::new(),
-                requirements: Vec::new(),
-            },
-        };
+        let receipt = (
+            base64::engine::general_purpose::STANDARD.encode(sig.to_bytes()),
+            Some(recid.to_byte()),
+        );
         (receipt, Address::from_raw_public_key(xy))
     }
 
@@ -376,7 +294,7 @@ mod tests {
             let tx = legacy(1, nonce);
             let hash = tx.signing_hash();
             let (receipt, from) = receipt(&hash);
-            let signed = assemble(Some(tx), receipt, hash, from).unwrap();
+            let signed = assemble(Some(tx), &receipt.0, receipt.1, hash, from).unwrap();
             let parity = signed.signature.y_parity;
             assert_eq!(signed.v, 37 + u64::from(parity));
             assert!(signed.transaction.is_some());
@@ -402,9 +320,11 @@ mod tests {
             let tx = legacy(chain_id, 0);
             let hash = tx.signing_hash();
             let (receipt, from) = receipt(&hash);
-            let err = assemble(Some(tx), receipt, hash, from).err().unwrap();
+            let err = assemble(Some(tx), &receipt.0, receipt.1, hash, from)
+                .err()
+                .unwrap();
             assert!(
-                matches!(&err, PipelineError::Invalid(m) if m.contains("EIP-1559")),
+                matches!(&err, ChainError::Invalid(m) if m.contains("EIP-1559")),
                 "{err}"
             );
         }
