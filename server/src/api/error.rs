@@ -301,7 +301,9 @@ impl From<PipelineError> for ApiError {
                 StatusCode::FORBIDDEN,
                 "WRONG_KEY_PURPOSE",
                 if wanted == "raw"
-                    && matches!(key_purpose.as_str(), "ethereum" | "bitcoin" | "solana")
+                    && crate::chains::ALL
+                        .iter()
+                        .any(|c| c.purpose().as_str() == key_purpose)
                 {
                     format!(
                         "this key's purpose is {key_purpose}: blind signing of raw digests is refused; \

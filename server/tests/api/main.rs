@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod approvals;
+mod architecture;
 mod audit;
 mod bitcoin_solana;
 mod csc;
