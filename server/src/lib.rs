@@ -18,6 +18,7 @@ pub mod commands;
 pub mod config;
 pub mod csc;
 pub mod documents;
+pub mod error_code;
 pub mod files;
 pub mod intent;
 pub mod keys;

@@ -8,8 +8,8 @@
 //!
 //! The one exception is the CSC API under `/csc/`: CSC clients expect the CSC error body
 //! `{"error":"invalid_request","error_description":"..."}` with the CSC status codes. The
-//! middleware decides this by path, in one place (`ErrorEnvelopeEndpoint::call`), and
-//! `CscError` maps to its status here.
+//! middleware decides this by path, in one place (`ErrorEnvelopeEndpoint::call`); the CSC
+//! error table (codes and statuses) is `csc_error`.
 
 use poem::error::ResponseError as _;
 use poem::http::StatusCode;
@@ -22,7 +22,9 @@ use serde_json::Value;
 use crate::audit::AuditError;
 use crate::auth::AuthError;
 use crate::csc::CscError;
+use crate::error_code::ErrorCode;
 use crate::keys::KeyError;
+use crate::lifecycle::keys::KeyAdminError;
 use crate::pipeline::PipelineError;
 use crate::policy::PolicyError;
 use crate::store::StoreError;
@@ -50,7 +52,7 @@ pub struct ApiError {
     /// HTTP status.
     pub status: StatusCode,
     /// Stable code.
-    pub code: &'static str,
+    pub code: ErrorCode,
     /// Message for the caller.
     pub message: String,
     /// Extra facts.
@@ -59,7 +61,7 @@ pub struct ApiError {
 
 impl ApiError {
     /// An error with status, code and message.
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         ApiError {
             status,
             code,
@@ -76,22 +78,26 @@ impl ApiError {
 
     /// 400 `BAD_REQUEST`.
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", message)
+        Self::new(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, message)
     }
 
     /// 422 `INVALID_REQUEST`.
     pub fn invalid(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "INVALID_REQUEST", message)
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::InvalidRequest,
+            message,
+        )
     }
 
     /// 403 `FORBIDDEN`.
     pub fn forbidden(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "FORBIDDEN", message)
+        Self::new(StatusCode::FORBIDDEN, ErrorCode::Forbidden, message)
     }
 
     /// 404 `NOT_FOUND`.
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "NOT_FOUND", message)
+        Self::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, message)
     }
 
     /// 500 `INTERNAL` (details go to the log, not the caller).
@@ -99,7 +105,7 @@ impl ApiError {
         tracing::error!(error = %err, "{context}");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "INTERNAL",
+            ErrorCode::Internal,
             format!(
                 "{context}; see the server log for request {}",
                 current_request_id()
@@ -109,7 +115,7 @@ impl ApiError {
 
     fn body(&self) -> ErrorBody {
         ErrorBody {
-            code: self.code.to_string(),
+            code: self.code.as_str().to_string(),
             message: self.message.clone(),
             request_id: current_request_id(),
             details: self.details.clone(),
@@ -129,16 +135,16 @@ impl ApiError {
     fn from_poem(err: &poem::Error) -> Self {
         let status = err.status();
         let code = match status {
-            StatusCode::BAD_REQUEST => "BAD_REQUEST",
-            StatusCode::UNAUTHORIZED => "UNAUTHENTICATED",
-            StatusCode::FORBIDDEN => "FORBIDDEN",
-            StatusCode::NOT_FOUND => "NOT_FOUND",
-            StatusCode::METHOD_NOT_ALLOWED => "METHOD_NOT_ALLOWED",
-            StatusCode::PAYLOAD_TOO_LARGE => "PAYLOAD_TOO_LARGE",
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => "UNSUPPORTED_MEDIA_TYPE",
-            StatusCode::UNPROCESSABLE_ENTITY => "INVALID_REQUEST",
-            s if s.is_server_error() => "INTERNAL",
-            _ => "BAD_REQUEST",
+            StatusCode::BAD_REQUEST => ErrorCode::BadRequest,
+            StatusCode::UNAUTHORIZED => ErrorCode::Unauthenticated,
+            StatusCode::FORBIDDEN => ErrorCode::Forbidden,
+            StatusCode::NOT_FOUND => ErrorCode::NotFound,
+            StatusCode::METHOD_NOT_ALLOWED => ErrorCode::MethodNotAllowed,
+            StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorCode::UnsupportedMediaType,
+            StatusCode::UNPROCESSABLE_ENTITY => ErrorCode::InvalidRequest,
+            s if s.is_server_error() => ErrorCode::Internal,
+            _ => ErrorCode::BadRequest,
         };
         let message = match status {
             StatusCode::NOT_FOUND => "no such route; see /docs for the API".to_string(),
@@ -218,7 +224,11 @@ impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
         match e {
             AuthError::Config(_) => ApiError::internal("token verification is misconfigured", e),
-            _ => ApiError::new(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", e.to_string()),
+            _ => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                ErrorCode::Unauthenticated,
+                e.to_string(),
+            ),
         }
     }
 }
@@ -226,14 +236,18 @@ impl From<AuthError> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "CONFLICT", m),
-            StoreError::KeyInactive(m) => ApiError::new(StatusCode::CONFLICT, "KEY_DISABLED", m),
-            StoreError::SignerRemoved(m) => ApiError::new(StatusCode::FORBIDDEN, "FORBIDDEN", m),
+            StoreError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, ErrorCode::Conflict, m),
+            StoreError::KeyInactive(m) => {
+                ApiError::new(StatusCode::CONFLICT, ErrorCode::KeyDisabled, m)
+            }
+            StoreError::SignerRemoved(m) => {
+                ApiError::new(StatusCode::FORBIDDEN, ErrorCode::Forbidden, m)
+            }
             StoreError::Database(_) => {
                 tracing::error!(error = %e, "database error");
                 ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "DATABASE_UNAVAILABLE",
+                    ErrorCode::DatabaseUnavailable,
                     "the database is unavailable; nothing was changed",
                 )
             }
@@ -250,7 +264,7 @@ impl From<AuditError> for ApiError {
                 tracing::error!(error = %e, "audit append failed");
                 ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "AUDIT_UNAVAILABLE",
+                    ErrorCode::AuditUnavailable,
                     "the audit log could not record this operation, so its result is withheld",
                 )
             }
@@ -267,7 +281,7 @@ impl From<KeyError> for ApiError {
                 tracing::error!(error = %e, "sealed key failed to open");
                 ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
-                    "KEY_UNSEAL_FAILED",
+                    ErrorCode::KeyUnsealFailed,
                     e.to_string(),
                 )
             }
@@ -275,7 +289,7 @@ impl From<KeyError> for ApiError {
                 tracing::error!(error = %e, "key backend error");
                 ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "BACKEND_UNAVAILABLE",
+                    ErrorCode::BackendUnavailable,
                     "the key backend is unavailable; nothing was signed",
                 )
             }
@@ -290,7 +304,7 @@ impl From<PipelineError> for ApiError {
             P::KeyNotFound(id) => ApiError::not_found(format!("no key with id {id:?}")),
             P::KeyDisabled(id) => ApiError::new(
                 StatusCode::CONFLICT,
-                "KEY_DISABLED",
+                ErrorCode::KeyDisabled,
                 format!("key {id} is disabled and cannot sign"),
             ),
             P::Forbidden(m) => ApiError::forbidden(m),
@@ -299,7 +313,7 @@ impl From<PipelineError> for ApiError {
                 wanted,
             } => ApiError::new(
                 StatusCode::FORBIDDEN,
-                "WRONG_KEY_PURPOSE",
+                ErrorCode::WrongKeyPurpose,
                 if wanted == "raw"
                     && crate::chains::ALL
                         .iter()
@@ -318,25 +332,36 @@ impl From<PipelineError> for ApiError {
             P::Invalid(m) => ApiError::invalid(m),
             P::PolicyDenied { reason, verdict } => ApiError::new(
                 StatusCode::FORBIDDEN,
-                "POLICY_DENIED",
+                ErrorCode::PolicyDenied,
                 format!("denied by policy: {reason}"),
             )
             .with_details(serde_json::json!({ "policy": verdict })),
             P::BadApprovalRequirement(m) => ApiError::new(
                 StatusCode::FORBIDDEN,
-                "POLICY_DENIED",
+                ErrorCode::PolicyDenied,
                 format!(
                     "a policy asked for an approval this server cannot hold, so the request is refused: {m}"
                 ),
             ),
             P::IdempotencyMismatch => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "IDEMPOTENCY_KEY_REUSED",
+                ErrorCode::IdempotencyKeyReused,
                 "this Idempotency-Key was used with a different request; use a new key",
             ),
             P::Key(e) => e.into(),
             P::Audit(e) => e.into(),
             P::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<KeyAdminError> for ApiError {
+    fn from(e: KeyAdminError) -> Self {
+        match e {
+            KeyAdminError::NotFound(id) => ApiError::not_found(format!("no key with id {id:?}")),
+            KeyAdminError::Key(e) => e.into(),
+            KeyAdminError::Audit(e) => e.into(),
+            KeyAdminError::Store(e) => e.into(),
         }
     }
 }
@@ -349,11 +374,11 @@ impl From<crate::wallets::WalletError> for ApiError {
             W::Invalid(m) => ApiError::invalid(m),
             W::ChainNotSupported(chain) => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "CHAIN_NOT_SUPPORTED",
+                ErrorCode::ChainNotSupported,
                 format!("{chain} accounts are not supported yet; use chain ethereum"),
             ),
             W::Hd(e) => e.into(),
-            W::Pipeline(e) => e.into(),
+            W::Recording(e) => e.into(),
         }
     }
 }
@@ -363,10 +388,10 @@ impl From<crate::chains::bitcoin::BitcoinError> for ApiError {
         use crate::chains::bitcoin::BitcoinError as B;
         let invalid = |code, m| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, m);
         match e {
-            B::Malformed(m) => ApiError::new(StatusCode::BAD_REQUEST, "INVALID_PSBT", m),
+            B::Malformed(m) => ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidPsbt, m),
             B::Invalid(m) => ApiError::invalid(m),
-            B::NoInputsOurs(m) => invalid("NO_INPUTS_TO_SIGN", m),
-            B::MissingUtxo(m) => invalid("MISSING_UTXO", m),
+            B::NoInputsOurs(m) => invalid(ErrorCode::NoInputsToSign, m),
+            B::MissingUtxo(m) => invalid(ErrorCode::MissingUtxo, m),
         }
     }
 }
@@ -375,11 +400,15 @@ impl From<crate::chains::solana::SolanaError> for ApiError {
     fn from(e: crate::chains::solana::SolanaError) -> Self {
         use crate::chains::solana::SolanaError as S;
         match e {
-            S::Malformed(m) => ApiError::new(StatusCode::BAD_REQUEST, "INVALID_SOLANA_MESSAGE", m),
-            S::Invalid(m) => ApiError::invalid(m),
-            S::FeePayerNotOurs(m) => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "FEE_PAYER_NOT_OURS", m)
+            S::Malformed(m) => {
+                ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidSolanaMessage, m)
             }
+            S::Invalid(m) => ApiError::invalid(m),
+            S::FeePayerNotOurs(m) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::FeePayerNotOurs,
+                m,
+            ),
         }
     }
 }
@@ -395,85 +424,26 @@ impl From<PolicyError> for ApiError {
         match e {
             PolicyError::TooLarge { .. } => ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "POLICY_TOO_LARGE",
+                ErrorCode::PolicyTooLarge,
                 e.to_string(),
             ),
-            PolicyError::InvalidModule(m) => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "INVALID_POLICY_MODULE", m)
-            }
+            PolicyError::InvalidModule(m) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::InvalidPolicyModule,
+                m,
+            ),
             PolicyError::Invalid(m) => ApiError::invalid(m),
             PolicyError::NotFound(m) => ApiError::not_found(m),
-            PolicyError::InUse(m) => ApiError::new(StatusCode::CONFLICT, "POLICY_IN_USE", m),
+            PolicyError::InUse(m) => ApiError::new(StatusCode::CONFLICT, ErrorCode::PolicyInUse, m),
             PolicyError::Engine(_) => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "POLICY_ENGINE_UNAVAILABLE",
+                ErrorCode::PolicyEngineUnavailable,
                 "the policy engine is unavailable; nothing was changed",
             ),
             PolicyError::Store(e) => e.into(),
             PolicyError::Audit(e) => e.into(),
         }
     }
-}
-
-/// The HTTP status of a CSC error (CSC API: 400 for request errors, 401 for the token, 403
-/// when access is denied).
-fn csc_status(e: &CscError) -> StatusCode {
-    match e {
-        CscError::InvalidRequest(_) | CscError::AuthorizationPending(_) => StatusCode::BAD_REQUEST,
-        CscError::InvalidToken(_) => StatusCode::UNAUTHORIZED,
-        CscError::AccessDenied(_) => StatusCode::FORBIDDEN,
-        CscError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-        CscError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-    }
-}
-
-/// The CSC error body.
-fn csc_body(status: StatusCode, error: &str, description: &str) -> Response {
-    let body = serde_json::json!({"error": error, "error_description": description});
-    Response::builder()
-        .status(status)
-        .content_type("application/json; charset=utf-8")
-        .body(body.to_string())
-}
-
-impl poem::error::ResponseError for CscError {
-    fn status(&self) -> StatusCode {
-        csc_status(self)
-    }
-
-    fn as_response(&self) -> Response {
-        csc_body(csc_status(self), self.code(), &self.to_string())
-    }
-}
-
-/// An error raised by poem itself (unknown method, body too large) under `/csc/`, in the CSC
-/// shape with its own status.
-fn csc_from_poem(err: &poem::Error) -> Response {
-    let status = err.status();
-    let (error, description) = match status {
-        StatusCode::UNAUTHORIZED => ("invalid_token", AuthError::Missing.to_string()),
-        StatusCode::NOT_FOUND => (
-            "invalid_request",
-            "no such CSC method; this server implements info, credentials/list, \
-             credentials/info, credentials/authorize, credentials/authorizeCheck and \
-             signatures/signHash under /csc/v1 and /csc/v2"
-                .to_string(),
-        ),
-        StatusCode::METHOD_NOT_ALLOWED => (
-            "invalid_request",
-            "CSC methods are called with POST".to_string(),
-        ),
-        StatusCode::PAYLOAD_TOO_LARGE => (
-            "invalid_request",
-            "the request body is larger than the server accepts (server.max_body_bytes)".into(),
-        ),
-        s if s.is_server_error() => {
-            tracing::error!(error = %err, "unhandled server error");
-            ("server_error", "internal error; see the server log".into())
-        }
-        _ => ("invalid_request", err.to_string()),
-    };
-    csc_body(status, error, &description)
 }
 
 /// Middleware: gives each request an id, and turns every error into the uniform body.
@@ -511,7 +481,7 @@ impl<E: Endpoint> Endpoint for ErrorEnvelopeEndpoint<E> {
                         if !is_json {
                             let err = poem::Error::from_status(resp.status());
                             if csc {
-                                return csc_from_poem(&err);
+                                return super::csc_error::from_poem(&err);
                             }
                             return ApiError::from_poem(&err).to_response();
                         }
@@ -520,7 +490,7 @@ impl<E: Endpoint> Endpoint for ErrorEnvelopeEndpoint<E> {
                 }
                 Err(err) if csc => match err.downcast_ref::<CscError>() {
                     Some(e) => e.as_response(),
-                    None => csc_from_poem(&err),
+                    None => super::csc_error::from_poem(&err),
                 },
                 Err(err) => match err.downcast_ref::<ApiError>() {
                     Some(api) => api.to_response(),
@@ -545,24 +515,36 @@ impl From<crate::documents::DocumentError> for ApiError {
             D::NotFound(m) => ApiError::not_found(m),
             D::Malformed(m) => ApiError::bad_request(m),
             D::Invalid(m) => ApiError::invalid(m),
-            D::TooLarge { .. } => {
-                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "DOCUMENT_TOO_LARGE", message)
-            }
+            D::TooLarge { .. } => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorCode::DocumentTooLarge,
+                message,
+            ),
             D::NotDocumentKey { .. } => {
-                ApiError::new(StatusCode::FORBIDDEN, "WRONG_KEY_PURPOSE", message)
+                ApiError::new(StatusCode::FORBIDDEN, ErrorCode::WrongKeyPurpose, message)
             }
-            D::KeyDisabled(_) => ApiError::new(StatusCode::CONFLICT, "KEY_DISABLED", message),
-            D::KeyMismatch(_) => ApiError::new(status(422), "CERTIFICATE_KEY_MISMATCH", message),
-            D::BadChain(_) => ApiError::new(status(422), "INVALID_CHAIN", message),
-            D::NoCertificate(_) => ApiError::new(StatusCode::CONFLICT, "NO_CERTIFICATE", message),
+            D::KeyDisabled(_) => {
+                ApiError::new(StatusCode::CONFLICT, ErrorCode::KeyDisabled, message)
+            }
+            D::KeyMismatch(_) => {
+                ApiError::new(status(422), ErrorCode::CertificateKeyMismatch, message)
+            }
+            D::BadChain(_) => ApiError::new(status(422), ErrorCode::InvalidChain, message),
+            D::NoCertificate(_) => {
+                ApiError::new(StatusCode::CONFLICT, ErrorCode::NoCertificate, message)
+            }
             D::CertificateRevoked { .. } => {
-                ApiError::new(StatusCode::CONFLICT, "CERTIFICATE_REVOKED", message)
+                ApiError::new(StatusCode::CONFLICT, ErrorCode::CertificateRevoked, message)
             }
             D::CertificateExpired { .. } => {
-                ApiError::new(StatusCode::CONFLICT, "CERTIFICATE_EXPIRED", message)
+                ApiError::new(StatusCode::CONFLICT, ErrorCode::CertificateExpired, message)
             }
-            D::AlreadyRevoked(_) => ApiError::new(StatusCode::CONFLICT, "ALREADY_REVOKED", message),
-            D::Unsupported(_) => ApiError::new(status(422), "UNSUPPORTED_ALGORITHM", message),
+            D::AlreadyRevoked(_) => {
+                ApiError::new(StatusCode::CONFLICT, ErrorCode::AlreadyRevoked, message)
+            }
+            D::Unsupported(_) => {
+                ApiError::new(status(422), ErrorCode::UnsupportedAlgorithm, message)
+            }
             D::Encoding(_) => ApiError::internal("document encoding failed", message),
             D::Key(e) => e.into(),
             D::Store(e) => e.into(),

@@ -2,6 +2,7 @@
 //! handler runs, whether the size is announced by `Content-Length` or only discovered while
 //! reading a chunked body.
 
+use crate::error_code::ErrorCode;
 use poem::http::StatusCode;
 use poem::{Body, Endpoint, Middleware, Request};
 
@@ -30,7 +31,7 @@ pub struct BodyLimitEndpoint<E> {
 fn too_large(max: usize) -> poem::Error {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
-        "PAYLOAD_TOO_LARGE",
+        ErrorCode::PayloadTooLarge,
         format!("the request body is larger than {max} bytes (server.max_body_bytes)"),
     )
     .into()

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod bitcoin;
 pub mod certificates;
 pub mod csc;
+mod csc_error;
 pub mod documents;
 pub mod error;
 pub mod ethereum;
@@ -29,6 +30,7 @@ use poem_openapi::{Object, SecurityScheme, Tags};
 
 use crate::app::AppState;
 use crate::auth::{Principal, Role};
+use crate::error_code::ErrorCode;
 use error::ApiError;
 
 /// The OpenAPI tags.
@@ -106,7 +108,7 @@ pub(crate) async fn record_unauthenticated(
         key_id: None,
         request_id: Some(crate::request_id::current()),
         details: serde_json::json!({
-            "error_code": "UNAUTHENTICATED",
+            "error_code": ErrorCode::Unauthenticated,
             "error": error.to_string(),
             "path": req.uri().path(),
             "client": peer,
@@ -115,7 +117,7 @@ pub(crate) async fn record_unauthenticated(
     state
         .signing()
         .audit()
-        .record_refusal(&peer, "UNAUTHENTICATED", event)
+        .record_refusal(&peer, ErrorCode::Unauthenticated, event)
         .await;
 }
 

@@ -13,6 +13,7 @@ use crate::app::AppState;
 use crate::approvals::{self, ApprovalError};
 use crate::auth::Role;
 use crate::documents;
+use crate::error_code::ErrorCode;
 use crate::pipeline::{self, SignReceipt};
 use crate::policy::Verdict;
 use crate::store::approvals::{ApprovalRequestRow, ApprovalStatus};
@@ -140,7 +141,7 @@ impl From<ApprovalError> for ApiError {
             }
             ApprovalError::Forbidden(m) => ApiError::forbidden(m),
             ApprovalError::Conflict(m) => {
-                ApiError::new(StatusCode::CONFLICT, "REQUEST_STATE_CONFLICT", m)
+                ApiError::new(StatusCode::CONFLICT, ErrorCode::RequestStateConflict, m)
             }
             ApprovalError::Pipeline(p) => p.into(),
         }

@@ -21,6 +21,7 @@ use crate::auth::{Principal, Role};
 use crate::chains::ethereum::hex_bytes;
 use crate::chains::ethereum::signed::EthRequest;
 use crate::chains::ethereum::tx::{TxFields, parse_address};
+use crate::error_code::ErrorCode;
 use crate::keys::KeyMeta;
 use crate::request_id::current as current_request_id;
 use crate::store::KeyStatus;
@@ -59,9 +60,9 @@ impl RpcError {
 impl From<ApiError> for RpcError {
     fn from(e: ApiError) -> Self {
         let code = match (e.status.as_u16(), e.code) {
-            (_, "POLICY_DENIED") => 4001,
+            (_, ErrorCode::PolicyDenied) => 4001,
             (400 | 404 | 413 | 422, _) => -32602,
-            (401 | 403, _) | (409, "KEY_DISABLED") => 4100,
+            (401 | 403, _) | (409, ErrorCode::KeyDisabled) => 4100,
             _ => -32603,
         };
         let mut data = json!({"code": e.code, "request_id": current_request_id()});
@@ -145,7 +146,7 @@ async fn authenticate(req: &Request, state: &AppState) -> Result<Principal, ApiE
         .ok_or_else(|| {
             ApiError::new(
                 StatusCode::UNAUTHORIZED,
-                "UNAUTHENTICATED",
+                ErrorCode::Unauthenticated,
                 "send Authorization: Bearer <token>",
             )
         })?;
@@ -303,7 +304,7 @@ async fn dispatch(
             code: -32010,
             message: format!("pending approval: {}", p.reason),
             data: Some(json!({
-                "code": "PENDING_APPROVAL",
+                "code": ErrorCode::PendingApproval,
                 "request_id": p.request_id,
                 "status_url": format!("/v1/requests/{}", p.request_id),
                 "reason": p.reason,

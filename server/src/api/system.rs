@@ -8,6 +8,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use super::ApiTags;
 use super::error::ApiError;
 use crate::app::AppState;
+use crate::error_code::ErrorCode;
 
 /// Health endpoints.
 pub struct SystemApi;
@@ -96,7 +97,7 @@ impl SystemApi {
 fn dev_issuer_missing() -> Response {
     ApiError::new(
         StatusCode::NOT_FOUND,
-        "NOT_FOUND",
+        ErrorCode::NotFound,
         "this server does not run the development issuer",
     )
     .to_response()

@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::refusals::RefusalLimiter;
 use super::{AuditError, AuditEvent, GENESIS_HASH, Result, record_hash};
+use crate::error_code::ErrorCode;
 use crate::store::audit::{self as rows, AuditRow};
 use crate::store::gate::KeyGate;
 use crate::store::pending::Reservation;
@@ -74,9 +75,9 @@ impl AuditLog {
     /// `caller` and `reason` name the bucket; the record carries how many refusals of that
     /// bucket were not recorded before it. Best effort: a refusal that cannot be recorded is
     /// logged, and the caller is refused all the same.
-    pub async fn record_refusal(&self, caller: &str, reason: &str, mut event: AuditEvent) {
+    pub async fn record_refusal(&self, caller: &str, reason: ErrorCode, mut event: AuditEvent) {
         let (_, now) = crate::clock::now();
-        let Some(suppressed) = self.refusals.admit(caller, reason, now) else {
+        let Some(suppressed) = self.refusals.admit(caller, reason.as_str(), now) else {
             return;
         };
         if let serde_json::Value::Object(map) = &mut event.details {

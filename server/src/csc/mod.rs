@@ -53,20 +53,6 @@ pub enum CscError {
 /// Result alias of this module.
 pub type Result<T, E = CscError> = std::result::Result<T, E>;
 
-impl CscError {
-    /// The CSC `error` code.
-    pub fn code(&self) -> &'static str {
-        match self {
-            CscError::InvalidRequest(_) => "invalid_request",
-            CscError::InvalidToken(_) => "invalid_token",
-            CscError::AccessDenied(_) => "access_denied",
-            CscError::AuthorizationPending(_) => "authorization_pending",
-            CscError::Unavailable(_) => "temporarily_unavailable",
-            CscError::Internal(_) => "server_error",
-        }
-    }
-}
-
 impl From<StoreError> for CscError {
     fn from(e: StoreError) -> Self {
         match e {

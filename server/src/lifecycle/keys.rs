@@ -11,9 +11,26 @@ use crate::auth::Principal;
 use crate::keys::{
     Algorithm, GeneratedKey, KeyError, KeyMeta, LoadedKey, Purpose, SoftwareBackend,
 };
-use crate::pipeline::PipelineError;
+use crate::audit::AuditError;
 use crate::pipeline::SigningPath;
-use crate::store::{KeyRow, KeyStatus, StateChange};
+use crate::store::{KeyRow, KeyStatus, StateChange, StoreError};
+
+/// Errors of key administration.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyAdminError {
+    /// No such key.
+    #[error("no key {0}")]
+    NotFound(String),
+    /// The key backend failed or refused the key material.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// The audit log failed: the change was not made.
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+    /// Storage failed (a name taken is a conflict).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
 
 /// A new key's name, purpose and labels.
 #[derive(Debug, Clone)]
@@ -87,7 +104,7 @@ pub async fn create_key(
     new: NewKey,
     algorithm: Algorithm,
     backend: &str,
-) -> Result<KeyMeta, PipelineError> {
+) -> Result<KeyMeta, KeyAdminError> {
     let backend = path.keys().backend(backend)?;
     let backend_name = backend.name().to_string();
     let id = new_key_id();
@@ -116,7 +133,7 @@ pub async fn import_key(
     new: NewKey,
     pem: String,
     expected: Option<Algorithm>,
-) -> Result<KeyMeta, PipelineError> {
+) -> Result<KeyMeta, KeyAdminError> {
     let id = new_key_id();
     let software = software.clone();
     let key_id = id.clone();
@@ -146,7 +163,7 @@ pub async fn adopt_key(
     new: NewKey,
     backend: &str,
     adopted: crate::keys::pkcs11::AdoptedKey,
-) -> Result<KeyMeta, PipelineError> {
+) -> Result<KeyMeta, KeyAdminError> {
     record_new_key(
         path,
         principal,
@@ -170,7 +187,7 @@ async fn record_new_key(
     backend: &str,
     made: GeneratedKey,
     action: &'static str,
-) -> Result<KeyMeta, PipelineError> {
+) -> Result<KeyMeta, KeyAdminError> {
     let extra = KeyExtras {
         changes: Vec::new(),
         details: serde_json::Value::Null,
@@ -202,7 +219,7 @@ pub(crate) async fn record_new_key_with(
     made: GeneratedKey,
     action: &'static str,
     extra: KeyExtras,
-) -> Result<KeyMeta, PipelineError> {
+) -> Result<KeyMeta, KeyAdminError> {
     let (now, _) = crate::clock::now();
     let (id_for_policies, now_for_policies) = (id.clone(), now.clone());
     let row = KeyRow {
@@ -260,12 +277,12 @@ pub async fn disable_key(
     path: &SigningPath,
     principal: &Principal,
     key_id: &str,
-) -> Result<KeyMeta, PipelineError> {
+) -> Result<KeyMeta, KeyAdminError> {
     let row = path
         .store()
         .key(key_id)
         .await?
-        .ok_or_else(|| PipelineError::KeyNotFound(key_id.to_string()))?;
+        .ok_or_else(|| KeyAdminError::NotFound(key_id.to_string()))?;
     if row.status == KeyStatus::Disabled {
         return KeyMeta::from_row(&row).map_err(Into::into);
     }
@@ -294,7 +311,7 @@ pub async fn disable_key(
         .store()
         .key(key_id)
         .await?
-        .ok_or_else(|| PipelineError::KeyNotFound(key_id.to_string()))?;
+        .ok_or_else(|| KeyAdminError::NotFound(key_id.to_string()))?;
     Ok(KeyMeta::from_row(&row)?)
 }
 
@@ -304,12 +321,12 @@ pub async fn set_signers(
     principal: &Principal,
     key_id: &str,
     signers: Vec<String>,
-) -> Result<KeyMeta, PipelineError> {
+) -> Result<KeyMeta, KeyAdminError> {
     let row = path
         .store()
         .key(key_id)
         .await?
-        .ok_or_else(|| PipelineError::KeyNotFound(key_id.to_string()))?;
+        .ok_or_else(|| KeyAdminError::NotFound(key_id.to_string()))?;
     let before = KeyMeta::from_row(&row)?.signers;
     let (now, _) = crate::clock::now();
     let event = AuditEvent {
@@ -336,7 +353,7 @@ pub async fn set_signers(
         .store()
         .key(key_id)
         .await?
-        .ok_or_else(|| PipelineError::KeyNotFound(key_id.to_string()))?;
+        .ok_or_else(|| KeyAdminError::NotFound(key_id.to_string()))?;
     Ok(KeyMeta::from_row(&row)?)
 }
 

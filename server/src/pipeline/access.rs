@@ -11,6 +11,7 @@ use super::PipelineError;
 use super::SigningPath;
 use crate::audit::{Actor, AuditError, AuditEvent};
 use crate::auth::{Principal, Role};
+use crate::error_code::ErrorCode;
 use crate::keys::LoadedKey;
 use crate::store::StoreError;
 use crate::store::usage::UsageDelta;
@@ -97,18 +98,16 @@ async fn signer_of_key(
 
 /// The code and error of a signature the writer's gate refused (`store::gate`), or `None` for
 /// any other audit error.
-pub(crate) fn gate_refusal(
-    err: &AuditError,
-    key_id: &str,
-) -> Option<(&'static str, PipelineError)> {
+pub(crate) fn gate_refusal(err: &AuditError, key_id: &str) -> Option<(ErrorCode, PipelineError)> {
     match err {
         AuditError::Rejected(StoreError::KeyInactive(_)) => Some((
-            "KEY_DISABLED",
+            ErrorCode::KeyDisabled,
             PipelineError::KeyDisabled(key_id.to_string()),
         )),
-        AuditError::Rejected(e @ StoreError::SignerRemoved(_)) => {
-            Some(("FORBIDDEN", PipelineError::Forbidden(e.to_string())))
-        }
+        AuditError::Rejected(e @ StoreError::SignerRemoved(_)) => Some((
+            ErrorCode::Forbidden,
+            PipelineError::Forbidden(e.to_string()),
+        )),
         _ => None,
     }
 }
@@ -123,10 +122,10 @@ pub(crate) async fn record_refused_attempt(
     error: &PipelineError,
 ) {
     let code = match error {
-        PipelineError::KeyNotFound(_) => "NOT_FOUND",
-        PipelineError::KeyDisabled(_) => "KEY_DISABLED",
-        PipelineError::Forbidden(_) => "FORBIDDEN",
-        PipelineError::WrongPurpose { .. } => "WRONG_KEY_PURPOSE",
+        PipelineError::KeyNotFound(_) => ErrorCode::NotFound,
+        PipelineError::KeyDisabled(_) => ErrorCode::KeyDisabled,
+        PipelineError::Forbidden(_) => ErrorCode::Forbidden,
+        PipelineError::WrongPurpose { .. } => ErrorCode::WrongKeyPurpose,
         _ => return,
     };
     let event = AuditEvent {

@@ -5,6 +5,7 @@
 
 use super::stored::decode_to_sign;
 use super::*;
+use crate::error_code::ErrorCode;
 
 /// Operations whose approval requests authorize a later signature rather than ask for one:
 /// when their quorum is reached nothing is signed; the signature is made only when the
@@ -75,7 +76,7 @@ impl SigningPath {
             Decision::Deny { reason } => {
                 let reason = reason.clone();
                 outcome
-                    .record_refusal(SignStatus::Denied, "POLICY_DENIED", &reason)
+                    .record_refusal(SignStatus::Denied, ErrorCode::PolicyDenied, &reason)
                     .await?;
                 Err(PipelineError::PolicyDenied {
                     reason,
@@ -164,7 +165,7 @@ async fn sign_stored(
         subject: row.subject.clone(),
     };
     let (now, _) = crate::clock::now();
-    let fail = |code: &str, message: String| {
+    let fail = |code: ErrorCode, message: String| {
         let event = AuditEvent {
             action: "sign",
             outcome: "failed",
@@ -179,7 +180,7 @@ async fn sign_stored(
             to: ApprovalStatus::Failed,
             at: now.clone(),
             result: None,
-            error: Some((code.to_string(), message)),
+            error: Some((code.as_str().to_string(), message)),
         };
         (vec![change], event)
     };
@@ -189,7 +190,7 @@ async fn sign_stored(
         Some(signer) => signer,
         None => {
             let (changes, event) = fail(
-                "KEY_DISABLED",
+                ErrorCode::KeyDisabled,
                 "the key was disabled before the approvals completed".into(),
             );
             path.audit().append(changes, event).await?;
@@ -206,7 +207,7 @@ async fn sign_stored(
             "{} was removed from the signers of key {} before the approvals completed",
             row.subject, row.key_id
         );
-        let (changes, event) = fail("FORBIDDEN", message.clone());
+        let (changes, event) = fail(ErrorCode::Forbidden, message.clone());
         path.audit().append(changes, event).await?;
         path.notify().changed(id, "failed");
         return Err(PipelineError::Forbidden(message));
@@ -219,7 +220,7 @@ async fn sign_stored(
     let signature = match signed {
         Ok(s) => s,
         Err(err) => {
-            let (changes, event) = fail("BACKEND_UNAVAILABLE", err.to_string());
+            let (changes, event) = fail(ErrorCode::BackendUnavailable, err.to_string());
             path.audit().append(changes, event).await?;
             path.notify().changed(id, "failed");
             return Err(err.into());

@@ -47,6 +47,7 @@ use sha2::Digest as _;
 use crate::audit::{Actor, AuditError, AuditEvent};
 use crate::auth::{Principal, Role};
 use crate::chains::ChainError;
+use crate::error_code::ErrorCode;
 use crate::intent::SignIntent;
 use crate::keys::{Algorithm, KeyError, LoadedKey, ResolveError, SignOptions, Signature, ToSign};
 use crate::policy::Verdict;
@@ -394,7 +395,7 @@ impl SigningPath {
             Decision::Deny { reason } => {
                 let reason = reason.clone();
                 outcome
-                    .record_refusal(SignStatus::Denied, "POLICY_DENIED", &reason)
+                    .record_refusal(SignStatus::Denied, ErrorCode::PolicyDenied, &reason)
                     .await?;
                 return Err(PipelineError::PolicyDenied {
                     reason,
@@ -420,8 +421,8 @@ impl SigningPath {
             Ok(s) => s,
             Err(err) => {
                 let code = match &err {
-                    KeyError::InvalidInput(_) => "INVALID_REQUEST",
-                    _ => "BACKEND_UNAVAILABLE",
+                    KeyError::InvalidInput(_) => ErrorCode::InvalidRequest,
+                    _ => ErrorCode::BackendUnavailable,
                 };
                 outcome
                     .record_refusal(SignStatus::Failed, code, &err.to_string())

@@ -4,6 +4,7 @@
 
 use super::stored::encode_to_sign;
 use super::*;
+use crate::error_code::ErrorCode;
 
 /// Everything needed to record how a request ended.
 pub(super) struct Outcome<'a> {
@@ -68,11 +69,11 @@ impl Outcome<'_> {
     pub(super) async fn record_refusal(
         &self,
         status: SignStatus,
-        code: &str,
+        code: ErrorCode,
         message: &str,
     ) -> Result<(), PipelineError> {
         let mut row = self.row(status);
-        row.error_code = Some(code.to_string());
+        row.error_code = Some(code.as_str().to_string());
         row.error_message = Some(message.to_string());
         let event = self.event(
             status.as_str(),
@@ -122,7 +123,7 @@ impl Outcome<'_> {
                 "a policy asked for {bad} approvals; this server allows 1 to {}",
                 limits.max_quorum
             );
-            self.record_refusal(SignStatus::Denied, "POLICY_DENIED", &message)
+            self.record_refusal(SignStatus::Denied, ErrorCode::PolicyDenied, &message)
                 .await?;
             return Err(PipelineError::BadApprovalRequirement(message));
         }

@@ -17,8 +17,7 @@ use crate::auth::Principal;
 use crate::chains::bitcoin::{BitcoinAccount, ScriptKind};
 use crate::chains::hd::{self, HdError, Phrase};
 use crate::keys::{Algorithm, KeyError, KeyMeta, Purpose, SoftwareBackend};
-use crate::lifecycle::keys::{self as admin, KeyExtras, NewKey};
-use crate::pipeline::PipelineError;
+use crate::lifecycle::keys::{self as admin, KeyAdminError, KeyExtras, NewKey};
 use crate::pipeline::SigningPath;
 use crate::store::wallets::{AccountRow, WalletRow};
 use crate::store::{StateChange, StoreError};
@@ -43,18 +42,18 @@ pub enum WalletError {
     Hd(#[from] HdError),
     /// Recording failed (a conflict, the audit log, the key backend).
     #[error(transparent)]
-    Pipeline(#[from] PipelineError),
+    Recording(#[from] KeyAdminError),
 }
 
 impl From<KeyError> for WalletError {
     fn from(e: KeyError) -> Self {
-        WalletError::Pipeline(e.into())
+        WalletError::Recording(e.into())
     }
 }
 
 impl From<StoreError> for WalletError {
     fn from(e: StoreError) -> Self {
-        WalletError::Pipeline(e.into())
+        WalletError::Recording(e.into())
     }
 }
 
@@ -198,7 +197,7 @@ pub async fn create_wallet(
             event,
         )
         .await
-        .map_err(PipelineError::from)?;
+        .map_err(KeyAdminError::from)?;
     Ok(CreatedWallet {
         row,
         mnemonic: phrase,
