@@ -6,7 +6,6 @@
 //! PSBT. It never signs by itself.
 
 use std::str::FromStr;
-use std::sync::Arc;
 
 use bitcoin::Address;
 use keyward_policy::Intent;
@@ -16,6 +15,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi, Union};
 
 use super::error::{ApiError, ApiResult};
+use super::sign_route::{self, Routed, account_key, receipt_signatures};
 use super::signing::{DryRunResult, PendingResult, PolicyView};
 use super::{ApiTags, BearerAuth};
 use crate::app::AppState;
@@ -23,8 +23,8 @@ use crate::chains::bitcoin::account::parse_network;
 use crate::chains::bitcoin::{BitcoinAccount, PsbtPlan, ScriptKind};
 use crate::intent::SignIntent;
 use crate::intent::raw::decode_b64;
-use crate::keys::{Algorithm, LoadedKey, Purpose, SignOptions};
-use crate::pipeline::{PipelineError, SignCall, SignReceipt, Submitted};
+use crate::keys::{Algorithm, Purpose, SignOptions};
+use crate::pipeline::{PipelineError, SignCall};
 use crate::request_id::current as current_request_id;
 use crate::wallets::Chain;
 
@@ -48,30 +48,6 @@ pub(crate) fn account_options(
     let kind = ScriptKind::parse(address_type.unwrap_or("p2wpkh"))?;
     let network = parse_network(network.unwrap_or("bitcoin"))?;
     Ok(Some((kind, network)))
-}
-
-/// Resolves an account key of `purpose` for a sign route, with the caller's role checked
-/// first so that nothing about the key is revealed to callers who may not sign.
-pub(crate) async fn account_key(
-    state: &AppState,
-    auth: &BearerAuth,
-    key_id: &str,
-    purpose: Purpose,
-) -> ApiResult<Arc<LoadedKey>> {
-    let operation = match purpose {
-        Purpose::Bitcoin => "bitcoin.sign_psbt",
-        _ => "solana.sign",
-    };
-    Ok(state
-        .signing()
-        .check_access(
-            &auth.0,
-            key_id,
-            purpose,
-            operation,
-            &crate::request_id::current(),
-        )
-        .await?)
 }
 
 /// Sign a PSBT.
@@ -137,18 +113,6 @@ pub enum PsbtResponse {
     Pending(Json<PendingResult>),
 }
 
-/// The signatures of a receipt, one per part.
-pub(crate) fn receipt_signatures(receipt: &SignReceipt) -> ApiResult<Vec<Vec<u8>>> {
-    let all = if receipt.signatures.is_empty() {
-        vec![receipt.signature.clone()]
-    } else {
-        receipt.signatures.clone()
-    };
-    all.iter()
-        .map(|s| decode_b64("signature", s).map_err(|e| ApiError::internal("receipt", e)))
-        .collect()
-}
-
 /// The scripts of the other Bitcoin accounts of the key's wallet: outputs to them are change.
 async fn wallet_scripts(state: &AppState, key_id: &str) -> ApiResult<Vec<bitcoin::ScriptBuf>> {
     let Some(account) = state.signing().store().account_of_key(key_id).await? else {
@@ -189,13 +153,14 @@ impl BitcoinApi {
     ) -> ApiResult<PsbtResponse> {
         let Json(body) = body;
         let dry_run = body.dry_run.unwrap_or(false);
-        let idem = super::idempotency(
-            idempotency_key.0.filter(|_| !dry_run),
+        let idem = sign_route::idempotency(
+            idempotency_key.0,
+            dry_run,
             "bitcoin.sign_psbt",
             &id.0,
             &body,
         )?;
-        let key = account_key(&state, &auth, &id.0, Purpose::Bitcoin).await?;
+        let key = account_key(&state, &auth, &id.0, Purpose::Bitcoin, "bitcoin.sign_psbt").await?;
         let row = state.signing().store().bitcoin_account(&id.0).await?.ok_or_else(|| {
             ApiError::invalid(format!(
                 "key {} is not a Bitcoin wallet account; derive one with POST /v1/wallets/{{id}}/accounts",
@@ -237,20 +202,10 @@ impl BitcoinApi {
             idempotency: idem,
             request_id: current_request_id(),
         };
-        if dry_run {
-            let report = state.signing().dry_run(call).await?;
-            return Ok(PsbtResponse::Signed(Json(PsbtOutcome::DryRun(
-                DryRunResult {
-                    dry_run: true,
-                    key_id: report.key_id,
-                    request_id: report.request_id,
-                    policy: PolicyView::from(&report.verdict),
-                },
-            ))));
-        }
-        let receipt = match state.signing().submit(call).await? {
-            Submitted::Signed(receipt) => receipt,
-            Submitted::Pending(p) => return Ok(PsbtResponse::Pending(Json(p.into()))),
+        let receipt = match sign_route::run(state.signing(), call, dry_run).await? {
+            Routed::Signed(receipt) => receipt,
+            Routed::Pending(p) => return Ok(PsbtResponse::Pending(Json(p.into()))),
+            Routed::DryRun(d) => return Ok(PsbtResponse::Signed(Json(PsbtOutcome::DryRun(d)))),
         };
         let fee_sat = plan.intent.fee_sat;
         let txid = plan.intent.txid.clone();

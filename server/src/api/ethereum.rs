@@ -236,12 +236,7 @@ async fn run(
             EthSignResponse::Signed(Json(EthSignOutcome::Signed((*s).into())))
         }
         Ok(EthOutcome::Pending(p)) => EthSignResponse::Pending(Json((*p).into())),
-        Err(report) => EthSignResponse::Signed(Json(EthSignOutcome::DryRun(DryRunResult {
-            dry_run: true,
-            key_id: report.key_id,
-            request_id: report.request_id,
-            policy: PolicyView::from(&report.verdict),
-        }))),
+        Err(dry_run) => EthSignResponse::Signed(Json(EthSignOutcome::DryRun(dry_run))),
     })
 }
 

@@ -5,14 +5,15 @@
 
 use keyward_policy::Intent;
 
+use super::sign_route::Routed;
+use super::signing::DryRunResult;
 use crate::auth::Principal;
 use crate::chains::ethereum::signed::{Assembled, EthRequest, finish_approved};
 use crate::chains::ethereum::{address_of, lower, signed};
 use crate::intent::{IntentError, SignIntent};
 use crate::keys::{EcdsaFormat, HashAlg, KeyError, Purpose, SignOptions, ToSign};
 use crate::pipeline::{
-    DryRunReport, Idempotency, PendingReceipt, PipelineError, SignCall, SignReceipt, SigningPath,
-    Submitted,
+    Idempotency, PendingReceipt, PipelineError, SignCall, SignReceipt, SigningPath,
 };
 
 /// Errors of Ethereum signing.
@@ -70,7 +71,7 @@ pub async fn sign(
     idempotency: Option<Idempotency>,
     request_id: String,
     dry_run: bool,
-) -> Result<Result<EthOutcome, DryRunReport>, EthError> {
+) -> Result<Result<EthOutcome, DryRunResult>, EthError> {
     let operation = request.operation();
     let decoded = request.decode()?;
     let key = path
@@ -126,12 +127,10 @@ pub async fn sign(
         idempotency,
         request_id,
     };
-    if dry_run {
-        return Ok(Err(path.dry_run(call).await?));
-    }
-    let receipt = match path.submit(call).await? {
-        Submitted::Signed(r) => r,
-        Submitted::Pending(p) => return Ok(Ok(EthOutcome::Pending(Box::new(p)))),
+    let receipt = match super::sign_route::run(path, call, dry_run).await? {
+        Routed::Signed(r) => r,
+        Routed::Pending(p) => return Ok(Ok(EthOutcome::Pending(Box::new(p)))),
+        Routed::DryRun(d) => return Ok(Err(d)),
     };
     let from = from.ok_or_else(|| {
         PipelineError::Key(KeyError::Unavailable(

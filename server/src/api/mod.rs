@@ -19,6 +19,7 @@ pub mod policies;
 pub mod requests;
 pub mod routes;
 pub mod rpc_ethereum;
+pub mod sign_route;
 pub mod signing;
 pub mod solana;
 pub mod system;

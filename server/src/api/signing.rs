@@ -14,7 +14,7 @@ use crate::auth::Role;
 use crate::intent::IntentError;
 use crate::intent::raw::{RawPayload, decode_b64};
 use crate::keys::{Algorithm, EcdsaFormat, RsaScheme, SignOptions};
-use crate::pipeline::{PendingReceipt, PipelineError, SignCall, SignReceipt, Submitted};
+use crate::pipeline::{PendingReceipt, PipelineError, SignCall, SignReceipt};
 use crate::policy::Verdict;
 use crate::request_id::current as current_request_id;
 
@@ -69,15 +69,6 @@ pub enum SignResponse {
     /// A policy requires approval: the request waits; follow `status_url`.
     #[oai(status = 202)]
     Pending(Json<PendingResult>),
-}
-
-impl From<Submitted> for SignResponse {
-    fn from(s: Submitted) -> Self {
-        match s {
-            Submitted::Signed(r) => SignResponse::Signed(Json(SignOutcome::Signed(r.into()))),
-            Submitted::Pending(p) => SignResponse::Pending(Json(p.into())),
-        }
-    }
 }
 
 /// Sign with a key: a `digest` or a `message`.
@@ -291,12 +282,8 @@ impl SigningApi {
     ) -> ApiResult<SignResponse> {
         let Json(body) = body;
         let dry_run = body.dry_run.unwrap_or(false);
-        let idempotency = super::idempotency(
-            idempotency_key.0.filter(|_| !dry_run),
-            "raw.sign",
-            &id.0,
-            &body,
-        )?;
+        let idempotency =
+            super::sign_route::idempotency(idempotency_key.0, dry_run, "raw.sign", &id.0, &body)?;
         let payload = RawPayload::decode(
             body.digest.as_deref(),
             body.message.as_deref(),
@@ -314,18 +301,14 @@ impl SigningApi {
             idempotency,
             request_id: current_request_id(),
         };
-        if dry_run {
-            let report = state.signing().dry_run(call).await?;
-            return Ok(SignResponse::Signed(Json(SignOutcome::DryRun(
-                DryRunResult {
-                    dry_run: true,
-                    key_id: report.key_id,
-                    request_id: report.request_id,
-                    policy: PolicyView::from(&report.verdict),
-                },
-            ))));
-        }
-        Ok(state.signing().submit(call).await?.into())
+        use super::sign_route::Routed;
+        Ok(
+            match super::sign_route::run(state.signing(), call, dry_run).await? {
+                Routed::Signed(r) => SignResponse::Signed(Json(SignOutcome::Signed(r.into()))),
+                Routed::Pending(p) => SignResponse::Pending(Json(p.into())),
+                Routed::DryRun(d) => SignResponse::Signed(Json(SignOutcome::DryRun(d))),
+            },
+        )
     }
 
     /// Verify a signature with a key's public key (any role).

@@ -12,8 +12,8 @@ use poem_openapi::param::{Header, Path};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi, Union};
 
-use super::bitcoin::{account_key, receipt_signatures};
 use super::error::{ApiError, ApiResult};
+use super::sign_route::{self, Routed, account_key, receipt_signatures};
 use super::signing::{DryRunResult, PendingResult, PolicyView};
 use super::{ApiTags, BearerAuth};
 use crate::app::AppState;
@@ -22,7 +22,7 @@ use crate::chains::solana::{self, offchain};
 use crate::intent::raw::decode_b64;
 use crate::intent::{IntentError, SignIntent};
 use crate::keys::{Algorithm, Purpose, SignOptions, ToSign};
-use crate::pipeline::{self, PipelineError, SignCall, SignReceipt, Submitted};
+use crate::pipeline::{self, PipelineError, SignCall, SignReceipt};
 use crate::request_id::current as current_request_id;
 
 /// Solana signing.
@@ -132,21 +132,13 @@ async fn run(
         idempotency,
         request_id: current_request_id(),
     };
-    if dry_run {
-        let report = state.signing().dry_run(call).await?;
-        return Ok(Err(SolanaResponse::Signed(Json(SolanaOutcome::DryRun(
-            DryRunResult {
-                dry_run: true,
-                key_id: report.key_id,
-                request_id: report.request_id,
-                policy: PolicyView::from(&report.verdict),
-            },
-        )))));
-    }
-    Ok(match state.signing().submit(call).await? {
-        Submitted::Signed(receipt) => Ok(receipt),
-        Submitted::Pending(p) => Err(SolanaResponse::Pending(Json(p.into()))),
-    })
+    Ok(
+        match sign_route::run(state.signing(), call, dry_run).await? {
+            Routed::Signed(receipt) => Ok(receipt),
+            Routed::Pending(p) => Err(SolanaResponse::Pending(Json(p.into()))),
+            Routed::DryRun(d) => Err(SolanaResponse::Signed(Json(SolanaOutcome::DryRun(d)))),
+        },
+    )
 }
 
 fn view(
@@ -207,7 +199,7 @@ impl SolanaApi {
             &id.0,
             &body,
         )?;
-        let key = account_key(&state, &auth, &id.0, Purpose::Solana).await?;
+        let key = account_key(&state, &auth, &id.0, Purpose::Solana, "solana.sign").await?;
         let public = key
             .meta
             .public_key
@@ -281,7 +273,7 @@ impl SolanaApi {
             &id.0,
             &body,
         )?;
-        let key = account_key(&state, &auth, &id.0, Purpose::Solana).await?;
+        let key = account_key(&state, &auth, &id.0, Purpose::Solana, "solana.sign").await?;
         let public = key
             .meta
             .public_key

@@ -6,12 +6,12 @@ use std::collections::BTreeMap;
 
 use serde_json::json;
 
+use crate::audit::AuditError;
 use crate::audit::{Actor, AuditEvent};
 use crate::auth::Principal;
 use crate::keys::{
     Algorithm, GeneratedKey, KeyError, KeyMeta, LoadedKey, Purpose, SoftwareBackend,
 };
-use crate::audit::AuditError;
 use crate::pipeline::SigningPath;
 use crate::store::{KeyRow, KeyStatus, StateChange, StoreError};
 
