@@ -3,9 +3,20 @@
 //! comes back with the SAD (`authorize`, `sign_authorized`). Never signs anything that was not
 //! judged and stored first; each stored request is signed at most once.
 
+use keyward_policy::{Decision, Intent};
+use serde_json::json;
+
+use super::access::gate_refusal;
+use super::judge::{Judged, judge};
+use super::outcome::Outcome;
 use super::stored::decode_to_sign;
-use super::*;
+use super::{PendingReceipt, PipelineError, SignCall, SignReceipt, SigningPath, sign};
+use crate::audit::{Actor, AuditEvent};
+use crate::auth::{Principal, Role};
 use crate::error_code::ErrorCode;
+use crate::policy::Verdict;
+use crate::store::approvals::{ApprovalRequestRow, ApprovalStatus};
+use crate::store::{SignRequestRow, SignStatus, StateChange, StoreError};
 
 /// Operations whose approval requests authorize a later signature rather than ask for one:
 /// when their quorum is reached nothing is signed; the signature is made only when the
@@ -212,11 +223,7 @@ async fn sign_stored(
         path.notify().changed(id, "failed");
         return Err(PipelineError::Forbidden(message));
     }
-    let signed =
-        tokio::task::spawn_blocking(move || sign_parts(signer.as_ref(), &to_sign, options))
-            .await
-            .map_err(|e| KeyError::Unavailable(format!("signing task failed: {e}")))
-            .and_then(|r| r);
+    let signed = sign::off_runtime(signer, to_sign, options).await;
     let signature = match signed {
         Ok(s) => s,
         Err(err) => {
@@ -226,19 +233,9 @@ async fn sign_stored(
             return Err(err.into());
         }
     };
-    let (signature, recovery_id, signatures, sig_hash) = receipt_parts(&signature);
     let verdict: Verdict = serde_json::from_str(&row.verdict)
         .map_err(|e| StoreError::Corrupt(format!("request {id} verdict: {e}")))?;
-    let receipt = SignReceipt {
-        request_id: row.id.clone(),
-        key_id: row.key_id.clone(),
-        algorithm: key.meta.algorithm.to_string(),
-        signature,
-        recovery_id,
-        signatures,
-        signed_at: now.clone(),
-        verdict,
-    };
+    let (receipt, sig_hash) = sign::receipt(&row.id, &key, &signature, &now, verdict);
     let receipt_json = serde_json::to_string(&receipt).unwrap_or_default();
     let (_, unix) = crate::clock::now();
     let request_row = SignRequestRow {
@@ -271,8 +268,7 @@ async fn sign_stored(
             "signature_sha256": sig_hash,
         }),
     };
-    let changes = vec![
-        StateChange::RequireSigner(signer_grant(&requester, &row.key_id)),
+    let rows = vec![
         StateChange::ApprovalTransition {
             id: row.id.clone(),
             from: vec![ApprovalStatus::Approved],
@@ -283,13 +279,8 @@ async fn sign_stored(
         },
         StateChange::InsertSignRequest(Box::new(request_row)),
     ];
-    let mut changes = changes;
-    if let Ok(intent) = serde_json::from_str::<Intent>(&row.intent) {
-        let spent = crate::chains::usage_deltas(&row.key_id, &intent, unix);
-        if !spent.is_empty() {
-            changes.push(StateChange::AddUsage(spent));
-        }
-    }
+    let intent = serde_json::from_str::<Intent>(&row.intent).ok();
+    let changes = sign::changes(&requester, &row.key_id, rows, intent.as_ref(), unix);
     if let Err(e) = path.audit().append(changes, event).await {
         let Some((code, err)) = gate_refusal(&e, &row.key_id) else {
             return Err(e.into());

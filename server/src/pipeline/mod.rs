@@ -19,41 +19,45 @@
 //!
 //! Authentication happens before `submit` (the caller arrives as a `Principal`).
 //!
-//! Parts: this file (the call, `judge`, `submit`, dry runs, idempotent replay), `outcome`
-//! (recording how a request ended: signed, refused, failed or pending, each with its audit
-//! record), `approved` (signatures made later: after approval, or with a CSC authorization),
-//! `stored` (the exact bytes to sign, as kept with a pending request).
+//! Parts: this file (the call, `submit`, dry runs), `path` (the `SigningPath` handle),
+//! `access` (who may sign with which key, refusals), `judge` (intent, purpose, policies),
+//! `sign` (the backend call, the receipt and the changes a signature lands with, shared by
+//! both ways of signing), `outcome` (recording how a request ended: signed, refused, failed or
+//! pending, each with its audit record), `approved` (signatures made later: after approval, or
+//! with a CSC authorization), `replay` (idempotent replay), `stored` (the exact bytes to sign,
+//! as kept with a pending request).
 
 mod access;
 mod approved;
+mod judge;
 mod outcome;
 mod path;
+mod replay;
+mod sign;
 mod stored;
 
-use access::{admit, signer_grant, usage_of};
-pub(crate) use access::{gate_refusal, record_refused_attempt};
+use access::admit;
 pub use approved::{AUTHORIZATION_OPERATIONS, Authorization, signs_on_approval};
+use judge::{Judged, judge, judge_admitted};
 use outcome::Outcome;
 pub use path::SigningPath;
+pub use replay::pending_receipt;
+use replay::replay;
 pub use stored::stored_sign_options;
 
-use std::sync::Arc;
-
-use keyward_policy::{Decision, Intent, SignRequest};
+use keyward_policy::Decision;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::Digest as _;
 
 use crate::audit::{Actor, AuditError, AuditEvent};
-use crate::auth::{Principal, Role};
+use crate::auth::Principal;
 use crate::chains::ChainError;
 use crate::error_code::ErrorCode;
 use crate::intent::SignIntent;
-use crate::keys::{Algorithm, KeyError, LoadedKey, ResolveError, SignOptions, Signature, ToSign};
+use crate::keys::{Algorithm, KeyError, ResolveError, SignOptions};
 use crate::policy::Verdict;
-use crate::store::approvals::{ApprovalRequestRow, ApprovalStatus};
-use crate::store::pending::Reservation;
-use crate::store::{SignRequestRow, SignStatus, StateChange, StoreError};
+use crate::store::{SignStatus, StoreError};
 
 /// Errors of the signing path.
 #[derive(Debug, thiserror::Error)]
@@ -192,22 +196,6 @@ pub struct SignReceipt {
     pub verdict: Verdict,
 }
 
-/// A request that passed resolve and authorize, with the policy verdict.
-struct Judged {
-    principal: Principal,
-    key: Arc<LoadedKey>,
-    signer: Arc<dyn crate::keys::SigningKey>,
-    intent: SignIntent,
-    options: SignOptions,
-    verdict: Verdict,
-    request_id: String,
-    operation: &'static str,
-    idempotency: Option<Idempotency>,
-    time: (String, i64),
-    /// The usage this request reserved while its context was read (given back on drop).
-    reservation: Option<Reservation>,
-}
-
 /// What a dry run found: the verdict the request would get. Nothing was signed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DryRunReport {
@@ -248,74 +236,6 @@ impl SigningPath {
             verdict: judged.verdict,
         })
     }
-}
-
-/// Resolve, authorize, build the intent and run the policy stage.
-async fn judge(path: &SigningPath, call: SignCall) -> Result<Judged, PipelineError> {
-    let admitted = admit(
-        path,
-        &call.principal,
-        &call.key_id,
-        call.operation,
-        &call.request_id,
-    )
-    .await?;
-    judge_admitted(path, call, admitted).await
-}
-
-/// The rest of `judge` for a caller `admit` let through.
-async fn judge_admitted(
-    path: &SigningPath,
-    call: SignCall,
-    (key, signer): (Arc<LoadedKey>, Arc<dyn crate::keys::SigningKey>),
-) -> Result<Judged, PipelineError> {
-    let SignCall {
-        principal,
-        build,
-        idempotency,
-        request_id,
-        operation,
-        ..
-    } = call;
-    let (intent, options) = build(key.meta.algorithm)?;
-    if intent.purpose != key.meta.purpose {
-        let e = PipelineError::WrongPurpose {
-            key_purpose: key.meta.purpose.to_string(),
-            wanted: intent.purpose.to_string(),
-        };
-        record_refused_attempt(path, &principal, &key.meta.id, operation, &request_id, &e).await;
-        return Err(e);
-    }
-
-    // Policies.
-    let (time, unix_time) = crate::clock::now();
-    let request = SignRequest {
-        request_id: request_id.clone(),
-        principal: principal.to_wire(),
-        key: key.meta.to_wire(),
-        intent: intent.intent.clone(),
-        time: time.clone(),
-        unix_time,
-        context: Default::default(),
-    };
-    let usage = usage_of(&principal, &key.meta.id, &intent.intent, unix_time);
-    let (verdict, reservation) = path
-        .policy()
-        .evaluate_reserving(&key.meta, &request, usage)
-        .await;
-    Ok(Judged {
-        principal,
-        key,
-        signer,
-        intent,
-        options,
-        verdict,
-        request_id,
-        operation,
-        idempotency,
-        time: (time, unix_time),
-        reservation,
-    })
 }
 
 /// A request that is waiting for approvers.
@@ -411,12 +331,7 @@ impl SigningPath {
         }
 
         // Sign, off the async runtime.
-        let to_sign = intent.to_sign.clone();
-        let signed =
-            tokio::task::spawn_blocking(move || sign_parts(signer.as_ref(), &to_sign, options))
-                .await
-                .map_err(|e| KeyError::Unavailable(format!("signing task failed: {e}")))
-                .and_then(|r| r);
+        let signed = sign::off_runtime(signer, intent.to_sign.clone(), options).await;
         let signature = match signed {
             Ok(s) => s,
             Err(err) => {
@@ -437,109 +352,4 @@ impl SigningPath {
             .await
             .map(Submitted::Signed)
     }
-}
-
-/// Signs `to_sign` with `signer`: one signature, or one per part of a batch (in order, all
-/// or none).
-fn sign_parts(
-    signer: &dyn crate::keys::SigningKey,
-    to_sign: &ToSign,
-    options: SignOptions,
-) -> Result<Vec<Signature>, KeyError> {
-    match to_sign {
-        ToSign::Batch(parts) if parts.is_empty() => {
-            Err(KeyError::InvalidInput("nothing to sign".into()))
-        }
-        ToSign::Batch(parts) => parts
-            .iter()
-            .map(|part| match part {
-                ToSign::Batch(_) => Err(KeyError::InvalidInput("nested batch".into())),
-                part => signer.sign(part, options),
-            })
-            .collect(),
-        single => Ok(vec![signer.sign(single, options)?]),
-    }
-}
-
-/// The receipt fields of the signatures of one request: the first signature, its recovery
-/// id, all of them when there are several, and the SHA-256 the audit record keeps.
-fn receipt_parts(signatures: &[Signature]) -> (String, Option<u8>, Vec<String>, String) {
-    use base64::Engine as _;
-    let b64 = |s: &Signature| base64::engine::general_purpose::STANDARD.encode(&s.bytes);
-    let first = signatures.first();
-    let mut hash = sha2::Sha256::new();
-    for s in signatures {
-        hash.update(&s.bytes);
-    }
-    let all = if signatures.len() > 1 {
-        signatures.iter().map(b64).collect()
-    } else {
-        Vec::new()
-    };
-    (
-        first.map(b64).unwrap_or_default(),
-        first.and_then(|s| s.recovery_id),
-        all,
-        hex::encode(hash.finalize()),
-    )
-}
-
-/// Looks for an earlier request with the same idempotency key.
-async fn replay(
-    path: &SigningPath,
-    principal: &Principal,
-    idem: &Idempotency,
-) -> Result<Option<Result<Submitted, PipelineError>>, PipelineError> {
-    if let Some(pending) = path
-        .store()
-        .approval_request_by_idempotency_key(&principal.issuer, &principal.subject, &idem.key)
-        .await?
-    {
-        if pending.body_hash.as_deref() != Some(&idem.body_hash[..]) {
-            return Err(PipelineError::IdempotencyMismatch);
-        }
-        if let (ApprovalStatus::Signed, Some(result)) = (pending.status, &pending.result) {
-            let receipt: SignReceipt = serde_json::from_str(result)
-                .map_err(|e| StoreError::Corrupt(format!("request {} result: {e}", pending.id)))?;
-            return Ok(Some(Ok(Submitted::Signed(receipt))));
-        }
-        return Ok(Some(Ok(Submitted::Pending(pending_receipt(&pending)?))));
-    }
-    let Some(row) = path
-        .store()
-        .request_by_idempotency_key(&principal.issuer, &principal.subject, &idem.key)
-        .await?
-    else {
-        return Ok(None);
-    };
-    if row.body_hash.as_deref() != Some(&idem.body_hash[..]) {
-        return Err(PipelineError::IdempotencyMismatch);
-    }
-    let verdict: Verdict = serde_json::from_str(&row.decision)
-        .map_err(|e| StoreError::Corrupt(format!("request {} verdict: {e}", row.id)))?;
-    Ok(Some(match row.status {
-        SignStatus::Signed => {
-            let receipt: SignReceipt = serde_json::from_str(row.response.as_deref().unwrap_or(""))
-                .map_err(|e| StoreError::Corrupt(format!("request {} response: {e}", row.id)))?;
-            Ok(Submitted::Signed(receipt))
-        }
-        _ => Err(PipelineError::PolicyDenied {
-            reason: row.error_message.unwrap_or_default(),
-            verdict: Box::new(verdict),
-        }),
-    }))
-}
-
-/// The pending receipt of a stored approval request.
-pub fn pending_receipt(row: &ApprovalRequestRow) -> Result<PendingReceipt, StoreError> {
-    let corrupt = |e: serde_json::Error| StoreError::Corrupt(format!("request {}: {e}", row.id));
-    Ok(PendingReceipt {
-        request_id: row.id.clone(),
-        key_id: row.key_id.clone(),
-        reason: row.reason.clone(),
-        approvals: u32::try_from(row.quorum).unwrap_or(u32::MAX),
-        approver_roles: serde_json::from_str(&row.approver_roles).map_err(corrupt)?,
-        expires_at: row.expires_at.clone(),
-        verdict: serde_json::from_str(&row.verdict).map_err(corrupt)?,
-    })
 }

@@ -2,9 +2,25 @@
 //! outcome is one audit append with its request row, so a signature is never returned before
 //! its record committed, and a refusal is never lost.
 
+use std::sync::Arc;
+
+use keyward_policy::{Decision, Intent};
+use serde_json::json;
+
+use super::access::gate_refusal;
+use super::replay::{pending_receipt, replay};
 use super::stored::encode_to_sign;
-use super::*;
+use super::{
+    Idempotency, PendingReceipt, PipelineError, SignReceipt, SigningPath, Submitted, sign,
+};
+use crate::audit::{Actor, AuditError, AuditEvent};
+use crate::auth::Principal;
 use crate::error_code::ErrorCode;
+use crate::keys::{LoadedKey, SignOptions, Signature, ToSign};
+use crate::policy::Verdict;
+use crate::store::approvals::{ApprovalRequestRow, ApprovalStatus};
+use crate::store::pending::Reservation;
+use crate::store::{SignRequestRow, SignStatus, StateChange, StoreError};
 
 /// Everything needed to record how a request ended.
 pub(super) struct Outcome<'a> {
@@ -207,28 +223,23 @@ impl Outcome<'_> {
         signatures: Vec<Signature>,
         reservation: Option<Reservation>,
     ) -> Result<SignReceipt, PipelineError> {
-        let (signature, recovery_id, signatures, sig_hash) = receipt_parts(&signatures);
-        let receipt = SignReceipt {
-            request_id: self.request_id.to_string(),
-            key_id: self.key.meta.id.clone(),
-            algorithm: self.key.meta.algorithm.to_string(),
-            signature,
-            recovery_id,
-            signatures,
-            signed_at: self.time.0.clone(),
-            verdict: self.verdict.clone(),
-        };
+        let (receipt, sig_hash) = sign::receipt(
+            self.request_id,
+            self.key,
+            &signatures,
+            &self.time.0,
+            self.verdict.clone(),
+        );
         let mut row = self.row(SignStatus::Signed);
         row.response = Some(serde_json::to_string(&receipt).unwrap_or_default());
         let event = self.event("ok", json!({"signature_sha256": sig_hash}));
-        let mut changes = vec![
-            StateChange::RequireSigner(signer_grant(self.principal, &self.key.meta.id)),
-            StateChange::InsertSignRequest(Box::new(row)),
-        ];
-        let spent = crate::chains::usage_deltas(&self.key.meta.id, self.intent, self.time.1);
-        if !spent.is_empty() {
-            changes.push(StateChange::AddUsage(spent));
-        }
+        let changes = sign::changes(
+            self.principal,
+            &self.key.meta.id,
+            vec![StateChange::InsertSignRequest(Box::new(row))],
+            Some(self.intent),
+            self.time.1,
+        );
         match self
             .path
             .audit()

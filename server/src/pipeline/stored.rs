@@ -1,7 +1,10 @@
 //! The exact bytes to sign and the signature options, as stored with a pending request, so
 //! that what approvers saw is what gets signed. Never changes the bytes it round-trips.
 
-use super::*;
+use serde::{Deserialize, Serialize};
+
+use crate::keys::{SignOptions, ToSign};
+use crate::store::StoreError;
 
 /// The bytes and options to sign, as stored with a pending request.
 #[derive(Debug, Clone, Serialize, Deserialize)]

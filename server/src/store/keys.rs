@@ -147,15 +147,6 @@ impl Store {
         row.as_ref().map(from_row).transpose()
     }
 
-    /// Whether a key with this name exists.
-    pub async fn key_name_taken(&self, name: &str) -> Result<bool> {
-        let row = sqlx::query("SELECT 1 FROM keys WHERE name = ?")
-            .bind(name)
-            .fetch_optional(self.pool())
-            .await?;
-        Ok(row.is_some())
-    }
-
     /// Keys ordered by id, after the id `after`, at most `limit`.
     pub async fn keys_page(&self, after: Option<&str>, limit: u32) -> Result<Vec<KeyRow>> {
         let rows = sqlx::query("SELECT * FROM keys WHERE id > ? ORDER BY id LIMIT ?")
