@@ -12,6 +12,7 @@
 pub mod dev_issuer;
 mod jwks;
 mod jwt;
+mod keyset;
 pub mod signers;
 
 use std::collections::HashMap;
