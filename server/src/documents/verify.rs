@@ -183,29 +183,7 @@ pub async fn verify(
         .next()
         .ok_or_else(|| DocumentError::Invalid("the SignedData has no signer".into()))?;
     let mut reasons = Vec::new();
-    let hash = hash_of_digest_oid(&info.digest_alg.oid).ok_or_else(|| {
-        DocumentError::Invalid(format!(
-            "unsupported digest algorithm {} in the signature",
-            info.digest_alg.oid
-        ))
-    })?;
-    let document_digest = match signed {
-        Signed::Document(doc) => hash.digest(doc),
-        Signed::Digest(given, digest) => {
-            if *given != hash {
-                return Err(DocumentError::Invalid(format!(
-                    "the signature uses {hash}, but the hash sent is {given}; send a {hash} hash or the document"
-                )));
-            }
-            digest.clone()
-        }
-    };
-    let digest_matches = match find_attr(info, oid::MESSAGE_DIGEST) {
-        Some(any) => any
-            .decode_as::<OctetString>()
-            .is_ok_and(|d| d.as_bytes() == document_digest.as_slice()),
-        None => false,
-    };
+    let (hash, digest_matches) = digest_check(info, signed)?;
     if !digest_matches {
         reasons.push("the document does not match the signed message digest".to_string());
     }
@@ -214,20 +192,7 @@ pub async fn verify(
         .map(|t| super::time_string(&t));
 
     let certs = embedded(&sd);
-    let mut signer = certs.iter().find(|c| matches_sid(c, &info.sid)).cloned();
-    if signer.is_none()
-        && let SignerIdentifier::IssuerAndSerialNumber(isn) = &info.sid
-    {
-        let serial = hex::encode(isn.serial_number.as_bytes());
-        if let Some(row) = path
-            .store()
-            .certificate_by_serial(&isn.issuer.to_string(), &serial)
-            .await?
-        {
-            signer = Certificate::from_der(&row.certificate).ok();
-        }
-    }
-    let Some(signer) = signer else {
+    let Some(signer) = signer_certificate(path, &certs, info).await? else {
         reasons.push("the signer certificate is neither in the signature nor known here".into());
         return Ok(Verification {
             valid: false,
@@ -244,72 +209,11 @@ pub async fn verify(
             reasons,
         });
     };
-    let tbs = signer.tbs_certificate();
-    let signature_valid = match &info.signed_attrs {
-        Some(attrs) => {
-            let content = attrs.to_der()?;
-            match verify_signature(
-                tbs.subject_public_key_info(),
-                &info.signature_algorithm,
-                Some(hash),
-                &content,
-                info.signature.as_bytes(),
-            ) {
-                Ok(ok) => ok,
-                Err(why) => {
-                    reasons.push(format!("the signature cannot be checked: {why}"));
-                    false
-                }
-            }
-        }
-        None => {
-            reasons.push("the signature has no signed attributes".into());
-            false
-        }
-    };
-    if !signature_valid
-        && reasons
-            .iter()
-            .all(|r| !r.starts_with("the signature cannot"))
-    {
-        reasons.push("the signature does not verify under the signer certificate".into());
-    }
-
-    // Chain status: revoked (Keyward's records), expired, untrusted, else good.
+    let signature_valid = signature_check(info, hash, &signer, &mut reasons)?;
     let serial = super::serial_hex(&signer);
-    let row = path
-        .store()
-        .certificate_by_serial(&tbs.issuer().to_string(), &serial)
-        .await?;
-    let ca = docs.ca();
-    let mut anchors = vec![ca.certificate.clone()];
-    anchors.extend(docs.anchors().iter().cloned());
-    let (mut revoked_at, mut revocation_reason) = (None, None);
-    let chain_status = if let Some(row) = row.filter(|r| r.status == CertStatus::Revoked) {
-        revoked_at = row.revoked_at.clone();
-        revocation_reason = row.revocation_reason.clone();
-        reasons.push(format!(
-            "the signer certificate was revoked at {} ({})",
-            row.revoked_at.unwrap_or_default(),
-            row.revocation_reason.unwrap_or_default()
-        ));
-        ChainStatus::Revoked
-    } else if !in_validity(&signer, SystemTime::now()) {
-        reasons.push(format!(
-            "the signer certificate is valid from {} to {}, not now",
-            super::time_string(&tbs.validity().not_before),
-            super::time_string(&tbs.validity().not_after)
-        ));
-        ChainStatus::Expired
-    } else if !chains_to(&signer, &certs, &anchors) {
-        reasons.push(
-            "the signer certificate does not chain to the internal CA or a configured trust anchor"
-                .into(),
-        );
-        ChainStatus::Untrusted
-    } else {
-        ChainStatus::Good
-    };
+    let (chain_status, revoked_at, revocation_reason) =
+        chain_check(path, docs, &signer, &serial, &certs, &mut reasons).await?;
+    let tbs = signer.tbs_certificate();
     let signer_common_name = tbs
         .subject()
         .common_name()
@@ -330,4 +234,139 @@ pub async fn verify(
         revocation_reason,
         reasons,
     })
+}
+
+/// The signer's digest algorithm, and whether the signed message digest is that of what the
+/// caller says was signed (a hash sent must be of the signer's algorithm).
+fn digest_check(info: &SignerInfo, signed: &Signed) -> Result<(HashAlg, bool)> {
+    let hash = hash_of_digest_oid(&info.digest_alg.oid).ok_or_else(|| {
+        DocumentError::Invalid(format!(
+            "unsupported digest algorithm {} in the signature",
+            info.digest_alg.oid
+        ))
+    })?;
+    let document_digest = match signed {
+        Signed::Document(doc) => hash.digest(doc),
+        Signed::Digest(given, digest) => {
+            if *given != hash {
+                return Err(DocumentError::Invalid(format!(
+                    "the signature uses {hash}, but the hash sent is {given}; send a {hash} hash or the document"
+                )));
+            }
+            digest.clone()
+        }
+    };
+    let matches = match find_attr(info, oid::MESSAGE_DIGEST) {
+        Some(any) => any
+            .decode_as::<OctetString>()
+            .is_ok_and(|d| d.as_bytes() == document_digest.as_slice()),
+        None => false,
+    };
+    Ok((hash, matches))
+}
+
+/// The signer's certificate: embedded in the signature, or one Keyward knows by issuer and
+/// serial number.
+async fn signer_certificate(
+    path: &SigningPath,
+    certs: &[Certificate],
+    info: &SignerInfo,
+) -> Result<Option<Certificate>> {
+    if let Some(found) = certs.iter().find(|c| matches_sid(c, &info.sid)) {
+        return Ok(Some(found.clone()));
+    }
+    let SignerIdentifier::IssuerAndSerialNumber(isn) = &info.sid else {
+        return Ok(None);
+    };
+    let serial = hex::encode(isn.serial_number.as_bytes());
+    Ok(path
+        .store()
+        .certificate_by_serial(&isn.issuer.to_string(), &serial)
+        .await?
+        .and_then(|row| Certificate::from_der(&row.certificate).ok()))
+}
+
+/// Whether the signature over the signed attributes verifies under `signer`; why not goes to
+/// `reasons`.
+fn signature_check(
+    info: &SignerInfo,
+    hash: HashAlg,
+    signer: &Certificate,
+    reasons: &mut Vec<String>,
+) -> Result<bool> {
+    let valid = match &info.signed_attrs {
+        Some(attrs) => {
+            let content = attrs.to_der()?;
+            match verify_signature(
+                signer.tbs_certificate().subject_public_key_info(),
+                &info.signature_algorithm,
+                Some(hash),
+                &content,
+                info.signature.as_bytes(),
+            ) {
+                Ok(ok) => ok,
+                Err(why) => {
+                    reasons.push(format!("the signature cannot be checked: {why}"));
+                    false
+                }
+            }
+        }
+        None => {
+            reasons.push("the signature has no signed attributes".into());
+            false
+        }
+    };
+    if !valid
+        && reasons
+            .iter()
+            .all(|r| !r.starts_with("the signature cannot"))
+    {
+        reasons.push("the signature does not verify under the signer certificate".into());
+    }
+    Ok(valid)
+}
+
+/// The signer certificate's status: revoked (Keyward's records, with when and why), expired,
+/// untrusted, else good; why not good goes to `reasons`.
+async fn chain_check(
+    path: &SigningPath,
+    docs: &Documents,
+    signer: &Certificate,
+    serial: &str,
+    certs: &[Certificate],
+    reasons: &mut Vec<String>,
+) -> Result<(ChainStatus, Option<String>, Option<String>)> {
+    let tbs = signer.tbs_certificate();
+    let row = path
+        .store()
+        .certificate_by_serial(&tbs.issuer().to_string(), serial)
+        .await?;
+    let ca = docs.ca();
+    let mut anchors = vec![ca.certificate.clone()];
+    anchors.extend(docs.anchors().iter().cloned());
+    if let Some(row) = row.filter(|r| r.status == CertStatus::Revoked) {
+        reasons.push(format!(
+            "the signer certificate was revoked at {} ({})",
+            row.revoked_at.clone().unwrap_or_default(),
+            row.revocation_reason.clone().unwrap_or_default()
+        ));
+        return Ok((ChainStatus::Revoked, row.revoked_at, row.revocation_reason));
+    }
+    let status = if !in_validity(signer, SystemTime::now()) {
+        reasons.push(format!(
+            "the signer certificate is valid from {} to {}, not now",
+            super::time_string(&tbs.validity().not_before),
+            super::time_string(&tbs.validity().not_after)
+        ));
+        ChainStatus::Expired
+    } else if !chains_to(signer, certs, &anchors) {
+        reasons.push(
+            "the signer certificate does not chain to the internal CA or a configured trust anchor"
+                .into(),
+        );
+        ChainStatus::Untrusted
+    } else {
+        ChainStatus::Good
+    };
+    Ok((status, None, None))
 }
