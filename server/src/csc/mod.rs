@@ -21,6 +21,7 @@
 pub mod algorithms;
 pub mod credentials;
 pub mod sad;
+mod sign_checks;
 
 use crate::audit::AuditError;
 use crate::documents::DocumentError;

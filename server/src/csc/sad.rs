@@ -22,7 +22,7 @@ use keyward_policy::{DocumentIntent, Intent};
 use serde_json::json;
 use sha2::Digest as _;
 
-use super::algorithms::{hash_of_len, sign_algo};
+use super::algorithms::hash_of_len;
 use super::credentials::{Credential, resolve, unknown_credential};
 use super::{CscError, Result};
 use crate::approvals::ApprovalError;
@@ -88,7 +88,7 @@ fn actor(p: &Principal) -> Actor {
     }
 }
 
-fn decode_hashes(
+pub(super) fn decode_hashes(
     field: &str,
     hashes: &[String],
     hash: Option<HashAlg>,
@@ -410,7 +410,7 @@ pub async fn check(
     })
 }
 
-fn invalid_sad() -> CscError {
+pub(super) fn invalid_sad() -> CscError {
     CscError::InvalidRequest("Invalid parameter SAD".into())
 }
 
@@ -432,92 +432,12 @@ pub async fn sign_hash(
             "Missing array parameter hash".into(),
         ));
     }
-    let algo = sign_algo(&req.sign_algo, credential.meta.algorithm)?;
-    let named = req
-        .hash_algorithm_oid
-        .as_deref()
-        .map(super::algorithms::hash_of_oid)
-        .transpose()?;
-    let hash = match (named, algo.hash) {
-        (Some(a), Some(b)) if a != b => {
-            return Err(CscError::InvalidRequest(format!(
-                "hashAlgo names {a} but signAlgo implies {b}"
-            )));
-        }
-        (Some(h), _) | (None, Some(h)) => Some(h),
-        (None, None) if credential.meta.algorithm == Algorithm::Ed25519 => None,
-        (None, None) => {
-            return Err(CscError::InvalidRequest(
-                "hashAlgo is required when signAlgo does not name a hash".into(),
-            ));
-        }
-    };
-    let (hash, digests) = decode_hashes("hash", &req.hashes, hash)?;
-
+    let (algo, hash, digests) = super::sign_checks::requested_hashes(&credential, &req)?;
     // The SAD and its bindings.
-    let sad_hash = sha2::Sha256::digest(req.sad.trim().as_bytes()).to_vec();
-    let row = path
-        .store()
-        .csc_authorization_by_sad(&sad_hash)
-        .await?
-        .ok_or_else(invalid_sad)?;
-    if !principal.is(&row.issuer, &row.subject) {
-        return Err(invalid_sad());
-    }
-    if row.credential_id != credential.meta.id {
-        return Err(CscError::InvalidRequest(
-            "the SAD was not issued for this credentialID".into(),
-        ));
-    }
-    match row.status {
-        CscAuthorizationStatus::Issued => {}
-        CscAuthorizationStatus::Used => {
-            return Err(CscError::InvalidRequest(
-                "the SAD was already used; call credentials/authorize again".into(),
-            ));
-        }
-        CscAuthorizationStatus::Pending => return Err(invalid_sad()),
-    }
-    let (_, unix) = crate::clock::now();
-    if row.expires_unix.is_none_or(|e| e <= unix) {
-        return Err(CscError::InvalidRequest(
-            "SAD expired; call credentials/authorize again".into(),
-        ));
-    }
-    if digests.len() as i64 > row.num_signatures {
-        return Err(CscError::InvalidRequest(format!(
-            "{} hashes sent, more than the {} signatures this SAD authorizes",
-            digests.len(),
-            row.num_signatures
-        )));
-    }
-    if hash.as_str() != row.hash_algorithm {
-        return Err(CscError::InvalidRequest(format!(
-            "the SAD authorizes {} hashes, not {hash}",
-            row.hash_algorithm
-        )));
-    }
-    let mut plan = Vec::with_capacity(digests.len());
-    for (i, digest) in digests.into_iter().enumerate() {
-        let hex_digest = hex::encode(&digest);
-        let bound = row
-            .hashes
-            .iter()
-            .find(|b| b.hash == hex_digest)
-            .ok_or_else(|| {
-                CscError::InvalidRequest(format!("hash[{i}] is not bound to this SAD"))
-            })?;
-        if bound.approval.is_some()
-            && algo.scheme == RsaScheme::Pss
-            && credential.meta.algorithm.is_rsa()
-        {
-            return Err(CscError::InvalidRequest(format!(
-                "hash[{i}] was approved for a PKCS#1 v1.5 signature; sign it with \
-                 sha256WithRSAEncryption (or the matching hash) rather than RSASSA-PSS"
-            )));
-        }
-        plan.push((digest, bound.approval.clone()));
-    }
+    let (row, sad_hash) =
+        super::sign_checks::usable_sad(path, principal, &credential, &req.sad, hash, digests.len())
+            .await?;
+    let plan = super::sign_checks::bound_plan(&row, digests, algo.scheme, &credential)?;
     let certificate = current_certificate(path, &credential).await?;
 
     // Consume the SAD before anything is signed: at most one signHash gets past this.
