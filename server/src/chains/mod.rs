@@ -56,11 +56,6 @@ pub trait Chain: Send + Sync {
 /// Every chain, in the order the API lists them. Register a new chain here.
 pub static ALL: &[&dyn Chain] = &[&ethereum::Ethereum, &bitcoin::Bitcoin, &solana::Solana];
 
-/// The chain named `name`.
-pub fn by_name(name: &str) -> Option<&'static dyn Chain> {
-    ALL.iter().copied().find(|c| c.name() == name)
-}
-
 /// The chain `intent` belongs to (`None` for raw and document intents).
 pub fn of_intent(intent: &Intent) -> Option<&'static dyn Chain> {
     ALL.iter().copied().find(|c| c.owns(intent))

@@ -16,7 +16,7 @@ use crate::audit::{Actor, AuditEvent};
 use crate::auth::Principal;
 use crate::chains::bitcoin::{BitcoinAccount, ScriptKind};
 use crate::chains::hd::{self, HdError, Phrase};
-use crate::keys::{Algorithm, KeyError, KeyMeta, Purpose, SoftwareBackend};
+use crate::keys::{KeyError, KeyMeta, SoftwareBackend};
 use crate::lifecycle::keys::{self as admin, KeyAdminError, KeyExtras, NewKey};
 use crate::pipeline::SigningPath;
 use crate::store::wallets::{AccountRow, WalletRow};
@@ -69,22 +69,23 @@ pub enum Chain {
 }
 
 impl Chain {
+    /// The chain's plug-in (name, purpose, algorithm, default path).
+    pub fn plugin(self) -> &'static dyn crate::chains::Chain {
+        match self {
+            Chain::Ethereum => &crate::chains::ethereum::Ethereum,
+            Chain::Bitcoin => &crate::chains::bitcoin::Bitcoin,
+            Chain::Solana => &crate::chains::solana::Solana,
+        }
+    }
+
     /// The name in the API and the database.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Chain::Ethereum => "ethereum",
-            Chain::Bitcoin => "bitcoin",
-            Chain::Solana => "solana",
-        }
+        self.plugin().name()
     }
 
     /// The default derivation path of account `index`.
     pub fn default_path(self, index: u32) -> String {
-        match self {
-            Chain::Ethereum => format!("m/44'/60'/0'/0/{index}"),
-            Chain::Bitcoin => format!("m/84'/0'/0'/0/{index}"),
-            Chain::Solana => format!("m/44'/501'/{index}'/0'"),
-        }
+        self.plugin().default_path(index)
     }
 }
 
@@ -230,11 +231,7 @@ pub async fn create_account(
     wallet_id: &str,
     new: NewAccount,
 ) -> Result<(KeyMeta, AccountRow), WalletError> {
-    let (purpose, algorithm) = match new.chain {
-        Chain::Ethereum => (Purpose::Ethereum, Algorithm::Secp256k1),
-        Chain::Bitcoin => (Purpose::Bitcoin, Algorithm::Secp256k1),
-        Chain::Solana => (Purpose::Solana, Algorithm::Ed25519),
-    };
+    let (purpose, algorithm) = (new.chain.plugin().purpose(), new.chain.plugin().algorithm());
     if new.chain != Chain::Bitcoin && new.bitcoin.is_some() {
         return Err(WalletError::Invalid(
             "network and address_type apply to bitcoin accounts only".into(),
