@@ -193,8 +193,9 @@ impl SolanaApi {
     ) -> ApiResult<SolanaResponse> {
         let Json(body) = body;
         let dry_run = body.dry_run.unwrap_or(false);
-        let idem = super::idempotency(
-            idempotency_key.0.filter(|_| !dry_run),
+        let idem = sign_route::idempotency(
+            idempotency_key.0,
+            dry_run,
             "solana.sign_transaction",
             &id.0,
             &body,
@@ -267,8 +268,9 @@ impl SolanaApi {
     ) -> ApiResult<SolanaResponse> {
         let Json(body) = body;
         let dry_run = body.dry_run.unwrap_or(false);
-        let idem = super::idempotency(
-            idempotency_key.0.filter(|_| !dry_run),
+        let idem = sign_route::idempotency(
+            idempotency_key.0,
+            dry_run,
             "solana.sign_message",
             &id.0,
             &body,
