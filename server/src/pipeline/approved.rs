@@ -8,7 +8,6 @@ use serde_json::json;
 
 use super::access::gate_refusal;
 use super::judge::{Judged, judge};
-use super::outcome::Outcome;
 use super::stored::decode_to_sign;
 use super::{PendingReceipt, PipelineError, SignCall, SignReceipt, SigningPath, sign};
 use crate::audit::{Actor, AuditEvent};
@@ -52,37 +51,16 @@ impl SigningPath {
                 call.operation
             )));
         }
-        let Judged {
-            principal,
-            key,
-            intent,
-            options,
-            verdict,
-            request_id,
-            operation,
-            idempotency,
-            time: (time, unix_time),
-            ..
-        } = judge(self, call).await?;
-        let outcome = Outcome {
-            path: self,
-            principal: &principal,
-            key: &key,
-            operation,
-            intent: &intent.intent,
-            verdict: &verdict,
-            request_id: &request_id,
-            idempotency: idempotency.as_ref(),
-            time: (time, unix_time),
-        };
-        match &verdict.decision {
+        let Judged { case, options, .. } = judge(self, call).await?;
+        let outcome = case.outcome(self);
+        match &case.verdict.decision {
             Decision::Allow => {
                 let event = AuditEvent {
                     action: "sign.authorize",
                     ..outcome.event("allowed", json!({}))
                 };
                 self.audit().append(Vec::new(), event).await?;
-                Ok(Authorization::Allowed(verdict))
+                Ok(Authorization::Allowed(case.verdict))
             }
             Decision::Deny { reason } => {
                 let reason = reason.clone();
@@ -91,11 +69,11 @@ impl SigningPath {
                     .await?;
                 Err(PipelineError::PolicyDenied {
                     reason,
-                    verdict: Box::new(verdict),
+                    verdict: Box::new(case.verdict),
                 })
             }
             Decision::RequireApproval { .. } => outcome
-                .record_pending(&intent.to_sign, options)
+                .record_pending(&case.intent.to_sign, options)
                 .await
                 .map(Authorization::Pending),
         }

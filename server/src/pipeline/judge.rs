@@ -6,6 +6,7 @@ use std::sync::Arc;
 use keyward_policy::SignRequest;
 
 use super::access::{admit, record_refused_attempt, usage_of};
+use super::outcome::Outcome;
 use super::{Idempotency, PipelineError, SignCall, SigningPath};
 use crate::auth::Principal;
 use crate::intent::SignIntent;
@@ -15,18 +16,43 @@ use crate::store::pending::Reservation;
 
 /// A request that passed resolve and authorize, with the policy verdict.
 pub(super) struct Judged {
+    /// What its outcome is recorded with.
+    pub(super) case: Case,
+    /// The key's signer.
+    pub(super) signer: Arc<dyn crate::keys::SigningKey>,
+    /// The signature options.
+    pub(super) options: SignOptions,
+    /// The usage this request reserved while its context was read (given back on drop).
+    pub(super) reservation: Option<Reservation>,
+}
+
+/// The facts of a judged request that its outcome is recorded with.
+pub(super) struct Case {
     pub(super) principal: Principal,
     pub(super) key: Arc<LoadedKey>,
-    pub(super) signer: Arc<dyn crate::keys::SigningKey>,
     pub(super) intent: SignIntent,
-    pub(super) options: SignOptions,
     pub(super) verdict: Verdict,
     pub(super) request_id: String,
     pub(super) operation: &'static str,
     pub(super) idempotency: Option<Idempotency>,
     pub(super) time: (String, i64),
-    /// The usage this request reserved while its context was read (given back on drop).
-    pub(super) reservation: Option<Reservation>,
+}
+
+impl Case {
+    /// What records how this request ended.
+    pub(super) fn outcome<'a>(&'a self, path: &'a SigningPath) -> Outcome<'a> {
+        Outcome {
+            path,
+            principal: &self.principal,
+            key: &self.key,
+            operation: self.operation,
+            intent: &self.intent.intent,
+            verdict: &self.verdict,
+            request_id: &self.request_id,
+            idempotency: self.idempotency.as_ref(),
+            time: &self.time,
+        }
+    }
 }
 
 /// Resolve, authorize, build the intent and run the policy stage.
@@ -83,16 +109,18 @@ pub(super) async fn judge_admitted(
         .evaluate_reserving(&key.meta, &request, usage)
         .await;
     Ok(Judged {
-        principal,
-        key,
+        case: Case {
+            principal,
+            key,
+            intent,
+            verdict,
+            request_id,
+            operation,
+            idempotency,
+            time: (time, unix_time),
+        },
         signer,
-        intent,
         options,
-        verdict,
-        request_id,
-        operation,
-        idempotency,
-        time: (time, unix_time),
         reservation,
     })
 }

@@ -39,7 +39,6 @@ mod stored;
 use access::admit;
 pub use approved::{AUTHORIZATION_OPERATIONS, Authorization, signs_on_approval};
 use judge::{Judged, judge, judge_admitted};
-use outcome::Outcome;
 pub use path::SigningPath;
 pub use replay::pending_receipt;
 use replay::replay;
@@ -213,7 +212,7 @@ impl SigningPath {
     /// The same checks as `submit` apply: an unknown or disabled key, a missing role or the
     /// wrong purpose are errors, not verdicts.
     pub async fn dry_run(&self, call: SignCall) -> Result<DryRunReport, PipelineError> {
-        let judged = judge(self, call).await?;
+        let judged = judge(self, call).await?.case;
         let event = AuditEvent {
             action: "sign.dry_run",
             outcome: "ok",
@@ -286,31 +285,13 @@ impl SigningPath {
         }
 
         let Judged {
-            principal,
-            key,
+            case,
             signer,
-            intent,
             options,
-            verdict,
-            request_id,
-            operation,
-            idempotency,
-            time: (time, unix_time),
             reservation,
         } = judge_admitted(self, call, admitted).await?;
-
-        let outcome = Outcome {
-            path: self,
-            principal: &principal,
-            key: &key,
-            operation,
-            intent: &intent.intent,
-            verdict: &verdict,
-            request_id: &request_id,
-            idempotency: idempotency.as_ref(),
-            time: (time, unix_time),
-        };
-        match &verdict.decision {
+        let outcome = case.outcome(self);
+        match &case.verdict.decision {
             Decision::Allow => {}
             Decision::Deny { reason } => {
                 let reason = reason.clone();
@@ -319,19 +300,19 @@ impl SigningPath {
                     .await?;
                 return Err(PipelineError::PolicyDenied {
                     reason,
-                    verdict: Box::new(verdict),
+                    verdict: Box::new(case.verdict),
                 });
             }
             Decision::RequireApproval { .. } => {
                 return outcome
-                    .record_pending(&intent.to_sign, options)
+                    .record_pending(&case.intent.to_sign, options)
                     .await
                     .map(Submitted::Pending);
             }
         }
 
         // Sign, off the async runtime.
-        let signed = sign::off_runtime(signer, intent.to_sign.clone(), options).await;
+        let signed = sign::off_runtime(signer, case.intent.to_sign.clone(), options).await;
         let signature = match signed {
             Ok(s) => s,
             Err(err) => {

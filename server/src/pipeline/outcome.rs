@@ -32,7 +32,7 @@ pub(super) struct Outcome<'a> {
     pub(super) verdict: &'a Verdict,
     pub(super) request_id: &'a str,
     pub(super) idempotency: Option<&'a Idempotency>,
-    pub(super) time: (String, i64),
+    pub(super) time: &'a (String, i64),
 }
 
 impl Outcome<'_> {
