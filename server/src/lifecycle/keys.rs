@@ -278,11 +278,7 @@ pub async fn disable_key(
     principal: &Principal,
     key_id: &str,
 ) -> Result<KeyMeta, KeyAdminError> {
-    let row = path
-        .store()
-        .key(key_id)
-        .await?
-        .ok_or_else(|| KeyAdminError::NotFound(key_id.to_string()))?;
+    let row = key_row(path, key_id).await?;
     if row.status == KeyStatus::Disabled {
         return KeyMeta::from_row(&row).map_err(Into::into);
     }
@@ -295,24 +291,12 @@ pub async fn disable_key(
         request_id: Some(crate::request_id::current()),
         details: json!({"name": row.name}),
     };
-    path.keys().invalidate(key_id);
-    path.audit()
-        .append(
-            vec![StateChange::SetKeyStatus {
-                key_id: key_id.to_string(),
-                status: KeyStatus::Disabled,
-                at: now,
-            }],
-            event,
-        )
-        .await?;
-    path.keys().invalidate(key_id);
-    let row = path
-        .store()
-        .key(key_id)
-        .await?
-        .ok_or_else(|| KeyAdminError::NotFound(key_id.to_string()))?;
-    Ok(KeyMeta::from_row(&row)?)
+    let change = StateChange::SetKeyStatus {
+        key_id: key_id.to_string(),
+        status: KeyStatus::Disabled,
+        at: now,
+    };
+    apply_key_change(path, key_id, change, event).await
 }
 
 /// Replaces a key's signers list (entries already checked with `auth::signers::normalize`).
@@ -322,11 +306,7 @@ pub async fn set_signers(
     key_id: &str,
     signers: Vec<String>,
 ) -> Result<KeyMeta, KeyAdminError> {
-    let row = path
-        .store()
-        .key(key_id)
-        .await?
-        .ok_or_else(|| KeyAdminError::NotFound(key_id.to_string()))?;
+    let row = key_row(path, key_id).await?;
     let before = KeyMeta::from_row(&row)?.signers;
     let (now, _) = crate::clock::now();
     let event = AuditEvent {
@@ -337,23 +317,35 @@ pub async fn set_signers(
         request_id: Some(crate::request_id::current()),
         details: json!({"name": row.name, "before": before, "after": signers}),
     };
-    path.keys().invalidate(key_id);
-    path.audit()
-        .append(
-            vec![StateChange::SetKeySigners {
-                key_id: key_id.to_string(),
-                signers: serde_json::to_string(&signers).unwrap_or_else(|_| "[]".into()),
-                at: now,
-            }],
-            event,
-        )
-        .await?;
-    path.keys().invalidate(key_id);
-    let row = path
-        .store()
+    let change = StateChange::SetKeySigners {
+        key_id: key_id.to_string(),
+        signers: serde_json::to_string(&signers).unwrap_or_else(|_| "[]".into()),
+        at: now,
+    };
+    apply_key_change(path, key_id, change, event).await
+}
+
+/// The stored row of key `key_id`.
+async fn key_row(path: &SigningPath, key_id: &str) -> Result<KeyRow, KeyAdminError> {
+    path.store()
         .key(key_id)
         .await?
-        .ok_or_else(|| KeyAdminError::NotFound(key_id.to_string()))?;
+        .ok_or_else(|| KeyAdminError::NotFound(key_id.to_string()))
+}
+
+/// Applies `change` to key `key_id` with its audit record and answers the key as it is then.
+/// The key cache is invalidated before (no request starts from the old state while the change
+/// is on its way) and after (none keeps it once it landed).
+async fn apply_key_change(
+    path: &SigningPath,
+    key_id: &str,
+    change: StateChange,
+    event: AuditEvent,
+) -> Result<KeyMeta, KeyAdminError> {
+    path.keys().invalidate(key_id);
+    path.audit().append(vec![change], event).await?;
+    path.keys().invalidate(key_id);
+    let row = key_row(path, key_id).await?;
     Ok(KeyMeta::from_row(&row)?)
 }
 
