@@ -34,15 +34,17 @@
 //! default so that older inputs still parse.
 #![deny(missing_docs)]
 
-mod bitcoin_solana;
+mod bitcoin;
 mod export;
 mod host;
+mod solana;
 pub mod testing;
 mod wire;
 
-pub use bitcoin_solana::*;
+pub use bitcoin::*;
 pub use export::{NoSettings, SettingsCheck};
 pub use host::log;
+pub use solana::*;
 pub use wire::*;
 
 /// The policy ABI version this SDK speaks.

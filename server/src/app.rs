@@ -13,7 +13,7 @@ use crate::documents::Documents;
 use crate::keys::pkcs11::Pkcs11Backend;
 use crate::keys::{Algorithm, Kek, KeyBackend, KeyRegistry, SealedKey, SoftwareBackend};
 use crate::notify::ApprovalHub;
-use crate::pipeline::SigningPath;
+use crate::pipeline::{SigningParts, SigningPath};
 use crate::policy::PolicyStage;
 use crate::store::Store;
 
@@ -139,14 +139,14 @@ impl AppState {
         )
         .await
         .map_err(|e| StartError::Other(format!("document signing: {e}")))?;
-        let signing = SigningPath::new(
-            store.clone(),
+        let signing = SigningPath::new(SigningParts {
+            store: store.clone(),
             audit,
             keys,
             policy,
-            approvals,
-            config.approvals.clone(),
-        );
+            notify: approvals,
+            approvals: config.approvals.clone(),
+        });
         crate::approvals::spawn_background(signing.clone());
         spawn_usage_pruning(store);
         Ok(AppState(Arc::new(Inner {

@@ -79,8 +79,6 @@ error_codes! {
     PolicyInUse => "POLICY_IN_USE",
     /// The policy engine is unavailable.
     PolicyEngineUnavailable => "POLICY_ENGINE_UNAVAILABLE",
-    /// Wallet accounts of this chain are not available.
-    ChainNotSupported => "CHAIN_NOT_SUPPORTED",
     /// The PSBT does not decode.
     InvalidPsbt => "INVALID_PSBT",
     /// No input of the PSBT belongs to the account.

@@ -9,6 +9,7 @@ use std::str::FromStr;
 
 use bitcoin::Address;
 use keyward_policy::Intent;
+use poem::http::StatusCode;
 use poem::web::Data;
 use poem_openapi::param::{Header, Path};
 use poem_openapi::payload::Json;
@@ -19,36 +20,16 @@ use super::sign_route::{self, Routed, account_key, receipt_signatures};
 use super::signing::{DryRunResult, PendingResult, PolicyView};
 use super::{ApiTags, BearerAuth};
 use crate::app::AppState;
-use crate::chains::bitcoin::account::parse_network;
-use crate::chains::bitcoin::{BitcoinAccount, PsbtPlan, ScriptKind};
+use crate::chains::bitcoin::{BitcoinAccount, PURPOSE, PsbtPlan, account};
+use crate::error_code::ErrorCode;
 use crate::intent::SignIntent;
 use crate::intent::raw::decode_b64;
-use crate::keys::{Algorithm, Purpose, SignOptions};
+use crate::keys::{Algorithm, SignOptions};
 use crate::pipeline::{PipelineError, SignCall};
 use crate::request_id::current as current_request_id;
-use crate::wallets::Chain;
 
 /// Bitcoin signing.
 pub struct BitcoinApi;
-
-/// The script kind and network of a new Bitcoin account (`None` for other chains).
-pub(crate) fn account_options(
-    chain: Chain,
-    network: Option<&str>,
-    address_type: Option<&str>,
-) -> ApiResult<Option<(ScriptKind, bitcoin::Network)>> {
-    if chain != Chain::Bitcoin {
-        if network.is_some() || address_type.is_some() {
-            return Err(ApiError::invalid(
-                "network and address_type apply to bitcoin accounts only",
-            ));
-        }
-        return Ok(None);
-    }
-    let kind = ScriptKind::parse(address_type.unwrap_or("p2wpkh"))?;
-    let network = parse_network(network.unwrap_or("bitcoin"))?;
-    Ok(Some((kind, network)))
-}
 
 /// Sign a PSBT.
 #[derive(Debug, Clone, Object, serde::Serialize)]
@@ -124,7 +105,7 @@ async fn wallet_scripts(state: &AppState, key_id: &str) -> ApiResult<Vec<bitcoin
         .wallet_accounts(&account.wallet_id)
         .await?
         .iter()
-        .filter(|a| a.chain == Chain::Bitcoin.as_str())
+        .filter(|a| a.chain == crate::chains::bitcoin::NAME)
         .filter_map(|a| Address::from_str(&a.address).ok())
         .map(|a| a.assume_checked().script_pubkey())
         .collect())
@@ -160,23 +141,29 @@ impl BitcoinApi {
             &id.0,
             &body,
         )?;
-        let key = account_key(&state, &auth, &id.0, Purpose::Bitcoin, "bitcoin.sign_psbt").await?;
-        let row = state.signing().store().bitcoin_account(&id.0).await?.ok_or_else(|| {
+        let key = account_key(&state, &auth, &id.0, PURPOSE, "bitcoin.sign_psbt").await?;
+        let not_account = || {
             ApiError::invalid(format!(
                 "key {} is not a Bitcoin wallet account; derive one with POST /v1/wallets/{{id}}/accounts",
                 id.0
             ))
-        })?;
+        };
+        let row = state
+            .signing()
+            .store()
+            .account_of_key(&id.0)
+            .await?
+            .filter(|a| a.chain == crate::chains::bitcoin::NAME)
+            .ok_or_else(not_account)?;
+        let settings: crate::chains::AccountSettings = serde_json::from_str(&row.settings)
+            .map_err(|e| ApiError::internal("stored account settings", e))?;
+        let (kind, network) = account::from_settings(&settings)?;
         let sec1 = key
             .meta
             .public_key
             .secp256k1_sec1(true)
             .map_err(PipelineError::from)?;
-        let account = BitcoinAccount::new(
-            &sec1,
-            ScriptKind::parse(&row.address_type)?,
-            parse_network(&row.network)?,
-        )?;
+        let account = BitcoinAccount::new(&sec1, kind, network)?;
         let psbt_bytes = decode_b64("psbt", &body.psbt)?;
         let plan = PsbtPlan::new(&psbt_bytes, &account, &wallet_scripts(&state, &id.0).await?)?;
         let (intent, to_sign) = (plan.intent.clone(), plan.to_sign());
@@ -192,7 +179,7 @@ impl BitcoinApi {
                 }
                 Ok((
                     SignIntent {
-                        purpose: Purpose::Bitcoin,
+                        purpose: PURPOSE,
                         intent: Intent::BitcoinPsbt(intent),
                         to_sign,
                     },
@@ -232,23 +219,15 @@ impl BitcoinApi {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::chains::bitcoin::account::network_name;
-
-    #[test]
-    fn account_options_apply_to_bitcoin_only() {
-        assert_eq!(
-            account_options(Chain::Bitcoin, None, None).unwrap(),
-            Some((ScriptKind::P2wpkh, bitcoin::Network::Bitcoin))
-        );
-        assert_eq!(
-            account_options(Chain::Bitcoin, Some("regtest"), Some("p2tr")).unwrap(),
-            Some((ScriptKind::P2tr, bitcoin::Network::Regtest))
-        );
-        assert!(account_options(Chain::Ethereum, Some("regtest"), None).is_err());
-        assert!(account_options(Chain::Bitcoin, Some("dogecoin"), None).is_err());
-        assert_eq!(network_name(bitcoin::Network::Signet), "signet");
+impl From<crate::chains::bitcoin::BitcoinError> for ApiError {
+    fn from(e: crate::chains::bitcoin::BitcoinError) -> Self {
+        use crate::chains::bitcoin::BitcoinError as B;
+        let invalid = |code, m| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, m);
+        match e {
+            B::Malformed(m) => ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidPsbt, m),
+            B::Invalid(m) => ApiError::invalid(m),
+            B::NoInputsOurs(m) => invalid(ErrorCode::NoInputsToSign, m),
+            B::MissingUtxo(m) => invalid(ErrorCode::MissingUtxo, m),
+        }
     }
 }

@@ -372,43 +372,8 @@ impl From<crate::wallets::WalletError> for ApiError {
         match e {
             W::NotFound(_) => ApiError::not_found(e.to_string()),
             W::Invalid(m) => ApiError::invalid(m),
-            W::ChainNotSupported(chain) => ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                ErrorCode::ChainNotSupported,
-                format!("{chain} accounts are not supported yet; use chain ethereum"),
-            ),
             W::Hd(e) => e.into(),
             W::Recording(e) => e.into(),
-        }
-    }
-}
-
-impl From<crate::chains::bitcoin::BitcoinError> for ApiError {
-    fn from(e: crate::chains::bitcoin::BitcoinError) -> Self {
-        use crate::chains::bitcoin::BitcoinError as B;
-        let invalid = |code, m| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, m);
-        match e {
-            B::Malformed(m) => ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidPsbt, m),
-            B::Invalid(m) => ApiError::invalid(m),
-            B::NoInputsOurs(m) => invalid(ErrorCode::NoInputsToSign, m),
-            B::MissingUtxo(m) => invalid(ErrorCode::MissingUtxo, m),
-        }
-    }
-}
-
-impl From<crate::chains::solana::SolanaError> for ApiError {
-    fn from(e: crate::chains::solana::SolanaError) -> Self {
-        use crate::chains::solana::SolanaError as S;
-        match e {
-            S::Malformed(m) => {
-                ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidSolanaMessage, m)
-            }
-            S::Invalid(m) => ApiError::invalid(m),
-            S::FeePayerNotOurs(m) => ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                ErrorCode::FeePayerNotOurs,
-                m,
-            ),
         }
     }
 }

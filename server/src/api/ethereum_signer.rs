@@ -11,7 +11,7 @@ use crate::auth::Principal;
 use crate::chains::ethereum::signed::{Assembled, EthRequest, finish_approved};
 use crate::chains::ethereum::{address_of, lower, signed};
 use crate::intent::{IntentError, SignIntent};
-use crate::keys::{EcdsaFormat, HashAlg, KeyError, Purpose, SignOptions, ToSign};
+use crate::keys::{EcdsaFormat, HashAlg, KeyError, SignOptions, ToSign};
 use crate::pipeline::{
     Idempotency, PendingReceipt, PipelineError, SignCall, SignReceipt, SigningPath,
 };
@@ -78,7 +78,7 @@ pub async fn sign(
         .check_access(
             &principal,
             &key_id,
-            Purpose::Ethereum,
+            crate::chains::ethereum::PURPOSE,
             operation,
             &request_id,
         )
@@ -109,7 +109,7 @@ pub async fn sign(
                 )));
             }
             let intent = SignIntent {
-                purpose: Purpose::Ethereum,
+                purpose: crate::chains::ethereum::PURPOSE,
                 intent,
                 // The digest is Keccak-256; the hash label only sizes the 32-byte slot, and
                 // ECDSA backends sign the digest as given.

@@ -138,7 +138,7 @@ pub(crate) fn parse_new_key(
         crate::auth::signers::normalize(&signers.unwrap_or_default()).map_err(ApiError::invalid)?;
     admin::check_name(name).map_err(ApiError::invalid)?;
     let purpose: Purpose = match purpose {
-        Some(p) => p.parse().map_err(ApiError::invalid)?,
+        Some(p) => crate::chains::parse_purpose(p).map_err(ApiError::invalid)?,
         None => Purpose::Raw,
     };
     if !admin::SUPPORTED_PURPOSES.contains(&purpose) {

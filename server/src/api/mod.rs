@@ -137,8 +137,20 @@ impl BearerAuth {
     }
 }
 
-/// The combined API.
-pub type Apis = (
+/// Declares the combined API type and its constructor from one list.
+macro_rules! combined_api {
+    ($($module:ident :: $api:ident),+ $(,)?) => {
+        /// The combined API.
+        pub type Apis = ($($module::$api,)+);
+
+        /// All API implementations.
+        pub fn apis() -> Apis {
+            ($($module::$api,)+)
+        }
+    };
+}
+
+combined_api!(
     keys::KeysApi,
     signing::SigningApi,
     requests::RequestsApi,
@@ -155,27 +167,6 @@ pub type Apis = (
     bitcoin::BitcoinApi,
     solana::SolanaApi,
 );
-
-/// All API implementations.
-pub fn apis() -> Apis {
-    (
-        keys::KeysApi,
-        signing::SigningApi,
-        requests::RequestsApi,
-        audit::AuditApi,
-        system::SystemApi,
-        certificates::CertificatesApi,
-        documents::DocumentsApi,
-        documents::CaApi,
-        identity::IdentityApi,
-        hsm::HsmApi,
-        policies::PoliciesApi,
-        wallets::WalletsApi,
-        ethereum::EthereumApi,
-        bitcoin::BitcoinApi,
-        solana::SolanaApi,
-    )
-}
 
 /// Default and maximum page sizes.
 pub const DEFAULT_PAGE: u32 = 50;

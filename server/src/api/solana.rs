@@ -7,6 +7,7 @@
 //! sign by themselves.
 
 use keyward_policy::Intent;
+use poem::http::StatusCode;
 use poem::web::Data;
 use poem_openapi::param::{Header, Path};
 use poem_openapi::payload::Json;
@@ -19,9 +20,10 @@ use super::{ApiTags, BearerAuth};
 use crate::app::AppState;
 use crate::chains::solana::transaction::SolanaPlan;
 use crate::chains::solana::{self, offchain};
+use crate::error_code::ErrorCode;
 use crate::intent::raw::decode_b64;
 use crate::intent::{IntentError, SignIntent};
-use crate::keys::{Algorithm, Purpose, SignOptions, ToSign};
+use crate::keys::{Algorithm, SignOptions, ToSign};
 use crate::pipeline::{self, PipelineError, SignCall, SignReceipt};
 use crate::request_id::current as current_request_id;
 
@@ -122,7 +124,7 @@ async fn run(
             }
             Ok((
                 SignIntent {
-                    purpose: Purpose::Solana,
+                    purpose: solana::PURPOSE,
                     intent,
                     to_sign: ToSign::Message(message),
                 },
@@ -163,6 +165,25 @@ fn view(
     })))
 }
 
+/// The idempotency of a Solana sign request (`operation`, its `Idempotency-Key` header and its
+/// body) and the account's Ed25519 public key, the caller's access to the key checked first.
+async fn account(
+    state: &AppState,
+    auth: &BearerAuth,
+    key_id: &str,
+    (operation, header, body): (&'static str, Option<String>, &impl serde::Serialize),
+    dry_run: bool,
+) -> ApiResult<(Option<pipeline::Idempotency>, [u8; 32])> {
+    let idem = sign_route::idempotency(header, dry_run, operation, key_id, body)?;
+    let key = account_key(state, auth, key_id, solana::PURPOSE, "solana.sign").await?;
+    let public = key
+        .meta
+        .public_key
+        .ed25519_bytes()
+        .map_err(PipelineError::from)?;
+    Ok((idem, public))
+}
+
 fn one_signature(receipt: &SignReceipt) -> ApiResult<Vec<u8>> {
     receipt_signatures(receipt)?
         .into_iter()
@@ -193,19 +214,14 @@ impl SolanaApi {
     ) -> ApiResult<SolanaResponse> {
         let Json(body) = body;
         let dry_run = body.dry_run.unwrap_or(false);
-        let idem = sign_route::idempotency(
-            idempotency_key.0,
-            dry_run,
-            "solana.sign_transaction",
+        let (idem, public) = account(
+            &state,
+            &auth,
             &id.0,
-            &body,
-        )?;
-        let key = account_key(&state, &auth, &id.0, Purpose::Solana, "solana.sign").await?;
-        let public = key
-            .meta
-            .public_key
-            .ed25519_bytes()
-            .map_err(PipelineError::from)?;
+            ("solana.sign_transaction", idempotency_key.0, &body),
+            dry_run,
+        )
+        .await?;
         let plan = match (&body.transaction, &body.message) {
             (Some(t), None) => {
                 SolanaPlan::from_transaction(&decode_b64("transaction", t)?, &public)?
@@ -268,19 +284,14 @@ impl SolanaApi {
     ) -> ApiResult<SolanaResponse> {
         let Json(body) = body;
         let dry_run = body.dry_run.unwrap_or(false);
-        let idem = sign_route::idempotency(
-            idempotency_key.0,
-            dry_run,
-            "solana.sign_message",
+        let (idem, public) = account(
+            &state,
+            &auth,
             &id.0,
-            &body,
-        )?;
-        let key = account_key(&state, &auth, &id.0, Purpose::Solana, "solana.sign").await?;
-        let public = key
-            .meta
-            .public_key
-            .ed25519_bytes()
-            .map_err(PipelineError::from)?;
+            ("solana.sign_message", idempotency_key.0, &body),
+            dry_run,
+        )
+        .await?;
         let text = match (&body.message, &body.message_base64) {
             (Some(t), None) => t.as_bytes().to_vec(),
             (None, Some(b)) => decode_b64("message_base64", b)?,
@@ -314,5 +325,22 @@ impl SolanaApi {
             None,
             Some(bytes),
         ))
+    }
+}
+
+impl From<crate::chains::solana::SolanaError> for ApiError {
+    fn from(e: crate::chains::solana::SolanaError) -> Self {
+        use crate::chains::solana::SolanaError as S;
+        match e {
+            S::Malformed(m) => {
+                ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidSolanaMessage, m)
+            }
+            S::Invalid(m) => ApiError::invalid(m),
+            S::FeePayerNotOurs(m) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::FeePayerNotOurs,
+                m,
+            ),
+        }
     }
 }

@@ -16,11 +16,11 @@ use super::keys::KeyView;
 use super::{ApiTags, BearerAuth, page_limit};
 use crate::app::AppState;
 use crate::auth::Role;
-use crate::chains::hd;
+use crate::chains::{AccountOptions, Chain};
 use crate::keys::KeyMeta;
 use crate::store::cursor;
 use crate::store::wallets::{AccountRow, WalletRow};
-use crate::wallets::{self, Chain, NewAccount, NewWallet};
+use crate::wallets::{self, NewAccount, NewWallet};
 
 /// HD wallets.
 pub struct WalletsApi;
@@ -123,13 +123,17 @@ pub enum ChainName {
     Solana,
 }
 
-impl From<ChainName> for Chain {
-    fn from(c: ChainName) -> Self {
-        match c {
-            ChainName::Ethereum => Chain::Ethereum,
-            ChainName::Bitcoin => Chain::Bitcoin,
-            ChainName::Solana => Chain::Solana,
-        }
+impl ChainName {
+    /// The registered chain of this name.
+    fn chain(self) -> ApiResult<&'static dyn Chain> {
+        let name = match self {
+            ChainName::Ethereum => crate::chains::ethereum::NAME,
+            ChainName::Bitcoin => crate::chains::bitcoin::NAME,
+            ChainName::Solana => crate::chains::solana::NAME,
+        };
+        crate::chains::named(name).ok_or_else(|| {
+            ApiError::internal("chain registry", format!("{name} is not registered"))
+        })
     }
 }
 
@@ -343,41 +347,26 @@ impl WalletsApi {
     ) -> ApiResult<AccountCreated> {
         let principal = auth.require(&[Role::KeyAdmin])?;
         let Json(body) = body;
-        let chain = Chain::from(body.chain);
-        let bitcoin = crate::api::bitcoin::account_options(
-            chain,
-            body.network.as_deref(),
-            body.address_type.as_deref(),
-        )?;
-        let path = match (body.index, body.path.as_deref()) {
-            (Some(_), Some(_)) => {
-                return Err(ApiError::invalid("give index or path, not both"));
-            }
-            (_, Some(p)) => hd::parse_path(p)?,
-            (index, None) => {
-                let index = index.unwrap_or(0);
-                if index >= 0x8000_0000 {
-                    return Err(ApiError::invalid("index must be below 2^31"));
-                }
-                let default = match bitcoin {
-                    Some((kind, network)) => {
-                        crate::chains::bitcoin::account::default_path(kind, network, index)
-                    }
-                    None => chain.default_path(index),
-                };
-                hd::parse_path(&default)?
-            }
-        };
         let signers = crate::auth::signers::normalize(&body.signers.unwrap_or_default())
             .map_err(ApiError::invalid)?;
+        let mut options = AccountOptions::new();
+        for (name, value) in [
+            ("network", body.network),
+            ("address_type", body.address_type),
+        ] {
+            if let Some(v) = value {
+                options.insert(name, v.into());
+            }
+        }
         let new = NewAccount {
-            chain,
-            path,
+            chain: body.chain.chain()?,
+            index: body.index,
+            path: body.path,
             name: body.name,
             labels: body.labels.unwrap_or_default(),
             signers,
             chain_ids: body.chain_ids.unwrap_or_default(),
-            bitcoin,
+            options,
         };
         let (meta, account) =
             wallets::create_account(state.signing(), state.software(), principal, &id.0, new)
@@ -386,5 +375,22 @@ impl WalletsApi {
             account: AccountView::new(&account, &meta)?,
             key: KeyView::from_meta(&meta)?,
         })))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use poem_openapi::types::{ParseFromJSON, ToJSON};
+
+    use super::*;
+
+    #[test]
+    fn every_registered_chain_can_have_accounts_and_every_api_name_is_registered() {
+        for chain in crate::chains::ALL {
+            let name = ChainName::parse_from_json(Some(chain.name().into()))
+                .unwrap_or_else(|_| panic!("{} is missing from ChainName", chain.name()));
+            assert_eq!(name.chain().unwrap().name(), chain.name());
+            assert_eq!(name.to_json(), Some(chain.name().into()));
+        }
     }
 }

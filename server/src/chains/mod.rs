@@ -15,10 +15,23 @@ pub mod solana;
 
 use std::collections::BTreeMap;
 
+use coins_bip32::path::DerivationPath;
 use keyward_policy::{Intent, SpendContext};
+use zeroize::Zeroizing;
 
-use crate::keys::{Algorithm, Purpose};
+use crate::keys::{Algorithm, PublicKey, Purpose};
 use crate::store::usage::{UsageDelta, UsageWindow};
+
+/// The chain-specific options of a new wallet account, by request field name (only those the
+/// caller gave).
+pub type AccountOptions = BTreeMap<&'static str, serde_json::Value>;
+
+/// The private key of a wallet account (a secp256k1 scalar or an Ed25519 seed).
+pub type AccountKey = Zeroizing<[u8; 32]>;
+
+/// The chain-specific settings of a wallet account: a JSON object the chain made from the
+/// account's options, stored with the account and handed back to the chain.
+pub type AccountSettings = serde_json::Map<String, serde_json::Value>;
 
 /// A blockchain Keyward signs for.
 pub trait Chain: Send + Sync {
@@ -30,6 +43,34 @@ pub trait Chain: Send + Sync {
     fn algorithm(&self) -> Algorithm;
     /// The default derivation path of wallet account `index`.
     fn default_path(&self, index: u32) -> String;
+    /// The account options this chain reads besides index and path (request field names, in
+    /// the order messages list them). Any other chain's option is refused for its accounts.
+    fn account_options(&self) -> &'static [&'static str] {
+        &[]
+    }
+    /// The settings of a new account from its options (only names in `account_options`).
+    fn account_settings(&self, _options: &AccountOptions) -> Result<AccountSettings, ChainError> {
+        Ok(AccountSettings::new())
+    }
+    /// The derivation path of account `index` with `settings` (default: `default_path`).
+    fn account_path(&self, _settings: &AccountSettings, index: u32) -> String {
+        self.default_path(index)
+    }
+    /// Refuses a derivation path this chain cannot derive its keys at.
+    fn check_path(&self, _path: &DerivationPath) -> Result<(), ChainError> {
+        Ok(())
+    }
+    /// The private key of the account at `path` from a BIP-39 seed (default: BIP-32 on
+    /// secp256k1).
+    fn derive_key(&self, seed: &[u8], path: &DerivationPath) -> Result<AccountKey, ChainError> {
+        hd::derive_secp256k1(seed, path).map_err(|e| ChainError::Invalid(e.to_string()))
+    }
+    /// The address of the account with key `public_key` and `settings`.
+    fn address(
+        &self,
+        public_key: &PublicKey,
+        settings: &AccountSettings,
+    ) -> Result<String, ChainError>;
     /// Whether `intent` is one of this chain's.
     fn owns(&self, intent: &Intent) -> bool;
     /// What a signed `intent` of this chain adds to the usage counters of key `key_id`
@@ -55,6 +96,29 @@ pub trait Chain: Send + Sync {
 
 /// Every chain, in the order the API lists them. Register a new chain here.
 pub static ALL: &[&dyn Chain] = &[&ethereum::Ethereum, &bitcoin::Bitcoin, &solana::Solana];
+
+/// The registered chain named `name`.
+pub fn named(name: &str) -> Option<&'static dyn Chain> {
+    ALL.iter().copied().find(|c| c.name() == name)
+}
+
+/// Reads a purpose given by a caller: `raw`, `document` or the name of a registered chain.
+pub fn parse_purpose(name: &str) -> Result<Purpose, String> {
+    match name.parse::<Purpose>() {
+        Ok(p @ (Purpose::Raw | Purpose::Document)) => Ok(p),
+        Ok(p) if ALL.iter().any(|c| c.purpose() == p) => Ok(p),
+        _ => {
+            let known: Vec<&str> = ["raw", "document"]
+                .into_iter()
+                .chain(ALL.iter().map(|c| c.name()))
+                .collect();
+            Err(format!(
+                "unknown purpose {name:?}; expected one of: {}",
+                known.join(", ")
+            ))
+        }
+    }
+}
 
 /// The chain `intent` belongs to (`None` for raw and document intents).
 pub fn of_intent(intent: &Intent) -> Option<&'static dyn Chain> {

@@ -94,21 +94,129 @@ named_enum!(
     }
 );
 
-named_enum!(
-    /// What a key may sign. A key made for one purpose never signs for another.
-    Purpose, "purpose", {
-        /// Raw digests and messages.
-        Raw => "raw",
-        /// Documents (CMS).
-        Document => "document",
-        /// Ethereum transactions and messages.
-        Ethereum => "ethereum",
-        /// Bitcoin PSBTs.
-        Bitcoin => "bitcoin",
-        /// Solana transactions and messages.
-        Solana => "solana",
+/// What a key may sign. A key made for one purpose never signs for another.
+///
+/// Besides raw digests and documents, a key may belong to one blockchain: its purpose is the
+/// chain's name as registered in `chains::ALL` (the keys layer knows no chain; it only keeps
+/// the name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Purpose {
+    /// Raw digests and messages.
+    Raw,
+    /// Documents (CMS).
+    Document,
+    /// Transactions and messages of one blockchain.
+    Chain(ChainName),
+}
+
+/// The name of a blockchain as a key purpose: 1 to 16 lowercase ASCII letters and digits.
+/// Kept inline so that a `Purpose` stays `Copy`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ChainName {
+    bytes: [u8; ChainName::MAX],
+    len: u8,
+}
+
+impl ChainName {
+    /// The longest name.
+    pub const MAX: usize = 16;
+
+    /// The name `name`; `None` unless it has 1 to 16 lowercase ASCII letters and digits (and
+    /// is not `raw` or `document`). Usable in constants.
+    pub const fn new(name: &str) -> Option<ChainName> {
+        let b = name.as_bytes();
+        if b.is_empty() || b.len() > ChainName::MAX {
+            return None;
+        }
+        let mut bytes = [0u8; ChainName::MAX];
+        let mut i = 0;
+        while i < b.len() {
+            if !(b[i].is_ascii_lowercase() || b[i].is_ascii_digit()) {
+                return None;
+            }
+            bytes[i] = b[i];
+            i += 1;
+        }
+        let chain = ChainName {
+            bytes,
+            len: b.len() as u8,
+        };
+        if chain.same(b"raw") || chain.same(b"document") {
+            return None;
+        }
+        Some(chain)
     }
-);
+
+    const fn same(&self, other: &[u8]) -> bool {
+        if self.len as usize != other.len() {
+            return false;
+        }
+        let mut i = 0;
+        while i < other.len() {
+            if self.bytes[i] != other[i] {
+                return false;
+            }
+            i += 1;
+        }
+        true
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        // Only ASCII bytes are ever stored.
+        std::str::from_utf8(&self.bytes[..self.len as usize]).unwrap_or_default()
+    }
+}
+
+impl fmt::Debug for ChainName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.as_str())
+    }
+}
+
+impl Purpose {
+    /// The purpose of the keys of chain `name`. For constants: a name that is not valid
+    /// (see `ChainName::new`) stops the build.
+    pub const fn chain(name: &str) -> Purpose {
+        match ChainName::new(name) {
+            Some(c) => Purpose::Chain(c),
+            None => panic!("not a valid chain name"),
+        }
+    }
+
+    /// The name used in the API and the database.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Purpose::Raw => "raw",
+            Purpose::Document => "document",
+            Purpose::Chain(c) => c.as_str(),
+        }
+    }
+}
+
+impl fmt::Display for Purpose {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Reads a stored or given name. Any well-formed chain name parses: whether that chain is
+/// registered is for the layer that knows the chains to say (`chains::parse_purpose`).
+impl FromStr for Purpose {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "raw" => Ok(Purpose::Raw),
+            "document" => Ok(Purpose::Document),
+            other => ChainName::new(other).map(Purpose::Chain).ok_or_else(|| {
+                format!(
+                    "unknown purpose {other:?}; expected raw, document or a chain name \
+                     (1 to 16 lowercase letters and digits)"
+                )
+            }),
+        }
+    }
+}
 
 // The enums are declared by `named_enum!`, which cannot carry `#[default]`.
 #[allow(clippy::derivable_impls)]
@@ -186,6 +294,26 @@ mod tests {
         }
         let err = "rsa-1024".parse::<Algorithm>().unwrap_err();
         assert!(err.contains("rsa-1024") && err.contains("ed25519"), "{err}");
+    }
+
+    #[test]
+    fn purposes_round_trip_and_chain_names_are_checked() {
+        for p in [Purpose::Raw, Purpose::Document, Purpose::chain("ethereum")] {
+            assert_eq!(p.as_str().parse::<Purpose>().unwrap(), p);
+        }
+        assert_eq!(Purpose::chain("abc1").as_str(), "abc1");
+        for bad in [
+            "",
+            "Ethereum",
+            "eth-2",
+            "a".repeat(17).as_str(),
+            "raw",
+            "document",
+        ] {
+            assert!(ChainName::new(bad).is_none(), "{bad:?}");
+        }
+        assert!("Raw".parse::<Purpose>().is_err());
+        assert_ne!(Purpose::chain("bitcoin"), Purpose::chain("solana"));
     }
 
     #[test]

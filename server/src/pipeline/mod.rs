@@ -39,7 +39,7 @@ mod stored;
 use access::admit;
 pub use approved::{AUTHORIZATION_OPERATIONS, Authorization, signs_on_approval};
 use judge::{Judged, judge, judge_admitted};
-pub use path::SigningPath;
+pub use path::{SigningParts, SigningPath};
 pub use replay::pending_receipt;
 use replay::replay;
 pub use stored::stored_sign_options;

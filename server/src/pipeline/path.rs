@@ -12,37 +12,30 @@ use crate::notify::ApprovalHub;
 use crate::policy::PolicyStage;
 use crate::store::Store;
 
-struct Parts {
-    store: Store,
-    audit: AuditLog,
-    keys: KeyRegistry,
-    policy: PolicyStage,
-    notify: ApprovalHub,
-    approvals: ApprovalsConfig,
+/// What the signing path is made of.
+pub struct SigningParts {
+    /// The database (reads; every write goes through `audit`).
+    pub store: Store,
+    /// The audit writer.
+    pub audit: AuditLog,
+    /// Loaded keys and their backends.
+    pub keys: KeyRegistry,
+    /// The policy stage.
+    pub policy: PolicyStage,
+    /// Approval notices (long-poll and webhook).
+    pub notify: ApprovalHub,
+    /// Approval limits.
+    pub approvals: ApprovalsConfig,
 }
 
 /// The signing path's parts. Cheap to clone.
 #[derive(Clone)]
-pub struct SigningPath(Arc<Parts>);
+pub struct SigningPath(Arc<SigningParts>);
 
 impl SigningPath {
     /// Puts the parts together.
-    pub fn new(
-        store: Store,
-        audit: AuditLog,
-        keys: KeyRegistry,
-        policy: PolicyStage,
-        notify: ApprovalHub,
-        approvals: ApprovalsConfig,
-    ) -> Self {
-        SigningPath(Arc::new(Parts {
-            store,
-            audit,
-            keys,
-            policy,
-            notify,
-            approvals,
-        }))
+    pub fn new(parts: SigningParts) -> Self {
+        SigningPath(Arc::new(parts))
     }
 
     /// The database (reads; every write goes through `audit`).

@@ -13,7 +13,6 @@
 
 pub mod approvals;
 pub mod audit;
-pub mod bitcoin;
 pub mod certificates;
 pub mod csc;
 pub mod gate;
@@ -154,8 +153,6 @@ pub enum StateChange {
     InsertWallet(Box<wallets::WalletRow>),
     /// A key was derived from a wallet (follows the key's `InsertKey`).
     InsertWalletAccount(Box<wallets::AccountRow>),
-    /// The network and script kind of a Bitcoin account (follows its `InsertWalletAccount`).
-    InsertBitcoinAccount(Box<bitcoin::BitcoinAccountRow>),
     /// A key's ordered policy bindings were replaced.
     SetKeyPolicies {
         /// Key id.
@@ -344,7 +341,6 @@ pub(crate) async fn apply_change(
         }
         StateChange::InsertWallet(row) => wallets::insert_wallet(conn, row).await,
         StateChange::InsertWalletAccount(row) => wallets::insert_account(conn, row).await,
-        StateChange::InsertBitcoinAccount(row) => bitcoin::insert(conn, row).await,
         StateChange::AddUsage(deltas) => {
             for delta in deltas {
                 usage::add(conn, delta).await?;

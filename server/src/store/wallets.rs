@@ -45,6 +45,8 @@ pub struct AccountRow {
     pub address: String,
     /// Allowed chain ids, JSON array (empty: any).
     pub chain_ids: String,
+    /// The chain's settings of the account, JSON object.
+    pub settings: String,
     /// Creation time.
     pub created_at: String,
 }
@@ -72,6 +74,7 @@ fn account_from_row(row: &SqliteRow) -> Result<AccountRow> {
         path: row.try_get("path")?,
         address: row.try_get("address")?,
         chain_ids: row.try_get("chain_ids")?,
+        settings: row.try_get("settings")?,
         created_at: row.try_get("created_at")?,
     })
 }
@@ -104,7 +107,7 @@ pub(crate) async fn insert_wallet(conn: &mut SqliteConnection, row: &WalletRow) 
 pub(crate) async fn insert_account(conn: &mut SqliteConnection, row: &AccountRow) -> Result<()> {
     sqlx::query(
         "INSERT INTO wallet_accounts (key_id, wallet_id, chain, path, address, chain_ids, \
-         created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+         settings, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&row.key_id)
     .bind(&row.wallet_id)
@@ -112,6 +115,7 @@ pub(crate) async fn insert_account(conn: &mut SqliteConnection, row: &AccountRow
     .bind(&row.path)
     .bind(&row.address)
     .bind(&row.chain_ids)
+    .bind(&row.settings)
     .bind(&row.created_at)
     .execute(conn)
     .await
@@ -176,5 +180,81 @@ impl Store {
         .fetch_all(self.pool())
         .await?;
         rows.iter().map(account_from_row).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+
+    /// Migration 0012 moves the settings a chain kept in a table of its own into the account
+    /// row, and drops that table.
+    #[tokio::test]
+    async fn account_settings_migration_keeps_existing_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = SqliteConnectOptions::new()
+            .filename(dir.path().join("old.db"))
+            .create_if_missing(true)
+            .foreign_keys(false);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await
+            .unwrap();
+        let mut before = sqlx::migrate!("./migrations");
+        before.migrations = before
+            .migrations
+            .iter()
+            .filter(|m| m.version < 12)
+            .cloned()
+            .collect::<Vec<_>>()
+            .into();
+        before.run(&pool).await.unwrap();
+        for (key, chain) in [("key_a", "bitcoin"), ("key_b", "ethereum")] {
+            sqlx::query(
+                "INSERT INTO wallet_accounts (key_id, wallet_id, chain, path, address, \
+                 created_at) VALUES (?, 'wal_1', ?, ?, 'addr', 'now')",
+            )
+            .bind(key)
+            .bind(chain)
+            .bind(format!("m/{key}"))
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        sqlx::query(
+            "INSERT INTO bitcoin_accounts (key_id, network, address_type) \
+             VALUES ('key_a', 'regtest', 'p2tr')",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        sqlx::migrate!("./migrations").run(&pool).await.unwrap();
+        let settings: Vec<(String, String)> =
+            sqlx::query_as("SELECT key_id, settings FROM wallet_accounts ORDER BY key_id")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        let parsed: Vec<(String, serde_json::Value)> = settings
+            .into_iter()
+            .map(|(k, s)| (k, serde_json::from_str(&s).unwrap()))
+            .collect();
+        assert_eq!(
+            parsed,
+            vec![
+                (
+                    "key_a".to_string(),
+                    serde_json::json!({"network": "regtest", "address_type": "p2tr"})
+                ),
+                ("key_b".to_string(), serde_json::json!({})),
+            ]
+        );
+        let left: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM sqlite_master WHERE name = 'bitcoin_accounts'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!(left, 0);
     }
 }

@@ -14,9 +14,9 @@ use zeroize::Zeroizing;
 
 use crate::audit::{Actor, AuditEvent};
 use crate::auth::Principal;
-use crate::chains::bitcoin::{BitcoinAccount, ScriptKind};
 use crate::chains::hd::{self, HdError, Phrase};
-use crate::keys::{KeyError, KeyMeta, SoftwareBackend};
+use crate::chains::{self, AccountOptions, AccountSettings, Chain, ChainError};
+use crate::keys::{GeneratedKey, KeyError, KeyMeta, SoftwareBackend};
 use crate::lifecycle::keys::{self as admin, KeyAdminError, KeyExtras, NewKey};
 use crate::pipeline::SigningPath;
 use crate::store::wallets::{AccountRow, WalletRow};
@@ -34,9 +34,6 @@ pub enum WalletError {
     /// The request does not make sense.
     #[error("{0}")]
     Invalid(String),
-    /// The chain exists in the API but accounts for it are not available yet.
-    #[error("{0} accounts are not supported yet")]
-    ChainNotSupported(&'static str),
     /// Mnemonic or derivation error.
     #[error(transparent)]
     Hd(#[from] HdError),
@@ -51,41 +48,15 @@ impl From<KeyError> for WalletError {
     }
 }
 
+impl From<ChainError> for WalletError {
+    fn from(e: ChainError) -> Self {
+        WalletError::Invalid(e.to_string())
+    }
+}
+
 impl From<StoreError> for WalletError {
     fn from(e: StoreError) -> Self {
         WalletError::Recording(e.into())
-    }
-}
-
-/// Chains an account can be derived for. New chains are added here.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Chain {
-    /// Ethereum and EVM chains: secp256k1 at `m/44'/60'/0'/0/{index}`.
-    Ethereum,
-    /// Bitcoin: secp256k1, BIP-84 P2WPKH at `m/84'/0'/0'/0/{index}` (or BIP-86 P2TR).
-    Bitcoin,
-    /// Solana: Ed25519 (SLIP-0010) at `m/44'/501'/{index}'/0'`.
-    Solana,
-}
-
-impl Chain {
-    /// The chain's plug-in (name, purpose, algorithm, default path).
-    pub fn plugin(self) -> &'static dyn crate::chains::Chain {
-        match self {
-            Chain::Ethereum => &crate::chains::ethereum::Ethereum,
-            Chain::Bitcoin => &crate::chains::bitcoin::Bitcoin,
-            Chain::Solana => &crate::chains::solana::Solana,
-        }
-    }
-
-    /// The name in the API and the database.
-    pub fn as_str(self) -> &'static str {
-        self.plugin().name()
-    }
-
-    /// The default derivation path of account `index`.
-    pub fn default_path(self, index: u32) -> String {
-        self.plugin().default_path(index)
     }
 }
 
@@ -208,19 +179,69 @@ pub async fn create_wallet(
 /// An account to derive.
 pub struct NewAccount {
     /// The chain.
-    pub chain: Chain,
-    /// The derivation path.
-    pub path: DerivationPath,
+    pub chain: &'static dyn Chain,
+    /// Account index in the chain's default path (default 0); give this or `path`.
+    pub index: Option<u32>,
+    /// A full derivation path.
+    pub path: Option<String>,
     /// Key name (default: from the wallet's name, the chain and the path).
     pub name: Option<String>,
     /// Labels.
     pub labels: BTreeMap<String, String>,
     /// Who may sign (normalized entries).
     pub signers: Vec<String>,
-    /// Chain ids the key may sign for (Ethereum); empty admits any.
+    /// Chain ids the key may sign for (a chain that reads the option `chain_ids`); empty
+    /// admits any.
     pub chain_ids: Vec<u64>,
-    /// Bitcoin: the script kind and network (default P2WPKH on mainnet).
-    pub bitcoin: Option<(ScriptKind, bitcoin::Network)>,
+    /// The chain's own options (see `Chain::account_options`).
+    pub options: AccountOptions,
+}
+
+/// Refuses an option of another chain: names the chain it belongs to and all its options.
+fn check_options(chain: &dyn Chain, given: &[&str]) -> Result<(), WalletError> {
+    for name in given {
+        if chain.account_options().contains(name) {
+            continue;
+        }
+        let message = match chains::ALL
+            .iter()
+            .find(|c| c.account_options().contains(name))
+        {
+            Some(owner) => format!(
+                "{} apply to {} accounts only",
+                owner.account_options().join(" and "),
+                owner.name()
+            ),
+            None => format!("{name} is not an option of {} accounts", chain.name()),
+        };
+        return Err(WalletError::Invalid(message));
+    }
+    Ok(())
+}
+
+/// The account's settings and derivation path, from its options and its index or path.
+fn plan(new: &NewAccount) -> Result<(AccountSettings, DerivationPath), WalletError> {
+    let mut given: Vec<&str> = new.options.keys().copied().collect();
+    if !new.chain_ids.is_empty() {
+        given.push("chain_ids");
+    }
+    check_options(new.chain, &given)?;
+    let settings = new.chain.account_settings(&new.options)?;
+    let path = match (new.index, new.path.as_deref()) {
+        (Some(_), Some(_)) => {
+            return Err(WalletError::Invalid("give index or path, not both".into()));
+        }
+        (_, Some(p)) => hd::parse_path(p)?,
+        (index, None) => {
+            let index = index.unwrap_or(0);
+            if index >= 0x8000_0000 {
+                return Err(WalletError::Invalid("index must be below 2^31".into()));
+            }
+            hd::parse_path(&new.chain.account_path(&settings, index))?
+        }
+    };
+    new.chain.check_path(&path)?;
+    Ok((settings, path))
 }
 
 /// Derives an account from a wallet and records it as a key, in one audited transaction.
@@ -231,37 +252,20 @@ pub async fn create_account(
     wallet_id: &str,
     new: NewAccount,
 ) -> Result<(KeyMeta, AccountRow), WalletError> {
-    let (purpose, algorithm) = (new.chain.plugin().purpose(), new.chain.plugin().algorithm());
-    if new.chain != Chain::Bitcoin && new.bitcoin.is_some() {
-        return Err(WalletError::Invalid(
-            "network and address_type apply to bitcoin accounts only".into(),
-        ));
-    }
-    // SLIP-0010 Ed25519 derivation has hardened steps only.
-    let ed25519_steps: Option<Vec<u32>> = match new.chain {
-        Chain::Solana => Some(
-            crate::chains::solana::slip10::parse_path(&hd::format_path(&new.path))
-                .map_err(|e| WalletError::Invalid(e.to_string()))?,
-        ),
-        _ => None,
-    };
-    if new.chain != Chain::Ethereum && !new.chain_ids.is_empty() {
-        return Err(WalletError::Invalid(
-            "chain_ids apply to ethereum accounts only".into(),
-        ));
-    }
+    let chain = new.chain;
+    let (settings, hd_path) = plan(&new)?;
     let wallet = path
         .store()
         .wallet(wallet_id)
         .await?
         .ok_or_else(|| WalletError::NotFound(wallet_id.to_string()))?;
-    let path_text = hd::format_path(&new.path);
+    let path_text = hd::format_path(&hd_path);
     let name = match new.name {
         Some(n) => n,
         None => format!(
             "{}.{}.{}",
             wallet.name,
-            new.chain.as_str(),
+            chain.name(),
             path_text
                 .trim_start_matches("m/")
                 .replace('\'', "h")
@@ -271,71 +275,36 @@ pub async fn create_account(
     admin::check_name(&name).map_err(WalletError::Invalid)?;
     admin::check_labels(&new.labels).map_err(WalletError::Invalid)?;
     let key_id = admin::new_key_id();
-    let software = software.clone();
-    let (wid, kid, hd_path) = (wallet.id.clone(), key_id.clone(), new.path.clone());
-    let seed_blob = wallet.seed.clone();
-    let made = tokio::task::spawn_blocking(move || {
-        let seed = software.open_secret(&wid, SEED_KIND, &seed_blob)?;
-        let scalar = match &ed25519_steps {
-            Some(steps) => crate::chains::solana::slip10::derive(&seed, steps).0,
-            None => hd::derive_secp256k1(&seed, &hd_path)?,
-        };
-        Ok::<_, WalletError>(software.import_raw(&kid, algorithm, scalar.as_ref())?)
-    })
-    .await
-    .map_err(|e| KeyError::Unavailable(format!("derivation task failed: {e}")))??;
-    let bitcoin = new.chain == Chain::Bitcoin;
-    let (kind, network) = new
-        .bitcoin
-        .unwrap_or((ScriptKind::P2wpkh, bitcoin::Network::Bitcoin));
-    let address = match new.chain {
-        Chain::Ethereum => crate::chains::ethereum::address_of(&made.public_key)?.to_checksum(None),
-        Chain::Bitcoin => {
-            let sec1 = made.public_key.secp256k1_sec1(true)?;
-            BitcoinAccount::new(&sec1, kind, network)
-                .map_err(|e| WalletError::Invalid(e.to_string()))?
-                .address()
-                .to_string()
-        }
-        Chain::Solana => crate::chains::solana::address(&made.public_key.ed25519_bytes()?),
-    };
+    let made = derive(software, &wallet, chain, &key_id, hd_path).await?;
+    let address = chain.address(&made.public_key, &settings)?;
     let (now, _) = crate::clock::now();
     let account = AccountRow {
         key_id: key_id.clone(),
         wallet_id: wallet.id.clone(),
-        chain: new.chain.as_str().into(),
+        chain: chain.name().into(),
         path: path_text.clone(),
         address: address.clone(),
         chain_ids: serde_json::to_string(&new.chain_ids).unwrap_or_else(|_| "[]".into()),
+        settings: serde_json::to_string(&settings).unwrap_or_else(|_| "{}".into()),
         created_at: now,
     };
-    let mut changes = vec![StateChange::InsertWalletAccount(Box::new(account.clone()))];
-    if bitcoin {
-        changes.push(StateChange::InsertBitcoinAccount(Box::new(
-            crate::store::bitcoin::BitcoinAccountRow {
-                key_id: key_id.clone(),
-                network: crate::chains::bitcoin::account::network_name(network).into(),
-                address_type: kind.as_str().into(),
-            },
-        )));
+    let mut details = json!({
+        "wallet_id": wallet.id,
+        "chain": chain.name(),
+        "path": path_text,
+        "address": address,
+        "chain_ids": new.chain_ids,
+    });
+    if !settings.is_empty() {
+        details[chain.name()] = serde_json::Value::Object(settings);
     }
     let extras = KeyExtras {
-        changes,
-        details: json!({
-            "wallet_id": wallet.id,
-            "chain": new.chain.as_str(),
-            "path": path_text,
-            "address": address,
-            "chain_ids": new.chain_ids,
-            "bitcoin": bitcoin.then(|| json!({
-                "network": crate::chains::bitcoin::account::network_name(network),
-                "address_type": kind.as_str(),
-            })),
-        }),
+        changes: vec![StateChange::InsertWalletAccount(Box::new(account.clone()))],
+        details,
     };
     let key = NewKey {
         name,
-        purpose,
+        purpose: chain.purpose(),
         labels: new.labels,
         signers: new.signers,
     };
@@ -344,7 +313,7 @@ pub async fn create_account(
         principal,
         key_id,
         key,
-        algorithm,
+        chain.algorithm(),
         "software",
         made,
         "wallet.account.create",
@@ -354,6 +323,26 @@ pub async fn create_account(
     Ok((meta, account))
 }
 
+/// Opens the wallet's seed, derives the account key at `hd_path` and seals it as a software
+/// slot, off the async runtime.
+async fn derive(
+    software: &SoftwareBackend,
+    wallet: &WalletRow,
+    chain: &'static dyn Chain,
+    key_id: &str,
+    hd_path: DerivationPath,
+) -> Result<GeneratedKey, WalletError> {
+    let software = software.clone();
+    let (wid, kid, seed_blob) = (wallet.id.clone(), key_id.to_string(), wallet.seed.clone());
+    tokio::task::spawn_blocking(move || {
+        let seed = software.open_secret(&wid, SEED_KIND, &seed_blob)?;
+        let scalar = chain.derive_key(&seed, &hd_path)?;
+        Ok::<_, WalletError>(software.import_raw(&kid, chain.algorithm(), scalar.as_ref())?)
+    })
+    .await
+    .map_err(|e| KeyError::Unavailable(format!("derivation task failed: {e}")))?
+}
+
 /// The chain ids a key may sign for: empty when the key is not restricted (or is not a
 /// wallet account).
 pub async fn allowed_chain_ids(path: &SigningPath, key_id: &str) -> Result<Vec<u64>, StoreError> {
@@ -361,5 +350,76 @@ pub async fn allowed_chain_ids(path: &SigningPath, key_id: &str) -> Result<Vec<u
         Some(a) => serde_json::from_str(&a.chain_ids)
             .map_err(|e| StoreError::Corrupt(format!("account {key_id} chain ids: {e}"))),
         None => Ok(Vec::new()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chains::{bitcoin::Bitcoin, ethereum::Ethereum, solana::Solana};
+
+    fn account(chain: &'static dyn Chain, options: &[(&'static str, &str)]) -> NewAccount {
+        NewAccount {
+            chain,
+            index: None,
+            path: None,
+            name: None,
+            labels: BTreeMap::new(),
+            signers: Vec::new(),
+            chain_ids: Vec::new(),
+            options: options.iter().map(|(k, v)| (*k, (*v).into())).collect(),
+        }
+    }
+
+    fn invalid(new: &NewAccount) -> String {
+        match plan(new) {
+            Err(WalletError::Invalid(m)) => m,
+            Err(other) => panic!("expected Invalid, got {other:?}"),
+            Ok(_) => panic!("expected an error"),
+        }
+    }
+
+    #[test]
+    fn bitcoin_settings_choose_the_default_path_and_default_to_mainnet_p2wpkh() {
+        let (settings, path) = plan(&account(&Bitcoin, &[])).unwrap();
+        assert_eq!(settings["network"], "bitcoin");
+        assert_eq!(settings["address_type"], "p2wpkh");
+        assert_eq!(hd::format_path(&path), "m/84'/0'/0'/0/0");
+        let mut new = account(
+            &Bitcoin,
+            &[("network", "regtest"), ("address_type", "p2tr")],
+        );
+        new.index = Some(3);
+        let (settings, path) = plan(&new).unwrap();
+        assert_eq!(settings["network"], "regtest");
+        assert_eq!(hd::format_path(&path), "m/86'/1'/0'/0/3");
+        assert!(invalid(&account(&Bitcoin, &[("network", "dogecoin")])).contains("dogecoin"));
+    }
+
+    #[test]
+    fn options_of_another_chain_are_refused_naming_their_chain() {
+        assert_eq!(
+            invalid(&account(&Ethereum, &[("network", "regtest")])),
+            "network and address_type apply to bitcoin accounts only"
+        );
+        let mut new = account(&Bitcoin, &[]);
+        new.chain_ids = vec![1];
+        assert_eq!(invalid(&new), "chain_ids apply to ethereum accounts only");
+        let mut new = account(&Ethereum, &[]);
+        new.chain_ids = vec![1];
+        assert!(plan(&new).unwrap().0.is_empty());
+    }
+
+    #[test]
+    fn paths_are_checked_by_the_chain_before_anything_is_looked_up() {
+        let mut new = account(&Solana, &[]);
+        assert_eq!(hd::format_path(&plan(&new).unwrap().1), "m/44'/501'/0'/0'");
+        new.path = Some("m/44'/501'/0'/0".into());
+        assert!(invalid(&new).contains("hardened steps only"));
+        new.index = Some(1);
+        assert_eq!(invalid(&new), "give index or path, not both");
+        let mut new = account(&Ethereum, &[]);
+        new.index = Some(0x8000_0000);
+        assert_eq!(invalid(&new), "index must be below 2^31");
     }
 }

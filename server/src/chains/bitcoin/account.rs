@@ -81,6 +81,30 @@ pub fn default_path(kind: ScriptKind, network: Network, index: u32) -> String {
     format!("m/{}'/{coin}'/0'/0/{index}", kind.bip_purpose())
 }
 
+/// The stored settings of an account: its network and script kind.
+pub fn settings(kind: ScriptKind, network: Network) -> crate::chains::AccountSettings {
+    let mut settings = crate::chains::AccountSettings::new();
+    settings.insert("network".into(), network_name(network).into());
+    settings.insert("address_type".into(), kind.as_str().into());
+    settings
+}
+
+/// Reads the settings `settings` made.
+pub fn from_settings(
+    settings: &crate::chains::AccountSettings,
+) -> Result<(ScriptKind, Network), BitcoinError> {
+    let text = |name: &str| {
+        settings
+            .get(name)
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| BitcoinError::Invalid(format!("the account has no {name} setting")))
+    };
+    Ok((
+        ScriptKind::parse(text("address_type")?)?,
+        parse_network(text("network")?)?,
+    ))
+}
+
 /// A Bitcoin account: its public key, script kind and network.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BitcoinAccount {

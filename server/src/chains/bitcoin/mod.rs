@@ -17,7 +17,13 @@ pub use psbt::{PsbtPlan, SignedPsbt};
 
 use keyward_policy::Intent;
 
-use crate::keys::{Algorithm, Purpose};
+use super::{AccountOptions, AccountSettings, ChainError};
+use crate::keys::{Algorithm, PublicKey, Purpose};
+
+/// The chain's name in the API, in wallet accounts and as the purpose of its keys.
+pub const NAME: &str = "bitcoin";
+/// The purpose of its keys.
+pub const PURPOSE: Purpose = Purpose::chain(NAME);
 
 /// Bitcoin: secp256k1 keys, BIP-84 P2WPKH at `m/84'/0'/0'/0/{index}` by default (or BIP-86
 /// P2TR), PSBTs signed input by input.
@@ -25,10 +31,10 @@ pub struct Bitcoin;
 
 impl super::Chain for Bitcoin {
     fn name(&self) -> &'static str {
-        "bitcoin"
+        NAME
     }
     fn purpose(&self) -> Purpose {
-        Purpose::Bitcoin
+        PURPOSE
     }
     fn algorithm(&self) -> Algorithm {
         Algorithm::Secp256k1
@@ -36,8 +42,47 @@ impl super::Chain for Bitcoin {
     fn default_path(&self, index: u32) -> String {
         format!("m/84'/0'/0'/0/{index}")
     }
+    fn account_options(&self) -> &'static [&'static str] {
+        &["network", "address_type"]
+    }
+    fn account_settings(&self, options: &AccountOptions) -> Result<AccountSettings, ChainError> {
+        let text = |name: &str, default: &'static str| match options.get(name) {
+            None => Ok(default),
+            Some(v) => v
+                .as_str()
+                .ok_or_else(|| ChainError::Invalid(format!("{name} must be a string"))),
+        };
+        let kind = ScriptKind::parse(text("address_type", "p2wpkh")?)?;
+        let network = account::parse_network(text("network", "bitcoin")?)?;
+        Ok(account::settings(kind, network))
+    }
+    fn account_path(&self, settings: &AccountSettings, index: u32) -> String {
+        match account::from_settings(settings) {
+            Ok((kind, network)) => account::default_path(kind, network, index),
+            Err(_) => self.default_path(index),
+        }
+    }
+    fn address(
+        &self,
+        public_key: &PublicKey,
+        settings: &AccountSettings,
+    ) -> Result<String, ChainError> {
+        let (kind, network) = account::from_settings(settings)?;
+        let sec1 = public_key
+            .secp256k1_sec1(true)
+            .map_err(|e| ChainError::Invalid(e.to_string()))?;
+        Ok(BitcoinAccount::new(&sec1, kind, network)?
+            .address()
+            .to_string())
+    }
     fn owns(&self, intent: &Intent) -> bool {
         matches!(intent, Intent::BitcoinPsbt(_))
+    }
+}
+
+impl From<BitcoinError> for ChainError {
+    fn from(e: BitcoinError) -> Self {
+        ChainError::Invalid(e.to_string())
     }
 }
 

@@ -15,21 +15,39 @@ use super::Chain;
 use crate::keys::{Algorithm, KeyError, PublicKey, Purpose};
 use crate::store::usage::{UsageDelta, UsageWindow};
 
+/// The chain's name in the API, in wallet accounts and as the purpose of its keys.
+pub const NAME: &str = "ethereum";
+/// The purpose of its keys.
+pub const PURPOSE: Purpose = Purpose::chain(NAME);
+
 /// Ethereum and EVM chains: secp256k1 keys at `m/44'/60'/0'/0/{index}`.
 pub struct Ethereum;
 
 impl Chain for Ethereum {
     fn name(&self) -> &'static str {
-        "ethereum"
+        NAME
     }
     fn purpose(&self) -> Purpose {
-        Purpose::Ethereum
+        PURPOSE
     }
     fn algorithm(&self) -> Algorithm {
         Algorithm::Secp256k1
     }
     fn default_path(&self, index: u32) -> String {
         format!("m/44'/60'/0'/0/{index}")
+    }
+    fn account_options(&self) -> &'static [&'static str] {
+        // The chain ids an account may sign for are kept with every account (empty: any).
+        &["chain_ids"]
+    }
+    fn address(
+        &self,
+        public_key: &PublicKey,
+        _settings: &super::AccountSettings,
+    ) -> Result<String, super::ChainError> {
+        address_of(public_key)
+            .map(|a| a.to_checksum(None))
+            .map_err(|e| super::ChainError::Invalid(e.to_string()))
     }
     fn owns(&self, intent: &Intent) -> bool {
         matches!(

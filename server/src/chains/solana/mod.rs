@@ -16,31 +16,62 @@ pub mod offchain;
 pub mod slip10;
 pub mod transaction;
 
+use coins_bip32::path::DerivationPath;
 use keyward_policy::Intent;
 
-use crate::keys::{Algorithm, Purpose};
+use super::{AccountKey, AccountSettings, ChainError, hd};
+use crate::keys::{Algorithm, PublicKey, Purpose};
+
+/// The chain's name in the API, in wallet accounts and as the purpose of its keys.
+pub const NAME: &str = "solana";
+/// The purpose of its keys.
+pub const PURPOSE: Purpose = Purpose::chain(NAME);
 
 /// Solana: Ed25519 keys (SLIP-0010) at `m/44'/501'/{index}'/0'`.
 pub struct Solana;
 
 impl super::Chain for Solana {
     fn name(&self) -> &'static str {
-        "solana"
+        NAME
     }
     fn purpose(&self) -> Purpose {
-        Purpose::Solana
+        PURPOSE
     }
     fn algorithm(&self) -> Algorithm {
         Algorithm::Ed25519
     }
     fn default_path(&self, index: u32) -> String {
-        format!("m/44'/501'/{index}'/0'")
+        slip10::default_path(index)
+    }
+    fn check_path(&self, path: &DerivationPath) -> Result<(), ChainError> {
+        slip10::parse_path(&hd::format_path(path)).map(|_| ())?;
+        Ok(())
+    }
+    fn derive_key(&self, seed: &[u8], path: &DerivationPath) -> Result<AccountKey, ChainError> {
+        let steps = slip10::parse_path(&hd::format_path(path))?;
+        Ok(slip10::derive(seed, &steps).0)
+    }
+    fn address(
+        &self,
+        public_key: &PublicKey,
+        _settings: &AccountSettings,
+    ) -> Result<String, ChainError> {
+        let bytes = public_key
+            .ed25519_bytes()
+            .map_err(|e| ChainError::Invalid(e.to_string()))?;
+        Ok(address(&bytes))
     }
     fn owns(&self, intent: &Intent) -> bool {
         matches!(
             intent,
             Intent::SolanaTransaction(_) | Intent::SolanaMessage(_)
         )
+    }
+}
+
+impl From<SolanaError> for ChainError {
+    fn from(e: SolanaError) -> Self {
+        ChainError::Invalid(e.to_string())
     }
 }
 
