@@ -13,6 +13,7 @@ use super::{PendingReceipt, PipelineError, SignCall, SignReceipt, SigningPath, s
 use crate::audit::{Actor, AuditEvent};
 use crate::auth::{Principal, Role};
 use crate::error_code::ErrorCode;
+use crate::keys::{LoadedKey, Signature};
 use crate::policy::Verdict;
 use crate::store::approvals::{ApprovalRequestRow, ApprovalStatus};
 use crate::store::{SignRequestRow, SignStatus, StateChange, StoreError};
@@ -129,65 +130,25 @@ impl SigningPath {
     }
 }
 
+/// Signs an approved request from its stored bytes and records the end of it: signed, or
+/// failed (key disabled, requester no longer a signer, backend failure, the writer's gate).
 async fn sign_stored(
     path: &SigningPath,
     row: ApprovalRequestRow,
 ) -> Result<SignReceipt, PipelineError> {
-    let id = row.id.clone();
-    let id = id.as_str();
     if row.status != ApprovalStatus::Approved {
         return Err(PipelineError::Invalid(format!(
-            "request {id} is {}, not approved",
+            "request {} is {}, not approved",
+            row.id,
             row.status.as_str()
         )));
     }
-    let approvers: Vec<String> = path
-        .store()
-        .approval_votes(id)
-        .await?
-        .into_iter()
-        .filter(|v| v.decision == "approve")
-        .map(|v| v.subject)
-        .collect();
-    let actor = Actor {
-        issuer: row.issuer.clone(),
-        subject: row.subject.clone(),
-    };
-    let (now, _) = crate::clock::now();
-    let fail = |code: ErrorCode, message: String| {
-        let event = AuditEvent {
-            action: "sign",
-            outcome: "failed",
-            actor: actor.clone(),
-            key_id: Some(row.key_id.clone()),
-            request_id: Some(row.id.clone()),
-            details: json!({"operation": row.operation, "approvers": approvers, "error_code": code, "error": message}),
-        };
-        let change = StateChange::ApprovalTransition {
-            id: row.id.clone(),
-            from: vec![ApprovalStatus::Approved],
-            to: ApprovalStatus::Failed,
-            at: now.clone(),
-            result: None,
-            error: Some((code.as_str().to_string(), message)),
-        };
-        (vec![change], event)
-    };
+    let stored = Stored::new(path, &row).await?;
     let (to_sign, options) = decode_to_sign(&row.to_sign)?;
     let key = path.keys().resolve(&row.key_id).await?;
-    let signer = match key.as_ref().and_then(|k| k.signer.clone()) {
-        Some(signer) => signer,
-        None => {
-            let (changes, event) = fail(
-                ErrorCode::KeyDisabled,
-                "the key was disabled before the approvals completed".into(),
-            );
-            path.audit().append(changes, event).await?;
-            path.notify().changed(id, "failed");
-            return Err(PipelineError::KeyDisabled(row.key_id.clone()));
-        }
+    let Some((key, signer)) = key.and_then(|k| k.signer.clone().map(|signer| (k, signer))) else {
+        return Err(stored.key_disabled().await);
     };
-    let key = key.ok_or_else(|| PipelineError::KeyNotFound(row.key_id.clone()))?;
     // The requester's right to sign with the key is checked again now (and once more by the
     // writer's gate where the signature lands): approvals do not outlive a removal.
     let requester = requester_of(&row)?;
@@ -196,80 +157,160 @@ async fn sign_stored(
             "{} was removed from the signers of key {} before the approvals completed",
             row.subject, row.key_id
         );
-        let (changes, event) = fail(ErrorCode::Forbidden, message.clone());
-        path.audit().append(changes, event).await?;
-        path.notify().changed(id, "failed");
-        return Err(PipelineError::Forbidden(message));
+        return Err(stored
+            .fail(
+                ErrorCode::Forbidden,
+                message.clone(),
+                PipelineError::Forbidden(message),
+            )
+            .await);
     }
-    let signed = sign::off_runtime(signer, to_sign, options).await;
-    let signature = match signed {
+    let signature = match sign::off_runtime(signer, to_sign, options).await {
         Ok(s) => s,
         Err(err) => {
-            let (changes, event) = fail(ErrorCode::BackendUnavailable, err.to_string());
-            path.audit().append(changes, event).await?;
-            path.notify().changed(id, "failed");
-            return Err(err.into());
+            let message = err.to_string();
+            return Err(stored
+                .fail(ErrorCode::BackendUnavailable, message, err.into())
+                .await);
         }
     };
-    let verdict: Verdict = serde_json::from_str(&row.verdict)
-        .map_err(|e| StoreError::Corrupt(format!("request {id} verdict: {e}")))?;
-    let (receipt, sig_hash) = sign::receipt(&row.id, &key, &signature, &now, verdict);
-    let receipt_json = serde_json::to_string(&receipt).unwrap_or_default();
-    let (_, unix) = crate::clock::now();
-    let request_row = SignRequestRow {
-        id: row.id.clone(),
-        key_id: row.key_id.clone(),
-        issuer: row.issuer.clone(),
-        subject: row.subject.clone(),
-        operation: row.operation.clone(),
-        status: SignStatus::Signed,
-        intent: row.intent.clone(),
-        decision: row.verdict.clone(),
-        idempotency_key: None,
-        body_hash: None,
-        response: Some(receipt_json.clone()),
-        error_code: None,
-        error_message: None,
-        created_at: now.clone(),
-        created_unix: unix,
-    };
-    let event = AuditEvent {
-        action: "sign",
-        outcome: "ok",
-        actor: actor.clone(),
-        key_id: Some(row.key_id.clone()),
-        request_id: Some(row.id.clone()),
-        details: json!({
-            "operation": row.operation,
-            "algorithm": key.meta.algorithm.as_str(),
-            "approvers": approvers,
-            "signature_sha256": sig_hash,
-        }),
-    };
-    let rows = vec![
-        StateChange::ApprovalTransition {
+    stored.record_signed(&key, &requester, &signature).await
+}
+
+/// An approved request being signed: what its records name.
+struct Stored<'a> {
+    path: &'a SigningPath,
+    row: &'a ApprovalRequestRow,
+    actor: Actor,
+    approvers: Vec<String>,
+    now: String,
+}
+
+impl<'a> Stored<'a> {
+    async fn new(
+        path: &'a SigningPath,
+        row: &'a ApprovalRequestRow,
+    ) -> Result<Stored<'a>, PipelineError> {
+        let approvers = path
+            .store()
+            .approval_votes(&row.id)
+            .await?
+            .into_iter()
+            .filter(|v| v.decision == "approve")
+            .map(|v| v.subject)
+            .collect();
+        let actor = Actor {
+            issuer: row.issuer.clone(),
+            subject: row.subject.clone(),
+        };
+        Ok(Stored {
+            path,
+            row,
+            actor,
+            approvers,
+            now: crate::clock::now().0,
+        })
+    }
+
+    async fn key_disabled(&self) -> PipelineError {
+        let message = "the key was disabled before the approvals completed".to_string();
+        let err = PipelineError::KeyDisabled(self.row.key_id.clone());
+        self.fail(ErrorCode::KeyDisabled, message, err).await
+    }
+
+    /// Records that the request failed (`code`, `message`) and tells its waiters; gives back
+    /// `err`, or the audit log's error when the failure could not be recorded.
+    async fn fail(&self, code: ErrorCode, message: String, err: PipelineError) -> PipelineError {
+        let row = self.row;
+        let event = AuditEvent {
+            action: "sign",
+            outcome: "failed",
+            actor: self.actor.clone(),
+            key_id: Some(row.key_id.clone()),
+            request_id: Some(row.id.clone()),
+            details: json!({"operation": row.operation, "approvers": self.approvers, "error_code": code, "error": message}),
+        };
+        let change = StateChange::ApprovalTransition {
             id: row.id.clone(),
             from: vec![ApprovalStatus::Approved],
-            to: ApprovalStatus::Signed,
-            at: now.clone(),
-            result: Some(receipt_json),
-            error: None,
-        },
-        StateChange::InsertSignRequest(Box::new(request_row)),
-    ];
-    let intent = serde_json::from_str::<Intent>(&row.intent).ok();
-    let changes = sign::changes(&requester, &row.key_id, rows, intent.as_ref(), unix);
-    if let Err(e) = path.audit().append(changes, event).await {
-        let Some((code, err)) = gate_refusal(&e, &row.key_id) else {
-            return Err(e.into());
+            to: ApprovalStatus::Failed,
+            at: self.now.clone(),
+            result: None,
+            error: Some((code.as_str().to_string(), message)),
         };
-        let (changes, event) = fail(code, err.to_string());
-        path.audit().append(changes, event).await?;
-        path.notify().changed(id, "failed");
-        return Err(err);
+        if let Err(e) = self.path.audit().append(vec![change], event).await {
+            return e.into();
+        }
+        self.path.notify().changed(&row.id, "failed");
+        err
     }
-    path.notify().changed(id, "signed");
-    Ok(receipt)
+
+    /// Records the signature (the request `signed`, its sign request, the usage it adds)
+    /// through the writer's gate, and only then hands back the receipt.
+    async fn record_signed(
+        &self,
+        key: &LoadedKey,
+        requester: &Principal,
+        signatures: &[Signature],
+    ) -> Result<SignReceipt, PipelineError> {
+        let row = self.row;
+        let verdict: Verdict = serde_json::from_str(&row.verdict)
+            .map_err(|e| StoreError::Corrupt(format!("request {} verdict: {e}", row.id)))?;
+        let (receipt, sig_hash) = sign::receipt(&row.id, key, signatures, &self.now, verdict);
+        let receipt_json = serde_json::to_string(&receipt).unwrap_or_default();
+        let (_, unix) = crate::clock::now();
+        let request_row = SignRequestRow {
+            id: row.id.clone(),
+            key_id: row.key_id.clone(),
+            issuer: row.issuer.clone(),
+            subject: row.subject.clone(),
+            operation: row.operation.clone(),
+            status: SignStatus::Signed,
+            intent: row.intent.clone(),
+            decision: row.verdict.clone(),
+            idempotency_key: None,
+            body_hash: None,
+            response: Some(receipt_json.clone()),
+            error_code: None,
+            error_message: None,
+            created_at: self.now.clone(),
+            created_unix: unix,
+        };
+        let event = AuditEvent {
+            action: "sign",
+            outcome: "ok",
+            actor: self.actor.clone(),
+            key_id: Some(row.key_id.clone()),
+            request_id: Some(row.id.clone()),
+            details: json!({
+                "operation": row.operation,
+                "algorithm": key.meta.algorithm.as_str(),
+                "approvers": self.approvers,
+                "signature_sha256": sig_hash,
+            }),
+        };
+        let rows = vec![
+            StateChange::ApprovalTransition {
+                id: row.id.clone(),
+                from: vec![ApprovalStatus::Approved],
+                to: ApprovalStatus::Signed,
+                at: self.now.clone(),
+                result: Some(receipt_json),
+                error: None,
+            },
+            StateChange::InsertSignRequest(Box::new(request_row)),
+        ];
+        let intent = serde_json::from_str::<Intent>(&row.intent).ok();
+        let changes = sign::changes(requester, &row.key_id, rows, intent.as_ref(), unix);
+        if let Err(e) = self.path.audit().append(changes, event).await {
+            let Some((code, err)) = gate_refusal(&e, &row.key_id) else {
+                return Err(e.into());
+            };
+            return Err(self.fail(code, err.to_string(), err).await);
+        }
+        self.path.notify().changed(&row.id, "signed");
+        Ok(receipt)
+    }
 }
 
 /// The requester of a stored request with the rights they held when it was made (subject
