@@ -210,17 +210,8 @@ fn pending_error(ids: &[String]) -> CscError {
     ))
 }
 
-/// `credentials/authorize`: runs the policies on each hash and issues a SAD, or leaves the
-/// authorization pending until approvers complete it.
-pub async fn authorize(
-    path: &SigningPath,
-    limits: &CscConfig,
-    principal: &Principal,
-    req: AuthorizeRequest,
-) -> Result<IssuedSad> {
-    let credential = resolve(path, principal, &req.credential_id).await?;
-    let certificate = current_certificate(path, &credential).await?;
-    let max = limits.max_signatures;
+/// Refuses an authorization whose counts, hashes or description do not fit.
+fn check_authorize_request(req: &AuthorizeRequest, max: u32) -> Result<()> {
     if req.num_signatures == 0 || req.num_signatures > max {
         return Err(CscError::InvalidRequest(format!(
             "numSignatures must be 1 to {max} (the credential's multisign)"
@@ -246,20 +237,31 @@ pub async fn authorize(
             "description must be 1 to 256 characters".into(),
         ));
     }
-    let (hash, digests) = decode_hashes("hash", &req.hashes, req.hash_algorithm)?;
+    Ok(())
+}
 
-    // The policy stage, one document intent per hash. Nothing is signed here.
+/// The policy stage, one document intent per hash (nothing is signed here): each hash bound to
+/// the approval request it waits for, if any. When one hash is refused the authorization as a
+/// whole is, and the approval requests already made for earlier hashes are withdrawn.
+async fn judge_hashes(
+    path: &SigningPath,
+    principal: &Principal,
+    (credential, certificate): (&Credential, &CertificateRow),
+    hash: HashAlg,
+    digests: Vec<Vec<u8>>,
+    description: Option<&str>,
+) -> Result<Vec<BoundHash>> {
     let mut bound = Vec::with_capacity(digests.len());
     for digest in digests {
         let call = document_call(
             principal.clone(),
-            &credential,
-            &certificate,
+            credential,
+            certificate,
             AUTHORIZE_OPERATION,
             hash,
             digest.clone(),
             RsaScheme::Pkcs1v15,
-            req.description.clone(),
+            description.map(str::to_string),
         );
         let approval = match path.authorize(call).await {
             Ok(Authorization::Allowed(_)) => None,
@@ -283,6 +285,31 @@ pub async fn authorize(
             approval,
         });
     }
+    Ok(bound)
+}
+
+/// `credentials/authorize`: runs the policies on each hash and issues a SAD, or leaves the
+/// authorization pending until approvers complete it.
+pub async fn authorize(
+    path: &SigningPath,
+    limits: &CscConfig,
+    principal: &Principal,
+    req: AuthorizeRequest,
+) -> Result<IssuedSad> {
+    let credential = resolve(path, principal, &req.credential_id).await?;
+    let certificate = current_certificate(path, &credential).await?;
+    check_authorize_request(&req, limits.max_signatures)?;
+    let (hash, digests) = decode_hashes("hash", &req.hashes, req.hash_algorithm)?;
+
+    let bound = judge_hashes(
+        path,
+        principal,
+        (&credential, &certificate),
+        hash,
+        digests,
+        req.description.as_deref(),
+    )
+    .await?;
     let pending: Vec<String> = bound.iter().filter_map(|b| b.approval.clone()).collect();
     let (now, unix) = crate::clock::now();
     let ttl = limits.sad_ttl_seconds;
