@@ -292,6 +292,10 @@ async fn client_credentials_tokens_sign_and_key_rotation_is_followed() {
     assert_eq!(status, 200, "{signed}");
     assert!(signed["signature"].as_str().is_some());
 
+    // The same token again is served from the verified-token cache (same key set).
+    let (status, _) = kw.call("GET", "/v1/whoami", Some(&token_a), None).await;
+    assert_eq!(status, 200);
+
     // Rotation: the new key's token is accepted after exactly one JWKS refetch.
     let before = idp.jwks_fetches().await;
     idp.rotate().await;
@@ -300,7 +304,9 @@ async fn client_credentials_tokens_sign_and_key_rotation_is_followed() {
     let (status, signed) = sign(&kw, &key, &token_b).await;
     assert_eq!(status, 200, "{signed}");
     assert_eq!(idp.jwks_fetches().await, before + 1);
-    // The removed key is gone from the refetched set.
+    // The removed key is gone from the refetched set: token_a, verified and cached before,
+    // is refused at once, because a cached verification serves only the key set it was made
+    // with.
     let (status, body) = sign(&kw, &key, &token_a).await;
     assert_error(status, &body, 401, "UNAUTHENTICATED");
 

@@ -2,7 +2,9 @@
 //!
 //! Callers send an event with the state changes that go with it and wait for the answer.
 //! The writer takes every job that is waiting (up to `MAX_BATCH`), and writes them in one
-//! SQLite transaction: for each job its state changes and its chained record. Then it updates
+//! SQLite transaction: for each job its state changes and its chained record (the hashes are
+//! computed here; the sign requests, signature counts and records of the whole batch are
+//! written at its end with a few multi-row statements, see `store::batch`). Then it updates
 //! the recorded head and commits once (one fsync for the whole batch), and only then answers
 //! each caller. A job whose own change is refused is rolled back alone (the batch is written
 //! again with a savepoint per job); if the commit fails, every job in the batch fails and the
@@ -14,6 +16,7 @@ use super::refusals::RefusalLimiter;
 use super::{AuditError, AuditEvent, GENESIS_HASH, Result, record_hash};
 use crate::error_code::ErrorCode;
 use crate::store::audit::{self as rows, AuditRow};
+use crate::store::batch::DeferredWrites;
 use crate::store::gate::KeyGate;
 use crate::store::pending::Reservation;
 use crate::store::{self, StateChange, Store, StoreError};
@@ -162,23 +165,21 @@ async fn write_batch(
     let mut next = head.clone();
     let mut results = Vec::with_capacity(batch.len());
     let mut refused = false;
+    let mut writes = DeferredWrites::default();
     for job in batch.iter() {
-        match write_job(&mut tx, &mut gate, &next, job).await {
-            Ok(row) => {
-                next = Head {
-                    seq: row.seq,
-                    hash: row.hash.clone(),
-                };
-                results.push(Ok(Appended {
-                    seq: row.seq,
-                    ts: row.ts,
-                }));
+        match write_job(&mut tx, &mut gate, &next, job, &mut writes).await {
+            Ok(appended) => {
+                next = appended.0;
+                results.push(Ok(appended.1));
             }
             Err(_) => {
                 refused = true;
                 break;
             }
         }
+    }
+    if !refused && writes.write(&mut tx).await.is_err() {
+        refused = true;
     }
     if !refused {
         if next.seq != head.seq {
@@ -207,18 +208,17 @@ async fn write_batch_isolated(
         // The gate follows the job's changes; a refused job's changes are rolled back, so the
         // gate starts again from the state before it.
         let mut job_gate = gate.clone();
-        match write_job(&mut tx, &mut job_gate, &next, job).await {
-            Ok(row) => {
+        let mut writes = DeferredWrites::default();
+        let written = match write_job(&mut tx, &mut job_gate, &next, job, &mut writes).await {
+            Ok(appended) => writes.write(&mut tx).await.map(|()| appended),
+            Err(e) => Err(e),
+        };
+        match written {
+            Ok((job_head, appended)) => {
                 sqlx::query("RELEASE job").execute(&mut *tx).await?;
                 gate = job_gate;
-                next = Head {
-                    seq: row.seq,
-                    hash: row.hash.clone(),
-                };
-                results.push(Ok(Appended {
-                    seq: row.seq,
-                    ts: row.ts,
-                }));
+                next = job_head;
+                results.push(Ok(appended));
             }
             Err(err) => {
                 sqlx::query("ROLLBACK TO job").execute(&mut *tx).await?;
@@ -260,15 +260,18 @@ async fn commit(
     Ok(done?)
 }
 
-async fn write_job(
+/// Checks and applies one job's changes (deferring what `writes` takes) and chains its
+/// record after `head` into `writes`; returns the new head and where the record landed.
+async fn write_job<'a>(
     conn: &mut sqlx::SqliteConnection,
     gate: &mut KeyGate,
     head: &Head,
-    job: &Job,
-) -> std::result::Result<AuditRow, StoreError> {
+    job: &'a Job,
+    writes: &mut DeferredWrites<'a>,
+) -> std::result::Result<(Head, Appended), StoreError> {
     for change in &job.changes {
         gate.admit(change)?;
-        if !matches!(change, StateChange::RequireSigner(_)) {
+        if !matches!(change, StateChange::RequireSigner(_)) && !writes.defer(change) {
             store::apply_change(conn, change).await?;
         }
     }
@@ -289,8 +292,16 @@ async fn write_job(
         hash: Vec::new(),
     };
     row.hash = record_hash(&row).to_vec();
-    rows::append(conn, &row).await?;
-    Ok(row)
+    let next = Head {
+        seq: row.seq,
+        hash: row.hash.clone(),
+    };
+    let appended = Appended {
+        seq: row.seq,
+        ts: row.ts.clone(),
+    };
+    writes.audit(row);
+    Ok((next, appended))
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ use serde_json::Value;
 
 use super::jwks::KeySource;
 use super::keyset::{KeySet, VerifyKey};
+use super::verified::{VerifiedTokens, token_hash};
 use super::{AuthError, Principal, Result, Role};
 
 /// How to verify one issuer's tokens and read its claims.
@@ -41,6 +42,7 @@ pub struct IssuerSettings {
 pub struct IssuerVerifier {
     settings: IssuerSettings,
     source: KeySource,
+    verified: VerifiedTokens,
 }
 
 impl std::fmt::Debug for IssuerVerifier {
@@ -59,13 +61,18 @@ impl IssuerVerifier {
         Ok(IssuerVerifier {
             settings,
             source: KeySource::Static(keys),
+            verified: VerifiedTokens::default(),
         })
     }
 
     /// A verifier whose keys come from a remote source (discovery / `jwks_uri`).
     pub(crate) fn with_source(settings: IssuerSettings, source: KeySource) -> Result<Self> {
         check_settings(&settings)?;
-        Ok(IssuerVerifier { settings, source })
+        Ok(IssuerVerifier {
+            settings,
+            source,
+            verified: VerifiedTokens::default(),
+        })
     }
 
     /// The issuer identifier.
@@ -78,8 +85,26 @@ impl IssuerVerifier {
         &self.source
     }
 
-    /// Verifies a token of this issuer.
+    /// Verifies a token of this issuer, or finds it among those verified recently with the
+    /// current key set (see `verified`).
     pub async fn verify(&self, token: &str) -> Result<Principal> {
+        let hash = token_hash(token);
+        if let Some(generation) = self.source.fresh_generation()
+            && let Some(principal) = self.verified.get(&hash, generation)
+        {
+            return Ok(principal);
+        }
+        let ((principal, exp), generation) = self.verify_fully(token).await?;
+        self.verified.put(hash, generation, exp, &principal);
+        Ok(principal)
+    }
+
+    /// Tokens kept as verified (for tests).
+    pub fn verified_count(&self) -> usize {
+        self.verified.len()
+    }
+
+    async fn verify_fully(&self, token: &str) -> Result<((Principal, f64), u64)> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|e| AuthError::Invalid(format!("bad token header: {e}")))?;
         if !self.settings.algorithms.contains(&header.alg) {
@@ -107,13 +132,13 @@ fn check_settings(settings: &IssuerSettings) -> Result<()> {
     Ok(())
 }
 
-/// Checks the signature and claims of `token` with `key`.
+/// Checks the signature and claims of `token` with `key`: the caller, and the token's `exp`.
 pub(crate) fn verify_with(
     settings: &IssuerSettings,
     key: &VerifyKey,
     alg: JwtAlg,
     token: &str,
-) -> Result<Principal> {
+) -> Result<(Principal, f64)> {
     let mut validation = Validation::new(alg);
     validation.set_issuer(&[&settings.issuer]);
     validation.set_audience(&settings.audiences);
@@ -124,14 +149,14 @@ pub(crate) fn verify_with(
     let data = jsonwebtoken::decode::<Value>(token, &key.key, &validation)
         .map_err(|e| AuthError::Invalid(describe(&e)))?;
     let claims = data.claims;
-    check_times(&claims, settings.leeway_seconds)?;
-    principal_from_claims(settings, &claims)
+    let exp = check_times(&claims, settings.leeway_seconds)?;
+    Ok((principal_from_claims(settings, &claims)?, exp))
 }
 
 /// `exp`, `nbf` and `iat` must be numbers (a string is refused, not parsed), `exp` must be
 /// present, and `iat` must not be in the future beyond the leeway. (The library checks `exp`
-/// and `nbf` against the clock; this is the belt to its braces.)
-fn check_times(claims: &Value, leeway: u64) -> Result<()> {
+/// and `nbf` against the clock; this is the belt to its braces.) Gives `exp`.
+fn check_times(claims: &Value, leeway: u64) -> Result<f64> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
@@ -162,7 +187,7 @@ fn check_times(claims: &Value, leeway: u64) -> Result<()> {
             "the token was issued in the future (iat)".into(),
         ));
     }
-    Ok(())
+    Ok(exp)
 }
 
 fn describe(e: &jsonwebtoken::errors::Error) -> String {

@@ -14,6 +14,7 @@ mod jwks;
 mod jwt;
 mod keyset;
 pub mod signers;
+pub mod verified;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -123,10 +123,16 @@ pub enum SignInputKind {
 ///
 /// The input is pre-hashed for ECDSA and RSA keys (`ToSign::Digest`) and a whole message for
 /// Ed25519 keys (`ToSign::Message`); `input_kind` says which. Implementations may block (RSA
-/// arithmetic, HSM round trips): callers run them off the async runtime.
+/// arithmetic, HSM round trips): `blocks` says so, and callers then run them off the async
+/// runtime.
 pub trait SigningKey: Send + Sync {
     /// The key's algorithm.
     fn algorithm(&self) -> Algorithm;
+    /// Whether one signature can take long enough (an RSA private-key operation, a round
+    /// trip to a device) that it must not run on an async worker. Default: it can.
+    fn blocks(&self) -> bool {
+        true
+    }
     /// Whether `sign` takes a digest or a message.
     fn input_kind(&self) -> SignInputKind {
         self.algorithm().input_kind()

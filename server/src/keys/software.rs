@@ -306,6 +306,12 @@ impl SigningKey for SoftwareKey {
         }
     }
 
+    /// Ed25519 and ECDSA sign (and check their signature) in tens of microseconds; RSA takes
+    /// milliseconds.
+    fn blocks(&self) -> bool {
+        matches!(self, SoftwareKey::Rsa(..))
+    }
+
     fn sign(&self, input: &ToSign, options: SignOptions) -> Result<Signature> {
         let fail = |e: signature::Error| KeyError::Unavailable(format!("signing failed: {e}"));
         let algorithm = self.algorithm();

@@ -165,7 +165,7 @@ async fn sign_stored(
             )
             .await);
     }
-    let signature = match sign::off_runtime(signer, to_sign, options).await {
+    let signature = match sign::make_signatures(signer, to_sign, options).await {
         Ok(s) => s,
         Err(err) => {
             let message = err.to_string();

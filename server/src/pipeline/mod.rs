@@ -311,8 +311,8 @@ impl SigningPath {
             }
         }
 
-        // Sign, off the async runtime.
-        let signed = sign::off_runtime(signer, case.intent.to_sign.clone(), options).await;
+        // Sign (inline for fast software keys, else on the blocking pool).
+        let signed = sign::make_signatures(signer, case.intent.to_sign.clone(), options).await;
         let signature = match signed {
             Ok(s) => s,
             Err(err) => {

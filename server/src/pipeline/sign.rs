@@ -15,18 +15,30 @@ use crate::keys::{KeyError, LoadedKey, SignOptions, Signature, SigningKey, ToSig
 use crate::policy::Verdict;
 use crate::store::StateChange;
 
-/// Signs `to_sign` with `signer` on the blocking pool: one signature, or one per part of a
-/// batch (in order, all or none).
-pub(super) async fn off_runtime(
+/// Signs `to_sign` with `signer`: one signature, or one per part of a batch (in order, all or
+/// none). On the blocking pool when the key says one signature may block (RSA, HSM), or when
+/// a batch has more than a few parts; inline otherwise, where the hand-off to another thread
+/// would cost more than the signature.
+pub(super) async fn make_signatures(
     signer: Arc<dyn SigningKey>,
     to_sign: ToSign,
     options: SignOptions,
 ) -> Result<Vec<Signature>, KeyError> {
+    let parts = match &to_sign {
+        ToSign::Batch(parts) => parts.len(),
+        _ => 1,
+    };
+    if !signer.blocks() && parts <= INLINE_PARTS {
+        return sign_parts(signer.as_ref(), &to_sign, options);
+    }
     tokio::task::spawn_blocking(move || sign_parts(signer.as_ref(), &to_sign, options))
         .await
         .map_err(|e| KeyError::Unavailable(format!("signing task failed: {e}")))
         .and_then(|r| r)
 }
+
+/// The most signatures of a non-blocking key made inline, on the async worker.
+const INLINE_PARTS: usize = 4;
 
 fn sign_parts(
     signer: &dyn SigningKey,

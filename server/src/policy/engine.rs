@@ -32,7 +32,47 @@ pub struct CompiledPolicy {
     pub validates_settings: bool,
     /// The limits it runs under.
     pub limits: PolicyLimits,
+    /// How long its evaluations take, to decide where they run (see `Pace`).
+    pub pace: Arc<Pace>,
     pre: InstancePre<HostState>,
+}
+
+/// Whether a policy's evaluations are short enough to run on an async worker.
+///
+/// A hand-off to the blocking pool costs more than a short evaluation, but an evaluation may
+/// run up to the policy's deadline, and one that runs long on an async worker delays every
+/// request served by that worker. So a policy runs on the blocking pool for its first
+/// `PROVEN_RUNS` evaluations, and inline from then on while every evaluation stays under
+/// `FAST`; the first evaluation that does not sends it back to the blocking pool for good
+/// (for the life of the process). An inline evaluation keeps every limit (fuel, epoch
+/// deadline, memory) and its slot of the pooling allocator.
+#[derive(Debug, Default)]
+pub struct Pace {
+    fast_runs: std::sync::atomic::AtomicU32,
+    slow: std::sync::atomic::AtomicBool,
+}
+
+impl Pace {
+    /// Evaluations that must stay under `FAST` before a policy runs inline.
+    pub const PROVEN_RUNS: u32 = 16;
+    /// The longest evaluation of a policy that runs inline, microseconds.
+    pub const FAST_MICROS: u64 = 1_000;
+
+    /// Whether the policy may run inline.
+    pub fn inline(&self) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        !self.slow.load(Relaxed) && self.fast_runs.load(Relaxed) >= Self::PROVEN_RUNS
+    }
+
+    /// Records one evaluation that took `micros`.
+    pub fn observe(&self, micros: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if micros > Self::FAST_MICROS {
+            self.slow.store(true, Relaxed);
+        } else if self.fast_runs.load(Relaxed) < Self::PROVEN_RUNS {
+            self.fast_runs.fetch_add(1, Relaxed);
+        }
+    }
 }
 
 impl std::fmt::Debug for CompiledPolicy {
@@ -175,6 +215,20 @@ impl PolicyEngine {
         .map_err(|e| PolicyError::Engine(format!("policy task failed: {e}")))
     }
 
+    /// Runs engine work on the calling thread, under the same bound on concurrent
+    /// evaluations as `run_blocking`. Only for work known to be short (see `Pace`).
+    pub async fn run_inline<T>(
+        &self,
+        work: impl FnOnce(&PolicyEngine) -> T,
+    ) -> Result<T, PolicyError> {
+        let _permit = self
+            .slots
+            .acquire()
+            .await
+            .map_err(|_| PolicyError::Engine("the policy engine is shutting down".into()))?;
+        Ok(work(self))
+    }
+
     /// Checks and compiles a module (blocking): size cap, wasm binary, imports and exports
     /// of ABI v1, a successful instantiation under `limits`, and `keyward_abi_version() == 1`.
     pub fn compile(
@@ -207,6 +261,7 @@ impl PolicyEngine {
             digest: hex::encode(sha2::Sha256::digest(bytes)),
             validates_settings,
             limits,
+            pace: Arc::default(),
             pre,
         };
         let mut store = self.store(&policy.limits);
@@ -439,6 +494,26 @@ impl CallOutcome<Decision> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_policy_runs_inline_only_after_proving_fast_and_never_after_one_slow_run() {
+        let pace = Pace::default();
+        for _ in 0..Pace::PROVEN_RUNS - 1 {
+            pace.observe(20);
+            assert!(!pace.inline());
+        }
+        pace.observe(Pace::FAST_MICROS);
+        assert!(pace.inline());
+        pace.observe(Pace::FAST_MICROS + 1);
+        assert!(!pace.inline());
+        for _ in 0..100 {
+            pace.observe(1);
+        }
+        assert!(
+            !pace.inline(),
+            "one slow evaluation keeps it on the blocking pool"
+        );
+    }
 
     fn engine(max_compiles: usize, compile_wait: Duration) -> PolicyEngine {
         let limits = LimitsConfig {

@@ -245,10 +245,15 @@ impl PolicyStage {
             Ok(j) => j,
             Err(_) => return (deny("policy_input_unavailable"), None),
         };
-        let result = self
-            .engine()
-            .run_blocking(move |engine| evaluate_chain(engine, &bound, &request_json))
-            .await;
+        let result = if bound.iter().all(|b| b.policy.compiled.pace.inline()) {
+            self.engine()
+                .run_inline(|engine| evaluate_chain(engine, &bound, &request_json))
+                .await
+        } else {
+            self.engine()
+                .run_blocking(move |engine| evaluate_chain(engine, &bound, &request_json))
+                .await
+        };
         let verdict = result.unwrap_or_else(|e| {
             tracing::error!(error = %e, "policy evaluation task failed");
             deny("policy_unavailable")
@@ -347,6 +352,7 @@ fn evaluate_chain(engine: &PolicyEngine, bound: &[BoundPolicy], request_json: &s
     for b in bound {
         let input = input_document(request_json, &b.settings);
         let eval = engine.evaluate(&b.policy.compiled, &input);
+        b.policy.compiled.pace.observe(eval.micros);
         for line in &eval.logs {
             tracing::info!(policy = %b.policy.name, "policy log: {line}");
         }

@@ -1,5 +1,5 @@
-//! Audit log rows: append inside the writer's transaction, list with filters, scan for
-//! verification.
+//! Audit log rows: the head inside the writer's transaction (records are appended by
+//! `store::batch`), list with filters, scan for verification.
 
 use futures_util::TryStreamExt;
 use sqlx::sqlite::SqliteRow;
@@ -63,27 +63,6 @@ fn from_row(row: &SqliteRow) -> Result<AuditRow> {
         prev_hash: row.try_get("prev_hash")?,
         hash: row.try_get("hash")?,
     })
-}
-
-pub(crate) async fn append(conn: &mut SqliteConnection, row: &AuditRow) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO audit_log (seq, ts, action, outcome, actor_issuer, actor_subject, key_id, \
-         request_id, details, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(row.seq)
-    .bind(&row.ts)
-    .bind(&row.action)
-    .bind(&row.outcome)
-    .bind(&row.actor_issuer)
-    .bind(&row.actor_subject)
-    .bind(&row.key_id)
-    .bind(&row.request_id)
-    .bind(&row.details)
-    .bind(&row.prev_hash)
-    .bind(&row.hash)
-    .execute(conn)
-    .await?;
-    Ok(())
 }
 
 pub(crate) async fn set_head(conn: &mut SqliteConnection, seq: i64, hash: &[u8]) -> Result<()> {

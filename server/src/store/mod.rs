@@ -13,6 +13,7 @@
 
 pub mod approvals;
 pub mod audit;
+pub(crate) mod batch;
 pub mod certificates;
 pub mod csc;
 pub mod gate;

@@ -18,9 +18,9 @@ use sqlx::{Row, SqliteConnection};
 use super::{Result, Store, StoreError};
 
 /// Minute buckets (the last-hour window).
-const MINUTE: i64 = 60;
+pub(crate) const MINUTE: i64 = 60;
 /// Hour buckets (the last-day window).
-const HOUR: i64 = 3600;
+pub(crate) const HOUR: i64 = 3600;
 /// Buckets older than this are pruned.
 const KEEP_SECONDS: i64 = 2 * 86_400;
 

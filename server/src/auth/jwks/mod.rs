@@ -21,7 +21,7 @@ use jsonwebtoken::Algorithm as JwtAlg;
 use serde_json::Value;
 
 use super::keyset::{KeySet, Lookup, VerifyKey};
-use super::{AuthError, Principal, Result};
+use super::{AuthError, Result};
 
 /// The largest discovery or JWKS document read.
 pub const MAX_DOCUMENT_BYTES: usize = 512 * 1024;
@@ -75,19 +75,33 @@ pub struct IssuerStatus {
 }
 
 impl KeySource {
-    /// Finds the key for `kid`/`alg` (refetching when allowed) and runs `verify` with it.
-    pub(crate) async fn with_key(
+    /// Finds the key for `kid`/`alg` (refetching when allowed) and runs `verify` with it;
+    /// also gives the generation of the key set the key came from (see `fresh_generation`).
+    pub(crate) async fn with_key<T>(
         &self,
         kid: Option<&str>,
         alg: JwtAlg,
-        verify: impl FnOnce(&VerifyKey) -> Result<Principal>,
-    ) -> Result<Principal> {
+        verify: impl FnOnce(&VerifyKey) -> Result<T>,
+    ) -> Result<(T, u64)> {
         match self {
             KeySource::Static(keys) => match keys.lookup(kid, alg) {
-                Lookup::Found(key) => verify(key),
+                Lookup::Found(key) => Ok((verify(key)?, 0)),
                 _ => Err(no_key()),
             },
             KeySource::Remote(remote) => remote.with_key(kid, alg, verify).await,
+        }
+    }
+
+    /// The generation of the current key set while it may be used without a refresh: a
+    /// fixed set is always generation 0; a remote set gets a new generation with every fetch
+    /// attempt, and has none once its refresh time passed (the next verification refreshes).
+    pub(crate) fn fresh_generation(&self) -> Option<u64> {
+        match self {
+            KeySource::Static(_) => Some(0),
+            KeySource::Remote(remote) => {
+                let snap = remote.snapshot();
+                (snap.loaded && snap.expires > Instant::now()).then_some(snap.generation)
+            }
         }
     }
 }
@@ -184,12 +198,12 @@ impl RemoteKeys {
             .clone()
     }
 
-    async fn with_key(
+    async fn with_key<T>(
         &self,
         kid: Option<&str>,
         alg: JwtAlg,
-        verify: impl FnOnce(&VerifyKey) -> Result<Principal>,
-    ) -> Result<Principal> {
+        verify: impl FnOnce(&VerifyKey) -> Result<T>,
+    ) -> Result<(T, u64)> {
         let mut snap = self.snapshot();
         if snap.expires <= Instant::now() {
             self.refresh(snap.generation).await;
@@ -206,7 +220,7 @@ impl RemoteKeys {
             ));
         }
         match snap.keys.lookup(kid, alg) {
-            Lookup::Found(key) => verify(key),
+            Lookup::Found(key) => Ok((verify(key)?, snap.generation)),
             _ => Err(no_key()),
         }
     }
