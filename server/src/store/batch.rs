@@ -14,7 +14,7 @@ use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 use super::audit::AuditRow;
 use super::requests::SignRequestRow;
 use super::usage::{self, UsageDelta};
-use super::{Result, SignStatus, StateChange, conflict_or};
+use super::{Result, SignStatus, StateChange, StoreError, conflict_or};
 
 /// Rows a statement carries at most (SQLite allows 32,766 bound values; a sign request has 15).
 const CHUNK: usize = 200;
@@ -36,32 +36,43 @@ impl<'a> DeferredWrites<'a> {
     pub(crate) fn defer(&mut self, change: &'a StateChange) -> bool {
         match change {
             StateChange::InsertSignRequest(row) => {
-                if row.status == SignStatus::Signed {
-                    let key = usage::key_scope(&row.key_id);
-                    let principal = usage::principal_scope(&row.issuer, &row.subject);
-                    for scope in [key, principal] {
-                        self.count(scope, usage::SIGNATURES, row.created_unix, 1);
-                    }
-                }
-                self.requests.push(row);
+                self.sign_request(row);
                 true
             }
-            StateChange::AddUsage(deltas) if deltas.iter().all(|d| d.amount.is_zero()) => {
-                for UsageDelta {
-                    scope,
-                    metric,
-                    at_unix,
-                    count,
-                    ..
-                } in deltas
-                {
-                    let count = i64::try_from(*count).unwrap_or(i64::MAX);
-                    self.count(scope.clone(), metric, *at_unix, count);
+            StateChange::AddUsage(deltas)
+                if deltas
+                    .iter()
+                    .all(|d| d.amount.is_zero() && i64::try_from(d.count).is_ok()) =>
+            {
+                for delta in deltas {
+                    // Checked just above: the count fits.
+                    let _ = self.usage_count(delta);
                 }
                 true
             }
             _ => false,
         }
+    }
+
+    /// A sign request to insert, with the signature it adds to the counters of its key and
+    /// its principal when it is signed.
+    pub(crate) fn sign_request(&mut self, row: &'a SignRequestRow) {
+        if row.status == SignStatus::Signed {
+            let key = usage::key_scope(&row.key_id);
+            let principal = usage::principal_scope(&row.issuer, &row.subject);
+            for scope in [key, principal] {
+                self.count(scope, usage::SIGNATURES, row.created_unix, 1);
+            }
+        }
+        self.requests.push(row);
+    }
+
+    /// A count-only usage addition (`delta.amount` is not looked at).
+    pub(crate) fn usage_count(&mut self, delta: &UsageDelta) -> Result<()> {
+        let n = i64::try_from(delta.count)
+            .map_err(|_| StoreError::Corrupt("usage count out of range".into()))?;
+        self.count(delta.scope.clone(), &delta.metric, delta.at_unix, n);
+        Ok(())
     }
 
     fn count(&mut self, scope: String, metric: &str, at_unix: i64, n: i64) {

@@ -3,7 +3,8 @@
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
 
-use super::{Result, Store, StoreError, conflict_or, usage};
+use super::batch::DeferredWrites;
+use super::{Result, Store, StoreError};
 
 /// How a sign request ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,43 +95,12 @@ fn from_row(row: &SqliteRow) -> Result<SignRequestRow> {
     })
 }
 
+/// Inserts one sign request (and the signature it adds to the usage counters), the way the
+/// audit writer writes a whole batch of them.
 pub(crate) async fn insert(conn: &mut SqliteConnection, row: &SignRequestRow) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO sign_requests (id, key_id, issuer, subject, operation, status, intent, \
-         decision, idempotency_key, body_hash, response, error_code, error_message, created_at, \
-         created_unix) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&row.id)
-    .bind(&row.key_id)
-    .bind(&row.issuer)
-    .bind(&row.subject)
-    .bind(&row.operation)
-    .bind(row.status.as_str())
-    .bind(&row.intent)
-    .bind(&row.decision)
-    .bind(&row.idempotency_key)
-    .bind(&row.body_hash)
-    .bind(&row.response)
-    .bind(&row.error_code)
-    .bind(&row.error_message)
-    .bind(&row.created_at)
-    .bind(row.created_unix)
-    .execute(&mut *conn)
-    .await
-    .map_err(|e| conflict_or(e, || "idempotency key already used".into()))?;
-    if row.status == SignStatus::Signed {
-        let key = usage::key_scope(&row.key_id);
-        let principal = usage::principal_scope(&row.issuer, &row.subject);
-        usage::add_count(
-            conn,
-            [&key, &principal],
-            usage::SIGNATURES,
-            row.created_unix,
-            1,
-        )
-        .await?;
-    }
-    Ok(())
+    let mut writes = DeferredWrites::default();
+    writes.sign_request(row);
+    writes.write(conn).await
 }
 
 impl Store {

@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use ruint::aliases::U256;
 use sqlx::{Row, SqliteConnection};
 
+use super::batch::DeferredWrites;
 use super::{Result, Store, StoreError};
 
 /// Minute buckets (the last-hour window).
@@ -78,18 +79,13 @@ impl UsageWindow {
 /// Adds `delta` to its minute and hour buckets. Runs inside the writer's transaction, which
 /// serialises all writers, so the read-modify-write of the amount cannot lose an update.
 pub(crate) async fn add(conn: &mut SqliteConnection, delta: &UsageDelta) -> Result<()> {
+    if delta.amount.is_zero() {
+        let mut writes = DeferredWrites::default();
+        writes.usage_count(delta)?;
+        return writes.write(conn).await;
+    }
     let count = i64::try_from(delta.count)
         .map_err(|_| StoreError::Corrupt("usage count out of range".into()))?;
-    if delta.amount.is_zero() {
-        return add_count(
-            conn,
-            [&delta.scope, &delta.scope],
-            &delta.metric,
-            delta.at_unix,
-            count,
-        )
-        .await;
-    }
     for span in [MINUTE, HOUR] {
         let bucket = delta.at_unix.div_euclid(span);
         let amount = if delta.amount.is_zero() {
@@ -130,40 +126,6 @@ pub(crate) async fn add(conn: &mut SqliteConnection, delta: &UsageDelta) -> Resu
         .execute(&mut *conn)
         .await?;
     }
-    Ok(())
-}
-
-/// Adds `count` events to the minute and hour buckets of two scopes (which may be the same)
-/// in one statement: the writer applies one of these per signed request, so a round trip
-/// saved here is saved on every signature.
-pub(crate) async fn add_count(
-    conn: &mut SqliteConnection,
-    scopes: [&str; 2],
-    metric: &str,
-    at_unix: i64,
-    count: i64,
-) -> Result<()> {
-    let (minute, hour) = (at_unix.div_euclid(MINUTE), at_unix.div_euclid(HOUR));
-    let same = scopes[0] == scopes[1];
-    let sql = if same {
-        "INSERT INTO usage_counters (scope, metric, span, bucket, count) \
-         VALUES (?1, ?3, 60, ?4, ?6), (?1, ?3, 3600, ?5, ?6) \
-         ON CONFLICT (scope, metric, span, bucket) DO UPDATE SET count = count + excluded.count"
-    } else {
-        "INSERT INTO usage_counters (scope, metric, span, bucket, count) \
-         VALUES (?1, ?3, 60, ?4, ?6), (?1, ?3, 3600, ?5, ?6), \
-                (?2, ?3, 60, ?4, ?6), (?2, ?3, 3600, ?5, ?6) \
-         ON CONFLICT (scope, metric, span, bucket) DO UPDATE SET count = count + excluded.count"
-    };
-    sqlx::query(sql)
-        .bind(scopes[0])
-        .bind(scopes[1])
-        .bind(metric)
-        .bind(minute)
-        .bind(hour)
-        .bind(count)
-        .execute(&mut *conn)
-        .await?;
     Ok(())
 }
 
