@@ -124,16 +124,16 @@ pub enum ChainName {
 }
 
 impl ChainName {
-    /// The registered chain of this name.
+    /// The registered chain of this name (the API name is the registry's name).
     fn chain(self) -> ApiResult<&'static dyn Chain> {
-        let name = match self {
-            ChainName::Ethereum => crate::chains::ethereum::NAME,
-            ChainName::Bitcoin => crate::chains::bitcoin::NAME,
-            ChainName::Solana => crate::chains::solana::NAME,
-        };
-        crate::chains::named(name).ok_or_else(|| {
-            ApiError::internal("chain registry", format!("{name} is not registered"))
-        })
+        use poem_openapi::types::ToJSON;
+        let name = self.to_json();
+        name.as_ref()
+            .and_then(|n| n.as_str())
+            .and_then(crate::chains::named)
+            .ok_or_else(|| {
+                ApiError::internal("chain registry", format!("{name:?} is not registered"))
+            })
     }
 }
 
@@ -381,6 +381,14 @@ impl WalletsApi {
 #[cfg(test)]
 mod tests {
     use poem_openapi::types::{ParseFromJSON, ToJSON};
+
+    #[test]
+    fn every_api_chain_name_is_registered() {
+        for name in [ChainName::Ethereum, ChainName::Bitcoin, ChainName::Solana] {
+            let chain = name.chain().unwrap();
+            assert_eq!(name.to_json(), Some(chain.name().into()));
+        }
+    }
 
     use super::*;
 

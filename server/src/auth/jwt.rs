@@ -99,11 +99,6 @@ impl IssuerVerifier {
         Ok(principal)
     }
 
-    /// Tokens kept as verified (for tests).
-    pub fn verified_count(&self) -> usize {
-        self.verified.len()
-    }
-
     async fn verify_fully(&self, token: &str) -> Result<((Principal, f64), u64)> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|e| AuthError::Invalid(format!("bad token header: {e}")))?;

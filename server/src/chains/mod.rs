@@ -53,8 +53,8 @@ pub trait Chain: Send + Sync {
         Ok(AccountSettings::new())
     }
     /// The derivation path of account `index` with `settings` (default: `default_path`).
-    fn account_path(&self, _settings: &AccountSettings, index: u32) -> String {
-        self.default_path(index)
+    fn account_path(&self, _settings: &AccountSettings, index: u32) -> Result<String, ChainError> {
+        Ok(self.default_path(index))
     }
     /// Refuses a derivation path this chain cannot derive its keys at.
     fn check_path(&self, _path: &DerivationPath) -> Result<(), ChainError> {

@@ -237,7 +237,7 @@ fn plan(new: &NewAccount) -> Result<(AccountSettings, DerivationPath), WalletErr
             if index >= 0x8000_0000 {
                 return Err(WalletError::Invalid("index must be below 2^31".into()));
             }
-            hd::parse_path(&new.chain.account_path(&settings, index))?
+            hd::parse_path(&new.chain.account_path(&settings, index)?)?
         }
     };
     new.chain.check_path(&path)?;

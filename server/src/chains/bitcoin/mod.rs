@@ -56,11 +56,9 @@ impl super::Chain for Bitcoin {
         let network = account::parse_network(text("network", "bitcoin")?)?;
         Ok(account::settings(kind, network))
     }
-    fn account_path(&self, settings: &AccountSettings, index: u32) -> String {
-        match account::from_settings(settings) {
-            Ok((kind, network)) => account::default_path(kind, network, index),
-            Err(_) => self.default_path(index),
-        }
+    fn account_path(&self, settings: &AccountSettings, index: u32) -> Result<String, ChainError> {
+        let (kind, network) = account::from_settings(settings)?;
+        Ok(account::default_path(kind, network, index))
     }
     fn address(
         &self,
