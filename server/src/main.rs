@@ -53,6 +53,19 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Fill a `keyward dev` data directory with synthetic keys and signature records, through
+    /// the server's own key administration and audit writer (for load tests; stop the server
+    /// first).
+    Seed {
+        #[arg(long, default_value = "./keyward-data")]
+        data_dir: PathBuf,
+        /// Ed25519 software keys to create.
+        #[arg(long, default_value_t = 100_000)]
+        keys: u64,
+        /// Add signature records until the audit log holds this many records.
+        #[arg(long, default_value_t = 1_000_000)]
+        audit_records: u64,
+    },
     /// Policy authoring tools.
     Policy {
         #[command(subcommand)]
@@ -112,6 +125,17 @@ async fn main() -> anyhow::Result<ExitCode> {
         }
         Command::Dev { data_dir, listen } => commands::dev(&data_dir, listen).await?,
         Command::Policy { command } => return policy_command(command),
+        Command::Seed {
+            data_dir,
+            keys,
+            audit_records,
+        } => {
+            let report = commands::seed(&data_dir, keys, audit_records).await?;
+            println!(
+                "seeded {} keys and {} signature records in {:.1} s; the audit log holds {} records",
+                report.keys, report.signatures, report.seconds, report.records
+            );
+        }
         Command::Openapi => println!("{}", keyward_server::api::routes::openapi_json()),
         Command::Token {
             data_dir,

@@ -1,5 +1,9 @@
 //! What the `keyward` command-line verbs do: `serve`, `dev`, `token`, `audit verify`,
-//! `openapi`. The binary only parses arguments and calls these.
+//! `seed`, `openapi`. The binary only parses arguments and calls these.
+
+mod seed;
+
+pub use seed::{SeedReport, seed};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -15,6 +15,7 @@ mod openapi;
 mod policies;
 mod policy_author;
 mod security;
+mod seed;
 mod signing;
 mod wallets;
 
@@ -46,7 +47,11 @@ pub async fn setup() -> TestServer {
 
 /// Like `setup`, after `edit` changes the configuration.
 pub async fn setup_with(edit: impl FnOnce(&mut Config)) -> TestServer {
-    let dir = tempfile::tempdir().expect("temp dir");
+    setup_in(tempfile::tempdir().expect("temp dir"), edit).await
+}
+
+/// Like `setup_with`, on an existing `keyward dev` data directory.
+pub async fn setup_in(dir: TempDir, edit: impl FnOnce(&mut Config)) -> TestServer {
     let (mut config, _) =
         keyward_server::commands::dev_config(dir.path(), "127.0.0.1:0".parse().unwrap())
             .expect("dev config");
