@@ -8,6 +8,12 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use keyward_server::commands::{self, DatabaseLocation};
 
+// A request allocates and frees many small buffers on two threads at once (the JSON of the
+// request, the policy input, the audit record); glibc's allocator spent about a fifth of the
+// signing path's CPU time on them.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "keyward",

@@ -352,7 +352,14 @@ fn evaluate_chain(engine: &PolicyEngine, bound: &[BoundPolicy], request_json: &s
     for b in bound {
         let input = input_document(request_json, &b.settings);
         let eval = engine.evaluate(&b.policy.compiled, &input);
-        b.policy.compiled.pace.observe(eval.micros);
+        if b.policy.compiled.pace.observe(eval.cpu_micros) {
+            tracing::info!(
+                policy = %b.policy.name,
+                cpu_micros = eval.cpu_micros,
+                "policy evaluations run on the blocking pool from now on (one took longer than {} µs)",
+                engine::Pace::FAST_MICROS
+            );
+        }
         for line in &eval.logs {
             tracing::info!(policy = %b.policy.name, "policy log: {line}");
         }
