@@ -21,6 +21,7 @@ pub mod author;
 pub mod builtin;
 pub mod engine;
 pub mod limits;
+mod pace;
 pub mod registry;
 
 use keyward_policy::{Decision, SignRequest};

@@ -174,17 +174,9 @@ async fn racing_approvers_produce_exactly_one_signature() {
             }
         }
         assert_eq!(ok, 1, "exactly one approval completes a quorum of one");
-        let (_, audit) = server
-            .call(
-                "GET",
-                "/v1/audit?action=sign&limit=500",
-                Some(&server.admin),
-                None,
-            )
-            .await;
-        let signed = audit["items"]
-            .as_array()
-            .unwrap()
+        let signed = server
+            .audit("sign", &server.admin)
+            .await
             .iter()
             .filter(|r| r["request_id"] == id.as_str() && r["outcome"] == "ok")
             .count();

@@ -474,16 +474,7 @@ async fn revocation_reaches_the_crl_refuses_signing_and_shows_in_verification() 
         "sign",
         "document.verify",
     ] {
-        let (status, page) = server
-            .call(
-                "GET",
-                &format!("/v1/audit?action={action}"),
-                Some(&auditor),
-                None,
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK, "{page}");
-        let items = page["items"].as_array().unwrap();
+        let items = server.audit(action, &auditor).await;
         assert!(!items.is_empty(), "no {action} record");
         if action == "sign" {
             assert_eq!(items[0]["details"]["intent"]["kind"], "document");
@@ -908,16 +899,9 @@ async fn bad_input_gets_clear_errors_and_no_signature() {
 
     // Nothing above produced a signature in the audit log but the raw one.
     let auditor = server.token("carol", &[Role::Auditor]);
-    let (_, page) = server
-        .call("GET", "/v1/audit?action=sign", Some(&auditor), None)
-        .await;
-    let ok: Vec<&Value> = page["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["outcome"] == "ok")
-        .collect();
-    assert_eq!(ok.len(), 1, "{page}");
+    let signed = server.audit("sign", &auditor).await;
+    let ok: Vec<&Value> = signed.iter().filter(|r| r["outcome"] == "ok").collect();
+    assert_eq!(ok.len(), 1, "{signed:?}");
 }
 
 #[tokio::test]

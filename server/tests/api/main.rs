@@ -102,6 +102,15 @@ impl TestServer {
         self.call_with(method, path, token, body, &[]).await
     }
 
+    /// The audit records of `action` that `token` may read, newest first (up to 500); fails
+    /// the test unless the audit API answers 200.
+    pub async fn audit(&self, action: &str, token: &str) -> Vec<Value> {
+        let path = format!("/v1/audit?action={action}&limit=500");
+        let (status, page) = self.call("GET", &path, Some(token), None).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        page["items"].as_array().expect("audit items").clone()
+    }
+
     /// Like `call`, with extra headers.
     pub async fn call_with(
         &self,
