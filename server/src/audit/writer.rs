@@ -17,6 +17,7 @@ use super::{AuditError, AuditEvent, GENESIS_HASH, Result, record_hash};
 use crate::error_code::ErrorCode;
 use crate::store::audit::{self as rows, AuditRow};
 use crate::store::batch::DeferredWrites;
+use crate::store::db::{Conn, Dialect, Tx};
 use crate::store::gate::KeyGate;
 use crate::store::pending::Reservation;
 use crate::store::{self, StateChange, Store, StoreError};
@@ -160,14 +161,15 @@ async fn write_batch(
     head: &mut Head,
     batch: &mut [Job],
 ) -> std::result::Result<Vec<Result<Appended>>, StoreError> {
-    let mut tx = store.pool().begin_with("BEGIN IMMEDIATE").await?;
-    let mut gate = KeyGate::load(&mut tx, batch.iter().flat_map(|j| &j.changes)).await?;
+    let mut tx = store.pool().begin_write().await?;
+    lock_head(store, &mut tx, head).await?;
+    let mut gate = KeyGate::load(&mut tx.conn(), batch.iter().flat_map(|j| &j.changes)).await?;
     let mut next = head.clone();
     let mut results = Vec::with_capacity(batch.len());
     let mut refused = false;
     let mut writes = DeferredWrites::default();
     for job in batch.iter() {
-        match write_job(&mut tx, &mut gate, &next, job, &mut writes).await {
+        match write_job(&mut tx.conn(), &mut gate, &next, job, &mut writes).await {
             Ok(appended) => {
                 next = appended.0;
                 results.push(Ok(appended.1));
@@ -178,12 +180,12 @@ async fn write_batch(
             }
         }
     }
-    if !refused && writes.write(&mut tx).await.is_err() {
+    if !refused && writes.write(&mut tx.conn()).await.is_err() {
         refused = true;
     }
     if !refused {
         if next.seq != head.seq {
-            rows::set_head(&mut tx, next.seq, &next.hash).await?;
+            rows::set_head(&mut tx.conn(), next.seq, &next.hash).await?;
         }
         commit(tx, batch, &results).await?;
         *head = next;
@@ -199,30 +201,32 @@ async fn write_batch_isolated(
     head: &mut Head,
     batch: &mut [Job],
 ) -> std::result::Result<Vec<Result<Appended>>, StoreError> {
-    let mut tx = store.pool().begin_with("BEGIN IMMEDIATE").await?;
-    let mut gate = KeyGate::load(&mut tx, batch.iter().flat_map(|j| &j.changes)).await?;
+    let mut tx = store.pool().begin_write().await?;
+    lock_head(store, &mut tx, head).await?;
+    let mut gate = KeyGate::load(&mut tx.conn(), batch.iter().flat_map(|j| &j.changes)).await?;
     let mut next = head.clone();
     let mut results = Vec::with_capacity(batch.len());
     for job in batch.iter() {
-        sqlx::query("SAVEPOINT job").execute(&mut *tx).await?;
+        tx.conn().run("SAVEPOINT job").await?;
         // The gate follows the job's changes; a refused job's changes are rolled back, so the
         // gate starts again from the state before it.
         let mut job_gate = gate.clone();
         let mut writes = DeferredWrites::default();
-        let written = match write_job(&mut tx, &mut job_gate, &next, job, &mut writes).await {
-            Ok(appended) => writes.write(&mut tx).await.map(|()| appended),
+        let written = match write_job(&mut tx.conn(), &mut job_gate, &next, job, &mut writes).await
+        {
+            Ok(appended) => writes.write(&mut tx.conn()).await.map(|()| appended),
             Err(e) => Err(e),
         };
         match written {
             Ok((job_head, appended)) => {
-                sqlx::query("RELEASE job").execute(&mut *tx).await?;
+                tx.conn().run("RELEASE job").await?;
                 gate = job_gate;
                 next = job_head;
                 results.push(Ok(appended));
             }
             Err(err) => {
-                sqlx::query("ROLLBACK TO job").execute(&mut *tx).await?;
-                sqlx::query("RELEASE job").execute(&mut *tx).await?;
+                tx.conn().run("ROLLBACK TO job").await?;
+                tx.conn().run("RELEASE job").await?;
                 results.push(Err(match err {
                     StoreError::Conflict(_)
                     | StoreError::KeyInactive(_)
@@ -233,18 +237,34 @@ async fn write_batch_isolated(
         }
     }
     if next.seq != head.seq {
-        rows::set_head(&mut tx, next.seq, &next.hash).await?;
+        rows::set_head(&mut tx.conn(), next.seq, &next.hash).await?;
     }
     commit(tx, batch, &results).await?;
     *head = next;
     Ok(results)
 }
 
+/// On PostgreSQL, where several nodes append to the one chain, locks the chain head row for
+/// the rest of the transaction and takes the head from it: every batch of every node appends
+/// after the last committed record, one batch at a time. On SQLite this process is the only
+/// writer and its head is current.
+async fn lock_head(
+    store: &Store,
+    tx: &mut Tx,
+    head: &mut Head,
+) -> std::result::Result<(), StoreError> {
+    if store.dialect() == Dialect::Postgres {
+        let (seq, hash) = rows::lock_head(&mut tx.conn()).await?;
+        *head = Head { seq, hash };
+    }
+    Ok(())
+}
+
 /// Commits a batch and gives back its usage reservations. Each reservation is first marked
 /// with the `seq` of the record that carries its usage, so a reader whose snapshot of the
 /// counters already holds the record does not count it again (see `store::pending`).
 async fn commit(
-    tx: sqlx::Transaction<'_, sqlx::Sqlite>,
+    tx: Tx,
     batch: &mut [Job],
     results: &[Result<Appended>],
 ) -> std::result::Result<(), StoreError> {
@@ -263,7 +283,7 @@ async fn commit(
 /// Checks and applies one job's changes (deferring what `writes` takes) and chains its
 /// record after `head` into `writes`; returns the new head and where the record landed.
 async fn write_job<'a>(
-    conn: &mut sqlx::SqliteConnection,
+    conn: &mut Conn<'_>,
     gate: &mut KeyGate,
     head: &Head,
     job: &'a Job,
@@ -346,18 +366,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_refused_job_in_a_batch_is_rolled_back_alone() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open_file(&dir.path().join("k.db"))
-            .await
-            .expect("open");
-        sqlx::query(
-            "INSERT INTO keys (id, name, algorithm, purpose, backend, status, public_key, \
-             material, created_at, created_by, updated_at) \
-             VALUES ('k1', 'k1', 'ed25519', 'raw', 'software', 'active', x'00', x'00', 't', 'a', 't')",
-        )
-        .execute(store.pool())
-        .await
-        .expect("key");
+        let (_dir, store) = crate::store::scratch::store().await;
+        crate::store::scratch::insert_key(&store, "k1", "[]").await;
         let log = AuditLog::start(store.clone()).await.expect("writer");
         // Five jobs queued together; the third reuses the first one's idempotency key.
         let keys = ["a", "b", "a", "c", "d"];
@@ -380,10 +390,7 @@ mod tests {
             vec![1, 2, 3, 4],
             "the refused job took no place in the chain"
         );
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sign_requests")
-            .fetch_one(store.pool())
-            .await
-            .expect("count");
+        let n: i64 = crate::store::scratch::scalar(&store, "SELECT COUNT(*) FROM sign_requests").await;
         assert_eq!(n, 4);
         // The refused job's signature was not counted either.
         let w = store

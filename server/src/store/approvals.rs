@@ -2,8 +2,7 @@
 //! that concurrent approvers cannot move a request twice; the audit writer applies them one
 //! at a time in its transaction.
 
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqliteConnection};
+use super::db::{Conn, DbRow, on_conn, on_pool};
 
 use super::{Result, Store, StoreError, conflict_or};
 
@@ -219,7 +218,7 @@ pub struct VoteRow {
     pub roles: Option<Vec<String>>,
 }
 
-fn from_row(row: &SqliteRow) -> Result<ApprovalRequestRow> {
+fn from_row(row: &impl DbRow) -> Result<ApprovalRequestRow> {
     let status: String = row.try_get("status")?;
     Ok(ApprovalRequestRow {
         id: row.try_get("id")?,
@@ -249,13 +248,14 @@ fn from_row(row: &SqliteRow) -> Result<ApprovalRequestRow> {
     })
 }
 
-pub(crate) async fn insert(conn: &mut SqliteConnection, r: &ApprovalRequestRow) -> Result<()> {
-    sqlx::query(
+pub(crate) async fn insert(conn: &mut Conn<'_>, r: &ApprovalRequestRow) -> Result<()> {
+    on_conn!(conn, |conn| {
+        sqlx::query(
         "INSERT INTO approval_requests (id, key_id, issuer, subject, operation, status, intent, \
          verdict, to_sign, options, quorum, approver_roles, reason, expires_at, expires_unix, \
          idempotency_key, body_hash, result, error_code, error_message, created_at, updated_at, \
          requirements, requester) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)",
     )
     .bind(&r.id)
     .bind(&r.key_id)
@@ -284,40 +284,42 @@ pub(crate) async fn insert(conn: &mut SqliteConnection, r: &ApprovalRequestRow) 
     .execute(conn)
     .await
     .map_err(|e| conflict_or(e, || "idempotency key already used".into()))?;
-    Ok(())
+        Ok(())
+    })
 }
 
 /// Records a vote on a pending, unexpired request. An approval that reaches the quorum moves
 /// the request to `approved`; a rejection moves it to `rejected`. Refused (Conflict) when the
 /// request is no longer pending, has expired, or the voter already voted.
-pub(crate) async fn vote(conn: &mut SqliteConnection, vote: &VoteRow, now_unix: i64) -> Result<()> {
-    let open = sqlx::query(
-        "SELECT quorum, approver_roles, reason, requirements FROM approval_requests \
-         WHERE id = ? AND status = 'pending_approval' AND expires_unix > ?",
-    )
-    .bind(&vote.request_id)
-    .bind(now_unix)
-    .fetch_optional(&mut *conn)
-    .await?;
-    let Some(open) = open else {
-        return Err(StoreError::Conflict(
-            "the request is no longer pending".into(),
-        ));
-    };
-    let requirements = requirements_of(
-        open.try_get::<Option<String>, _>("requirements")?
-            .as_deref(),
-        open.try_get("quorum")?,
-        &open.try_get::<String, _>("approver_roles")?,
-        &open.try_get::<String, _>("reason")?,
-    )?;
-    let roles = vote
-        .roles
-        .as_ref()
-        .map(|r| serde_json::to_string(r).unwrap_or_else(|_| "[]".into()));
-    sqlx::query(
+pub(crate) async fn vote(conn: &mut Conn<'_>, vote: &VoteRow, now_unix: i64) -> Result<()> {
+    on_conn!(conn, |conn| {
+        let open = sqlx::query(
+            "SELECT quorum, approver_roles, reason, requirements FROM approval_requests \
+         WHERE id = $1 AND status = 'pending_approval' AND expires_unix > $2",
+        )
+        .bind(&vote.request_id)
+        .bind(now_unix)
+        .fetch_optional(&mut *conn)
+        .await?;
+        let Some(open) = open else {
+            return Err(StoreError::Conflict(
+                "the request is no longer pending".into(),
+            ));
+        };
+        let requirements = requirements_of(
+            open.try_get::<Option<String>, _>("requirements")?
+                .as_deref(),
+            open.try_get("quorum")?,
+            &open.try_get::<String, _>("approver_roles")?,
+            &open.try_get::<String, _>("reason")?,
+        )?;
+        let roles = vote
+            .roles
+            .as_ref()
+            .map(|r| serde_json::to_string(r).unwrap_or_else(|_| "[]".into()));
+        sqlx::query(
         "INSERT INTO approval_votes (request_id, issuer, subject, decision, comment, created_at, roles) \
-         VALUES (?, ?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(&vote.request_id)
     .bind(&vote.issuer)
@@ -333,33 +335,34 @@ pub(crate) async fn vote(conn: &mut SqliteConnection, vote: &VoteRow, now_unix: 
             "this approver has already voted on the request".into()
         })
     })?;
-    let next = if vote.decision == "reject" {
-        Some(ApprovalStatus::Rejected)
-    } else {
-        let votes = votes_of(&mut *conn, &vote.request_id).await?;
-        progress(&requirements, &votes)
-            .iter()
-            .all(Progress::met)
-            .then_some(ApprovalStatus::Approved)
-    };
-    if let Some(next) = next {
-        set_status(
-            conn,
-            &vote.request_id,
-            &[ApprovalStatus::PendingApproval],
-            next,
-            &vote.created_at,
-            None,
-            None,
-        )
-        .await?;
-    }
-    Ok(())
+        let next = if vote.decision == "reject" {
+            Some(ApprovalStatus::Rejected)
+        } else {
+            let votes = votes_of(&mut Conn::from(&mut *conn), &vote.request_id).await?;
+            progress(&requirements, &votes)
+                .iter()
+                .all(Progress::met)
+                .then_some(ApprovalStatus::Approved)
+        };
+        if let Some(next) = next {
+            set_status(
+                &mut Conn::from(conn),
+                &vote.request_id,
+                &[ApprovalStatus::PendingApproval],
+                next,
+                &vote.created_at,
+                None,
+                None,
+            )
+            .await?;
+        }
+        Ok(())
+    })
 }
 
 /// Moves a request from one of `from` to `to`; Conflict when it is in another state.
 pub(crate) async fn set_status(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn<'_>,
     id: &str,
     from: &[ApprovalStatus],
     to: ApprovalStatus,
@@ -367,12 +370,13 @@ pub(crate) async fn set_status(
     result: Option<&str>,
     error: Option<(&str, &str)>,
 ) -> Result<()> {
-    let mut done = 0;
-    for status in from {
-        done += sqlx::query(
-            "UPDATE approval_requests SET status = ?, updated_at = ?, result = COALESCE(?, result), \
-             error_code = COALESCE(?, error_code), error_message = COALESCE(?, error_message) \
-             WHERE id = ? AND status = ?",
+    on_conn!(conn, |conn| {
+        let mut done = 0;
+        for status in from {
+            done += sqlx::query(
+            "UPDATE approval_requests SET status = $1, updated_at = $2, result = COALESCE($3, result), \
+             error_code = COALESCE($4, error_code), error_message = COALESCE($5, error_message) \
+             WHERE id = $6 AND status = $7",
         )
         .bind(to.as_str())
         .bind(at)
@@ -384,24 +388,27 @@ pub(crate) async fn set_status(
         .execute(&mut *conn)
         .await?
         .rows_affected();
-    }
-    if done == 0 {
-        return Err(StoreError::Conflict(format!(
-            "the request is not in a state that can become {}",
-            to.as_str()
-        )));
-    }
-    Ok(())
+        }
+        if done == 0 {
+            return Err(StoreError::Conflict(format!(
+                "the request is not in a state that can become {}",
+                to.as_str()
+            )));
+        }
+        Ok(())
+    })
 }
 
 impl Store {
     /// An approval request by id.
     pub async fn approval_request(&self, id: &str) -> Result<Option<ApprovalRequestRow>> {
-        let row = sqlx::query("SELECT * FROM approval_requests WHERE id = ?")
-            .bind(id)
-            .fetch_optional(self.pool())
-            .await?;
-        row.as_ref().map(from_row).transpose()
+        on_pool!(self.pool(), |pool| {
+            let row = sqlx::query("SELECT * FROM approval_requests WHERE id = $1")
+                .bind(id)
+                .fetch_optional(pool)
+                .await?;
+            row.as_ref().map(from_row).transpose()
+        })
     }
 
     /// An approval request by its requester's idempotency key.
@@ -411,15 +418,17 @@ impl Store {
         subject: &str,
         key: &str,
     ) -> Result<Option<ApprovalRequestRow>> {
-        let row = sqlx::query(
-            "SELECT * FROM approval_requests WHERE issuer = ? AND subject = ? AND idempotency_key = ?",
+        on_pool!(self.pool(), |pool| {
+            let row = sqlx::query(
+            "SELECT * FROM approval_requests WHERE issuer = $1 AND subject = $2 AND idempotency_key = $3",
         )
         .bind(issuer)
         .bind(subject)
         .bind(key)
-        .fetch_optional(self.pool())
+        .fetch_optional(pool)
         .await?;
-        row.as_ref().map(from_row).transpose()
+            row.as_ref().map(from_row).transpose()
+        })
     }
 
     /// Requests with `status` (or any), newest first, created before the id `before`.
@@ -429,17 +438,19 @@ impl Store {
         before: Option<&str>,
         limit: u32,
     ) -> Result<Vec<ApprovalRequestRow>> {
-        let rows = sqlx::query(
-            "SELECT * FROM approval_requests WHERE (? IS NULL OR status = ?) AND id < ? \
-             ORDER BY id DESC LIMIT ?",
-        )
-        .bind(status.map(|s| s.as_str()))
-        .bind(status.map(|s| s.as_str()))
-        .bind(before.unwrap_or("\u{10ffff}"))
-        .bind(i64::from(limit))
-        .fetch_all(self.pool())
-        .await?;
-        rows.iter().map(from_row).collect()
+        on_pool!(self.pool(), |pool| {
+            let rows = sqlx::query(
+                "SELECT * FROM approval_requests WHERE ($1 IS NULL OR status = $2) AND id < $3 \
+             ORDER BY id DESC LIMIT $4",
+            )
+            .bind(status.map(|s| s.as_str()))
+            .bind(status.map(|s| s.as_str()))
+            .bind(before.unwrap_or("\u{10ffff}"))
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await?;
+            rows.iter().map(from_row).collect()
+        })
     }
 
     /// Ids of requests in `status`; with `expired_by`, only those expiring at or before it.
@@ -448,46 +459,52 @@ impl Store {
         status: ApprovalStatus,
         expired_by: Option<i64>,
     ) -> Result<Vec<String>> {
-        let rows = sqlx::query(
-            "SELECT id FROM approval_requests WHERE status = ? AND (? IS NULL OR expires_unix <= ?) ORDER BY id",
+        on_pool!(self.pool(), |pool| {
+            let rows = sqlx::query(
+            "SELECT id FROM approval_requests WHERE status = $1 AND ($2 IS NULL OR expires_unix <= $3) ORDER BY id",
         )
         .bind(status.as_str())
         .bind(expired_by)
         .bind(expired_by)
-        .fetch_all(self.pool())
+        .fetch_all(pool)
         .await?;
-        Ok(rows.iter().map(|r| r.get(0)).collect())
+            Ok(rows.iter().map(|r| r.get(0)).collect())
+        })
     }
 
     /// The votes on a request, oldest first.
     pub async fn approval_votes(&self, request_id: &str) -> Result<Vec<VoteRow>> {
-        let mut conn = self.pool().acquire().await?;
-        votes_of(&mut conn, request_id).await
+        on_pool!(self.pool(), |pool| {
+            let mut conn = pool.acquire().await?;
+            votes_of(&mut Conn::from(&mut *conn), request_id).await
+        })
     }
 }
 
-async fn votes_of(conn: &mut SqliteConnection, request_id: &str) -> Result<Vec<VoteRow>> {
-    let rows = sqlx::query(
-        "SELECT * FROM approval_votes WHERE request_id = ? ORDER BY created_at, subject",
-    )
-    .bind(request_id)
-    .fetch_all(&mut *conn)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            let roles: Option<String> = r.try_get("roles")?;
-            Ok(VoteRow {
-                request_id: r.try_get("request_id")?,
-                issuer: r.try_get("issuer")?,
-                subject: r.try_get("subject")?,
-                decision: r.try_get("decision")?,
-                comment: r.try_get("comment")?,
-                created_at: r.try_get("created_at")?,
-                roles: roles
-                    .map(|j| serde_json::from_str(&j))
-                    .transpose()
-                    .map_err(|e| StoreError::Corrupt(format!("vote roles: {e}")))?,
+async fn votes_of(conn: &mut Conn<'_>, request_id: &str) -> Result<Vec<VoteRow>> {
+    on_conn!(conn, |conn| {
+        let rows = sqlx::query(
+            "SELECT * FROM approval_votes WHERE request_id = $1 ORDER BY created_at, subject",
+        )
+        .bind(request_id)
+        .fetch_all(&mut *conn)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let roles: Option<String> = r.try_get("roles")?;
+                Ok(VoteRow {
+                    request_id: r.try_get("request_id")?,
+                    issuer: r.try_get("issuer")?,
+                    subject: r.try_get("subject")?,
+                    decision: r.try_get("decision")?,
+                    comment: r.try_get("comment")?,
+                    created_at: r.try_get("created_at")?,
+                    roles: roles
+                        .map(|j| serde_json::from_str(&j))
+                        .transpose()
+                        .map_err(|e| StoreError::Corrupt(format!("vote roles: {e}")))?,
+                })
             })
-        })
-        .collect()
+            .collect()
+    })
 }

@@ -1,9 +1,8 @@
 //! Audit log rows: the head inside the writer's transaction (records are appended by
 //! `store::batch`), list with filters, scan for verification.
 
+use super::db::{Conn, DbRow, on_conn, on_pool};
 use futures_util::TryStreamExt;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqliteConnection};
 
 use super::{Result, Store};
 
@@ -49,7 +48,7 @@ pub struct AuditFilter {
     pub until: Option<String>,
 }
 
-fn from_row(row: &SqliteRow) -> Result<AuditRow> {
+fn from_row(row: &impl DbRow) -> Result<AuditRow> {
     Ok(AuditRow {
         seq: row.try_get("seq")?,
         ts: row.try_get("ts")?,
@@ -65,25 +64,39 @@ fn from_row(row: &SqliteRow) -> Result<AuditRow> {
     })
 }
 
-pub(crate) async fn set_head(conn: &mut SqliteConnection, seq: i64, hash: &[u8]) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO audit_head (id, seq, hash) VALUES (1, ?, ?) \
+pub(crate) async fn set_head(conn: &mut Conn<'_>, seq: i64, hash: &[u8]) -> Result<()> {
+    on_conn!(conn, |conn| {
+        sqlx::query(
+            "INSERT INTO audit_head (id, seq, hash) VALUES (1, $1, $2) \
          ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
-    )
-    .bind(seq)
-    .bind(hash)
-    .execute(conn)
-    .await?;
-    Ok(())
+        )
+        .bind(seq)
+        .bind(hash)
+        .execute(conn)
+        .await?;
+        Ok(())
+    })
+}
+
+/// Locks the chain head row until the transaction ends (PostgreSQL: `FOR UPDATE`) and reads it.
+pub(crate) async fn lock_head(conn: &mut Conn<'_>) -> Result<(i64, Vec<u8>)> {
+    on_conn!(conn, |conn| {
+        let row = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE")
+            .fetch_one(conn)
+            .await?;
+        Ok((row.try_get(0)?, row.try_get(1)?))
+    })
 }
 
 impl Store {
     /// The recorded head of the chain: `(seq, hash)`, or `None` for an empty log.
     pub async fn audit_head(&self) -> Result<Option<(i64, Vec<u8>)>> {
-        let row = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
-            .fetch_optional(self.pool())
-            .await?;
-        Ok(row.map(|r| (r.get(0), r.get(1))))
+        on_pool!(self.pool(), |pool| {
+            let row = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+                .fetch_optional(pool)
+                .await?;
+            Ok(row.map(|r| (r.get(0), r.get(1))))
+        })
     }
 
     /// Records matching `filter`, newest first, with `seq` below `before`, at most `limit`.
@@ -93,30 +106,32 @@ impl Store {
         before: Option<i64>,
         limit: u32,
     ) -> Result<Vec<AuditRow>> {
-        let rows = sqlx::query(
-            "SELECT * FROM audit_log WHERE seq < ? \
-             AND (? IS NULL OR key_id = ?) \
-             AND (? IS NULL OR actor_subject = ?) \
-             AND (? IS NULL OR action = ?) \
-             AND (? IS NULL OR ts >= ?) \
-             AND (? IS NULL OR ts < ?) \
-             ORDER BY seq DESC LIMIT ?",
-        )
-        .bind(before.unwrap_or(i64::MAX))
-        .bind(&filter.key_id)
-        .bind(&filter.key_id)
-        .bind(&filter.subject)
-        .bind(&filter.subject)
-        .bind(&filter.action)
-        .bind(&filter.action)
-        .bind(&filter.since)
-        .bind(&filter.since)
-        .bind(&filter.until)
-        .bind(&filter.until)
-        .bind(i64::from(limit))
-        .fetch_all(self.pool())
-        .await?;
-        rows.iter().map(from_row).collect()
+        on_pool!(self.pool(), |pool| {
+            let rows = sqlx::query(
+                "SELECT * FROM audit_log WHERE seq < $1 \
+             AND ($2 IS NULL OR key_id = $3) \
+             AND ($4 IS NULL OR actor_subject = $5) \
+             AND ($6 IS NULL OR action = $7) \
+             AND ($8 IS NULL OR ts >= $9) \
+             AND ($10 IS NULL OR ts < $11) \
+             ORDER BY seq DESC LIMIT $12",
+            )
+            .bind(before.unwrap_or(i64::MAX))
+            .bind(&filter.key_id)
+            .bind(&filter.key_id)
+            .bind(&filter.subject)
+            .bind(&filter.subject)
+            .bind(&filter.action)
+            .bind(&filter.action)
+            .bind(&filter.since)
+            .bind(&filter.since)
+            .bind(&filter.until)
+            .bind(&filter.until)
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await?;
+            rows.iter().map(from_row).collect()
+        })
     }
 
     /// Visits every record in `seq` order, streaming (constant memory).
@@ -124,12 +139,14 @@ impl Store {
     where
         F: FnMut(AuditRow) -> std::ops::ControlFlow<()>,
     {
-        let mut rows = sqlx::query("SELECT * FROM audit_log ORDER BY seq").fetch(self.pool());
-        while let Some(row) = rows.try_next().await? {
-            if visit(from_row(&row)?).is_break() {
-                break;
+        on_pool!(self.pool(), |pool| {
+            let mut rows = sqlx::query("SELECT * FROM audit_log ORDER BY seq").fetch(pool);
+            while let Some(row) = rows.try_next().await? {
+                if visit(from_row(&row)?).is_break() {
+                    break;
+                }
             }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 }

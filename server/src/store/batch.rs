@@ -9,7 +9,9 @@
 
 use std::collections::BTreeMap;
 
-use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+use sqlx::QueryBuilder;
+
+use super::db::{Conn, on_conn};
 
 use super::audit::AuditRow;
 use super::requests::SignRequestRow;
@@ -95,7 +97,7 @@ impl<'a> DeferredWrites<'a> {
 
     /// Writes everything deferred. A reused idempotency key fails the whole statement with
     /// `Conflict`; the writer then writes the batch again job by job.
-    pub(crate) async fn write(self, conn: &mut SqliteConnection) -> Result<()> {
+    pub(crate) async fn write(self, conn: &mut Conn<'_>) -> Result<()> {
         for chunk in self.requests.chunks(CHUNK) {
             insert_requests(conn, chunk).await?;
         }
@@ -110,73 +112,78 @@ impl<'a> DeferredWrites<'a> {
     }
 }
 
-async fn insert_requests(conn: &mut SqliteConnection, rows: &[&SignRequestRow]) -> Result<()> {
-    let mut q = QueryBuilder::<Sqlite>::new(
-        "INSERT INTO sign_requests (id, key_id, issuer, subject, operation, status, intent, \
+async fn insert_requests(conn: &mut Conn<'_>, rows: &[&SignRequestRow]) -> Result<()> {
+    on_conn!(conn, |conn| {
+        let mut q = QueryBuilder::new(
+            "INSERT INTO sign_requests (id, key_id, issuer, subject, operation, status, intent, \
          decision, idempotency_key, body_hash, response, error_code, error_message, created_at, \
          created_unix) ",
-    );
-    q.push_values(rows, |mut b, row| {
-        b.push_bind(&row.id)
-            .push_bind(&row.key_id)
-            .push_bind(&row.issuer)
-            .push_bind(&row.subject)
-            .push_bind(&row.operation)
-            .push_bind(row.status.as_str())
-            .push_bind(&row.intent)
-            .push_bind(&row.decision)
-            .push_bind(&row.idempotency_key)
-            .push_bind(&row.body_hash)
-            .push_bind(&row.response)
-            .push_bind(&row.error_code)
-            .push_bind(&row.error_message)
-            .push_bind(&row.created_at)
-            .push_bind(row.created_unix);
-    });
-    q.build()
-        .persistent(false)
-        .execute(&mut *conn)
-        .await
-        .map_err(|e| conflict_or(e, || "idempotency key already used".into()))?;
-    Ok(())
+        );
+        q.push_values(rows, |mut b, row| {
+            b.push_bind(&row.id)
+                .push_bind(&row.key_id)
+                .push_bind(&row.issuer)
+                .push_bind(&row.subject)
+                .push_bind(&row.operation)
+                .push_bind(row.status.as_str())
+                .push_bind(&row.intent)
+                .push_bind(&row.decision)
+                .push_bind(&row.idempotency_key)
+                .push_bind(&row.body_hash)
+                .push_bind(&row.response)
+                .push_bind(&row.error_code)
+                .push_bind(&row.error_message)
+                .push_bind(&row.created_at)
+                .push_bind(row.created_unix);
+        });
+        q.build()
+            .persistent(false)
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| conflict_or(e, || "idempotency key already used".into()))?;
+        Ok(())
+    })
 }
 
-async fn add_counts(conn: &mut SqliteConnection, rows: &[(Bucket, i64)]) -> Result<()> {
-    let mut q = QueryBuilder::<Sqlite>::new(
-        "INSERT INTO usage_counters (scope, metric, span, bucket, count) ",
+async fn add_counts(conn: &mut Conn<'_>, rows: &[(Bucket, i64)]) -> Result<()> {
+    on_conn!(conn, |conn| {
+        let mut q =
+            QueryBuilder::new("INSERT INTO usage_counters (scope, metric, span, bucket, count) ");
+        q.push_values(rows, |mut b, ((scope, metric, span, bucket), n)| {
+            b.push_bind(scope)
+                .push_bind(metric)
+                .push_bind(*span)
+                .push_bind(*bucket)
+                .push_bind(*n);
+        });
+        q.push(
+        " ON CONFLICT (scope, metric, span, bucket) DO UPDATE SET count = usage_counters.count + excluded.count",
     );
-    q.push_values(rows, |mut b, ((scope, metric, span, bucket), n)| {
-        b.push_bind(scope)
-            .push_bind(metric)
-            .push_bind(*span)
-            .push_bind(*bucket)
-            .push_bind(*n);
-    });
-    q.push(
-        " ON CONFLICT (scope, metric, span, bucket) DO UPDATE SET count = count + excluded.count",
-    );
-    q.build().persistent(false).execute(&mut *conn).await?;
-    Ok(())
+        q.build().persistent(false).execute(&mut *conn).await?;
+        Ok(())
+    })
 }
 
-async fn insert_audit(conn: &mut SqliteConnection, rows: &[AuditRow]) -> Result<()> {
-    let mut q = QueryBuilder::<Sqlite>::new(
-        "INSERT INTO audit_log (seq, ts, action, outcome, actor_issuer, actor_subject, key_id, \
+async fn insert_audit(conn: &mut Conn<'_>, rows: &[AuditRow]) -> Result<()> {
+    on_conn!(conn, |conn| {
+        let mut q = QueryBuilder::new(
+            "INSERT INTO audit_log (seq, ts, action, outcome, actor_issuer, actor_subject, key_id, \
          request_id, details, prev_hash, hash) ",
-    );
-    q.push_values(rows, |mut b, row| {
-        b.push_bind(row.seq)
-            .push_bind(&row.ts)
-            .push_bind(&row.action)
-            .push_bind(&row.outcome)
-            .push_bind(&row.actor_issuer)
-            .push_bind(&row.actor_subject)
-            .push_bind(&row.key_id)
-            .push_bind(&row.request_id)
-            .push_bind(&row.details)
-            .push_bind(&row.prev_hash)
-            .push_bind(&row.hash);
-    });
-    q.build().persistent(false).execute(&mut *conn).await?;
-    Ok(())
+        );
+        q.push_values(rows, |mut b, row| {
+            b.push_bind(row.seq)
+                .push_bind(&row.ts)
+                .push_bind(&row.action)
+                .push_bind(&row.outcome)
+                .push_bind(&row.actor_issuer)
+                .push_bind(&row.actor_subject)
+                .push_bind(&row.key_id)
+                .push_bind(&row.request_id)
+                .push_bind(&row.details)
+                .push_bind(&row.prev_hash)
+                .push_bind(&row.hash);
+        });
+        q.build().persistent(false).execute(&mut *conn).await?;
+        Ok(())
+    })
 }

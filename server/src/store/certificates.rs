@@ -1,7 +1,6 @@
 //! Certificate rows and the internal certificate authority's row.
 
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqliteConnection};
+use super::db::{Conn, DbRow, on_conn, on_pool};
 
 use super::{Result, Store, StoreError, conflict_or};
 
@@ -70,7 +69,7 @@ pub struct CertificateRow {
     pub created_by: String,
 }
 
-fn from_row(row: &SqliteRow) -> Result<CertificateRow> {
+fn from_row(row: &impl DbRow) -> Result<CertificateRow> {
     let status: String = row.try_get("status")?;
     Ok(CertificateRow {
         id: row.try_get("id")?,
@@ -114,11 +113,12 @@ pub struct CaRow {
     pub updated_at: String,
 }
 
-pub(crate) async fn insert(conn: &mut SqliteConnection, row: &CertificateRow) -> Result<()> {
-    sqlx::query(
+pub(crate) async fn insert(conn: &mut Conn<'_>, row: &CertificateRow) -> Result<()> {
+    on_conn!(conn, |conn| {
+        sqlx::query(
         "INSERT INTO certificates (id, key_id, serial, subject, issuer, not_before, not_after, \
          source, status, revoked_at, revocation_reason, owner, certificate, chain, created_at, \
-         created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         created_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
     )
     .bind(&row.id)
     .bind(&row.key_id)
@@ -146,69 +146,66 @@ pub(crate) async fn insert(conn: &mut SqliteConnection, row: &CertificateRow) ->
             )
         })
     })?;
-    Ok(())
+        Ok(())
+    })
 }
 
-pub(crate) async fn revoke(
-    conn: &mut SqliteConnection,
-    id: &str,
-    at: &str,
-    reason: &str,
-) -> Result<()> {
-    let done = sqlx::query(
-        "UPDATE certificates SET status = 'revoked', revoked_at = ?, revocation_reason = ? \
-         WHERE id = ? AND status = 'active'",
-    )
-    .bind(at)
-    .bind(reason)
-    .bind(id)
-    .execute(conn)
-    .await?;
-    if done.rows_affected() != 1 {
-        return Err(StoreError::Conflict(format!(
-            "certificate {id} is already revoked"
-        )));
-    }
-    Ok(())
+pub(crate) async fn revoke(conn: &mut Conn<'_>, id: &str, at: &str, reason: &str) -> Result<()> {
+    on_conn!(conn, |conn| {
+        let done = sqlx::query(
+            "UPDATE certificates SET status = 'revoked', revoked_at = $1, revocation_reason = $2 \
+         WHERE id = $3 AND status = 'active'",
+        )
+        .bind(at)
+        .bind(reason)
+        .bind(id)
+        .execute(conn)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Err(StoreError::Conflict(format!(
+                "certificate {id} is already revoked"
+            )));
+        }
+        Ok(())
+    })
 }
 
-pub(crate) async fn put_ca(conn: &mut SqliteConnection, row: &CaRow) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO certificate_authority (id, algorithm, certificate, material, source, crl, \
-         crl_number, created_at, updated_at) VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?) \
+pub(crate) async fn put_ca(conn: &mut Conn<'_>, row: &CaRow) -> Result<()> {
+    on_conn!(conn, |conn| {
+        sqlx::query(
+            "INSERT INTO certificate_authority (id, algorithm, certificate, material, source, crl, \
+         crl_number, created_at, updated_at) VALUES (1, $1, $2, $3, $4, $5, $6, $7, $8) \
          ON CONFLICT (id) DO UPDATE SET algorithm = excluded.algorithm, \
          certificate = excluded.certificate, material = excluded.material, \
          source = excluded.source, crl = excluded.crl, crl_number = excluded.crl_number, \
          updated_at = excluded.updated_at",
-    )
-    .bind(&row.algorithm)
-    .bind(&row.certificate)
-    .bind(&row.material)
-    .bind(&row.source)
-    .bind(&row.crl)
-    .bind(row.crl_number)
-    .bind(&row.created_at)
-    .bind(&row.updated_at)
-    .execute(conn)
-    .await?;
-    Ok(())
+        )
+        .bind(&row.algorithm)
+        .bind(&row.certificate)
+        .bind(&row.material)
+        .bind(&row.source)
+        .bind(&row.crl)
+        .bind(row.crl_number)
+        .bind(&row.created_at)
+        .bind(&row.updated_at)
+        .execute(conn)
+        .await?;
+        Ok(())
+    })
 }
 
-pub(crate) async fn set_crl(
-    conn: &mut SqliteConnection,
-    crl: &[u8],
-    number: i64,
-    at: &str,
-) -> Result<()> {
-    sqlx::query(
-        "UPDATE certificate_authority SET crl = ?, crl_number = ?, updated_at = ? WHERE id = 1",
+pub(crate) async fn set_crl(conn: &mut Conn<'_>, crl: &[u8], number: i64, at: &str) -> Result<()> {
+    on_conn!(conn, |conn| {
+        sqlx::query(
+        "UPDATE certificate_authority SET crl = $1, crl_number = $2, updated_at = $3 WHERE id = 1",
     )
     .bind(crl)
     .bind(number)
     .bind(at)
     .execute(conn)
     .await?;
-    Ok(())
+        Ok(())
+    })
 }
 
 /// Filters for listing certificates.
@@ -225,31 +222,35 @@ pub struct CertificateFilter {
 impl Store {
     /// The internal CA, if set up.
     pub async fn certificate_authority(&self) -> Result<Option<CaRow>> {
-        let row = sqlx::query("SELECT * FROM certificate_authority WHERE id = 1")
-            .fetch_optional(self.pool())
-            .await?;
-        row.map(|r| {
-            Ok(CaRow {
-                algorithm: r.try_get("algorithm")?,
-                certificate: r.try_get("certificate")?,
-                material: r.try_get("material")?,
-                source: r.try_get("source")?,
-                crl: r.try_get("crl")?,
-                crl_number: r.try_get("crl_number")?,
-                created_at: r.try_get("created_at")?,
-                updated_at: r.try_get("updated_at")?,
+        on_pool!(self.pool(), |pool| {
+            let row = sqlx::query("SELECT * FROM certificate_authority WHERE id = 1")
+                .fetch_optional(pool)
+                .await?;
+            row.map(|r| {
+                Ok(CaRow {
+                    algorithm: r.try_get("algorithm")?,
+                    certificate: r.try_get("certificate")?,
+                    material: r.try_get("material")?,
+                    source: r.try_get("source")?,
+                    crl: r.try_get("crl")?,
+                    crl_number: r.try_get("crl_number")?,
+                    created_at: r.try_get("created_at")?,
+                    updated_at: r.try_get("updated_at")?,
+                })
             })
+            .transpose()
         })
-        .transpose()
     }
 
     /// A certificate by id.
     pub async fn certificate(&self, id: &str) -> Result<Option<CertificateRow>> {
-        let row = sqlx::query("SELECT * FROM certificates WHERE id = ?")
-            .bind(id)
-            .fetch_optional(self.pool())
-            .await?;
-        row.as_ref().map(from_row).transpose()
+        on_pool!(self.pool(), |pool| {
+            let row = sqlx::query("SELECT * FROM certificates WHERE id = $1")
+                .bind(id)
+                .fetch_optional(pool)
+                .await?;
+            row.as_ref().map(from_row).transpose()
+        })
     }
 
     /// A certificate by issuer (RFC 4514) and serial (hex).
@@ -258,34 +259,40 @@ impl Store {
         issuer: &str,
         serial: &str,
     ) -> Result<Option<CertificateRow>> {
-        let row = sqlx::query("SELECT * FROM certificates WHERE issuer = ? AND serial = ?")
-            .bind(issuer)
-            .bind(serial)
-            .fetch_optional(self.pool())
-            .await?;
-        row.as_ref().map(from_row).transpose()
+        on_pool!(self.pool(), |pool| {
+            let row = sqlx::query("SELECT * FROM certificates WHERE issuer = $1 AND serial = $2")
+                .bind(issuer)
+                .bind(serial)
+                .fetch_optional(pool)
+                .await?;
+            row.as_ref().map(from_row).transpose()
+        })
     }
 
     /// A key's certificates, newest first.
     pub async fn certificates_of_key(&self, key_id: &str) -> Result<Vec<CertificateRow>> {
-        let rows = sqlx::query(
-            "SELECT * FROM certificates WHERE key_id = ? ORDER BY created_at DESC, id DESC",
-        )
-        .bind(key_id)
-        .fetch_all(self.pool())
-        .await?;
-        rows.iter().map(from_row).collect()
+        on_pool!(self.pool(), |pool| {
+            let rows = sqlx::query(
+                "SELECT * FROM certificates WHERE key_id = $1 ORDER BY created_at DESC, id DESC",
+            )
+            .bind(key_id)
+            .fetch_all(pool)
+            .await?;
+            rows.iter().map(from_row).collect()
+        })
     }
 
     /// Every revoked certificate issued by the internal CA (for the CRL).
     pub async fn revoked_internal_certificates(&self) -> Result<Vec<CertificateRow>> {
-        let rows = sqlx::query(
-            "SELECT * FROM certificates WHERE source = 'internal' AND status = 'revoked' \
+        on_pool!(self.pool(), |pool| {
+            let rows = sqlx::query(
+                "SELECT * FROM certificates WHERE source = 'internal' AND status = 'revoked' \
              ORDER BY revoked_at, id",
-        )
-        .fetch_all(self.pool())
-        .await?;
-        rows.iter().map(from_row).collect()
+            )
+            .fetch_all(pool)
+            .await?;
+            rows.iter().map(from_row).collect()
+        })
     }
 
     /// Certificates ordered by id, after `after`, at most `limit`, filtered.
@@ -295,20 +302,22 @@ impl Store {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<CertificateRow>> {
-        let rows = sqlx::query(
-            "SELECT * FROM certificates WHERE id > ? AND (? IS NULL OR key_id = ?) \
-             AND (? IS NULL OR owner = ?) AND (? IS NULL OR status = ?) ORDER BY id LIMIT ?",
-        )
-        .bind(after.unwrap_or(""))
-        .bind(&filter.key_id)
-        .bind(&filter.key_id)
-        .bind(&filter.owner)
-        .bind(&filter.owner)
-        .bind(filter.status.map(CertStatus::as_str))
-        .bind(filter.status.map(CertStatus::as_str))
-        .bind(i64::from(limit))
-        .fetch_all(self.pool())
-        .await?;
-        rows.iter().map(from_row).collect()
+        on_pool!(self.pool(), |pool| {
+            let rows = sqlx::query(
+                "SELECT * FROM certificates WHERE id > $1 AND ($2 IS NULL OR key_id = $3) \
+             AND ($4 IS NULL OR owner = $5) AND ($6 IS NULL OR status = $7) ORDER BY id LIMIT $8",
+            )
+            .bind(after.unwrap_or(""))
+            .bind(&filter.key_id)
+            .bind(&filter.key_id)
+            .bind(&filter.owner)
+            .bind(&filter.owner)
+            .bind(filter.status.map(CertStatus::as_str))
+            .bind(filter.status.map(CertStatus::as_str))
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await?;
+            rows.iter().map(from_row).collect()
+        })
     }
 }

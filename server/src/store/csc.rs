@@ -4,8 +4,7 @@
 //! updates applied by the audit writer: a SAD is issued once per authorization, and consumed
 //! at most once, before its expiry, so two concurrent `signHash` calls cannot both use it.
 
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqliteConnection};
+use super::db::{Conn, DbRow, on_conn, on_pool};
 
 use super::{Result, Store, StoreError, conflict_or};
 
@@ -82,7 +81,7 @@ pub struct CscAuthorizationRow {
     pub updated_at: String,
 }
 
-fn from_row(row: &SqliteRow) -> Result<CscAuthorizationRow> {
+fn from_row(row: &impl DbRow) -> Result<CscAuthorizationRow> {
     let hashes: String = row.try_get("hashes")?;
     let status: String = row.try_get("status")?;
     Ok(CscAuthorizationRow {
@@ -103,13 +102,14 @@ fn from_row(row: &SqliteRow) -> Result<CscAuthorizationRow> {
     })
 }
 
-pub(crate) async fn insert(conn: &mut SqliteConnection, row: &CscAuthorizationRow) -> Result<()> {
-    let hashes = serde_json::to_string(&row.hashes)
-        .map_err(|e| StoreError::Corrupt(format!("CSC authorization hashes: {e}")))?;
-    sqlx::query(
+pub(crate) async fn insert(conn: &mut Conn<'_>, row: &CscAuthorizationRow) -> Result<()> {
+    on_conn!(conn, |conn| {
+        let hashes = serde_json::to_string(&row.hashes)
+            .map_err(|e| StoreError::Corrupt(format!("CSC authorization hashes: {e}")))?;
+        sqlx::query(
         "INSERT INTO csc_authorizations (id, issuer, subject, credential_id, num_signatures, \
          hash_algorithm, hashes, status, sad_hash, expires_unix, description, created_at, updated_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
     )
     .bind(&row.id)
     .bind(&row.issuer)
@@ -127,61 +127,66 @@ pub(crate) async fn insert(conn: &mut SqliteConnection, row: &CscAuthorizationRo
     .execute(&mut *conn)
     .await
     .map_err(|e| conflict_or(e, || format!("CSC authorization {} exists", row.id)))?;
-    Ok(())
+        Ok(())
+    })
 }
 
 /// `pending` -> `issued` with the SAD's hash and expiry; Conflict when it is not pending.
 pub(crate) async fn issue(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn<'_>,
     id: &str,
     sad_hash: &[u8],
     expires_unix: i64,
     at: &str,
 ) -> Result<()> {
-    let done = sqlx::query(
-        "UPDATE csc_authorizations SET status = 'issued', sad_hash = ?, expires_unix = ?, \
-         updated_at = ? WHERE id = ? AND status = 'pending'",
-    )
-    .bind(sad_hash)
-    .bind(expires_unix)
-    .bind(at)
-    .bind(id)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
-    if done != 1 {
-        return Err(StoreError::Conflict(
-            "the authorization's SAD was already issued".into(),
-        ));
-    }
-    Ok(())
+    on_conn!(conn, |conn| {
+        let done = sqlx::query(
+            "UPDATE csc_authorizations SET status = 'issued', sad_hash = $1, expires_unix = $2, \
+         updated_at = $3 WHERE id = $4 AND status = 'pending'",
+        )
+        .bind(sad_hash)
+        .bind(expires_unix)
+        .bind(at)
+        .bind(id)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+        if done != 1 {
+            return Err(StoreError::Conflict(
+                "the authorization's SAD was already issued".into(),
+            ));
+        }
+        Ok(())
+    })
 }
 
 /// `issued` -> `used`, only for this SAD and before its expiry; Conflict otherwise.
 pub(crate) async fn consume(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn<'_>,
     id: &str,
     sad_hash: &[u8],
     now_unix: i64,
     at: &str,
 ) -> Result<()> {
-    let done = sqlx::query(
-        "UPDATE csc_authorizations SET status = 'used', updated_at = ? \
-         WHERE id = ? AND sad_hash = ? AND status = 'issued' AND expires_unix > ?",
-    )
-    .bind(at)
-    .bind(id)
-    .bind(sad_hash)
-    .bind(now_unix)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
-    if done != 1 {
-        return Err(StoreError::Conflict(
-            "the SAD was already used or has expired".into(),
-        ));
-    }
-    Ok(())
+    on_conn!(conn, |conn| {
+        let done = sqlx::query(
+            "UPDATE csc_authorizations SET status = 'used', updated_at = $1 \
+         WHERE id = $2 AND sad_hash = $3 AND status = 'issued' AND expires_unix > $4",
+        )
+        .bind(at)
+        .bind(id)
+        .bind(sad_hash)
+        .bind(now_unix)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+        if done != 1 {
+            return Err(StoreError::Conflict(
+                "the SAD was already used or has expired".into(),
+            ));
+        }
+        Ok(())
+    })
 }
 
 impl Store {
@@ -190,11 +195,13 @@ impl Store {
         &self,
         sad_hash: &[u8],
     ) -> Result<Option<CscAuthorizationRow>> {
-        let row = sqlx::query("SELECT * FROM csc_authorizations WHERE sad_hash = ?")
-            .bind(sad_hash)
-            .fetch_optional(self.pool())
-            .await?;
-        row.as_ref().map(from_row).transpose()
+        on_pool!(self.pool(), |pool| {
+            let row = sqlx::query("SELECT * FROM csc_authorizations WHERE sad_hash = $1")
+                .bind(sad_hash)
+                .fetch_optional(pool)
+                .await?;
+            row.as_ref().map(from_row).transpose()
+        })
     }
 
     /// The caller's newest pending authorization for a credential.
@@ -204,15 +211,17 @@ impl Store {
         subject: &str,
         credential_id: &str,
     ) -> Result<Option<CscAuthorizationRow>> {
-        let row = sqlx::query(
-            "SELECT * FROM csc_authorizations WHERE issuer = ? AND subject = ? \
-             AND credential_id = ? AND status = 'pending' ORDER BY created_at DESC, id DESC LIMIT 1",
+        on_pool!(self.pool(), |pool| {
+            let row = sqlx::query(
+            "SELECT * FROM csc_authorizations WHERE issuer = $1 AND subject = $2 \
+             AND credential_id = $3 AND status = 'pending' ORDER BY created_at DESC, id DESC LIMIT 1",
         )
         .bind(issuer)
         .bind(subject)
         .bind(credential_id)
-        .fetch_optional(self.pool())
+        .fetch_optional(pool)
         .await?;
-        row.as_ref().map(from_row).transpose()
+            row.as_ref().map(from_row).transpose()
+        })
     }
 }

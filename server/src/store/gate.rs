@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use sqlx::{Row, SqliteConnection};
+use super::db::{Conn, DbRow, Dialect, on_conn};
 
 use super::{KeyStatus, Result, StateChange, StoreError};
 
@@ -58,7 +58,7 @@ pub(crate) struct KeyGate {
 impl KeyGate {
     /// Reads, in one query inside the writer's transaction, every key that `changes` sign with.
     pub(crate) async fn load<'a>(
-        conn: &mut SqliteConnection,
+        conn: &mut Conn<'_>,
         changes: impl Iterator<Item = &'a StateChange>,
     ) -> Result<Self> {
         let mut ids: Vec<&str> = Vec::new();
@@ -75,14 +75,24 @@ impl KeyGate {
         }
         let ids_json = serde_json::to_string(&ids)
             .map_err(|e| StoreError::Corrupt(format!("key ids: {e}")))?;
-        let query = sqlx::query(
-            "SELECT id, status, signers FROM keys WHERE id IN (SELECT value FROM json_each(?))",
-        )
-        .bind(ids_json);
-        for row in query.fetch_all(&mut *conn).await? {
-            let id: String = row.try_get(0)?;
-            let status: String = row.try_get(1)?;
-            let signers: String = row.try_get(2)?;
+        let sql = match conn.dialect() {
+            Dialect::Sqlite => {
+                "SELECT id, status, signers FROM keys WHERE id IN (SELECT value FROM json_each($1))"
+            }
+            Dialect::Postgres => {
+                "SELECT id, status, signers FROM keys \
+                 WHERE id IN (SELECT json_array_elements_text($1::json))"
+            }
+        };
+        let rows = on_conn!(conn, |c| {
+            let rows = sqlx::query(sql).bind(ids_json).fetch_all(c).await?;
+            rows.iter()
+                .map(|row| -> Result<(String, String, String)> {
+                    Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?))
+                })
+                .collect::<Result<Vec<_>>>()?
+        });
+        for (id, status, signers) in rows {
             let state = KeyState {
                 status: KeyStatus::parse(&status)?,
                 signers: parse_signers(&id, &signers)?,
@@ -126,7 +136,7 @@ impl KeyGate {
 }
 
 /// The same check for one change outside a batch (one query).
-pub(crate) async fn check_one(conn: &mut SqliteConnection, grant: &SignerGrant) -> Result<()> {
+pub(crate) async fn check_one(conn: &mut Conn<'_>, grant: &SignerGrant) -> Result<()> {
     let change = StateChange::RequireSigner(grant.clone());
     let mut gate = KeyGate::load(conn, std::iter::once(&change)).await?;
     gate.admit(&change)
@@ -159,19 +169,9 @@ mod tests {
     use crate::store::Store;
 
     async fn store_with_key() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open_file(&dir.path().join("k.db"))
-            .await
-            .expect("open");
-        sqlx::query(
-            "INSERT INTO keys (id, name, algorithm, purpose, backend, status, public_key, \
-             material, created_at, created_by, updated_at, signers) \
-             VALUES ('k1', 'k1', 'ed25519', 'raw', 'software', 'active', x'00', x'00', 't', 'a', 't', \
-             '[\"subject:alice\",\"subject:bob\"]')",
-        )
-        .execute(store.pool())
-        .await
-        .expect("key");
+        let (dir, store) = crate::store::scratch::store().await;
+        crate::store::scratch::insert_key(&store, "k1", "[\"subject:alice\",\"subject:bob\"]")
+            .await;
         (dir, store)
     }
 
@@ -205,7 +205,7 @@ mod tests {
             grant("bob"),
         ];
         let mut conn = store.pool().acquire().await.expect("conn");
-        let mut gate = KeyGate::load(&mut conn, batch.iter()).await.expect("load");
+        let mut gate = KeyGate::load(&mut conn.conn(), batch.iter()).await.expect("load");
         let results: Vec<bool> = batch.iter().map(|c| gate.admit(c).is_ok()).collect();
         assert_eq!(results, [true, true, false, true, true, false]);
     }
@@ -219,17 +219,17 @@ mod tests {
         };
         other.key_id = "nope".into();
         assert!(matches!(
-            check_one(&mut conn, &other).await,
+            check_one(&mut conn.conn(), &other).await,
             Err(StoreError::KeyInactive(_))
         ));
-        sqlx::query("UPDATE keys SET status = 'disabled'")
-            .execute(&mut *conn)
+        store
+            .execute_for_tests("UPDATE keys SET status = 'disabled'")
             .await
             .expect("disable");
         let StateChange::RequireSigner(alice) = grant("alice") else {
             unreachable!()
         };
-        let err = check_one(&mut conn, &alice).await.expect_err("disabled");
+        let err = check_one(&mut conn.conn(), &alice).await.expect_err("disabled");
         assert!(err.to_string().contains("disabled"), "{err}");
     }
 }

@@ -1,7 +1,6 @@
 //! Key rows.
 
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqliteConnection};
+use super::db::{Conn, DbRow, on_conn, on_pool};
 
 use super::{Result, Store, StoreError, conflict_or};
 
@@ -63,7 +62,7 @@ pub struct KeyRow {
     pub signers: String,
 }
 
-fn from_row(row: &SqliteRow) -> Result<KeyRow> {
+fn from_row(row: &impl DbRow) -> Result<KeyRow> {
     let status: String = row.try_get("status")?;
     Ok(KeyRow {
         id: row.try_get("id")?,
@@ -82,78 +81,88 @@ fn from_row(row: &SqliteRow) -> Result<KeyRow> {
     })
 }
 
-pub(crate) async fn insert(conn: &mut SqliteConnection, row: &KeyRow) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO keys (id, name, algorithm, purpose, backend, status, labels, public_key, \
+pub(crate) async fn insert(conn: &mut Conn<'_>, row: &KeyRow) -> Result<()> {
+    on_conn!(conn, |conn| {
+        sqlx::query(
+            "INSERT INTO keys (id, name, algorithm, purpose, backend, status, labels, public_key, \
          material, created_at, created_by, updated_at, signers) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&row.id)
-    .bind(&row.name)
-    .bind(&row.algorithm)
-    .bind(&row.purpose)
-    .bind(&row.backend)
-    .bind(row.status.as_str())
-    .bind(&row.labels)
-    .bind(&row.public_key)
-    .bind(&row.material)
-    .bind(&row.created_at)
-    .bind(&row.created_by)
-    .bind(&row.updated_at)
-    .bind(&row.signers)
-    .execute(conn)
-    .await
-    .map_err(|e| conflict_or(e, || format!("a key named {:?} already exists", row.name)))?;
-    Ok(())
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        )
+        .bind(&row.id)
+        .bind(&row.name)
+        .bind(&row.algorithm)
+        .bind(&row.purpose)
+        .bind(&row.backend)
+        .bind(row.status.as_str())
+        .bind(&row.labels)
+        .bind(&row.public_key)
+        .bind(&row.material)
+        .bind(&row.created_at)
+        .bind(&row.created_by)
+        .bind(&row.updated_at)
+        .bind(&row.signers)
+        .execute(conn)
+        .await
+        .map_err(|e| conflict_or(e, || format!("a key named {:?} already exists", row.name)))?;
+        Ok(())
+    })
 }
 
 pub(crate) async fn set_status(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn<'_>,
     key_id: &str,
     status: KeyStatus,
     at: &str,
 ) -> Result<()> {
-    sqlx::query("UPDATE keys SET status = ?, updated_at = ? WHERE id = ?")
-        .bind(status.as_str())
-        .bind(at)
-        .bind(key_id)
-        .execute(conn)
-        .await?;
-    Ok(())
+    on_conn!(conn, |conn| {
+        sqlx::query("UPDATE keys SET status = $1, updated_at = $2 WHERE id = $3")
+            .bind(status.as_str())
+            .bind(at)
+            .bind(key_id)
+            .execute(conn)
+            .await?;
+        Ok(())
+    })
 }
 
 pub(crate) async fn set_signers(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn<'_>,
     key_id: &str,
     signers: &str,
     at: &str,
 ) -> Result<()> {
-    sqlx::query("UPDATE keys SET signers = ?, updated_at = ? WHERE id = ?")
-        .bind(signers)
-        .bind(at)
-        .bind(key_id)
-        .execute(conn)
-        .await?;
-    Ok(())
+    on_conn!(conn, |conn| {
+        sqlx::query("UPDATE keys SET signers = $1, updated_at = $2 WHERE id = $3")
+            .bind(signers)
+            .bind(at)
+            .bind(key_id)
+            .execute(conn)
+            .await?;
+        Ok(())
+    })
 }
 
 impl Store {
     /// A key by id.
     pub async fn key(&self, id: &str) -> Result<Option<KeyRow>> {
-        let row = sqlx::query("SELECT * FROM keys WHERE id = ?")
-            .bind(id)
-            .fetch_optional(self.pool())
-            .await?;
-        row.as_ref().map(from_row).transpose()
+        on_pool!(self.pool(), |pool| {
+            let row = sqlx::query("SELECT * FROM keys WHERE id = $1")
+                .bind(id)
+                .fetch_optional(pool)
+                .await?;
+            row.as_ref().map(from_row).transpose()
+        })
     }
 
     /// Keys ordered by id, after the id `after`, at most `limit`.
     pub async fn keys_page(&self, after: Option<&str>, limit: u32) -> Result<Vec<KeyRow>> {
-        let rows = sqlx::query("SELECT * FROM keys WHERE id > ? ORDER BY id LIMIT ?")
-            .bind(after.unwrap_or(""))
-            .bind(i64::from(limit))
-            .fetch_all(self.pool())
-            .await?;
-        rows.iter().map(from_row).collect()
+        on_pool!(self.pool(), |pool| {
+            let rows = sqlx::query("SELECT * FROM keys WHERE id > $1 ORDER BY id LIMIT $2")
+                .bind(after.unwrap_or(""))
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await?;
+            rows.iter().map(from_row).collect()
+        })
     }
 }

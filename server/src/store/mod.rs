@@ -1,4 +1,5 @@
-//! Storage: sqlx over SQLite, with embedded migrations.
+//! Storage: sqlx over SQLite (one node) or PostgreSQL (several nodes on one database), with
+//! embedded migrations for each (see `db`).
 //!
 //! Repositories hide SQL from the rest of the server: other modules see typed rows and
 //! functions, never query strings. State changes that must be audited are applied by the audit
@@ -16,6 +17,8 @@ pub mod audit;
 pub(crate) mod batch;
 pub mod certificates;
 pub mod csc;
+pub(crate) mod db;
+pub mod scratch;
 pub mod gate;
 pub mod keys;
 pub mod pending;
@@ -27,8 +30,11 @@ pub mod wallets;
 use std::path::Path;
 use std::time::Duration;
 
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+
+pub use db::Dialect;
+use db::{Conn, Pool, on_pool};
 
 pub use certificates::{CaRow, CertStatus, CertificateFilter, CertificateRow};
 pub use keys::{KeyRow, KeyStatus};
@@ -187,10 +193,24 @@ pub enum StateChange {
     },
 }
 
+/// How to reach a PostgreSQL database.
+#[derive(Debug, Clone)]
+pub struct PostgresOptions {
+    /// `postgres://user@host:port/database` (a password in it is used, but configuration
+    /// should give it through `password`).
+    pub url: String,
+    /// The password, when not in the URL.
+    pub password: Option<String>,
+    /// Connections in the pool at most.
+    pub max_connections: u32,
+    /// How long a caller waits for a connection before the request fails with `503`.
+    pub acquire_timeout: Duration,
+}
+
 /// The database handle.
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    pool: Pool,
     pending: std::sync::Arc<pending::PendingUsage>,
 }
 
@@ -215,39 +235,69 @@ impl Store {
             .min_connections(1)
             .connect_with(options)
             .await?;
-        sqlx::migrate!("./migrations").run(&pool).await?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
         let store = Store {
-            pool,
+            pool: Pool::Sqlite(pool),
             pending: Default::default(),
         };
         store.check_pragmas().await?;
         Ok(store)
     }
 
+    /// Connects to PostgreSQL and runs its migrations (under the migrator's advisory lock, so
+    /// that nodes starting together apply each migration once).
+    pub async fn open_postgres(options: &PostgresOptions) -> Result<Self> {
+        let mut connect: PgConnectOptions = options
+            .url
+            .parse()
+            .map_err(|e| StoreError::Check(format!("storage.url does not parse: {e}")))?;
+        if let Some(password) = &options.password {
+            connect = connect.password(password);
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections)
+            .min_connections(1)
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect)
+            .await?;
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        // The chain head row every audit batch locks (see `audit::writer`).
+        sqlx::query(
+            "INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, $1) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(crate::audit::GENESIS_HASH.as_slice())
+        .execute(&pool)
+        .await?;
+        Ok(Store {
+            pool: Pool::Postgres(pool),
+            pending: Default::default(),
+        })
+    }
+
     async fn check_pragmas(&self) -> Result<()> {
-        let mut conn = self.pool.acquire().await?;
-        let mode: String = sqlx::query("PRAGMA journal_mode")
+        let Pool::Sqlite(pool) = &self.pool else {
+            return Ok(());
+        };
+        let mut conn = pool.acquire().await?;
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
             .fetch_one(&mut *conn)
-            .await?
-            .try_get(0)?;
+            .await?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(StoreError::Check(format!(
                 "journal_mode is {mode}, WAL is required"
             )));
         }
-        let sync: i64 = sqlx::query("PRAGMA synchronous")
+        let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
             .fetch_one(&mut *conn)
-            .await?
-            .try_get(0)?;
+            .await?;
         if sync != 2 {
             return Err(StoreError::Check(format!(
                 "synchronous is {sync}, FULL (2) is required"
             )));
         }
-        let fk: i64 = sqlx::query("PRAGMA foreign_keys")
+        let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
             .fetch_one(&mut *conn)
-            .await?
-            .try_get(0)?;
+            .await?;
         if fk != 1 {
             return Err(StoreError::Check("foreign_keys is off".into()));
         }
@@ -255,8 +305,13 @@ impl Store {
     }
 
     /// The connection pool (for repositories in this module and the audit writer).
-    pub(crate) fn pool(&self) -> &SqlitePool {
+    pub(crate) fn pool(&self) -> &Pool {
         &self.pool
+    }
+
+    /// Which database this is.
+    pub fn dialect(&self) -> Dialect {
+        self.pool.dialect()
     }
 
     /// The usage reserved by requests in flight (see `pending`).
@@ -266,26 +321,34 @@ impl Store {
 
     /// Checks that the database answers.
     pub async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        on_pool!(&self.pool, |p| sqlx::query("SELECT 1")
+            .execute(p)
+            .await
+            .map(|_| ()))?;
         Ok(())
     }
 
     /// Reads a `meta` value.
     pub async fn meta(&self, name: &str) -> Result<Option<Vec<u8>>> {
-        let row = sqlx::query("SELECT value FROM meta WHERE name = ?")
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(|r| r.get(0)))
+        let value = on_pool!(&self.pool, |p| sqlx::query_scalar(
+            "SELECT value FROM meta WHERE name = $1"
+        )
+        .bind(name)
+        .fetch_optional(p)
+        .await)?;
+        Ok(value)
     }
 
     /// Writes a `meta` value if it is not set yet; returns the value in force.
     pub async fn meta_init(&self, name: &str, value: &[u8]) -> Result<Vec<u8>> {
-        sqlx::query("INSERT OR IGNORE INTO meta (name, value) VALUES (?, ?)")
-            .bind(name)
-            .bind(value)
-            .execute(&self.pool)
-            .await?;
+        on_pool!(&self.pool, |p| sqlx::query(
+            "INSERT INTO meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING"
+        )
+        .bind(name)
+        .bind(value)
+        .execute(p)
+        .await
+        .map(|_| ()))?;
         self.meta(name)
             .await?
             .ok_or_else(|| StoreError::Corrupt(format!("meta {name} vanished")))
@@ -295,13 +358,20 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+
+    /// Runs a statement without arguments, for tests that set up rows by hand.
+    #[doc(hidden)]
+    pub async fn execute_for_tests(&self, sql: &str) -> Result<u64> {
+        let done = on_pool!(&self.pool, |p| sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected()))?;
+        Ok(done)
+    }
 }
 
 /// Applies one state change inside a transaction.
-pub(crate) async fn apply_change(
-    conn: &mut sqlx::SqliteConnection,
-    change: &StateChange,
-) -> Result<()> {
+pub(crate) async fn apply_change(conn: &mut Conn<'_>, change: &StateChange) -> Result<()> {
     match change {
         StateChange::RequireSigner(grant) => gate::check_one(conn, grant).await,
         StateChange::InsertKey(row) => keys::insert(conn, row).await,

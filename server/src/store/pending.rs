@@ -289,10 +289,7 @@ mod tests {
     #[tokio::test]
     async fn a_commit_between_reserving_and_reading_is_counted_once() {
         use crate::store::usage::{self, SIGNATURES};
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = crate::store::Store::open_file(&dir.path().join("p.db"))
-            .await
-            .expect("open");
+        let (_dir, store) = crate::store::scratch::store().await;
         let pending = store.pending_usage().clone();
         let now = 1_700_000_000;
         let seen_by = |in_flight: &InFlight, read: &usage::Snapshot<[UsageWindow; 2]>| {
@@ -310,8 +307,8 @@ mod tests {
         let mut tx = store.pool().begin().await.expect("tx");
         let mut d = delta("key:k", SIGNATURES, 0);
         d.at_unix = now;
-        usage::add(&mut tx, &d).await.expect("usage");
-        crate::store::audit::set_head(&mut tx, 1, &[0; 32])
+        usage::add(&mut tx.conn(), &d).await.expect("usage");
+        crate::store::audit::set_head(&mut tx.conn(), 1, &[0; 32])
             .await
             .expect("head");
         tx.commit().await.expect("commit");

@@ -1,8 +1,7 @@
 //! Policy rows, key bindings, and the signature counts policies see as context.
 
+use super::db::{Conn, DbRow, on_conn, on_pool};
 use keyward_policy::Context;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqliteConnection};
 
 use super::{Result, Store, StoreError, conflict_or, usage};
 
@@ -50,7 +49,7 @@ pub struct BindingRow {
     pub bound_by: String,
 }
 
-fn policy_from_row(row: &SqliteRow, with_module: bool) -> Result<PolicyRow> {
+fn policy_from_row(row: &impl DbRow, with_module: bool) -> Result<PolicyRow> {
     Ok(PolicyRow {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
@@ -70,7 +69,7 @@ fn policy_from_row(row: &SqliteRow, with_module: bool) -> Result<PolicyRow> {
     })
 }
 
-fn binding_from_row(row: &SqliteRow) -> Result<BindingRow> {
+fn binding_from_row(row: &impl DbRow) -> Result<BindingRow> {
     Ok(BindingRow {
         key_id: row.try_get("key_id")?,
         position: row.try_get("position")?,
@@ -81,10 +80,11 @@ fn binding_from_row(row: &SqliteRow) -> Result<BindingRow> {
     })
 }
 
-pub(crate) async fn insert(conn: &mut SqliteConnection, row: &PolicyRow) -> Result<()> {
-    sqlx::query(
+pub(crate) async fn insert(conn: &mut Conn<'_>, row: &PolicyRow) -> Result<()> {
+    on_conn!(conn, |conn| {
+        sqlx::query(
         "INSERT INTO policies (id, name, version, description, digest, module, size, limits, \
-         validates_settings, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         validates_settings, created_at, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(&row.id)
     .bind(&row.name)
@@ -107,113 +107,129 @@ pub(crate) async fn insert(conn: &mut SqliteConnection, row: &PolicyRow) -> Resu
             )
         })
     })?;
-    Ok(())
+        Ok(())
+    })
 }
 
-pub(crate) async fn delete(conn: &mut SqliteConnection, policy_id: &str) -> Result<()> {
-    let bound: i64 = sqlx::query("SELECT COUNT(*) FROM policy_bindings WHERE policy_id = ?")
-        .bind(policy_id)
-        .fetch_one(&mut *conn)
-        .await?
-        .try_get(0)?;
-    if bound > 0 {
-        return Err(StoreError::Conflict(format!(
-            "policy {policy_id} is bound to {bound} key(s); unbind it first"
-        )));
-    }
-    sqlx::query("DELETE FROM policies WHERE id = ?")
-        .bind(policy_id)
-        .execute(conn)
-        .await?;
-    Ok(())
+pub(crate) async fn delete(conn: &mut Conn<'_>, policy_id: &str) -> Result<()> {
+    on_conn!(conn, |conn| {
+        let bound: i64 = sqlx::query("SELECT COUNT(*) FROM policy_bindings WHERE policy_id = $1")
+            .bind(policy_id)
+            .fetch_one(&mut *conn)
+            .await?
+            .try_get(0)?;
+        if bound > 0 {
+            return Err(StoreError::Conflict(format!(
+                "policy {policy_id} is bound to {bound} key(s); unbind it first"
+            )));
+        }
+        sqlx::query("DELETE FROM policies WHERE id = $1")
+            .bind(policy_id)
+            .execute(conn)
+            .await?;
+        Ok(())
+    })
 }
 
 pub(crate) async fn set_bindings(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn<'_>,
     key_id: &str,
     bindings: &[BindingRow],
 ) -> Result<()> {
-    sqlx::query("DELETE FROM policy_bindings WHERE key_id = ?")
-        .bind(key_id)
-        .execute(&mut *conn)
-        .await?;
-    for b in bindings {
-        sqlx::query(
-            "INSERT INTO policy_bindings (key_id, position, policy_id, settings, bound_at, \
-             bound_by) VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&b.key_id)
-        .bind(b.position)
-        .bind(&b.policy_id)
-        .bind(&b.settings)
-        .bind(&b.bound_at)
-        .bind(&b.bound_by)
-        .execute(&mut *conn)
-        .await
-        .map_err(|e| match &e {
-            sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::Conflict(
-                format!("policy {} or key {key_id} no longer exists", b.policy_id),
-            ),
-            _ => StoreError::Database(e),
-        })?;
-    }
-    Ok(())
+    on_conn!(conn, |conn| {
+        sqlx::query("DELETE FROM policy_bindings WHERE key_id = $1")
+            .bind(key_id)
+            .execute(&mut *conn)
+            .await?;
+        for b in bindings {
+            sqlx::query(
+                "INSERT INTO policy_bindings (key_id, position, policy_id, settings, bound_at, \
+             bound_by) VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(&b.key_id)
+            .bind(b.position)
+            .bind(&b.policy_id)
+            .bind(&b.settings)
+            .bind(&b.bound_at)
+            .bind(&b.bound_by)
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| match &e {
+                sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::Conflict(
+                    format!("policy {} or key {key_id} no longer exists", b.policy_id),
+                ),
+                _ => StoreError::Database(e),
+            })?;
+        }
+        Ok(())
+    })
 }
 
 impl Store {
     /// A policy by id, with its module.
     pub async fn policy(&self, id: &str) -> Result<Option<PolicyRow>> {
-        let row = sqlx::query("SELECT * FROM policies WHERE id = ?")
-            .bind(id)
-            .fetch_optional(self.pool())
-            .await?;
-        row.as_ref().map(|r| policy_from_row(r, true)).transpose()
+        on_pool!(self.pool(), |pool| {
+            let row = sqlx::query("SELECT * FROM policies WHERE id = $1")
+                .bind(id)
+                .fetch_optional(pool)
+                .await?;
+            row.as_ref().map(|r| policy_from_row(r, true)).transpose()
+        })
     }
 
     /// A policy by name and version, without its module.
     pub async fn policy_by_name(&self, name: &str, version: &str) -> Result<Option<PolicyRow>> {
-        let row = sqlx::query(
-            "SELECT id, name, version, description, digest, size, limits, validates_settings, \
-             created_at, created_by FROM policies WHERE name = ? AND version = ?",
-        )
-        .bind(name)
-        .bind(version)
-        .fetch_optional(self.pool())
-        .await?;
-        row.as_ref().map(|r| policy_from_row(r, false)).transpose()
+        on_pool!(self.pool(), |pool| {
+            let row = sqlx::query(
+                "SELECT id, name, version, description, digest, size, limits, validates_settings, \
+             created_at, created_by FROM policies WHERE name = $1 AND version = $2",
+            )
+            .bind(name)
+            .bind(version)
+            .fetch_optional(pool)
+            .await?;
+            row.as_ref().map(|r| policy_from_row(r, false)).transpose()
+        })
     }
 
     /// Policies ordered by id after `after`, at most `limit`, without their modules.
     pub async fn policies_page(&self, after: Option<&str>, limit: u32) -> Result<Vec<PolicyRow>> {
-        let rows = sqlx::query(
-            "SELECT id, name, version, description, digest, size, limits, validates_settings, \
-             created_at, created_by FROM policies WHERE id > ? ORDER BY id LIMIT ?",
-        )
-        .bind(after.unwrap_or(""))
-        .bind(i64::from(limit))
-        .fetch_all(self.pool())
-        .await?;
-        rows.iter().map(|r| policy_from_row(r, false)).collect()
+        on_pool!(self.pool(), |pool| {
+            let rows = sqlx::query(
+                "SELECT id, name, version, description, digest, size, limits, validates_settings, \
+             created_at, created_by FROM policies WHERE id > $1 ORDER BY id LIMIT $2",
+            )
+            .bind(after.unwrap_or(""))
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await?;
+            rows.iter().map(|r| policy_from_row(r, false)).collect()
+        })
     }
 
     /// A key's bindings in order.
     pub async fn key_bindings(&self, key_id: &str) -> Result<Vec<BindingRow>> {
-        let rows = sqlx::query("SELECT * FROM policy_bindings WHERE key_id = ? ORDER BY position")
-            .bind(key_id)
-            .fetch_all(self.pool())
-            .await?;
-        rows.iter().map(binding_from_row).collect()
+        on_pool!(self.pool(), |pool| {
+            let rows =
+                sqlx::query("SELECT * FROM policy_bindings WHERE key_id = $1 ORDER BY position")
+                    .bind(key_id)
+                    .fetch_all(pool)
+                    .await?;
+            rows.iter().map(binding_from_row).collect()
+        })
     }
 
     /// How many keys a policy is bound to.
     pub async fn policy_binding_count(&self, policy_id: &str) -> Result<i64> {
-        Ok(
-            sqlx::query("SELECT COUNT(DISTINCT key_id) FROM policy_bindings WHERE policy_id = ?")
-                .bind(policy_id)
-                .fetch_one(self.pool())
-                .await?
-                .try_get(0)?,
-        )
+        on_pool!(self.pool(), |pool| {
+            Ok(sqlx::query(
+                "SELECT COUNT(DISTINCT key_id) FROM policy_bindings WHERE policy_id = $1",
+            )
+            .bind(policy_id)
+            .fetch_one(pool)
+            .await?
+            .try_get(0)?)
+        })
     }
 
     /// Signatures made by `key_id` and for the principal `issuer`/`subject` in the hour and

@@ -1,7 +1,6 @@
 //! Sign request rows and idempotency look-ups.
 
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqliteConnection};
+use super::db::{Conn, DbRow, on_pool};
 
 use super::batch::DeferredWrites;
 use super::{Result, Store, StoreError};
@@ -74,7 +73,7 @@ pub struct SignRequestRow {
     pub created_unix: i64,
 }
 
-fn from_row(row: &SqliteRow) -> Result<SignRequestRow> {
+fn from_row(row: &impl DbRow) -> Result<SignRequestRow> {
     let status: String = row.try_get("status")?;
     Ok(SignRequestRow {
         id: row.try_get("id")?,
@@ -97,7 +96,7 @@ fn from_row(row: &SqliteRow) -> Result<SignRequestRow> {
 
 /// Inserts one sign request (and the signature it adds to the usage counters), the way the
 /// audit writer writes a whole batch of them.
-pub(crate) async fn insert(conn: &mut SqliteConnection, row: &SignRequestRow) -> Result<()> {
+pub(crate) async fn insert(conn: &mut Conn<'_>, row: &SignRequestRow) -> Result<()> {
     let mut writes = DeferredWrites::default();
     writes.sign_request(row);
     writes.write(conn).await
@@ -111,23 +110,27 @@ impl Store {
         subject: &str,
         key: &str,
     ) -> Result<Option<SignRequestRow>> {
-        let row = sqlx::query(
-            "SELECT * FROM sign_requests WHERE issuer = ? AND subject = ? AND idempotency_key = ?",
+        on_pool!(self.pool(), |pool| {
+            let row = sqlx::query(
+            "SELECT * FROM sign_requests WHERE issuer = $1 AND subject = $2 AND idempotency_key = $3",
         )
         .bind(issuer)
         .bind(subject)
         .bind(key)
-        .fetch_optional(self.pool())
+        .fetch_optional(pool)
         .await?;
-        row.as_ref().map(from_row).transpose()
+            row.as_ref().map(from_row).transpose()
+        })
     }
 
     /// A sign request by id.
     pub async fn sign_request(&self, id: &str) -> Result<Option<SignRequestRow>> {
-        let row = sqlx::query("SELECT * FROM sign_requests WHERE id = ?")
-            .bind(id)
-            .fetch_optional(self.pool())
-            .await?;
-        row.as_ref().map(from_row).transpose()
+        on_pool!(self.pool(), |pool| {
+            let row = sqlx::query("SELECT * FROM sign_requests WHERE id = $1")
+                .bind(id)
+                .fetch_optional(pool)
+                .await?;
+            row.as_ref().map(from_row).transpose()
+        })
     }
 }

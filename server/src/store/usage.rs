@@ -12,8 +12,8 @@
 
 use std::collections::BTreeMap;
 
+use super::db::{Conn, DbRow, on_conn, on_pool};
 use ruint::aliases::U256;
-use sqlx::{Row, SqliteConnection};
 
 use super::batch::DeferredWrites;
 use super::{Result, Store, StoreError};
@@ -78,55 +78,58 @@ impl UsageWindow {
 
 /// Adds `delta` to its minute and hour buckets. Runs inside the writer's transaction, which
 /// serialises all writers, so the read-modify-write of the amount cannot lose an update.
-pub(crate) async fn add(conn: &mut SqliteConnection, delta: &UsageDelta) -> Result<()> {
+pub(crate) async fn add(conn: &mut Conn<'_>, delta: &UsageDelta) -> Result<()> {
     if delta.amount.is_zero() {
         let mut writes = DeferredWrites::default();
         writes.usage_count(delta)?;
         return writes.write(conn).await;
     }
-    let count = i64::try_from(delta.count)
-        .map_err(|_| StoreError::Corrupt("usage count out of range".into()))?;
-    for span in [MINUTE, HOUR] {
-        let bucket = delta.at_unix.div_euclid(span);
-        let amount = if delta.amount.is_zero() {
-            None
-        } else {
-            let old: Option<String> = sqlx::query(
-                "SELECT amount FROM usage_counters \
-                 WHERE scope = ? AND metric = ? AND span = ? AND bucket = ?",
+    on_conn!(conn, |conn| {
+        let count = i64::try_from(delta.count)
+            .map_err(|_| StoreError::Corrupt("usage count out of range".into()))?;
+        for span in [MINUTE, HOUR] {
+            let bucket = delta.at_unix.div_euclid(span);
+            let amount = if delta.amount.is_zero() {
+                None
+            } else {
+                let old: Option<String> = sqlx::query(
+                    "SELECT amount FROM usage_counters \
+                 WHERE scope = $1 AND metric = $2 AND span = $3 AND bucket = $4",
+                )
+                .bind(&delta.scope)
+                .bind(&delta.metric)
+                .bind(span)
+                .bind(bucket)
+                .fetch_optional(&mut *conn)
+                .await?
+                .map(|r| r.try_get(0))
+                .transpose()?;
+                let old = old
+                    .as_deref()
+                    .map(parse_amount)
+                    .transpose()?
+                    .unwrap_or_default();
+                Some(old.saturating_add(delta.amount).to_string())
+            };
+            sqlx::query(
+                "INSERT INTO usage_counters (scope, metric, span, bucket, count, amount) \
+             VALUES ($1, $2, $3, $4, $5, COALESCE($6, '0')) \
+             ON CONFLICT (scope, metric, span, bucket) DO UPDATE SET \
+             count = usage_counters.count + excluded.count, \
+             amount = COALESCE($7, usage_counters.amount)",
             )
             .bind(&delta.scope)
             .bind(&delta.metric)
             .bind(span)
             .bind(bucket)
-            .fetch_optional(&mut *conn)
-            .await?
-            .map(|r| r.try_get(0))
-            .transpose()?;
-            let old = old
-                .as_deref()
-                .map(parse_amount)
-                .transpose()?
-                .unwrap_or_default();
-            Some(old.saturating_add(delta.amount).to_string())
-        };
-        sqlx::query(
-            "INSERT INTO usage_counters (scope, metric, span, bucket, count, amount) \
-             VALUES (?, ?, ?, ?, ?, COALESCE(?, '0')) \
-             ON CONFLICT (scope, metric, span, bucket) DO UPDATE SET \
-             count = count + excluded.count, amount = COALESCE(?, amount)",
-        )
-        .bind(&delta.scope)
-        .bind(&delta.metric)
-        .bind(span)
-        .bind(bucket)
-        .bind(count)
-        .bind(&amount)
-        .bind(&amount)
-        .execute(&mut *conn)
-        .await?;
-    }
-    Ok(())
+            .bind(count)
+            .bind(&amount)
+            .bind(&amount)
+            .execute(&mut *conn)
+            .await?;
+        }
+        Ok(())
+    })
 }
 
 /// Counters read in one SQL statement (one snapshot), with the `seq` of the audit head in that
@@ -170,42 +173,44 @@ impl Store {
         metric_prefix: &str,
         now: i64,
     ) -> Result<Snapshot<BTreeMap<String, UsageWindow>>> {
-        let (minute_from, hour_from) = window_starts(now);
-        // Prefix match as a range so the primary key serves it; metrics are ASCII names.
-        let upper = format!("{metric_prefix}\u{10FFFF}");
-        let rows = sqlx::query(
-            "SELECT metric, span, count, amount FROM usage_counters \
-             WHERE scope = ? AND metric >= ? AND metric < ? \
-             AND ((span = 60 AND bucket >= ?) OR (span = 3600 AND bucket >= ?)) \
+        on_pool!(self.pool(), |pool| {
+            let (minute_from, hour_from) = window_starts(now);
+            // Prefix match as a range so the primary key serves it; metrics are ASCII names.
+            let upper = format!("{metric_prefix}\u{10FFFF}");
+            let rows = sqlx::query(
+                "SELECT metric, span, count, amount FROM usage_counters \
+             WHERE scope = $1 AND metric >= $2 AND metric < $3 \
+             AND ((span = 60 AND bucket >= $4) OR (span = 3600 AND bucket >= $5)) \
              UNION ALL SELECT NULL, NULL, seq, NULL FROM audit_head WHERE id = 1",
-        )
-        .bind(scope)
-        .bind(metric_prefix)
-        .bind(&upper)
-        .bind(minute_from)
-        .bind(hour_from)
-        .fetch_all(self.pool())
-        .await?;
-        let mut out = Snapshot::<BTreeMap<String, UsageWindow>>::default();
-        for row in rows {
-            let count: i64 = row.try_get(2)?;
-            let Some(metric) = row.try_get::<Option<String>, _>(0)? else {
-                out.head = count;
-                continue;
-            };
-            let span: i64 = row.try_get(1)?;
-            let count = count.max(0) as u64;
-            let amount = parse_amount(&row.try_get::<String, _>(3)?)?;
-            let w = out.value.entry(metric).or_default();
-            if span == MINUTE {
-                w.count_hour += count;
-                w.amount_hour = w.amount_hour.saturating_add(amount);
-            } else {
-                w.count_day += count;
-                w.amount_day = w.amount_day.saturating_add(amount);
+            )
+            .bind(scope)
+            .bind(metric_prefix)
+            .bind(&upper)
+            .bind(minute_from)
+            .bind(hour_from)
+            .fetch_all(pool)
+            .await?;
+            let mut out = Snapshot::<BTreeMap<String, UsageWindow>>::default();
+            for row in rows {
+                let count: i64 = row.try_get(2)?;
+                let Some(metric) = row.try_get::<Option<String>, _>(0)? else {
+                    out.head = count;
+                    continue;
+                };
+                let span: i64 = row.try_get(1)?;
+                let count = count.max(0) as u64;
+                let amount = parse_amount(&row.try_get::<String, _>(3)?)?;
+                let w = out.value.entry(metric).or_default();
+                if span == MINUTE {
+                    w.count_hour += count;
+                    w.amount_hour = w.amount_hour.saturating_add(amount);
+                } else {
+                    w.count_day += count;
+                    w.amount_day = w.amount_day.saturating_add(amount);
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     /// One metric's totals (zero when unused).
@@ -225,51 +230,55 @@ impl Store {
         metric: &str,
         now: i64,
     ) -> Result<Snapshot<[UsageWindow; 2]>> {
-        let (minute_from, hour_from) = window_starts(now);
-        let rows = sqlx::query(
-            "SELECT scope, span, SUM(count) FROM usage_counters \
-             WHERE scope IN (?, ?) AND metric = ? \
-             AND ((span = 60 AND bucket >= ?) OR (span = 3600 AND bucket >= ?)) \
+        on_pool!(self.pool(), |pool| {
+            let (minute_from, hour_from) = window_starts(now);
+            let rows = sqlx::query(
+                "SELECT scope, span, CAST(SUM(count) AS BIGINT) FROM usage_counters \
+             WHERE scope IN ($1, $2) AND metric = $3 \
+             AND ((span = 60 AND bucket >= $4) OR (span = 3600 AND bucket >= $5)) \
              GROUP BY scope, span \
              UNION ALL SELECT NULL, NULL, seq FROM audit_head WHERE id = 1",
-        )
-        .bind(scopes[0])
-        .bind(scopes[1])
-        .bind(metric)
-        .bind(minute_from)
-        .bind(hour_from)
-        .fetch_all(self.pool())
-        .await?;
-        let mut out = Snapshot::<[UsageWindow; 2]>::default();
-        for row in rows {
-            let count: i64 = row.try_get(2)?;
-            let Some(scope) = row.try_get::<Option<String>, _>(0)? else {
-                out.head = count;
-                continue;
-            };
-            let span: i64 = row.try_get(1)?;
-            let count = count.max(0) as u64;
-            for (i, _) in scopes.iter().enumerate().filter(|(_, s)| **s == scope) {
-                if span == MINUTE {
-                    out.value[i].count_hour = count;
-                } else {
-                    out.value[i].count_day = count;
+            )
+            .bind(scopes[0])
+            .bind(scopes[1])
+            .bind(metric)
+            .bind(minute_from)
+            .bind(hour_from)
+            .fetch_all(pool)
+            .await?;
+            let mut out = Snapshot::<[UsageWindow; 2]>::default();
+            for row in rows {
+                let count: i64 = row.try_get(2)?;
+                let Some(scope) = row.try_get::<Option<String>, _>(0)? else {
+                    out.head = count;
+                    continue;
+                };
+                let span: i64 = row.try_get(1)?;
+                let count = count.max(0) as u64;
+                for (i, _) in scopes.iter().enumerate().filter(|(_, s)| **s == scope) {
+                    if span == MINUTE {
+                        out.value[i].count_hour = count;
+                    } else {
+                        out.value[i].count_day = count;
+                    }
                 }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     /// Deletes buckets no window can reach any more; returns how many.
     pub async fn prune_usage(&self, now: i64) -> Result<u64> {
-        let done = sqlx::query(
-            "DELETE FROM usage_counters WHERE (span = 60 AND bucket < ?) OR (span = 3600 AND bucket < ?)",
+        on_pool!(self.pool(), |pool| {
+            let done = sqlx::query(
+            "DELETE FROM usage_counters WHERE (span = 60 AND bucket < $1) OR (span = 3600 AND bucket < $2)",
         )
         .bind((now - KEEP_SECONDS).div_euclid(MINUTE))
         .bind((now - KEEP_SECONDS).div_euclid(HOUR))
-        .execute(self.pool())
+        .execute(pool)
         .await?;
-        Ok(done.rows_affected())
+            Ok(done.rows_affected())
+        })
     }
 }
 
@@ -281,10 +290,7 @@ mod tests {
     const NOW: i64 = 1_800_000_000;
 
     async fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open_file(&dir.path().join("k.db"))
-            .await
-            .expect("open");
+        let (dir, store) = crate::store::scratch::store().await;
         (dir, store)
     }
 
@@ -297,7 +303,7 @@ mod tests {
             count: 1,
             amount,
         };
-        add(&mut conn, &delta).await.expect("add");
+        add(&mut conn.conn(), &delta).await.expect("add");
     }
 
     #[tokio::test]
@@ -330,14 +336,7 @@ mod tests {
     async fn signed_requests_count_for_key_and_principal_and_refusals_do_not() {
         let (_dir, store) = store().await;
         let mut conn = store.pool().acquire().await.expect("conn");
-        sqlx::query(
-            "INSERT INTO keys (id, name, algorithm, purpose, backend, status, public_key, \
-             material, created_at, created_by, updated_at) \
-             VALUES ('k1', 'k1', 'ed25519', 'raw', 'software', 'active', x'00', x'00', 't', 'a', 't')",
-        )
-        .execute(&mut *conn)
-        .await
-        .expect("key");
+        crate::store::scratch::insert_key(&store, "k1", "[]").await;
         for (i, status) in [SignStatus::Signed, SignStatus::Denied, SignStatus::Signed]
             .into_iter()
             .enumerate()
@@ -359,7 +358,7 @@ mod tests {
                 created_at: "t".into(),
                 created_unix: NOW - 10,
             };
-            requests::insert(&mut conn, &row).await.expect("insert");
+            requests::insert(&mut conn.conn(), &row).await.expect("insert");
         }
         drop(conn);
         let ctx = store
@@ -417,7 +416,7 @@ mod tests {
         add_at(&store, "key:k", SIGNATURES, NOW - 10, U256::ZERO).await;
         add_at(&store, "key:k", "eth:1:native", NOW - 10, U256::from(3)).await;
         let mut conn = store.pool().acquire().await.expect("conn");
-        crate::store::audit::set_head(&mut conn, 42, &[0; 32])
+        crate::store::audit::set_head(&mut conn.conn(), 42, &[0; 32])
             .await
             .expect("head");
         drop(conn);

@@ -1,7 +1,6 @@
 //! Wallet rows (sealed seeds) and account rows (keys derived from a wallet).
 
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqliteConnection};
+use super::db::{Conn, DbRow, on_conn, on_pool};
 
 use super::{Result, Store, conflict_or};
 
@@ -51,7 +50,7 @@ pub struct AccountRow {
     pub created_at: String,
 }
 
-fn wallet_from_row(row: &SqliteRow) -> Result<WalletRow> {
+fn wallet_from_row(row: &impl DbRow) -> Result<WalletRow> {
     Ok(WalletRow {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
@@ -66,7 +65,7 @@ fn wallet_from_row(row: &SqliteRow) -> Result<WalletRow> {
     })
 }
 
-fn account_from_row(row: &SqliteRow) -> Result<AccountRow> {
+fn account_from_row(row: &impl DbRow) -> Result<AccountRow> {
     Ok(AccountRow {
         key_id: row.try_get("key_id")?,
         wallet_id: row.try_get("wallet_id")?,
@@ -79,107 +78,121 @@ fn account_from_row(row: &SqliteRow) -> Result<AccountRow> {
     })
 }
 
-pub(crate) async fn insert_wallet(conn: &mut SqliteConnection, row: &WalletRow) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO wallets (id, name, words, passphrase, origin, fingerprint, seed, labels, \
-         created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&row.id)
-    .bind(&row.name)
-    .bind(row.words)
-    .bind(i64::from(row.passphrase))
-    .bind(&row.origin)
-    .bind(&row.fingerprint)
-    .bind(&row.seed)
-    .bind(&row.labels)
-    .bind(&row.created_at)
-    .bind(&row.created_by)
-    .execute(conn)
-    .await
-    .map_err(|e| {
-        conflict_or(e, || {
-            format!("a wallet named {:?} already exists", row.name)
-        })
-    })?;
-    Ok(())
+pub(crate) async fn insert_wallet(conn: &mut Conn<'_>, row: &WalletRow) -> Result<()> {
+    on_conn!(conn, |conn| {
+        sqlx::query(
+            "INSERT INTO wallets (id, name, words, passphrase, origin, fingerprint, seed, labels, \
+         created_at, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(&row.id)
+        .bind(&row.name)
+        .bind(row.words)
+        .bind(i64::from(row.passphrase))
+        .bind(&row.origin)
+        .bind(&row.fingerprint)
+        .bind(&row.seed)
+        .bind(&row.labels)
+        .bind(&row.created_at)
+        .bind(&row.created_by)
+        .execute(conn)
+        .await
+        .map_err(|e| {
+            conflict_or(e, || {
+                format!("a wallet named {:?} already exists", row.name)
+            })
+        })?;
+        Ok(())
+    })
 }
 
-pub(crate) async fn insert_account(conn: &mut SqliteConnection, row: &AccountRow) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO wallet_accounts (key_id, wallet_id, chain, path, address, chain_ids, \
-         settings, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&row.key_id)
-    .bind(&row.wallet_id)
-    .bind(&row.chain)
-    .bind(&row.path)
-    .bind(&row.address)
-    .bind(&row.chain_ids)
-    .bind(&row.settings)
-    .bind(&row.created_at)
-    .execute(conn)
-    .await
-    .map_err(|e| {
-        conflict_or(e, || {
-            format!(
-                "wallet {} already has a {} account at {}",
-                row.wallet_id, row.chain, row.path
-            )
-        })
-    })?;
-    Ok(())
+pub(crate) async fn insert_account(conn: &mut Conn<'_>, row: &AccountRow) -> Result<()> {
+    on_conn!(conn, |conn| {
+        sqlx::query(
+            "INSERT INTO wallet_accounts (key_id, wallet_id, chain, path, address, chain_ids, \
+         settings, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&row.key_id)
+        .bind(&row.wallet_id)
+        .bind(&row.chain)
+        .bind(&row.path)
+        .bind(&row.address)
+        .bind(&row.chain_ids)
+        .bind(&row.settings)
+        .bind(&row.created_at)
+        .execute(conn)
+        .await
+        .map_err(|e| {
+            conflict_or(e, || {
+                format!(
+                    "wallet {} already has a {} account at {}",
+                    row.wallet_id, row.chain, row.path
+                )
+            })
+        })?;
+        Ok(())
+    })
 }
 
 impl Store {
     /// A wallet by id.
     pub async fn wallet(&self, id: &str) -> Result<Option<WalletRow>> {
-        let row = sqlx::query("SELECT * FROM wallets WHERE id = ?")
-            .bind(id)
-            .fetch_optional(self.pool())
-            .await?;
-        row.as_ref().map(wallet_from_row).transpose()
+        on_pool!(self.pool(), |pool| {
+            let row = sqlx::query("SELECT * FROM wallets WHERE id = $1")
+                .bind(id)
+                .fetch_optional(pool)
+                .await?;
+            row.as_ref().map(wallet_from_row).transpose()
+        })
     }
 
     /// Wallets ordered by id, after `after`, at most `limit`.
     pub async fn wallets_page(&self, after: Option<&str>, limit: u32) -> Result<Vec<WalletRow>> {
-        let rows = sqlx::query("SELECT * FROM wallets WHERE id > ? ORDER BY id LIMIT ?")
-            .bind(after.unwrap_or(""))
-            .bind(i64::from(limit))
-            .fetch_all(self.pool())
-            .await?;
-        rows.iter().map(wallet_from_row).collect()
+        on_pool!(self.pool(), |pool| {
+            let rows = sqlx::query("SELECT * FROM wallets WHERE id > $1 ORDER BY id LIMIT $2")
+                .bind(after.unwrap_or(""))
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await?;
+            rows.iter().map(wallet_from_row).collect()
+        })
     }
 
     /// The accounts of a wallet, oldest first.
     pub async fn wallet_accounts(&self, wallet_id: &str) -> Result<Vec<AccountRow>> {
-        let rows = sqlx::query(
-            "SELECT * FROM wallet_accounts WHERE wallet_id = ? ORDER BY created_at, key_id",
-        )
-        .bind(wallet_id)
-        .fetch_all(self.pool())
-        .await?;
-        rows.iter().map(account_from_row).collect()
+        on_pool!(self.pool(), |pool| {
+            let rows = sqlx::query(
+                "SELECT * FROM wallet_accounts WHERE wallet_id = $1 ORDER BY created_at, key_id",
+            )
+            .bind(wallet_id)
+            .fetch_all(pool)
+            .await?;
+            rows.iter().map(account_from_row).collect()
+        })
     }
 
     /// The account row of a key, if the key was derived from a wallet.
     pub async fn account_of_key(&self, key_id: &str) -> Result<Option<AccountRow>> {
-        let row = sqlx::query("SELECT * FROM wallet_accounts WHERE key_id = ?")
-            .bind(key_id)
-            .fetch_optional(self.pool())
-            .await?;
-        row.as_ref().map(account_from_row).transpose()
+        on_pool!(self.pool(), |pool| {
+            let row = sqlx::query("SELECT * FROM wallet_accounts WHERE key_id = $1")
+                .bind(key_id)
+                .fetch_optional(pool)
+                .await?;
+            row.as_ref().map(account_from_row).transpose()
+        })
     }
 
     /// Accounts of `chain` (every wallet), oldest first, at most `limit`.
     pub async fn accounts_of_chain(&self, chain: &str, limit: u32) -> Result<Vec<AccountRow>> {
-        let rows = sqlx::query(
-            "SELECT * FROM wallet_accounts WHERE chain = ? ORDER BY created_at, key_id LIMIT ?",
+        on_pool!(self.pool(), |pool| {
+            let rows = sqlx::query(
+            "SELECT * FROM wallet_accounts WHERE chain = $1 ORDER BY created_at, key_id LIMIT $2",
         )
         .bind(chain)
         .bind(i64::from(limit))
-        .fetch_all(self.pool())
+        .fetch_all(pool)
         .await?;
-        rows.iter().map(account_from_row).collect()
+            rows.iter().map(account_from_row).collect()
+        })
     }
 }
 
@@ -201,7 +214,7 @@ mod tests {
             .connect_with(options)
             .await
             .unwrap();
-        let mut before = sqlx::migrate!("./migrations");
+        let mut before = sqlx::migrate!("./migrations/sqlite");
         before.migrations = before
             .migrations
             .iter()
@@ -213,7 +226,7 @@ mod tests {
         for (key, chain) in [("key_a", "bitcoin"), ("key_b", "ethereum")] {
             sqlx::query(
                 "INSERT INTO wallet_accounts (key_id, wallet_id, chain, path, address, \
-                 created_at) VALUES (?, 'wal_1', ?, ?, 'addr', 'now')",
+                 created_at) VALUES ($1, 'wal_1', $2, $3, 'addr', 'now')",
             )
             .bind(key)
             .bind(chain)
@@ -229,7 +242,10 @@ mod tests {
         .execute(&pool)
         .await
         .unwrap();
-        sqlx::migrate!("./migrations").run(&pool).await.unwrap();
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&pool)
+            .await
+            .unwrap();
         let settings: Vec<(String, String)> =
             sqlx::query_as("SELECT key_id, settings FROM wallet_accounts ORDER BY key_id")
                 .fetch_all(&pool)
