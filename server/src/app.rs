@@ -61,7 +61,10 @@ impl AppState {
         std::fs::create_dir_all(&config.data_dir).map_err(|e| {
             StartError::Other(format!("cannot create {}: {e}", config.data_dir.display()))
         })?;
-        let store = Store::open_file(&config.database).await?;
+        let store = match &config.postgres {
+            Some(options) => Store::open_postgres(options).await?,
+            None => Store::open_file(&config.database).await?,
+        };
         check_kek(&store, &config.kek).await?;
         let audit = AuditLog::start(store.clone()).await?;
         let software = SoftwareBackend::new(config.kek.clone());

@@ -211,13 +211,19 @@ pub enum DatabaseLocation {
 }
 
 /// `keyward audit verify`: checks the whole chain.
+/// On PostgreSQL the one chain of every node is checked.
 pub async fn audit_verify(location: DatabaseLocation) -> Result<VerifyReport, StartError> {
     let path = match location {
         DatabaseLocation::DataDir(dir) => dir.join("keyward.db"),
         DatabaseLocation::Config(file) => {
-            Config::load(&file)
-                .map_err(|e| StartError::Other(e.to_string()))?
-                .database
+            let config = Config::load(&file).map_err(|e| StartError::Other(e.to_string()))?;
+            if let Some(options) = &config.postgres {
+                let store = Store::open_postgres(options).await?;
+                let report = crate::audit::verify(&store).await?;
+                store.close().await;
+                return Ok(report);
+            }
+            config.database
         }
     };
     if !path.exists() {

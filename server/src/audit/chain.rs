@@ -12,8 +12,7 @@ use sha2::{Digest, Sha256};
 use crate::store::audit::AuditRow;
 use crate::store::{Store, StoreError};
 
-/// The `prev_hash` of the first record.
-pub const GENESIS_HASH: [u8; 32] = [0u8; 32];
+pub use crate::store::audit::GENESIS_HASH;
 
 /// Computes a record's hash from its fields (its own `hash` field is ignored).
 pub fn record_hash(row: &AuditRow) -> [u8; 32] {

@@ -25,6 +25,7 @@ mod auth;
 mod csc;
 mod documents;
 mod policy;
+mod storage;
 #[cfg(test)]
 mod tests;
 
@@ -111,6 +112,9 @@ pub struct ServerSection {
     /// Largest accepted request body, bytes.
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
+    /// This node's name in logs and audit records (default: the host name).
+    #[serde(default)]
+    pub node_id: Option<String>,
 }
 
 impl Default for ServerSection {
@@ -118,6 +122,7 @@ impl Default for ServerSection {
         ServerSection {
             listen: default_listen(),
             max_body_bytes: default_max_body(),
+            node_id: None,
         }
     }
 }
@@ -130,16 +135,7 @@ fn default_max_body() -> usize {
     1024 * 1024
 }
 
-/// `[storage]`
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct StorageSection {
-    /// Data directory (the database lives here unless `database` says otherwise).
-    pub data_dir: PathBuf,
-    /// SQLite database file (default `<data_dir>/keyward.db`).
-    #[serde(default)]
-    pub database: Option<PathBuf>,
-}
+pub use storage::StorageSection;
 
 /// `[keys]`
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -162,8 +158,12 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Data directory.
     pub data_dir: PathBuf,
-    /// SQLite file.
+    /// SQLite file (unused when `postgres` is set).
     pub database: PathBuf,
+    /// PostgreSQL, when configured: the database of several nodes.
+    pub postgres: Option<crate::store::PostgresOptions>,
+    /// This node's name.
+    pub node_id: String,
     /// The KEK.
     pub kek: Kek,
     /// Clock leeway.
@@ -189,7 +189,12 @@ pub struct Config {
 }
 
 /// Environment variables that start with `KEYWARD_` but are not configuration keys.
-const NOT_CONFIG: &[&str] = &["KEYWARD_KEK", "KEYWARD_LOG", "KEYWARD_WEBHOOK_SECRET"];
+const NOT_CONFIG: &[&str] = &[
+    "KEYWARD_KEK",
+    "KEYWARD_LOG",
+    "KEYWARD_WEBHOOK_SECRET",
+    crate::store::scratch::TEST_POSTGRES_ENV,
+];
 
 impl Config {
     /// Reads `path`, overlays the environment, validates.
@@ -272,6 +277,18 @@ impl Config {
             .as_deref()
             .map(resolve)
             .unwrap_or_else(|| data_dir.join("keyward.db"));
+        let postgres = file.storage.postgres(&resolve)?;
+        let node_id = match &file.server.node_id {
+            Some(id) if id.is_empty() || id.len() > 64 || id.chars().any(|c| c.is_control()) => {
+                return Err(invalid(
+                    "server.node_id",
+                    id,
+                    "must be 1 to 64 printable characters",
+                ));
+            }
+            Some(id) => id.clone(),
+            None => storage::hostname(),
+        };
         let kek = match (kek_env, &file.keys.kek_file) {
             (Some(text), _) => Kek::parse(text.as_bytes())
                 .map_err(|reason| invalid("KEYWARD_KEK", "[redacted]", reason))?,
@@ -333,6 +350,8 @@ impl Config {
             max_body_bytes: file.server.max_body_bytes,
             data_dir,
             database,
+            postgres,
+            node_id,
             kek,
             leeway_seconds: file.auth.leeway_seconds,
             dev_issuer: file.auth.dev_issuer,

@@ -7,6 +7,9 @@ use futures_util::TryStreamExt;
 use super::{Result, Store};
 
 /// One stored audit record.
+/// The `prev_hash` of the first record.
+pub const GENESIS_HASH: [u8; 32] = [0u8; 32];
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditRow {
     /// Position in the chain, from 1, without gaps.

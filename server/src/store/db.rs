@@ -74,6 +74,7 @@ impl Pool {
     }
 
     /// Starts a plain transaction.
+    #[cfg(test)]
     pub(crate) async fn begin(&self) -> sqlx::Result<Tx> {
         Ok(match self {
             Pool::Sqlite(p) => Tx::Sqlite(p.begin().await?),
@@ -82,6 +83,7 @@ impl Pool {
     }
 
     /// A connection of the pool, for the rest of the caller's scope.
+    #[cfg(test)]
     pub(crate) async fn acquire(&self) -> sqlx::Result<PoolConn> {
         Ok(match self {
             Pool::Sqlite(p) => PoolConn::Sqlite(p.acquire().await?),
@@ -96,22 +98,16 @@ impl Pool {
             Pool::Postgres(p) => p.close().await,
         }
     }
-
-    /// Connections open and idle (for readiness and tests).
-    pub(crate) fn size(&self) -> (u32, usize) {
-        match self {
-            Pool::Sqlite(p) => (p.size(), p.num_idle()),
-            Pool::Postgres(p) => (p.size(), p.num_idle()),
-        }
-    }
 }
 
 /// A connection taken from a pool (given back when dropped).
+#[cfg(test)]
 pub(crate) enum PoolConn {
     Sqlite(sqlx::pool::PoolConnection<Sqlite>),
     Postgres(sqlx::pool::PoolConnection<Postgres>),
 }
 
+#[cfg(test)]
 impl PoolConn {
     /// The connection, for repository functions.
     pub(crate) fn conn(&mut self) -> Conn<'_> {

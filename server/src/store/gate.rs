@@ -205,7 +205,9 @@ mod tests {
             grant("bob"),
         ];
         let mut conn = store.pool().acquire().await.expect("conn");
-        let mut gate = KeyGate::load(&mut conn.conn(), batch.iter()).await.expect("load");
+        let mut gate = KeyGate::load(&mut conn.conn(), batch.iter())
+            .await
+            .expect("load");
         let results: Vec<bool> = batch.iter().map(|c| gate.admit(c).is_ok()).collect();
         assert_eq!(results, [true, true, false, true, true, false]);
     }
@@ -229,7 +231,9 @@ mod tests {
         let StateChange::RequireSigner(alice) = grant("alice") else {
             unreachable!()
         };
-        let err = check_one(&mut conn.conn(), &alice).await.expect_err("disabled");
+        let err = check_one(&mut conn.conn(), &alice)
+            .await
+            .expect_err("disabled");
         assert!(err.to_string().contains("disabled"), "{err}");
     }
 }

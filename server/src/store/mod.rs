@@ -18,12 +18,12 @@ pub(crate) mod batch;
 pub mod certificates;
 pub mod csc;
 pub(crate) mod db;
-pub mod scratch;
 pub mod gate;
 pub mod keys;
 pub mod pending;
 pub mod policies;
 pub mod requests;
+pub mod scratch;
 pub mod usage;
 pub mod wallets;
 
@@ -265,7 +265,7 @@ impl Store {
         sqlx::query(
             "INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, $1) ON CONFLICT (id) DO NOTHING",
         )
-        .bind(crate::audit::GENESIS_HASH.as_slice())
+        .bind(audit::GENESIS_HASH.as_slice())
         .execute(&pool)
         .await?;
         Ok(Store {
@@ -359,13 +359,26 @@ impl Store {
         self.pool.close().await;
     }
 
-    /// Runs a statement without arguments, for tests that set up rows by hand.
+    /// The one integer a query without arguments answers, for tests that look at rows.
+    #[doc(hidden)]
+    pub async fn scalar_for_tests(&self, sql: &str) -> Result<i64> {
+        let value = on_pool!(&self.pool, |p| sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(
+            sql.to_owned()
+        ))
+        .fetch_one(p)
+        .await)?;
+        Ok(value)
+    }
+
+    /// Runs statements without arguments, for tests that set up or tamper with rows by hand.
     #[doc(hidden)]
     pub async fn execute_for_tests(&self, sql: &str) -> Result<u64> {
-        let done = on_pool!(&self.pool, |p| sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
-            .execute(p)
-            .await
-            .map(|r| r.rows_affected()))?;
+        let done = on_pool!(&self.pool, |p| sqlx::raw_sql(sqlx::AssertSqlSafe(
+            sql.to_owned()
+        ))
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected()))?;
         Ok(done)
     }
 }

@@ -3,10 +3,11 @@
 //! command sets it; see `scripts/pg-cluster`). Each test gets a database of its own there,
 //! created from that one and left for the cluster's removal.
 
-
 use std::time::Duration;
 
-use super::{PostgresOptions, Result, Store, StoreError};
+#[cfg(test)]
+use super::Store;
+use super::{PostgresOptions, Result, StoreError};
 
 /// The environment variable that switches tests to PostgreSQL.
 pub const TEST_POSTGRES_ENV: &str = "KEYWARD_TEST_POSTGRES";
@@ -86,8 +87,14 @@ mod tests {
     #[test]
     fn the_database_name_of_a_url_is_replaced() {
         for (url, expect) in [
-            ("postgres://k@127.0.0.1:5/keyward", "postgres://k@127.0.0.1:5/x"),
-            ("postgres://k@h/keyward?sslmode=disable", "postgres://k@h/x?sslmode=disable"),
+            (
+                "postgres://k@127.0.0.1:5/keyward",
+                "postgres://k@127.0.0.1:5/x",
+            ),
+            (
+                "postgres://k@h/keyward?sslmode=disable",
+                "postgres://k@h/x?sslmode=disable",
+            ),
             ("postgres://k@h", "postgres://k@h/x"),
         ] {
             assert_eq!(super::with_database(url, "x").as_deref(), Some(expect));

@@ -358,7 +358,9 @@ mod tests {
                 created_at: "t".into(),
                 created_unix: NOW - 10,
             };
-            requests::insert(&mut conn.conn(), &row).await.expect("insert");
+            requests::insert(&mut conn.conn(), &row)
+                .await
+                .expect("insert");
         }
         drop(conn);
         let ctx = store

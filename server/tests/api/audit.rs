@@ -119,16 +119,7 @@ async fn verification_names_the_edited_or_missing_record() {
     for i in 0..6 {
         server.create_key(&format!("k{i}"), "ed25519").await;
     }
-    let db = sqlx::SqlitePool::connect(&format!(
-        "sqlite://{}",
-        server.dir.path().join("keyward.db").display()
-    ))
-    .await
-    .unwrap();
-    sqlx::query("UPDATE audit_log SET details = '{\"name\":\"forged\"}' WHERE seq = 3")
-        .execute(&db)
-        .await
-        .unwrap();
+    server.sql("UPDATE audit_log SET details = '{\"name\":\"forged\"}' WHERE seq = 3").await;
     let report = keyward_server::audit::verify(server.state.signing().store())
         .await
         .unwrap();
@@ -138,25 +129,13 @@ async fn verification_names_the_edited_or_missing_record() {
     for i in 0..6 {
         server.create_key(&format!("k{i}"), "ed25519").await;
     }
-    let db = sqlx::SqlitePool::connect(&format!(
-        "sqlite://{}",
-        server.dir.path().join("keyward.db").display()
-    ))
-    .await
-    .unwrap();
-    sqlx::query("DELETE FROM audit_log WHERE seq = 4")
-        .execute(&db)
-        .await
-        .unwrap();
+    server.sql("DELETE FROM audit_log WHERE seq = 4").await;
     let report = keyward_server::audit::verify(server.state.signing().store())
         .await
         .unwrap();
     assert_eq!(report.broken.as_ref().map(|b| b.0), Some(4), "{report:?}");
 
-    sqlx::query("DELETE FROM audit_log WHERE seq >= 4")
-        .execute(&db)
-        .await
-        .unwrap();
+    server.sql("DELETE FROM audit_log WHERE seq >= 4").await;
     let report = keyward_server::audit::verify(server.state.signing().store())
         .await
         .unwrap();

@@ -194,32 +194,24 @@ async fn a_tampered_sealed_blob_or_moved_blob_fails_to_open() {
     let a = server.create_key("a", "ed25519").await;
     let b = server.create_key("b", "ed25519").await;
     let (a, b) = (a["id"].as_str().unwrap(), b["id"].as_str().unwrap());
-    let db = sqlx::SqlitePool::connect(&format!(
-        "sqlite://{}",
-        server.dir.path().join("keyward.db").display()
-    ))
-    .await
-    .unwrap();
     // Flip one byte of a's blob; give b the (intact) blob of a's neighbour... i.e. a copy of a's.
-    let (blob,): (Vec<u8>,) = sqlx::query_as("SELECT material FROM keys WHERE id = ?")
-        .bind(a)
-        .fetch_one(&db)
+    let blob = server
+        .state
+        .signing()
+        .store()
+        .key(a)
         .await
-        .unwrap();
+        .unwrap()
+        .unwrap()
+        .material;
     let mut flipped = blob.clone();
     flipped[20] ^= 0x80;
-    sqlx::query("UPDATE keys SET material = ? WHERE id = ?")
-        .bind(&flipped)
-        .bind(a)
-        .execute(&db)
-        .await
-        .unwrap();
-    sqlx::query("UPDATE keys SET material = ? WHERE id = ?")
-        .bind(&blob)
-        .bind(b)
-        .execute(&db)
-        .await
-        .unwrap();
+    for (id, material) in [(a, &flipped), (b, &blob)] {
+        let literal = server.bytes_literal(material);
+        server
+            .sql(&format!("UPDATE keys SET material = {literal} WHERE id = '{id}'"))
+            .await;
+    }
     server.state.signing().keys().invalidate(a);
     server.state.signing().keys().invalidate(b);
     for id in [a, b] {

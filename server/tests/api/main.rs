@@ -55,6 +55,15 @@ pub async fn setup_in(dir: TempDir, edit: impl FnOnce(&mut Config)) -> TestServe
     let (mut config, _) =
         keyward_server::commands::dev_config(dir.path(), "127.0.0.1:0".parse().unwrap())
             .expect("dev config");
+    // A data directory that already holds a SQLite database (`keyward seed`) keeps it.
+    let existing = dir.path().join("keyward.db").exists();
+    if !existing
+        && let Some(url) = keyward_server::store::scratch::test_postgres_url()
+            .await
+            .expect("scratch database")
+    {
+        config.postgres = Some(keyward_server::store::scratch::postgres_options(&url));
+    }
     edit(&mut config);
     let state = AppState::build(config, "http://keyward.test")
         .await
@@ -71,6 +80,41 @@ pub async fn setup_in(dir: TempDir, edit: impl FnOnce(&mut Config)) -> TestServe
 }
 
 impl TestServer {
+    /// Which database the server runs on.
+    pub fn dialect(&self) -> keyward_server::store::Dialect {
+        self.state.signing().store().dialect()
+    }
+
+    /// Runs SQL statements on the server's database behind its back (to tamper, or to break
+    /// it).
+    pub async fn sql(&self, statements: &str) {
+        self.state
+            .signing()
+            .store()
+            .execute_for_tests(statements)
+            .await
+            .unwrap_or_else(|e| panic!("{statements}: {e}"));
+    }
+
+    /// The integer a query on the server's database answers.
+    pub async fn scalar(&self, query: &str) -> i64 {
+        self.state
+            .signing()
+            .store()
+            .scalar_for_tests(query)
+            .await
+            .unwrap_or_else(|e| panic!("{query}: {e}"))
+    }
+
+    /// A byte string as a literal of the server's database.
+    pub fn bytes_literal(&self, bytes: &[u8]) -> String {
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        match self.dialect() {
+            keyward_server::store::Dialect::Sqlite => format!("x'{hex}'"),
+            keyward_server::store::Dialect::Postgres => format!("'\\x{hex}'::bytea"),
+        }
+    }
+
     /// Mints a development token.
     pub fn token(&self, subject: &str, roles: &[Role]) -> String {
         self.state

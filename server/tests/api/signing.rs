@@ -2,6 +2,7 @@
 
 use keyward_server::auth::Role;
 use keyward_server::config::DefaultDecision;
+use keyward_server::store::Dialect;
 use poem::http::StatusCode;
 use serde_json::{Value, json};
 use sha2::Digest as _;
@@ -380,16 +381,20 @@ async fn no_signature_leaves_when_the_audit_log_cannot_record_it() {
     let server = setup().await;
     let key = server.create_key("k", "ed25519").await;
     let id = key["id"].as_str().unwrap();
-    let db = sqlx::SqlitePool::connect(&format!(
-        "sqlite://{}",
-        server.dir.path().join("keyward.db").display()
-    ))
-    .await
-    .unwrap();
-    sqlx::query("CREATE TRIGGER fail_audit BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'disk full'); END")
-        .execute(&db)
-        .await
-        .unwrap();
+    server
+        .sql(match server.dialect() {
+            Dialect::Sqlite => {
+                "CREATE TRIGGER fail_audit BEFORE INSERT ON audit_log \
+                 BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+            }
+            Dialect::Postgres => {
+                "CREATE FUNCTION fail_audit() RETURNS trigger LANGUAGE plpgsql \
+                 AS $$ BEGIN RAISE EXCEPTION 'disk full'; END $$; \
+                 CREATE TRIGGER fail_audit BEFORE INSERT ON audit_log \
+                 FOR EACH ROW EXECUTE FUNCTION fail_audit()"
+            }
+        })
+        .await;
     let (status, body) = sign(&server, id, &server.admin, json!({"message": "AA=="})).await;
     assert_error(
         status,
@@ -398,15 +403,13 @@ async fn no_signature_leaves_when_the_audit_log_cannot_record_it() {
         "AUDIT_UNAVAILABLE",
     );
     // Nothing was recorded as signed either.
-    let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM sign_requests")
-        .fetch_one(&db)
-        .await
-        .unwrap();
-    assert_eq!(count, 0);
-    sqlx::query("DROP TRIGGER fail_audit")
-        .execute(&db)
-        .await
-        .unwrap();
+    assert_eq!(server.scalar("SELECT COUNT(*) FROM sign_requests").await, 0);
+    server
+        .sql(match server.dialect() {
+            Dialect::Sqlite => "DROP TRIGGER fail_audit",
+            Dialect::Postgres => "DROP TRIGGER fail_audit ON audit_log",
+        })
+        .await;
     let (status, _) = sign(&server, id, &server.admin, json!({"message": "AA=="})).await;
     assert_eq!(
         status,
