@@ -64,7 +64,8 @@ impl AppState {
         let store = match &config.postgres {
             Some(options) => Store::open_postgres(options).await?,
             None => Store::open_file(&config.database).await?,
-        };
+        }
+        .with_node_id(&config.node_id);
         check_kek(&store, &config.kek).await?;
         let audit = AuditLog::start(store.clone()).await?;
         let software = SoftwareBackend::new(config.kek.clone());
@@ -213,6 +214,9 @@ fn spawn_usage_pruning(store: Store) {
     tokio::spawn(async move {
         loop {
             let (_, now) = crate::clock::now();
+            if let Err(e) = store.prune_reservations(now).await {
+                tracing::warn!(error = %e, "pruning expired usage reservations failed");
+            }
             if let Err(e) = store.prune_usage(now).await {
                 tracing::warn!(error = %e, "pruning usage counters failed");
             }

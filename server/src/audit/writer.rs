@@ -264,16 +264,31 @@ async fn lock_head(
 /// with the `seq` of the record that carries its usage, so a reader whose snapshot of the
 /// counters already holds the record does not count it again (see `store::pending`).
 async fn commit(
-    tx: Tx,
+    mut tx: Tx,
     batch: &mut [Job],
     results: &[Result<Appended>],
 ) -> std::result::Result<(), StoreError> {
+    let mut shared = Vec::new();
     for (job, result) in batch.iter().zip(results) {
         if let (Some(reservation), Ok(appended)) = (&job.reservation, result) {
             reservation.recorded_at(appended.seq);
+            if let Some(rows) = reservation.shared() {
+                shared.extend_from_slice(rows.ids());
+            }
         }
     }
+    // On PostgreSQL the reservations are rows: gone in the transaction that adds their usage.
+    crate::store::shared::take(&mut tx.conn(), &shared).await?;
     let done = tx.commit().await;
+    if done.is_ok() {
+        for (job, result) in batch.iter().zip(results) {
+            if let (Some(reservation), Ok(_)) = (&job.reservation, result)
+                && let Some(rows) = reservation.shared()
+            {
+                rows.taken();
+            }
+        }
+    }
     for job in batch.iter_mut() {
         job.reservation = None;
     }

@@ -258,8 +258,10 @@ impl Outcome<'_> {
                 }
             }
             Err(e) => match gate_refusal(&e, &self.key.meta.id) {
-                // The key was disabled, or the requester removed, before this landed.
+                // The key was disabled, or the requester removed, before this landed (on this
+                // node or another one): what this node holds of the key is stale.
                 Some((code, err)) => {
+                    self.path.keys().invalidate(&self.key.meta.id);
                     self.record_refusal(SignStatus::Failed, code, &err.to_string())
                         .await?;
                     Err(err)

@@ -278,8 +278,12 @@ impl PolicyStage {
             principal_scope(&request.principal.issuer, &request.principal.subject);
         let (in_flight, reservation) = self
             .store
-            .pending_usage()
-            .reserve(&[key_scope.as_str(), principal_scope.as_str()], usage);
+            .reserve_usage(
+                &[key_scope.as_str(), principal_scope.as_str()],
+                usage,
+                request.unix_time,
+            )
+            .await?;
         let counted = self
             .store
             .signature_context(

@@ -24,6 +24,7 @@ pub mod pending;
 pub mod policies;
 pub mod requests;
 pub mod scratch;
+pub mod shared;
 pub mod usage;
 pub mod wallets;
 
@@ -212,6 +213,7 @@ pub struct PostgresOptions {
 pub struct Store {
     pool: Pool,
     pending: std::sync::Arc<pending::PendingUsage>,
+    node_id: std::sync::Arc<str>,
 }
 
 impl Store {
@@ -239,6 +241,7 @@ impl Store {
         let store = Store {
             pool: Pool::Sqlite(pool),
             pending: Default::default(),
+            node_id: "keyward".into(),
         };
         store.check_pragmas().await?;
         Ok(store)
@@ -271,6 +274,7 @@ impl Store {
         Ok(Store {
             pool: Pool::Postgres(pool),
             pending: Default::default(),
+            node_id: "keyward".into(),
         })
     }
 
@@ -307,6 +311,17 @@ impl Store {
     /// The connection pool (for repositories in this module and the audit writer).
     pub(crate) fn pool(&self) -> &Pool {
         &self.pool
+    }
+
+    /// This store as used by the node `node_id` (named in what it writes for other nodes).
+    pub fn with_node_id(mut self, node_id: &str) -> Self {
+        self.node_id = node_id.into();
+        self
+    }
+
+    /// The node this store belongs to.
+    pub fn node_id(&self) -> &str {
+        &self.node_id
     }
 
     /// Which database this is.
@@ -362,9 +377,9 @@ impl Store {
     /// The one integer a query without arguments answers, for tests that look at rows.
     #[doc(hidden)]
     pub async fn scalar_for_tests(&self, sql: &str) -> Result<i64> {
-        let value = on_pool!(&self.pool, |p| sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(
-            sql.to_owned()
-        ))
+        let value = on_pool!(&self.pool, |p| sqlx::query_scalar::<_, i64>(
+            sqlx::AssertSqlSafe(sql.to_owned())
+        )
         .fetch_one(p)
         .await)?;
         Ok(value)

@@ -21,9 +21,9 @@
 //! A reservation removed before step 1 was committed before step 2 began, so the counters hold
 //! it; one taken in step 1 is counted by its mark, which is set before any snapshot can hold
 //! its record. A request that is denied, fails or waits for approval drops its reservation
-//! when it ends (`Reservation` gives it back on drop). The reservations live in this process:
-//! with one database per process (SQLite) they are exact; several nodes on one database need
-//! the same step in the database.
+//! when it ends (`Reservation` gives it back on drop). These reservations live in this process,
+//! which is exact with one database per process (SQLite). On PostgreSQL, where several nodes
+//! share the counters, they live in the database instead (see `shared`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -62,24 +62,54 @@ pub struct PendingUsage {
 /// A request's share of the usage counters, given back when dropped.
 #[derive(Debug)]
 pub struct Reservation {
-    owner: Arc<PendingUsage>,
-    entry: Arc<Entry>,
+    kind: Kind,
+}
+
+#[derive(Debug)]
+enum Kind {
+    /// In this process (SQLite).
+    Memory {
+        owner: Arc<PendingUsage>,
+        entry: Arc<Entry>,
+    },
+    /// Rows of `usage_reservations` (PostgreSQL).
+    Shared(super::shared::SharedReservation),
 }
 
 impl Reservation {
     /// Marks this usage as carried by the audit record `seq` (the writer calls this before it
     /// commits the record's batch).
     pub(crate) fn recorded_at(&self, seq: i64) {
-        self.entry.recorded_at.store(seq, Ordering::SeqCst);
+        if let Kind::Memory { entry, .. } = &self.kind {
+            entry.recorded_at.store(seq, Ordering::SeqCst);
+        }
+    }
+
+    /// The rows of a reservation kept in the database, which the transaction that records
+    /// its usage deletes.
+    pub(crate) fn shared(&self) -> Option<&super::shared::SharedReservation> {
+        match &self.kind {
+            Kind::Shared(r) => Some(r),
+            Kind::Memory { .. } => None,
+        }
+    }
+
+    pub(super) fn from_shared(r: super::shared::SharedReservation) -> Self {
+        Reservation {
+            kind: Kind::Shared(r),
+        }
     }
 }
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        let mut held = self.owner.lock();
-        for d in &self.entry.deltas {
+        let Kind::Memory { owner, entry } = &self.kind else {
+            return;
+        };
+        let mut held = owner.lock();
+        for d in &entry.deltas {
             if let Some(of_scope) = held.get_mut(&d.scope) {
-                of_scope.remove(&self.entry.id);
+                of_scope.remove(&entry.id);
                 if of_scope.is_empty() {
                     held.remove(&d.scope);
                 }
@@ -95,6 +125,23 @@ pub struct InFlight {
 }
 
 impl InFlight {
+    /// Reservations read from the database: each counted whatever the snapshot (see `shared`).
+    pub(super) fn of_rows(deltas: Vec<UsageDelta>) -> Self {
+        InFlight {
+            entries: deltas
+                .into_iter()
+                .enumerate()
+                .map(|(i, d)| {
+                    Arc::new(Entry {
+                        id: i as u64,
+                        deltas: vec![d],
+                        recorded_at: AtomicI64::new(NOT_RECORDED),
+                    })
+                })
+                .collect(),
+        }
+    }
+
     /// The reserved usage of one metric that a snapshot of the counters with the audit head at
     /// `head` does not hold, counted in both windows (it is happening now).
     pub fn window(&self, scope: &str, metric: &str, head: i64) -> UsageWindow {
@@ -178,8 +225,10 @@ impl PendingUsage {
         (
             InFlight { entries },
             Reservation {
-                owner: self.clone(),
-                entry,
+                kind: Kind::Memory {
+                    owner: self.clone(),
+                    entry,
+                },
             },
         )
     }

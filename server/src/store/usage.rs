@@ -149,7 +149,7 @@ fn window_starts(now: i64) -> (i64, i64) {
     (now.div_euclid(MINUTE) - 60, now.div_euclid(HOUR) - 24)
 }
 
-fn parse_amount(s: &str) -> Result<U256> {
+pub(super) fn parse_amount(s: &str) -> Result<U256> {
     s.parse::<U256>()
         .map_err(|_| StoreError::Corrupt(format!("usage amount {s:?} is not a number")))
 }

@@ -119,7 +119,9 @@ async fn verification_names_the_edited_or_missing_record() {
     for i in 0..6 {
         server.create_key(&format!("k{i}"), "ed25519").await;
     }
-    server.sql("UPDATE audit_log SET details = '{\"name\":\"forged\"}' WHERE seq = 3").await;
+    server
+        .sql("UPDATE audit_log SET details = '{\"name\":\"forged\"}' WHERE seq = 3")
+        .await;
     let report = keyward_server::audit::verify(server.state.signing().store())
         .await
         .unwrap();

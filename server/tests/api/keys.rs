@@ -209,7 +209,9 @@ async fn a_tampered_sealed_blob_or_moved_blob_fails_to_open() {
     for (id, material) in [(a, &flipped), (b, &blob)] {
         let literal = server.bytes_literal(material);
         server
-            .sql(&format!("UPDATE keys SET material = {literal} WHERE id = '{id}'"))
+            .sql(&format!(
+                "UPDATE keys SET material = {literal} WHERE id = '{id}'"
+            ))
             .await;
     }
     server.state.signing().keys().invalidate(a);

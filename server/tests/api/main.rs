@@ -11,6 +11,7 @@ mod errors;
 mod ethereum;
 mod identity;
 mod keys;
+mod nodes;
 mod openapi;
 mod policies;
 mod policy_author;
@@ -226,4 +227,22 @@ pub fn assert_error(status: StatusCode, body: &Value, want_status: StatusCode, w
 pub fn b64(bytes: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+impl TestServer {
+    /// A second node on the same database (PostgreSQL only): the same configuration, KEK and
+    /// development issuer, its own caches, audit writer and name.
+    pub async fn another_node(&self, node_id: &str) -> TestServer {
+        let mut config = self.state.config().clone();
+        config.node_id = node_id.to_string();
+        let state = AppState::build(config, "http://keyward.test")
+            .await
+            .expect("second node");
+        TestServer {
+            client: TestClient::new(routes::routes(state.clone()).boxed()),
+            state,
+            dir: tempfile::tempdir().expect("temp dir"),
+            admin: self.admin.clone(),
+        }
+    }
 }
