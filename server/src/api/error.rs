@@ -243,6 +243,9 @@ impl From<StoreError> for ApiError {
             StoreError::SignerRemoved(m) => {
                 ApiError::new(StatusCode::FORBIDDEN, ErrorCode::Forbidden, m)
             }
+            StoreError::PoliciesChanged(m) => {
+                ApiError::new(StatusCode::CONFLICT, ErrorCode::Conflict, m)
+            }
             StoreError::Database(_) => {
                 tracing::error!(error = %e, "database error");
                 ApiError::new(

@@ -230,7 +230,8 @@ async fn write_batch_isolated(
                 results.push(Err(match err {
                     StoreError::Conflict(_)
                     | StoreError::KeyInactive(_)
-                    | StoreError::SignerRemoved(_) => AuditError::Rejected(err),
+                    | StoreError::SignerRemoved(_)
+                    | StoreError::PoliciesChanged(_) => AuditError::Rejected(err),
                     other => AuditError::Unavailable(other.to_string()),
                 }));
             }

@@ -108,6 +108,10 @@ pub(crate) fn gate_refusal(err: &AuditError, key_id: &str) -> Option<(ErrorCode,
             ErrorCode::Forbidden,
             PipelineError::Forbidden(e.to_string()),
         )),
+        AuditError::Rejected(StoreError::PoliciesChanged(m)) => Some((
+            ErrorCode::Conflict,
+            PipelineError::Store(StoreError::PoliciesChanged(m.clone())),
+        )),
         _ => None,
     }
 }
@@ -144,12 +148,17 @@ pub(crate) async fn record_refused_attempt(
 }
 
 /// The writer's last check for a signature by `principal` with `key_id` (see `store::gate`).
-pub(super) fn signer_grant(principal: &Principal, key_id: &str) -> crate::store::gate::SignerGrant {
+pub(super) fn signer_grant(
+    principal: &Principal,
+    key_id: &str,
+    policies_version: Option<i64>,
+) -> crate::store::gate::SignerGrant {
     let who = principal.clone();
     crate::store::gate::SignerGrant {
         key_id: key_id.to_string(),
         requester: principal.subject.clone(),
         admits: Arc::new(move |signers: &[String]| crate::auth::signers::admits(signers, &who)),
+        policies_version,
     }
 }
 

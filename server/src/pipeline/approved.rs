@@ -301,7 +301,7 @@ impl<'a> Stored<'a> {
             StateChange::InsertSignRequest(Box::new(request_row)),
         ];
         let intent = serde_json::from_str::<Intent>(&row.intent).ok();
-        let changes = sign::changes(requester, &row.key_id, rows, intent.as_ref(), unix);
+        let changes = sign::changes(requester, &row.key_id, None, rows, intent.as_ref(), unix);
         if let Err(e) = self.path.audit().append(changes, event).await {
             let Some((code, err)) = gate_refusal(&e, &row.key_id) else {
                 return Err(e.into());

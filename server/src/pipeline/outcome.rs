@@ -236,6 +236,7 @@ impl Outcome<'_> {
         let changes = sign::changes(
             self.principal,
             &self.key.meta.id,
+            self.verdict.policies_version,
             vec![StateChange::InsertSignRequest(Box::new(row))],
             Some(self.intent),
             self.time.1,
@@ -262,6 +263,10 @@ impl Outcome<'_> {
                 // node or another one): what this node holds of the key is stale.
                 Some((code, err)) => {
                     self.path.keys().invalidate(&self.key.meta.id);
+                    self.path
+                        .policy()
+                        .registry()
+                        .invalidate_key(&self.key.meta.id);
                     self.record_refusal(SignStatus::Failed, code, &err.to_string())
                         .await?;
                     Err(err)

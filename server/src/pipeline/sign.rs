@@ -101,11 +101,16 @@ pub(super) fn receipt(
 pub(super) fn changes(
     requester: &Principal,
     key_id: &str,
+    policies_version: Option<i64>,
     rows: Vec<StateChange>,
     intent: Option<&Intent>,
     at_unix: i64,
 ) -> Vec<StateChange> {
-    let mut changes = vec![StateChange::RequireSigner(signer_grant(requester, key_id))];
+    let mut changes = vec![StateChange::RequireSigner(signer_grant(
+        requester,
+        key_id,
+        policies_version,
+    ))];
     changes.extend(rows);
     if let Some(intent) = intent {
         let spent = crate::chains::usage_deltas(key_id, intent, at_unix);

@@ -114,6 +114,10 @@ pub struct Verdict {
     /// summary (largest quorum, union of roles, shortest TTL).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub requirements: Vec<crate::store::approvals::Requirement>,
+    /// The key's policies version the verdict was reached under (`None` when the bindings
+    /// could not be read); the audit writer refuses the signature if it changed since.
+    #[serde(skip)]
+    pub policies_version: Option<i64>,
 }
 
 /// The decision applied when no policy is bound to a key.
@@ -223,14 +227,28 @@ impl PolicyStage {
             source: VerdictSource::Policies,
             trace: Vec::new(),
             requirements: Vec::new(),
+            policies_version: None,
         };
-        let bound = match self.registry.bindings(&key.id).await {
+        let (version, bound) = match self.registry.versioned_bindings(&key.id).await {
             Ok(b) => b,
             Err(e) => {
                 tracing::error!(error = %e, key = %key.id, "cannot load the key's policies");
                 return (deny("policy_unavailable"), None);
             }
         };
+        let (mut verdict, reservation) = self.judge(key, request, usage, bound, deny).await;
+        verdict.policies_version = Some(version);
+        (verdict, reservation)
+    }
+
+    async fn judge(
+        &self,
+        key: &KeyMeta,
+        request: &SignRequest,
+        usage: Vec<crate::store::usage::UsageDelta>,
+        bound: std::sync::Arc<Vec<BoundPolicy>>,
+        deny: impl Fn(&str) -> Verdict,
+    ) -> (Verdict, Option<Reservation>) {
         if bound.is_empty() {
             return (self.default_verdict(), None);
         }
@@ -335,6 +353,7 @@ impl PolicyStage {
             source: VerdictSource::Default,
             trace: Vec::new(),
             requirements: Vec::new(),
+            policies_version: None,
         }
     }
 }
@@ -410,6 +429,7 @@ fn evaluate_chain(engine: &PolicyEngine, bound: &[BoundPolicy], request_json: &s
         source: VerdictSource::Policies,
         trace,
         requirements,
+        policies_version: None,
     }
 }
 

@@ -42,7 +42,7 @@ pub struct PolicyRegistry {
     engine: PolicyEngine,
     store: Store,
     modules: Arc<Mutex<HashMap<String, Arc<LoadedPolicy>>>>,
-    bindings: Arc<Mutex<HashMap<String, Bindings>>>,
+    bindings: Arc<Mutex<HashMap<String, (i64, Bindings)>>>,
     generation: Arc<AtomicU64>,
 }
 
@@ -117,11 +117,16 @@ impl PolicyRegistry {
 
     /// The policies bound to `key_id`, in order.
     pub async fn bindings(&self, key_id: &str) -> Result<Bindings, PolicyError> {
+        Ok(self.versioned_bindings(key_id).await?.1)
+    }
+
+    /// The key's policies version (see `store::gate`) with its bindings.
+    pub async fn versioned_bindings(&self, key_id: &str) -> Result<(i64, Bindings), PolicyError> {
         if let Some(b) = lock(&self.bindings).get(key_id) {
             return Ok(b.clone());
         }
         let generation = self.generation.load(Ordering::SeqCst);
-        let rows = self.store.key_bindings(key_id).await?;
+        let (version, rows) = self.store.key_bindings_versioned(key_id).await?;
         let mut bound = Vec::with_capacity(rows.len());
         for row in rows {
             let policy = self.policy(&row.policy_id).await?.ok_or_else(|| {
@@ -131,7 +136,7 @@ impl PolicyRegistry {
                 .map_err(|e| StoreError::Corrupt(format!("binding settings: {e}")))?;
             bound.push(BoundPolicy { policy, settings });
         }
-        let bound = Arc::new(bound);
+        let bound = (version, Arc::new(bound));
         let mut cache = lock(&self.bindings);
         if self.generation.load(Ordering::SeqCst) == generation {
             cache.insert(key_id.to_string(), bound.clone());

@@ -31,6 +31,9 @@ pub struct SignerGrant {
     pub requester: String,
     /// The requester's match against a signers list (see `auth::signers::admits`).
     pub admits: AdmitsSigner,
+    /// The key's policies version the signature was judged under: refused if the bindings
+    /// changed since (`None`: not checked, e.g. a request approved under its stored verdict).
+    pub policies_version: Option<i64>,
 }
 
 impl std::fmt::Debug for SignerGrant {
@@ -47,6 +50,7 @@ impl std::fmt::Debug for SignerGrant {
 struct KeyState {
     status: KeyStatus,
     signers: Vec<String>,
+    policies_version: i64,
 }
 
 /// The keys a batch signs with, as the writer's transaction sees them.
@@ -77,25 +81,32 @@ impl KeyGate {
             .map_err(|e| StoreError::Corrupt(format!("key ids: {e}")))?;
         let sql = match conn.dialect() {
             Dialect::Sqlite => {
-                "SELECT id, status, signers FROM keys WHERE id IN (SELECT value FROM json_each($1))"
+                "SELECT id, status, signers, policies_version FROM keys \
+                 WHERE id IN (SELECT value FROM json_each($1))"
             }
             Dialect::Postgres => {
-                "SELECT id, status, signers FROM keys \
+                "SELECT id, status, signers, policies_version FROM keys \
                  WHERE id IN (SELECT json_array_elements_text($1::json))"
             }
         };
         let rows = on_conn!(conn, |c| {
             let rows = sqlx::query(sql).bind(ids_json).fetch_all(c).await?;
             rows.iter()
-                .map(|row| -> Result<(String, String, String)> {
-                    Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?))
+                .map(|row| -> Result<(String, String, String, i64)> {
+                    Ok((
+                        row.try_get(0)?,
+                        row.try_get(1)?,
+                        row.try_get(2)?,
+                        row.try_get(3)?,
+                    ))
                 })
                 .collect::<Result<Vec<_>>>()?
         });
-        for (id, status, signers) in rows {
+        for (id, status, signers, policies_version) in rows {
             let state = KeyState {
                 status: KeyStatus::parse(&status)?,
                 signers: parse_signers(&id, &signers)?,
+                policies_version,
             };
             gate.keys.insert(id, Some(state));
         }
@@ -130,6 +141,12 @@ impl KeyGate {
                 }
                 Ok(())
             }
+            StateChange::SetKeyPolicies { key_id, .. } => {
+                if let Some(Some(state)) = self.keys.get_mut(key_id) {
+                    state.policies_version += 1;
+                }
+                Ok(())
+            }
             _ => Ok(()),
         }
     }
@@ -153,6 +170,15 @@ fn check(grant: &SignerGrant, state: &KeyState) -> Result<()> {
         return Err(StoreError::SignerRemoved(format!(
             "{} is no longer among the signers of key {}",
             grant.requester, grant.key_id
+        )));
+    }
+    if grant
+        .policies_version
+        .is_some_and(|v| v != state.policies_version)
+    {
+        return Err(StoreError::PoliciesChanged(format!(
+            "the policies bound to key {} changed while this request was judged; send it again",
+            grant.key_id
         )));
     }
     Ok(())
@@ -182,6 +208,7 @@ mod tests {
             admits: Arc::new(move |list: &[String]| {
                 list.is_empty() || list.iter().any(|e| e == &format!("subject:{subject}"))
             }),
+            policies_version: None,
         })
     }
 
@@ -210,6 +237,42 @@ mod tests {
             .expect("load");
         let results: Vec<bool> = batch.iter().map(|c| gate.admit(c).is_ok()).collect();
         assert_eq!(results, [true, true, false, true, true, false]);
+    }
+
+    #[tokio::test]
+    async fn a_signature_judged_under_older_bindings_is_refused() {
+        let (_dir, store) = store_with_key().await;
+        let judged_at = |v: i64| {
+            let StateChange::RequireSigner(mut g) = grant("alice") else {
+                unreachable!()
+            };
+            g.policies_version = Some(v);
+            StateChange::RequireSigner(g)
+        };
+        let batch = [
+            judged_at(0),
+            StateChange::SetKeyPolicies {
+                key_id: "k1".into(),
+                bindings: Vec::new(),
+            },
+            judged_at(0),
+            judged_at(1),
+        ];
+        let mut conn = store.pool().acquire().await.expect("conn");
+        let mut gate = KeyGate::load(&mut conn.conn(), batch.iter())
+            .await
+            .expect("load");
+        let results: Vec<bool> = batch.iter().map(|c| gate.admit(c).is_ok()).collect();
+        assert_eq!(results, [true, true, false, true]);
+        // A committed rebinding bumps the stored version the same way.
+        crate::store::policies::set_bindings(&mut conn.conn(), "k1", &[])
+            .await
+            .expect("rebind");
+        let StateChange::RequireSigner(old) = judged_at(0) else {
+            unreachable!()
+        };
+        let err = check_one(&mut conn.conn(), &old).await.expect_err("stale");
+        assert!(matches!(err, StoreError::PoliciesChanged(_)), "{err}");
     }
 
     #[tokio::test]

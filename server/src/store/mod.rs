@@ -68,6 +68,10 @@ pub enum StoreError {
     /// of the job was applied.
     #[error("{0}")]
     SignerRemoved(String),
+    /// The key's policy bindings changed after the signature was judged; nothing of the job
+    /// was applied.
+    #[error("{0}")]
+    PoliciesChanged(String),
 }
 
 /// Result alias of the storage layer.

@@ -141,6 +141,10 @@ pub(crate) async fn set_bindings(
             .bind(key_id)
             .execute(&mut *conn)
             .await?;
+        sqlx::query("UPDATE keys SET policies_version = policies_version + 1 WHERE id = $1")
+            .bind(key_id)
+            .execute(&mut *conn)
+            .await?;
         for b in bindings {
             sqlx::query(
                 "INSERT INTO policy_bindings (key_id, position, policy_id, settings, bound_at, \
@@ -208,6 +212,20 @@ impl Store {
     }
 
     /// A key's bindings in order.
+    /// The policies version of `key_id` (bumped with every change of its bindings) and its
+    /// bindings, in order. The version is read first: bindings that changed in between come
+    /// with the older version, which the writer's gate then refuses (never the reverse).
+    pub async fn key_bindings_versioned(&self, key_id: &str) -> Result<(i64, Vec<BindingRow>)> {
+        let version: Option<i64> = on_pool!(self.pool(), |pool| sqlx::query_scalar(
+            "SELECT policies_version FROM keys WHERE id = $1"
+        )
+        .bind(key_id)
+        .fetch_optional(pool)
+        .await)?;
+        Ok((version.unwrap_or(0), self.key_bindings(key_id).await?))
+    }
+
+    /// A key's bindings, in order.
     pub async fn key_bindings(&self, key_id: &str) -> Result<Vec<BindingRow>> {
         on_pool!(self.pool(), |pool| {
             let rows =

@@ -75,6 +75,10 @@ async fn a_limit_holds_across_nodes_under_parallel_requests() {
         async move { sign(node, &id, format!("race {i}").as_bytes()).await }
     });
     let results = futures_util::future::join_all(calls).await;
+    let seen: Vec<String> = results
+        .iter()
+        .map(|(s, b)| format!("{} {}", s.as_u16(), b["code"]))
+        .collect();
     let mut signed = 0;
     for (status, body) in &results {
         if *status == StatusCode::OK {
@@ -87,7 +91,7 @@ async fn a_limit_holds_across_nodes_under_parallel_requests() {
     }
     assert!(
         (1..=3).contains(&signed),
-        "a limit of 3 over two nodes signed {signed} times"
+        "a limit of 3 over two nodes signed {signed} times: {seen:?}"
     );
     let recorded = one
         .scalar("SELECT COUNT(*) FROM sign_requests WHERE status = 'signed'")
@@ -144,4 +148,37 @@ async fn a_key_disabled_on_one_node_signs_nowhere_at_once() {
         .scalar("SELECT COUNT(*) FROM sign_requests WHERE status = 'signed'")
         .await;
     assert_eq!(signed, 20, "only the signatures made before each disable");
+}
+
+#[tokio::test]
+async fn policies_bound_on_one_node_judge_the_next_signature_on_the_other() {
+    let Some((one, two)) = two_nodes().await else {
+        return;
+    };
+    let rate = upload(&one, "rate-limit", &example_wasm("rate-limit"), json!({})).await;
+    for trial in 0..10 {
+        let key = one.create_key(&format!("rebound-{trial}"), "ed25519").await;
+        let id = key["id"].as_str().unwrap();
+        // The other node has judged the key under its (empty) bindings and cached them.
+        let (status, body) = sign(&two, id, b"before").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        // One signature per hour, and this key has made it.
+        let (status, body) = bind(&one, id, &[(&rate, json!({"max_per_hour": 1}))]).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let (status, body) = sign(&two, id, b"after").await;
+        assert!(body.get("signature").is_none(), "{body}");
+        if status == StatusCode::CONFLICT {
+            // Judged under the old bindings and refused by the writer: sent again, it is
+            // judged under the new ones.
+            assert_error(status, &body, StatusCode::CONFLICT, "CONFLICT");
+            let (status, body) = sign(&two, id, b"after").await;
+            assert_error(status, &body, StatusCode::FORBIDDEN, "POLICY_DENIED");
+        } else {
+            assert_error(status, &body, StatusCode::FORBIDDEN, "POLICY_DENIED");
+        }
+    }
+    let signed = one
+        .scalar("SELECT COUNT(*) FROM sign_requests WHERE status = 'signed'")
+        .await;
+    assert_eq!(signed, 10, "only the signatures made before each binding");
 }
