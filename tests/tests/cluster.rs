@@ -1,0 +1,416 @@
+//! Three `keyward serve` nodes on one PostgreSQL database (a throwaway cluster this test
+//! starts with scripts/pg-cluster and removes), with the same KEK and a token issuer from a
+//! JWKS file: keys, limits, revocation and approvals hold whichever node a request reaches,
+//! and a node killed under load loses no acknowledged signature.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use keyward_e2e::{Keyward, assert_error, b64, example_policy, openssl, workspace_root};
+use serde_json::{Value, json};
+
+/// A throwaway PostgreSQL cluster, removed when dropped.
+struct Cluster {
+    dir: PathBuf,
+    url: String,
+}
+
+impl Cluster {
+    fn start(parent: &Path) -> Self {
+        let dir = parent.join("pg");
+        let out = Command::new(workspace_root().join("scripts/pg-cluster"))
+            .arg("start")
+            .arg(&dir)
+            .output()
+            .expect("run scripts/pg-cluster");
+        assert!(
+            out.status.success(),
+            "pg-cluster start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let url = String::from_utf8(out.stdout).unwrap().trim().to_string();
+        Cluster { dir, url }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = Command::new(workspace_root().join("scripts/pg-cluster"))
+            .arg("stop")
+            .arg(&self.dir)
+            .output();
+    }
+}
+
+struct Issuer {
+    key: jsonwebtoken::EncodingKey,
+}
+
+impl Issuer {
+    fn new(work: &Path) -> Self {
+        let (ok, out) = openssl(
+            work,
+            &[
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-out",
+                "issuer.pem",
+            ],
+        );
+        assert!(ok, "{out}");
+        let pem = std::fs::read(work.join("issuer.pem")).unwrap();
+        let key = jsonwebtoken::EncodingKey::from_ec_pem(&pem).unwrap();
+        let mut jwk =
+            jsonwebtoken::jwk::Jwk::from_encoding_key(&key, jsonwebtoken::Algorithm::ES256)
+                .unwrap();
+        jwk.common.key_id = Some("k1".into());
+        std::fs::write(
+            work.join("jwks.json"),
+            serde_json::to_vec(&json!({"keys": [jwk]})).unwrap(),
+        )
+        .unwrap();
+        Issuer { key }
+    }
+
+    fn token(&self, sub: &str, roles: &[&str]) -> String {
+        let now = jsonwebtoken::get_current_timestamp();
+        let claims = json!({"iss": "https://idp.cluster.test", "aud": "keyward", "sub": sub,
+                            "roles": roles, "exp": now + 900, "iat": now});
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        header.kid = Some("k1".into());
+        jsonwebtoken::encode(&header, &claims, &self.key).unwrap()
+    }
+}
+
+fn node(work: &Path, name: &str, url: &str, kek: &str) -> Keyward {
+    let data = work.join(name);
+    std::fs::create_dir_all(&data).unwrap();
+    let config = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+node_id = "{name}"
+[storage]
+data_dir = "{data}"
+url = "{url}"
+max_connections = 8
+[auth]
+[[auth.issuers]]
+issuer = "https://idp.cluster.test"
+audiences = ["keyward"]
+jwks_file = "{jwks}"
+algorithms = ["ES256"]
+[policy]
+default_decision = "allow"
+"#,
+        data = data.display(),
+        jwks = work.join("jwks.json").display(),
+    );
+    let file = work.join(format!("{name}.toml"));
+    std::fs::write(&file, config).unwrap();
+    Keyward::serve(&file, &data, &[("KEYWARD_KEK", kek)])
+}
+
+async fn sign(kw: &Keyward, id: &str, token: &str, message: &[u8]) -> (u16, Value) {
+    kw.call(
+        "POST",
+        &format!("/v1/keys/{id}/sign"),
+        Some(token),
+        Some(&json!({"message": b64(message)})),
+    )
+    .await
+}
+
+async fn create_key(kw: &Keyward, admin: &str, name: &str) -> String {
+    let (s, key) = kw
+        .call(
+            "POST",
+            "/v1/keys",
+            Some(admin),
+            Some(&json!({"name": name, "algorithm": "ed25519"})),
+        )
+        .await;
+    assert_eq!(s, 201, "{key}");
+    key["id"].as_str().unwrap().to_string()
+}
+
+async fn upload_and_bind(kw: &Keyward, admin: &str, key: &str, policy: &str, settings: Value) {
+    let (s, p) = kw
+        .call(
+            "POST",
+            "/v1/policies",
+            Some(admin),
+            Some(&json!({"name": policy, "version": "1.0.0", "module": b64(&example_policy(policy))})),
+        )
+        .await;
+    assert!(s == 201 || s == 409, "{p}");
+    let policy_id = if s == 201 {
+        p["id"].as_str().unwrap().to_string()
+    } else {
+        let (_, list) = kw.call("GET", "/v1/policies", Some(admin), None).await;
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["name"] == policy)
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (s, bound) = kw
+        .call(
+            "PUT",
+            &format!("/v1/keys/{key}/policies"),
+            Some(admin),
+            Some(&json!({"policies": [{"policy_id": policy_id, "settings": settings}]})),
+        )
+        .await;
+    assert_eq!(s, 200, "{bound}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_nodes_on_one_database_keep_every_guarantee() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path();
+    let cluster = Cluster::start(work);
+    let issuer = Issuer::new(work);
+    let kek = "cd".repeat(32);
+    let mut nodes: Vec<Keyward> = ["node-1", "node-2", "node-3"]
+        .iter()
+        .map(|n| node(work, n, &cluster.url, &kek))
+        .collect();
+    let admin = issuer.token("ops", &["admin", "key-admin", "policy-admin", "auditor"]);
+    let app = issuer.token("app", &["signer"]);
+
+    // A key made on node 1 signs on node 3.
+    let key = create_key(&nodes[0], &admin, "shared").await;
+    let (s, body) = sign(&nodes[2], &key, &app, b"from node 3").await;
+    assert_eq!(s, 200, "{body}");
+
+    // A limit of 3, 20 parallel requests spread over the three nodes: at most 3 signatures.
+    let limited = create_key(&nodes[0], &admin, "limited").await;
+    upload_and_bind(
+        &nodes[0],
+        &admin,
+        &limited,
+        "rate-limit",
+        json!({"max_per_hour": 3}),
+    )
+    .await;
+    let calls = (0..20).map(|i| {
+        let (kw, limited, app) = (&nodes[i % 3], &limited, &app);
+        async move { sign(kw, limited, app, format!("race {i}").as_bytes()).await }
+    });
+    let results = futures_util::future::join_all(calls).await;
+    let seen: Vec<String> = results
+        .iter()
+        .map(|(s, b)| format!("{s} {}", b["code"]))
+        .collect();
+    let signed = results.iter().filter(|(s, _)| *s == 200).count();
+    assert!((1..=3).contains(&signed), "{signed} signatures: {seen:?}");
+    for (s, b) in results.iter().filter(|(s, _)| *s != 200) {
+        assert_error(*s, b, 403, "POLICY_DENIED");
+        assert!(b.get("signature").is_none(), "{b}");
+    }
+
+    // Disabled on node 1, refused at once on nodes 2 and 3 (which had it cached as active).
+    for trial in 0..20 {
+        let id = create_key(&nodes[0], &admin, &format!("revoked-{trial}")).await;
+        for kw in &nodes[1..] {
+            let (s, b) = sign(kw, &id, &app, b"warm").await;
+            assert_eq!(s, 200, "{b}");
+        }
+        let (s, b) = nodes[0]
+            .call(
+                "POST",
+                &format!("/v1/keys/{id}/disable"),
+                Some(&admin),
+                None,
+            )
+            .await;
+        assert_eq!(s, 200, "{b}");
+        for kw in &nodes[1..] {
+            let (s, b) = sign(kw, &id, &app, b"after").await;
+            assert_error(s, &b, 409, "KEY_DISABLED");
+            assert!(b.get("signature").is_none(), "{b}");
+        }
+    }
+
+    // 2-of-3 approvals: 8 approvers race over the three nodes; each request is signed once.
+    let treasury = create_key(&nodes[0], &admin, "treasury").await;
+    upload_and_bind(
+        &nodes[0],
+        &admin,
+        &treasury,
+        "approval-above",
+        json!({"max_message_len": 0, "approvals": 2, "approver_roles": ["treasury"]}),
+    )
+    .await;
+    let approvers: Vec<String> = (0..8)
+        .map(|i| issuer.token(&format!("approver-{i}"), &["approver", "treasury"]))
+        .collect();
+    for round in 0..15 {
+        let (s, pending) = sign(
+            &nodes[round % 3],
+            &treasury,
+            &app,
+            format!("wire {round}").as_bytes(),
+        )
+        .await;
+        assert_eq!(s, 202, "{pending}");
+        let id = pending["request_id"].as_str().unwrap().to_string();
+        let votes = approvers.iter().enumerate().map(|(i, token)| {
+            let (kw, id) = (&nodes[(i + round) % 3], &id);
+            async move {
+                kw.call(
+                    "POST",
+                    &format!("/v1/requests/{id}/approve"),
+                    Some(token),
+                    Some(&json!({})),
+                )
+                .await
+            }
+        });
+        let answers = futures_util::future::join_all(votes).await;
+        let signed_answers = answers
+            .iter()
+            .filter(|(s, b)| *s == 200 && b["status"] == "signed")
+            .count();
+        assert!(signed_answers <= 2, "round {round}: {answers:?}");
+        let (s, done) = nodes[0]
+            .call("GET", &format!("/v1/requests/{id}"), Some(&admin), None)
+            .await;
+        assert_eq!(
+            (s, done["status"].as_str()),
+            (200, Some("signed")),
+            "{done}"
+        );
+        let (_, records) = nodes[1]
+            .call(
+                "GET",
+                &format!("/v1/audit?key_id={treasury}&action=sign&limit=500"),
+                Some(&admin),
+                None,
+            )
+            .await;
+        let signed_records = records["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["request_id"] == id.as_str() && r["outcome"] == "ok")
+            .count();
+        assert_eq!(signed_records, 1, "round {round}: {records}");
+    }
+    let (_, sigs) = nodes[2]
+        .call(
+            "GET",
+            &format!("/v1/audit?key_id={treasury}&limit=500"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    let signatures = sigs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["outcome"] == "ok" && r["details"]["signature_sha256"].is_string())
+        .count();
+    assert_eq!(signatures, 15, "one signature per approved request: {sigs}");
+
+    // Node 2 is killed under load: the others keep serving and every acknowledged signature
+    // is in the audit log, which verifies.
+    let load = create_key(&nodes[0], &admin, "load").await;
+    let killed = nodes.remove(1);
+    let (acked, kill) = {
+        let load = &load;
+        let app = &app;
+        let killed_url = killed.url.clone();
+        let mut killed = killed;
+        let survivors = &nodes;
+        let writers = (0..6).map(|w| {
+            let url = if w % 3 == 1 {
+                killed_url.clone()
+            } else {
+                survivors[w % 2].url.clone()
+            };
+            async move {
+                let client = keyward_e2e::client();
+                let mut acked = Vec::new();
+                for i in 0..40 {
+                    let r = client
+                        .post(format!("{url}/v1/keys/{load}/sign"))
+                        .bearer_auth(app)
+                        .json(&json!({"message": b64(format!("load {w} {i}").as_bytes())}))
+                        .send()
+                        .await;
+                    if let Ok(r) = r
+                        && r.status() == 200
+                        && let Ok(body) = r.json::<Value>().await
+                    {
+                        acked.push(body["request_id"].as_str().unwrap_or_default().to_string());
+                    }
+                }
+                acked
+            }
+        });
+        let load_all = futures_util::future::join_all(writers);
+        let kill = async move {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            killed.kill();
+        };
+        let (acked, ()) = tokio::join!(load_all, kill);
+        (acked.concat(), ())
+    };
+    let () = kill;
+    assert!(
+        acked.len() > 40,
+        "the survivors kept signing: {}",
+        acked.len()
+    );
+    let (s, b) = sign(&nodes[1], &load, &app, b"after the kill").await;
+    assert_eq!(s, 200, "{b}");
+    let mut recorded = std::collections::BTreeSet::new();
+    let mut cursor = String::new();
+    loop {
+        let (_, page) = nodes[0]
+            .call(
+                "GET",
+                &format!("/v1/audit?key_id={load}&action=sign&limit=500{cursor}"),
+                Some(&admin),
+                None,
+            )
+            .await;
+        for r in page["items"].as_array().unwrap() {
+            recorded.insert(r["request_id"].as_str().unwrap_or_default().to_string());
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = format!("&cursor={c}"),
+            None => break,
+        }
+    }
+    let lost: Vec<&String> = acked.iter().filter(|id| !recorded.contains(*id)).collect();
+    assert!(
+        lost.is_empty(),
+        "acknowledged but not in the audit log: {lost:?}"
+    );
+    for kw in &mut nodes {
+        kw.stop();
+    }
+    let verify = Command::new(keyward_e2e::keyward_bin())
+        .args(["audit", "verify", "--config"])
+        .arg(work.join("node-1.toml"))
+        .env("KEYWARD_KEK", &kek)
+        .output()
+        .expect("keyward audit verify");
+    assert!(
+        verify.status.success(),
+        "audit verify: {} {}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    drop(cluster);
+}
