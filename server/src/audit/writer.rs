@@ -163,6 +163,7 @@ async fn write_batch(
 ) -> std::result::Result<Vec<Result<Appended>>, StoreError> {
     let mut tx = store.pool().begin_write().await?;
     lock_head(store, &mut tx, head).await?;
+    let locked = std::time::Instant::now();
     let mut gate = KeyGate::load(&mut tx.conn(), batch.iter().flat_map(|j| &j.changes)).await?;
     let mut next = head.clone();
     let mut results = Vec::with_capacity(batch.len());
@@ -188,6 +189,7 @@ async fn write_batch(
             rows::set_head(&mut tx.conn(), next.seq, &next.hash).await?;
         }
         commit(tx, batch, &results).await?;
+        held(locked, batch.len());
         *head = next;
         return Ok(results);
     }
@@ -203,6 +205,7 @@ async fn write_batch_isolated(
 ) -> std::result::Result<Vec<Result<Appended>>, StoreError> {
     let mut tx = store.pool().begin_write().await?;
     lock_head(store, &mut tx, head).await?;
+    let locked = std::time::Instant::now();
     let mut gate = KeyGate::load(&mut tx.conn(), batch.iter().flat_map(|j| &j.changes)).await?;
     let mut next = head.clone();
     let mut results = Vec::with_capacity(batch.len());
@@ -241,8 +244,20 @@ async fn write_batch_isolated(
         rows::set_head(&mut tx.conn(), next.seq, &next.hash).await?;
     }
     commit(tx, batch, &results).await?;
+    held(locked, batch.len());
     *head = next;
     Ok(results)
+}
+
+/// Logs (at debug) how long a committed batch held what serializes the chain: the write lock
+/// of the database on SQLite, the chain head row on PostgreSQL (`scripts/bench --postgres`
+/// reads these lines to work out the cluster's ceiling).
+fn held(locked: std::time::Instant, jobs: usize) {
+    tracing::debug!(
+        jobs,
+        held_us = u64::try_from(locked.elapsed().as_micros()).unwrap_or(u64::MAX),
+        "audit batch committed"
+    );
 }
 
 /// On PostgreSQL, where several nodes append to the one chain, locks the chain head row for
