@@ -421,8 +421,10 @@ mod tests {
             vec![1, 2, 3, 4],
             "the refused job took no place in the chain"
         );
-        let n: i64 =
-            crate::store::scratch::scalar(&store, "SELECT COUNT(*) FROM sign_requests").await;
+        let n: i64 = store
+            .scalar_for_tests("SELECT COUNT(*) FROM sign_requests")
+            .await
+            .expect("count");
         assert_eq!(n, 4);
         // The refused job's signature was not counted either.
         let w = store

@@ -82,16 +82,6 @@ pub(crate) async fn insert_key(store: &Store, id: &str, signers: &str) {
     .expect("insert key");
 }
 
-/// The single integer a query answers (`SELECT COUNT(*) ...`), for tests.
-#[cfg(test)]
-pub(crate) async fn scalar(store: &Store, sql: &'static str) -> i64 {
-    use super::db::on_pool;
-    on_pool!(store.pool(), |p| sqlx::query_scalar::<_, i64>(sql)
-        .fetch_one(p)
-        .await)
-    .expect("scalar query")
-}
-
 #[cfg(test)]
 mod tests {
     #[test]
