@@ -1,7 +1,8 @@
 //! Three `keyward serve` nodes on one PostgreSQL database (a throwaway cluster this test
 //! starts with scripts/pg-cluster and removes), with the same KEK and a token issuer from a
 //! JWKS file: keys, limits, revocation and approvals hold whichever node a request reaches,
-//! and a node killed under load loses no acknowledged signature.
+//! and a node killed under load loses no acknowledged signature. A second test restarts the
+//! database under load: callers get 503, nothing acknowledged is lost, the nodes recover.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -31,6 +32,22 @@ impl Cluster {
         let url = String::from_utf8(out.stdout).unwrap().trim().to_string();
         Cluster { dir, url }
     }
+}
+
+/// Stops the database of the cluster in `dir` at once, as a crash would, and starts it again
+/// on the same port after `down` seconds (blocks until it accepts connections).
+fn restart_database(dir: &Path, down: u32) {
+    let out = Command::new(workspace_root().join("scripts/pg-cluster"))
+        .arg("restart")
+        .arg(dir)
+        .arg(down.to_string())
+        .output()
+        .expect("run scripts/pg-cluster");
+    assert!(
+        out.status.success(),
+        "pg-cluster restart: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 impl Drop for Cluster {
@@ -86,6 +103,11 @@ impl Issuer {
 }
 
 fn node(work: &Path, name: &str, url: &str, kek: &str) -> Keyward {
+    node_with(work, name, url, kek, "")
+}
+
+/// A node whose `[storage]` section has `storage` added.
+fn node_with(work: &Path, name: &str, url: &str, kek: &str, storage: &str) -> Keyward {
     let data = work.join(name);
     std::fs::create_dir_all(&data).unwrap();
     let config = format!(
@@ -97,6 +119,7 @@ node_id = "{name}"
 data_dir = "{data}"
 url = "{url}"
 max_connections = 8
+{storage}
 [auth]
 [[auth.issuers]]
 issuer = "https://idp.cluster.test"
@@ -170,6 +193,49 @@ async fn upload_and_bind(kw: &Keyward, admin: &str, key: &str, policy: &str, set
         )
         .await;
     assert_eq!(s, 200, "{bound}");
+}
+
+/// Every `sign` record of `key`: its request id and the node that wrote it.
+async fn sign_records(kw: &Keyward, auditor: &str, key: &str) -> Vec<(String, String)> {
+    let mut records = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let (s, page) = kw
+            .call(
+                "GET",
+                &format!("/v1/audit?key_id={key}&action=sign&limit=500{cursor}"),
+                Some(auditor),
+                None,
+            )
+            .await;
+        assert_eq!(s, 200, "{page}");
+        for r in page["items"].as_array().unwrap() {
+            records.push((
+                r["request_id"].as_str().unwrap_or_default().to_string(),
+                r["node_id"].as_str().unwrap_or_default().to_string(),
+            ));
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = format!("&cursor={c}"),
+            None => return records,
+        }
+    }
+}
+
+/// `keyward audit verify --config node-1.toml` passes.
+fn audit_verify(work: &Path, kek: &str) {
+    let verify = Command::new(keyward_e2e::keyward_bin())
+        .args(["audit", "verify", "--config"])
+        .arg(work.join("node-1.toml"))
+        .env("KEYWARD_KEK", kek)
+        .output()
+        .expect("keyward audit verify");
+    assert!(
+        verify.status.success(),
+        "audit verify: {} {}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -253,7 +319,7 @@ async fn three_nodes_on_one_database_keep_every_guarantee() {
     let approvers: Vec<String> = (0..8)
         .map(|i| issuer.token(&format!("approver-{i}"), &["approver", "treasury"]))
         .collect();
-    for round in 0..15 {
+    for round in 0..50 {
         let (s, pending) = sign(
             &nodes[round % 3],
             &treasury,
@@ -319,7 +385,7 @@ async fn three_nodes_on_one_database_keep_every_guarantee() {
         .iter()
         .filter(|r| r["outcome"] == "ok" && r["details"]["signature_sha256"].is_string())
         .count();
-    assert_eq!(signatures, 15, "one signature per approved request: {sigs}");
+    assert_eq!(signatures, 50, "one signature per approved request: {sigs}");
 
     // Node 2 is killed under load: the others keep serving and every acknowledged signature
     // is in the audit log, which verifies.
@@ -373,26 +439,24 @@ async fn three_nodes_on_one_database_keep_every_guarantee() {
     );
     let (s, b) = sign(&nodes[1], &load, &app, b"after the kill").await;
     assert_eq!(s, 200, "{b}");
-    let mut recorded = std::collections::BTreeSet::new();
-    let mut cursor = String::new();
-    loop {
-        let (_, page) = nodes[0]
-            .call(
-                "GET",
-                &format!("/v1/audit?key_id={load}&action=sign&limit=500{cursor}"),
-                Some(&admin),
-                None,
-            )
-            .await;
-        for r in page["items"].as_array().unwrap() {
-            recorded.insert(r["request_id"].as_str().unwrap_or_default().to_string());
-        }
-        match page["next_cursor"].as_str() {
-            Some(c) => cursor = format!("&cursor={c}"),
-            None => break,
-        }
-    }
-    let lost: Vec<&String> = acked.iter().filter(|id| !recorded.contains(*id)).collect();
+    let records = sign_records(&nodes[0], &admin, &load).await;
+    let recorded: std::collections::BTreeSet<&str> =
+        records.iter().map(|(id, _)| id.as_str()).collect();
+    // Each record names the node that wrote it: the killed node's too, up to its death.
+    let writers: std::collections::BTreeSet<&str> =
+        records.iter().map(|(_, node)| node.as_str()).collect();
+    assert!(
+        writers.is_subset(&["node-1", "node-2", "node-3"].into()),
+        "{writers:?}"
+    );
+    assert!(
+        writers.contains("node-1") && writers.contains("node-3"),
+        "{writers:?}"
+    );
+    let lost: Vec<&String> = acked
+        .iter()
+        .filter(|id| !recorded.contains(id.as_str()))
+        .collect();
     assert!(
         lost.is_empty(),
         "acknowledged but not in the audit log: {lost:?}"
@@ -400,17 +464,130 @@ async fn three_nodes_on_one_database_keep_every_guarantee() {
     for kw in &mut nodes {
         kw.stop();
     }
-    let verify = Command::new(keyward_e2e::keyward_bin())
-        .args(["audit", "verify", "--config"])
-        .arg(work.join("node-1.toml"))
-        .env("KEYWARD_KEK", &kek)
-        .output()
-        .expect("keyward audit verify");
-    assert!(
-        verify.status.success(),
-        "audit verify: {} {}",
-        String::from_utf8_lossy(&verify.stdout),
-        String::from_utf8_lossy(&verify.stderr)
-    );
+    audit_verify(work, &kek);
+    drop(cluster);
+}
+
+/// What one caller saw during the restart.
+enum Seen {
+    Signed(String),
+    Unavailable,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_database_restarted_under_load_gives_503_loses_nothing_and_the_nodes_recover() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path();
+    let cluster = Cluster::start(work);
+    let issuer = Issuer::new(work);
+    let kek = "ef".repeat(32);
+    // A short wait for a connection, so that callers hear of the outage while it lasts.
+    let storage = "acquire_timeout_ms = 1000";
+    let nodes: Vec<Keyward> = ["node-1", "node-2"]
+        .iter()
+        .map(|n| node_with(work, n, &cluster.url, &kek, storage))
+        .collect();
+    let admin = issuer.token("ops", &["admin", "key-admin", "auditor"]);
+    let app = issuer.token("app", &["signer"]);
+    let key = create_key(&nodes[0], &admin, "steady").await;
+    for kw in &nodes {
+        let (s, b) = sign(kw, &key, &app, b"before").await;
+        assert_eq!(s, 200, "{b}");
+    }
+
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let writers = (0..6).map(|w| {
+        let (kw, key, app, stop) = (&nodes[w % 2], &key, &app, &stop);
+        async move {
+            let mut seen = Vec::new();
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                i += 1;
+                let (s, b) = sign(kw, key, app, format!("load {w} {i}").as_bytes()).await;
+                match s {
+                    200 => {
+                        assert!(b["signature"].is_string(), "{b}");
+                        seen.push(Seen::Signed(b["request_id"].as_str().unwrap().to_string()));
+                    }
+                    503 => {
+                        // The usual error body, and no signature.
+                        let code = b["code"].as_str().unwrap_or_default();
+                        assert!(
+                            code == "DATABASE_UNAVAILABLE" || code == "AUDIT_UNAVAILABLE",
+                            "{b}"
+                        );
+                        assert_error(s, &b, 503, code);
+                        seen.push(Seen::Unavailable);
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                    _ => panic!("{w}/{i}: {s} {b}"),
+                }
+            }
+            seen
+        }
+    });
+    let outage = async {
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        // Down for 4 s, longer than a caller waits for a connection.
+        let restart = {
+            let dir = cluster.dir.clone();
+            std::thread::spawn(move || restart_database(&dir, 4))
+        };
+        // Readiness reports the database while it is away.
+        let mut not_ready = None;
+        for _ in 0..40 {
+            let (s, b) = nodes[1].call("GET", "/health/ready", None, None).await;
+            if s == 503 {
+                not_ready = Some(b);
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        restart.join().expect("restart");
+        // Both nodes sign again, without a restart of their own.
+        for kw in &nodes {
+            let mut recovered = false;
+            for _ in 0..120 {
+                let (s, _) = sign(kw, &key, &app, b"recovered?").await;
+                if s == 200 {
+                    recovered = true;
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            }
+            assert!(recovered, "{} did not recover", kw.url);
+        }
+        // Some more load after the recovery, then the writers stop.
+        tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        not_ready
+    };
+    let (seen, not_ready) = tokio::join!(futures_util::future::join_all(writers), outage);
+    let not_ready = not_ready.expect("/health/ready answered 503 while the database was down");
+    assert_eq!(not_ready["status"], "unavailable", "{not_ready}");
+    assert_ne!(not_ready["checks"]["database"], "ok", "{not_ready}");
+    let (s, ready) = nodes[1].call("GET", "/health/ready", None, None).await;
+    assert_eq!(s, 200, "ready again: {ready}");
+    assert_eq!(ready["checks"]["database"], "ok", "{ready}");
+
+    let seen: Vec<Seen> = seen.into_iter().flatten().collect();
+    let acked: Vec<&str> = seen
+        .iter()
+        .filter_map(|s| match s {
+            Seen::Signed(id) => Some(id.as_str()),
+            Seen::Unavailable => None,
+        })
+        .collect();
+    let refused = seen.len() - acked.len();
+    eprintln!("restart under load: {} signed, {refused} answered 503", acked.len());
+    assert!(refused > 0, "no caller was told of the outage");
+    assert!(acked.len() > 20, "signed {} times", acked.len());
+    let records = sign_records(&nodes[0], &admin, &key).await;
+    let recorded: std::collections::BTreeSet<&str> =
+        records.iter().map(|(id, _)| id.as_str()).collect();
+    let lost: Vec<&&str> = acked.iter().filter(|id| !recorded.contains(**id)).collect();
+    assert!(lost.is_empty(), "acknowledged but not recorded: {lost:?}");
+    drop(nodes);
+    audit_verify(work, &kek);
     drop(cluster);
 }

@@ -42,6 +42,9 @@ pub struct AuditRecordView {
     pub request_id: Option<String>,
     /// Details (intent, policy verdict, signature hash...).
     pub details: serde_json::Value,
+    /// The node that wrote the record (`[server] node_id`); absent on records written
+    /// before nodes were recorded. Covered by the record's hash.
+    pub node_id: Option<String>,
     /// Previous record's hash, hex.
     pub prev_hash: String,
     /// This record's hash, hex.
@@ -63,6 +66,7 @@ impl AuditRecordView {
             },
             key_id: row.key_id,
             request_id: row.request_id,
+            node_id: row.node_id,
             prev_hash: hex::encode(row.prev_hash),
             hash: hex::encode(row.hash),
         }
@@ -93,6 +97,8 @@ impl AuditApi {
         subject: Query<Option<String>>,
         /// Only this action, e.g. `sign` or `key.create`.
         action: Query<Option<String>>,
+        /// Only records written by this node (`[server] node_id`).
+        node_id: Query<Option<String>>,
         /// At or after this time (RFC 3339).
         since: Query<Option<String>>,
         /// Before this time (RFC 3339).
@@ -113,6 +119,7 @@ impl AuditApi {
             key_id: key_id.0,
             subject: subject.0,
             action: action.0,
+            node_id: node_id.0,
             since: time(since.0)?,
             until: time(until.0)?,
         };

@@ -3,7 +3,10 @@
 //! `hash = SHA-256("keyward-audit-v1" || field...)` where each field is an 8-byte big-endian
 //! length followed by its bytes (absent optional fields use the length `u64::MAX` and no
 //! bytes), over: seq (decimal), ts, action, outcome, actor issuer, actor subject, key id,
-//! request id, details (exact stored text) and the previous hash.
+//! request id, details (exact stored text) and the previous hash; then, for records that name
+//! the node that wrote them (every record since nodes were recorded), the node id. A record
+//! without a node hashes as records always did, so older chains keep verifying, and a node id
+//! removed from or added to a stored record breaks its hash like any other edit.
 
 use std::ops::ControlFlow;
 
@@ -35,6 +38,9 @@ pub fn record_hash(row: &AuditRow) -> [u8; 32] {
     field(row.request_id.as_deref().map(str::as_bytes));
     field(Some(row.details.as_bytes()));
     field(Some(&row.prev_hash));
+    if let Some(node) = &row.node_id {
+        field(Some(node.as_bytes()));
+    }
     h.finalize().into()
 }
 
@@ -129,6 +135,7 @@ mod tests {
             request_id: Some("r".into()),
             details: "{}".into(),
             prev_hash: prev,
+            node_id: Some("node-a".into()),
             hash: vec![],
         };
         r.hash = record_hash(&r).to_vec();
@@ -157,6 +164,15 @@ mod tests {
         variants.push(r);
         let mut r = base.clone();
         r.actor_subject = "x".into();
+        variants.push(r);
+        let mut r = base.clone();
+        r.node_id = Some("node-b".into());
+        variants.push(r);
+        let mut r = base.clone();
+        r.node_id = None;
+        variants.push(r);
+        let mut r = base.clone();
+        r.node_id = Some(String::new());
         variants.push(r);
         for v in variants {
             assert_ne!(record_hash(&v), h, "{v:?}");

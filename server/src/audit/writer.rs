@@ -170,7 +170,16 @@ async fn write_batch(
     let mut refused = false;
     let mut writes = DeferredWrites::default();
     for job in batch.iter() {
-        match write_job(&mut tx.conn(), &mut gate, &next, job, &mut writes).await {
+        match write_job(
+            &mut tx.conn(),
+            store.node_id(),
+            &mut gate,
+            &next,
+            job,
+            &mut writes,
+        )
+        .await
+        {
             Ok(appended) => {
                 next = appended.0;
                 results.push(Ok(appended.1));
@@ -215,7 +224,15 @@ async fn write_batch_isolated(
         // gate starts again from the state before it.
         let mut job_gate = gate.clone();
         let mut writes = DeferredWrites::default();
-        let written = match write_job(&mut tx.conn(), &mut job_gate, &next, job, &mut writes).await
+        let written = match write_job(
+            &mut tx.conn(),
+            store.node_id(),
+            &mut job_gate,
+            &next,
+            job,
+            &mut writes,
+        )
+        .await
         {
             Ok(appended) => writes.write(&mut tx.conn()).await.map(|()| appended),
             Err(e) => Err(e),
@@ -312,9 +329,11 @@ async fn commit(
 }
 
 /// Checks and applies one job's changes (deferring what `writes` takes) and chains its
-/// record after `head` into `writes`; returns the new head and where the record landed.
+/// record, written by `node_id`, after `head` into `writes`; returns the new head and where
+/// the record landed.
 async fn write_job<'a>(
     conn: &mut Conn<'_>,
+    node_id: &str,
     gate: &mut KeyGate,
     head: &Head,
     job: &'a Job,
@@ -340,6 +359,7 @@ async fn write_job<'a>(
         details: serde_json::to_string(&event.details)
             .map_err(|e| StoreError::Corrupt(format!("audit details: {e}")))?,
         prev_hash: head.hash.clone(),
+        node_id: Some(node_id.to_string()),
         hash: Vec::new(),
     };
     row.hash = record_hash(&row).to_vec();

@@ -295,6 +295,7 @@ impl SigningPath {
             Decision::Allow => {}
             Decision::Deny { reason } => {
                 let reason = reason.clone();
+                release(reservation).await;
                 outcome
                     .record_refusal(SignStatus::Denied, ErrorCode::PolicyDenied, &reason)
                     .await?;
@@ -304,6 +305,7 @@ impl SigningPath {
                 });
             }
             Decision::RequireApproval { .. } => {
+                release(reservation).await;
                 return outcome
                     .record_pending(&case.intent.to_sign, options)
                     .await
@@ -320,6 +322,7 @@ impl SigningPath {
                     KeyError::InvalidInput(_) => ErrorCode::InvalidRequest,
                     _ => ErrorCode::BackendUnavailable,
                 };
+                release(reservation).await;
                 outcome
                     .record_refusal(SignStatus::Failed, code, &err.to_string())
                     .await?;
@@ -332,5 +335,13 @@ impl SigningPath {
             .record_signature(signature, reservation)
             .await
             .map(Submitted::Signed)
+    }
+}
+
+/// Gives back the usage a request reserved when it ends without a signature, before its
+/// answer leaves: the caller's next request must not find it still counted.
+async fn release(reservation: Option<crate::store::pending::Reservation>) {
+    if let Some(r) = reservation {
+        r.release().await;
     }
 }

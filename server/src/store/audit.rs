@@ -32,6 +32,9 @@ pub struct AuditRow {
     pub details: String,
     /// The previous record's hash (32 zero bytes for seq 1).
     pub prev_hash: Vec<u8>,
+    /// The node that wrote the record (`[server] node_id`); `None` on records written before
+    /// nodes were recorded.
+    pub node_id: Option<String>,
     /// This record's hash.
     pub hash: Vec<u8>,
 }
@@ -45,6 +48,8 @@ pub struct AuditFilter {
     pub subject: Option<String>,
     /// Only this action.
     pub action: Option<String>,
+    /// Only records written by this node.
+    pub node_id: Option<String>,
     /// At or after this time (RFC 3339 UTC, as stored).
     pub since: Option<String>,
     /// Before this time.
@@ -63,6 +68,7 @@ fn from_row(row: &impl DbRow) -> Result<AuditRow> {
         request_id: row.try_get("request_id")?,
         details: row.try_get("details")?,
         prev_hash: row.try_get("prev_hash")?,
+        node_id: row.try_get("node_id")?,
         hash: row.try_get("hash")?,
     })
 }
@@ -117,7 +123,8 @@ impl Store {
              AND ($6 IS NULL OR action = $7) \
              AND ($8 IS NULL OR ts >= $9) \
              AND ($10 IS NULL OR ts < $11) \
-             ORDER BY seq DESC LIMIT $12",
+             AND ($12 IS NULL OR node_id = $13) \
+             ORDER BY seq DESC LIMIT $14",
             )
             .bind(before.unwrap_or(i64::MAX))
             .bind(&filter.key_id)
@@ -130,6 +137,8 @@ impl Store {
             .bind(&filter.since)
             .bind(&filter.until)
             .bind(&filter.until)
+            .bind(&filter.node_id)
+            .bind(&filter.node_id)
             .bind(i64::from(limit))
             .fetch_all(pool)
             .await?;

@@ -168,7 +168,7 @@ async fn insert_audit(conn: &mut Conn<'_>, rows: &[AuditRow]) -> Result<()> {
     on_conn!(conn, |conn| {
         let mut q = QueryBuilder::new(
             "INSERT INTO audit_log (seq, ts, action, outcome, actor_issuer, actor_subject, key_id, \
-         request_id, details, prev_hash, hash) ",
+         request_id, details, prev_hash, hash, node_id) ",
         );
         q.push_values(rows, |mut b, row| {
             b.push_bind(row.seq)
@@ -181,7 +181,8 @@ async fn insert_audit(conn: &mut Conn<'_>, rows: &[AuditRow]) -> Result<()> {
                 .push_bind(&row.request_id)
                 .push_bind(&row.details)
                 .push_bind(&row.prev_hash)
-                .push_bind(&row.hash);
+                .push_bind(&row.hash)
+                .push_bind(&row.node_id);
         });
         q.build().persistent(false).execute(&mut *conn).await?;
         Ok(())

@@ -94,6 +94,14 @@ impl Reservation {
         }
     }
 
+    /// Gives the reservation back now, for a request that ends without a signature (on
+    /// PostgreSQL a round trip: awaited, so that the answer leaves after it).
+    pub async fn release(mut self) {
+        if let Kind::Shared(r) = &mut self.kind {
+            r.release().await;
+        }
+    }
+
     pub(super) fn from_shared(r: super::shared::SharedReservation) -> Self {
         Reservation {
             kind: Kind::Shared(r),

@@ -9,7 +9,8 @@
 //! requests racing for the last unit of a limit, the later to insert sees the earlier's row, so
 //! at most one of them gets it, whichever node each runs on.
 //!
-//! A request that is denied, fails or waits for approval deletes its rows when it ends. The
+//! A request that is denied, fails or waits for approval deletes its rows before it answers
+//! (one that fails on the way, when it is dropped, in the background). The
 //! rows of a node that died stop counting after [`RESERVATION_TTL`] seconds (longer than any
 //! request is in flight) and are removed by the pruning every node runs (an idempotent delete).
 
@@ -45,9 +46,30 @@ impl SharedReservation {
     pub(crate) fn taken(&self) {
         self.taken.store(true, Ordering::SeqCst);
     }
+
+    /// Deletes the rows now, for a request that ends without a signature: once its answer
+    /// is out, the caller's next request finds nothing of it counted.
+    pub(crate) async fn release(&mut self) {
+        if self.ids.is_empty() || self.taken.load(Ordering::SeqCst) {
+            return;
+        }
+        let ids = std::mem::take(&mut self.ids);
+        give_back(&self.pool, &ids).await;
+    }
+}
+
+/// Deletes reservation rows by id, outside any transaction of the writer.
+const DELETE_ROWS: &str = "DELETE FROM usage_reservations WHERE id = ANY($1)";
+
+async fn give_back(pool: &PgPool, ids: &[i64]) {
+    if let Err(e) = sqlx::query(DELETE_ROWS).bind(ids).execute(pool).await {
+        tracing::warn!(error = %e, "a usage reservation could not be given back; it expires");
+    }
 }
 
 impl Drop for SharedReservation {
+    /// A reservation dropped without `release` (a request that failed on the way) is given
+    /// back in the background.
     fn drop(&mut self) {
         if self.ids.is_empty() || self.taken.load(Ordering::SeqCst) {
             return;
@@ -56,15 +78,7 @@ impl Drop for SharedReservation {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        runtime.spawn(async move {
-            let done = sqlx::query("DELETE FROM usage_reservations WHERE id = ANY($1)")
-                .bind(&ids)
-                .execute(&pool)
-                .await;
-            if let Err(e) = done {
-                tracing::warn!(error = %e, "a usage reservation could not be given back; it expires");
-            }
-        });
+        runtime.spawn(async move { give_back(&pool, &ids).await });
     }
 }
 
@@ -160,10 +174,7 @@ pub(crate) async fn take(conn: &mut Conn<'_>, ids: &[i64]) -> Result<()> {
         return Ok(());
     }
     if let Conn::Postgres(c) = conn {
-        sqlx::query("DELETE FROM usage_reservations WHERE id = ANY($1)")
-            .bind(ids)
-            .execute(&mut **c)
-            .await?;
+        sqlx::query(DELETE_ROWS).bind(ids).execute(&mut **c).await?;
     }
     Ok(())
 }

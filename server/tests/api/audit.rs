@@ -63,6 +63,31 @@ async fn admin_actions_and_signatures_are_chained_and_filterable() {
     assert_eq!(sign["outcome"], "ok");
     assert_eq!(sign["details"]["intent"]["kind"], "raw");
     assert!(sign["details"]["signature_sha256"].is_string());
+    // Every record names the node that wrote it, and the log filters by node.
+    let node = server.state.config().node_id.clone();
+    assert!(!node.is_empty());
+    assert!(
+        items.iter().all(|r| r["node_id"] == node.as_str()),
+        "{page}"
+    );
+    let (_, by_node) = server
+        .call(
+            "GET",
+            &format!("/v1/audit?node_id={node}&limit=100"),
+            Some(&auditor),
+            None,
+        )
+        .await;
+    assert_eq!(by_node["items"].as_array().unwrap().len(), 9);
+    let (_, elsewhere) = server
+        .call(
+            "GET",
+            "/v1/audit?node_id=no-such-node",
+            Some(&auditor),
+            None,
+        )
+        .await;
+    assert!(elsewhere["items"].as_array().unwrap().is_empty());
 
     let (_, by_subject) = server
         .call(
@@ -126,6 +151,26 @@ async fn verification_names_the_edited_or_missing_record() {
         .await
         .unwrap();
     assert_eq!(report.broken.as_ref().map(|b| b.0), Some(3), "{report:?}");
+
+    // The node that wrote a record is hashed with it: neither renamed nor erased unnoticed.
+    for edit in [
+        "UPDATE audit_log SET node_id = 'elsewhere' WHERE seq = 2",
+        "UPDATE audit_log SET node_id = NULL WHERE seq = 2",
+    ] {
+        let server = setup().await;
+        for i in 0..3 {
+            server.create_key(&format!("k{i}"), "ed25519").await;
+        }
+        server.sql(edit).await;
+        let report = keyward_server::audit::verify(server.state.signing().store())
+            .await
+            .unwrap();
+        assert_eq!(
+            report.broken.as_ref().map(|b| b.0),
+            Some(2),
+            "{edit}: {report:?}"
+        );
+    }
 
     let server = setup().await;
     for i in 0..6 {
