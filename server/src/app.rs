@@ -152,6 +152,7 @@ impl AppState {
             approvals: config.approvals.clone(),
         });
         crate::approvals::spawn_background(signing.clone());
+        spawn_reservation_vacuum(store.clone());
         spawn_usage_pruning(store);
         Ok(AppState(Arc::new(Inner {
             auth,
@@ -207,6 +208,29 @@ async fn check_kek(store: &Store, kek: &Kek) -> Result<(), StartError> {
         .open(kek, KEK_CHECK, Algorithm::Ed25519)
         .map(|_| ())
         .map_err(|_| StartError::WrongKek)
+}
+
+/// On PostgreSQL, vacuums the usage reservations every second (see
+/// `Store::vacuum_reservations`). A failure is logged once (e.g. a database role that does not
+/// own the table); the loop keeps trying, as the next attempt may succeed.
+fn spawn_reservation_vacuum(store: Store) {
+    if store.dialect() != crate::store::Dialect::Postgres {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut failing = false;
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            match store.vacuum_reservations().await {
+                Ok(()) => failing = false,
+                Err(e) if !failing => {
+                    failing = true;
+                    tracing::warn!(error = %e, "vacuuming the usage reservations failed; reads of usage slow down until it succeeds");
+                }
+                Err(_) => {}
+            }
+        }
+    });
 }
 
 /// Drops usage buckets no policy window can reach any more: at start, then every hour.

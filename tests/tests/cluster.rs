@@ -579,7 +579,10 @@ async fn a_database_restarted_under_load_gives_503_loses_nothing_and_the_nodes_r
         })
         .collect();
     let refused = seen.len() - acked.len();
-    eprintln!("restart under load: {} signed, {refused} answered 503", acked.len());
+    eprintln!(
+        "restart under load: {} signed, {refused} answered 503",
+        acked.len()
+    );
     assert!(refused > 0, "no caller was told of the outage");
     assert!(acked.len() > 20, "signed {} times", acked.len());
     let records = sign_records(&nodes[0], &admin, &key).await;

@@ -220,6 +220,9 @@ pub struct Store {
     node_id: std::sync::Arc<str>,
 }
 
+/// A PostgreSQL connection idle for longer than this is pinged before it is used again.
+const IDLE_PING_AFTER: Duration = Duration::from_secs(1);
+
 impl Store {
     /// Opens (creating if missing) the SQLite database at `path`, runs migrations and checks
     /// that WAL, `synchronous=FULL` and foreign keys are in force.
@@ -236,9 +239,12 @@ impl Store {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
+        // A connection is pinged when it goes back to the pool; a ping when it is taken again
+        // would be one more hop to SQLite's thread for every query, for a local file.
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .min_connections(1)
+            .test_before_acquire(false)
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
@@ -261,10 +267,23 @@ impl Store {
         if let Some(password) = &options.password {
             connect = connect.password(password);
         }
+        // sqlx pings every connection as it goes back to the pool. A connection taken again
+        // soon after is pinged no more (a round trip per query saved); one idle for longer is,
+        // so that one the database dropped meanwhile (a restart) is replaced rather than
+        // failing a request.
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
             .min_connections(1)
             .acquire_timeout(options.acquire_timeout)
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for > IDLE_PING_AFTER {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_with(connect)
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;

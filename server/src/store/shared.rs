@@ -17,7 +17,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use sqlx::{PgPool, QueryBuilder};
+use ruint::aliases::U256;
+use sqlx::PgPool;
 
 use super::db::{Conn, DbRow, Pool};
 use super::pending::{InFlight, Reservation};
@@ -96,29 +97,34 @@ impl Store {
         };
         let mut ids: Vec<i64> = Vec::new();
         if !own.is_empty() {
-            let mut q = QueryBuilder::new(
-                "INSERT INTO usage_reservations (node_id, scope, metric, count, amount, created_unix) ",
-            );
-            let mut rows = Vec::with_capacity(own.len());
+            // One statement text whatever the number of rows: prepared once per connection.
+            let mut scope = Vec::with_capacity(own.len());
+            let mut metric = Vec::with_capacity(own.len());
+            let mut count = Vec::with_capacity(own.len());
+            let mut amount = Vec::with_capacity(own.len());
             for d in &own {
-                let count = i64::try_from(d.count)
-                    .map_err(|_| StoreError::Corrupt("usage count out of range".into()))?;
-                rows.push((d, count, d.amount.to_string()));
+                scope.push(d.scope.as_str());
+                metric.push(d.metric.as_str());
+                count.push(
+                    i64::try_from(d.count)
+                        .map_err(|_| StoreError::Corrupt("usage count out of range".into()))?,
+                );
+                amount.push(d.amount.to_string());
             }
-            q.push_values(&rows, |mut b, (d, count, amount)| {
-                b.push_bind(self.node_id())
-                    .push_bind(&d.scope)
-                    .push_bind(&d.metric)
-                    .push_bind(*count)
-                    .push_bind(amount)
-                    .push_bind(now);
-            });
-            q.push(" RETURNING id");
-            ids = q
-                .build_query_scalar::<i64>()
-                .persistent(false)
-                .fetch_all(pool)
-                .await?;
+            ids = sqlx::query_scalar::<_, i64>(
+                "INSERT INTO usage_reservations (node_id, scope, metric, count, amount, created_unix) \
+                 SELECT $1, scope, metric, count, amount, $2 \
+                 FROM UNNEST($3::TEXT[], $4::TEXT[], $5::BIGINT[], $6::TEXT[]) AS r (scope, metric, count, amount) \
+                 RETURNING id",
+            )
+            .bind(self.node_id())
+            .bind(now)
+            .bind(&scope)
+            .bind(&metric)
+            .bind(&count)
+            .bind(&amount)
+            .fetch_all(pool)
+            .await?;
         }
         let reservation = Reservation::from_shared(SharedReservation {
             ids,
@@ -126,9 +132,13 @@ impl Store {
             taken: Default::default(),
         });
         let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
+        // Summed in the database: one row per scope and metric, however many requests are in
+        // flight (each of them has rows in the same scopes).
         let rows = sqlx::query(
-            "SELECT scope, metric, count, amount FROM usage_reservations \
-             WHERE scope = ANY($1) AND created_unix >= $2 AND NOT (id = ANY($3))",
+            "SELECT scope, metric, CAST(SUM(count) AS BIGINT), CAST(SUM(CAST(amount AS NUMERIC)) AS TEXT) \
+             FROM usage_reservations \
+             WHERE scope = ANY($1) AND created_unix >= $2 AND NOT (id = ANY($3)) \
+             GROUP BY scope, metric",
         )
         .bind(&scopes)
         .bind(now - RESERVATION_TTL)
@@ -149,10 +159,26 @@ impl Store {
                 metric: row.try_get(1)?,
                 at_unix: now,
                 count: count.max(0) as u64,
-                amount: super::usage::parse_amount(&amount)?,
+                amount: sum_of_amounts(&amount)?,
             });
         }
         Ok((InFlight::of_rows(others), reservation))
+    }
+
+    /// Vacuums the reservations table (PostgreSQL; nothing on SQLite). Every sign request
+    /// inserts and deletes rows there, and a reader of a scope walks every dead row version
+    /// still in the table's indexes; autovacuum visits a table at most once per
+    /// `autovacuum_naptime` (a minute by default), by which time tens of thousands of dead
+    /// versions slow every read. Run every second by each node (`SKIP_LOCKED`: a node that
+    /// finds another node's vacuum running skips its turn).
+    pub async fn vacuum_reservations(&self) -> Result<()> {
+        let Pool::Postgres(pool) = self.pool() else {
+            return Ok(());
+        };
+        sqlx::raw_sql("VACUUM (SKIP_LOCKED) usage_reservations")
+            .execute(pool)
+            .await?;
+        Ok(())
     }
 
     /// Removes the reservations that expired (every node may run it at any time).
@@ -168,6 +194,21 @@ impl Store {
     }
 }
 
+/// Reads a sum of reserved amounts: a decimal integer, saturated at the largest amount a
+/// counter holds (a sum of amounts that each fit may not).
+fn sum_of_amounts(sum: &str) -> Result<U256> {
+    if sum.is_empty() {
+        return Err(StoreError::Corrupt(
+            "an empty sum of reserved amounts".into(),
+        ));
+    }
+    match super::usage::parse_amount(sum) {
+        Ok(amount) => Ok(amount),
+        Err(_) if sum.bytes().all(|b| b.is_ascii_digit()) => Ok(U256::MAX),
+        Err(e) => Err(e),
+    }
+}
+
 /// Deletes the reservation rows `ids` inside the transaction that records their usage.
 pub(crate) async fn take(conn: &mut Conn<'_>, ids: &[i64]) -> Result<()> {
     if ids.is_empty() {
@@ -177,4 +218,55 @@ pub(crate) async fn take(conn: &mut Conn<'_>, ids: &[i64]) -> Result<()> {
         sqlx::query(DELETE_ROWS).bind(ids).execute(&mut **c).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Dialect;
+
+    #[test]
+    fn a_sum_beyond_the_largest_amount_saturates_and_garbage_is_refused() {
+        assert_eq!(sum_of_amounts("12").unwrap(), U256::from(12));
+        let beyond = format!("{}0", U256::MAX);
+        assert_eq!(sum_of_amounts(&beyond).unwrap(), U256::MAX);
+        for bad in ["", "1.5", "-3", "x"] {
+            assert!(sum_of_amounts(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// On PostgreSQL: a reader gets the other requests' reservations summed per scope and
+    /// metric (amounts beyond 2^256 saturated), never its own, and no longer those given back.
+    #[tokio::test]
+    async fn a_reader_gets_the_others_summed_and_not_its_own() {
+        let (_dir, store) = crate::store::scratch::store().await;
+        if store.dialect() != Dialect::Postgres {
+            return;
+        }
+        let now = 1_800_000_000;
+        let d = |metric: &str, count: u64, amount: U256| UsageDelta {
+            scope: "key:k".into(),
+            metric: metric.into(),
+            at_unix: now,
+            count,
+            amount,
+        };
+        let reserve = |own: Vec<UsageDelta>| store.reserve_usage(&["key:k"], own, now);
+        let (_, a) = reserve(vec![d("m1", 1, U256::from(5)), d("m2", 1, U256::MAX)])
+            .await
+            .unwrap();
+        let (_, _b) = reserve(vec![d("m1", 2, U256::from(7)), d("m2", 1, U256::from(1))])
+            .await
+            .unwrap();
+        let (seen, _own) = reserve(vec![d("m1", 40, U256::from(100))]).await.unwrap();
+        let m1 = seen.window("key:k", "m1", 0);
+        assert_eq!((m1.count_hour, m1.amount_hour), (3, U256::from(12)));
+        let m2 = seen.window("key:k", "m2", 0);
+        assert_eq!((m2.count_hour, m2.amount_hour), (2, U256::MAX));
+        a.release().await;
+        let (seen, _) = reserve(Vec::new()).await.unwrap();
+        let m1 = seen.window("key:k", "m1", 0);
+        // `_b` and the third reservation are still held.
+        assert_eq!((m1.count_hour, m1.amount_hour), (42, U256::from(107)));
+    }
 }
