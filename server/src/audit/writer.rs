@@ -190,13 +190,16 @@ async fn write_batch(
             }
         }
     }
-    if !refused && writes.write(&mut tx.conn()).await.is_err() {
-        refused = true;
+    if !refused {
+        // The records, the head and the taking of the reservations in one go (one statement
+        // on PostgreSQL).
+        writes.finish(
+            (next.seq, next.hash.clone()),
+            reserved_rows(batch, &results),
+        );
+        refused = writes.write(&mut tx.conn()).await.is_err();
     }
     if !refused {
-        if next.seq != head.seq {
-            rows::set_head(&mut tx.conn(), next.seq, &next.hash).await?;
-        }
         commit(tx, batch, &results).await?;
         held(locked, batch.len());
         *head = next;
@@ -260,10 +263,26 @@ async fn write_batch_isolated(
     if next.seq != head.seq {
         rows::set_head(&mut tx.conn(), next.seq, &next.hash).await?;
     }
+    // On PostgreSQL the reservations are rows: gone in the transaction that adds their usage.
+    crate::store::shared::take(&mut tx.conn(), &reserved_rows(batch, &results)).await?;
     commit(tx, batch, &results).await?;
     held(locked, batch.len());
     *head = next;
     Ok(results)
+}
+
+/// The usage reservation rows (PostgreSQL) of the jobs of `batch` that are recorded: the
+/// batch's transaction deletes them with the usage it adds (see `store::shared`).
+fn reserved_rows(batch: &[Job], results: &[Result<Appended>]) -> Vec<i64> {
+    let mut rows = Vec::new();
+    for (job, result) in batch.iter().zip(results) {
+        if let (Some(reservation), Ok(_)) = (&job.reservation, result)
+            && let Some(shared) = reservation.shared()
+        {
+            rows.extend_from_slice(shared.ids());
+        }
+    }
+    rows
 }
 
 /// Logs (at debug) how long a committed batch held what serializes the chain: the write lock
@@ -293,25 +312,20 @@ async fn lock_head(
     Ok(())
 }
 
-/// Commits a batch and gives back its usage reservations. Each reservation is first marked
-/// with the `seq` of the record that carries its usage, so a reader whose snapshot of the
-/// counters already holds the record does not count it again (see `store::pending`).
+/// Commits a batch (whose transaction deleted its reservation rows on PostgreSQL) and gives
+/// back its usage reservations. Each reservation is first marked with the `seq` of the record
+/// that carries its usage, so a reader whose snapshot of the counters already holds the record
+/// does not count it again (see `store::pending`).
 async fn commit(
-    mut tx: Tx,
+    tx: Tx,
     batch: &mut [Job],
     results: &[Result<Appended>],
 ) -> std::result::Result<(), StoreError> {
-    let mut shared = Vec::new();
     for (job, result) in batch.iter().zip(results) {
         if let (Some(reservation), Ok(appended)) = (&job.reservation, result) {
             reservation.recorded_at(appended.seq);
-            if let Some(rows) = reservation.shared() {
-                shared.extend_from_slice(rows.ids());
-            }
         }
     }
-    // On PostgreSQL the reservations are rows: gone in the transaction that adds their usage.
-    crate::store::shared::take(&mut tx.conn(), &shared).await?;
     let done = tx.commit().await;
     if done.is_ok() {
         for (job, result) in batch.iter().zip(results) {

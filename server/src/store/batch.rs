@@ -4,8 +4,9 @@
 //!
 //! Only changes that nothing later in the same transaction reads are deferred to the end of
 //! the batch: inserted sign requests and count-only usage additions (which commute with every
-//! other usage change). Every other change is applied in order, as before. The statements are
-//! plain multi-row `INSERT ... VALUES` and `ON CONFLICT DO UPDATE`, which PostgreSQL speaks too.
+//! other usage change). Every other change is applied in order, as before. On SQLite the
+//! statements are multi-row `INSERT ... VALUES` (and `ON CONFLICT DO UPDATE`); on PostgreSQL
+//! the same inserts take their rows as arrays (see `postgres`).
 
 use std::collections::BTreeMap;
 
@@ -30,6 +31,10 @@ pub(crate) struct DeferredWrites<'a> {
     requests: Vec<&'a SignRequestRow>,
     counts: BTreeMap<Bucket, i64>,
     audit: Vec<AuditRow>,
+    /// The chain head after the batch, when it is to be written with the rest.
+    head: Option<(i64, Vec<u8>)>,
+    /// Usage reservation rows (PostgreSQL) the batch's usage takes.
+    taken: Vec<i64>,
 }
 
 impl<'a> DeferredWrites<'a> {
@@ -95,19 +100,42 @@ impl<'a> DeferredWrites<'a> {
         self.audit.push(row);
     }
 
+    /// Also writes the chain head after the batch, and takes the usage reservation rows
+    /// `taken` (see `store::shared`): the whole batch in one statement on PostgreSQL.
+    pub(crate) fn finish(&mut self, head: (i64, Vec<u8>), taken: Vec<i64>) {
+        self.head = Some(head);
+        self.taken = taken;
+    }
+
     /// Writes everything deferred. A reused idempotency key fails the whole statement with
     /// `Conflict`; the writer then writes the batch again job by job.
     pub(crate) async fn write(self, conn: &mut Conn<'_>) -> Result<()> {
+        let counts: Vec<(Bucket, i64)> = self.counts.into_iter().collect();
+        if let Conn::Postgres(c) = conn {
+            return postgres::write(
+                c,
+                &self.requests,
+                &counts,
+                &self.audit,
+                self.head,
+                &self.taken,
+            )
+            .await;
+        }
         for chunk in self.requests.chunks(CHUNK) {
             insert_requests(conn, chunk).await?;
         }
-        let counts: Vec<(Bucket, i64)> = self.counts.into_iter().collect();
         for chunk in counts.chunks(CHUNK) {
             add_counts(conn, chunk).await?;
         }
         for chunk in self.audit.chunks(CHUNK) {
             insert_audit(conn, chunk).await?;
         }
+        if let Some((seq, hash)) = &self.head {
+            super::audit::set_head(conn, *seq, hash).await?;
+        }
+        // Reservations are rows only on PostgreSQL.
+        debug_assert!(self.taken.is_empty());
         Ok(())
     }
 }
@@ -187,4 +215,96 @@ async fn insert_audit(conn: &mut Conn<'_>, rows: &[AuditRow]) -> Result<()> {
         q.build().persistent(false).execute(&mut *conn).await?;
         Ok(())
     })
+}
+
+/// On PostgreSQL the whole batch is one statement: each table's rows bound as arrays
+/// (`UNNEST`) in a data-modifying `WITH` clause each, with the head update and the taking of
+/// the reservation rows. The statement text does not depend on the number of rows, so it is
+/// prepared once per connection instead of parsed and planned for every batch with hundreds
+/// of parameters, and it is one round trip while the chain head lock is held, not five.
+mod postgres {
+    use sqlx::PgConnection;
+
+    use super::{AuditRow, Bucket, Result, SignRequestRow, conflict_or};
+
+    const BATCH: &str = "WITH \
+        requests AS (INSERT INTO sign_requests (id, key_id, issuer, subject, operation, status, \
+            intent, decision, idempotency_key, body_hash, response, error_code, error_message, \
+            created_at, created_unix) \
+            SELECT * FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], \
+            $6::TEXT[], $7::TEXT[], $8::TEXT[], $9::TEXT[], $10::BYTEA[], $11::TEXT[], \
+            $12::TEXT[], $13::TEXT[], $14::TEXT[], $15::BIGINT[])), \
+        counts AS (INSERT INTO usage_counters (scope, metric, span, bucket, count) \
+            SELECT * FROM UNNEST($16::TEXT[], $17::TEXT[], $18::BIGINT[], $19::BIGINT[], \
+            $20::BIGINT[]) \
+            ON CONFLICT (scope, metric, span, bucket) \
+            DO UPDATE SET count = usage_counters.count + excluded.count), \
+        records AS (INSERT INTO audit_log (seq, ts, action, outcome, actor_issuer, \
+            actor_subject, key_id, request_id, details, prev_hash, hash, node_id) \
+            SELECT * FROM UNNEST($21::BIGINT[], $22::TEXT[], $23::TEXT[], $24::TEXT[], \
+            $25::TEXT[], $26::TEXT[], $27::TEXT[], $28::TEXT[], $29::TEXT[], $30::BYTEA[], \
+            $31::BYTEA[], $32::TEXT[])), \
+        head AS (UPDATE audit_head SET seq = $33, hash = $34 WHERE id = 1 AND $35), \
+        taken AS (DELETE FROM usage_reservations WHERE id = ANY($36)) \
+        SELECT 1";
+
+    pub(super) async fn write(
+        conn: &mut PgConnection,
+        requests: &[&SignRequestRow],
+        counts: &[(Bucket, i64)],
+        audit: &[AuditRow],
+        head: Option<(i64, Vec<u8>)>,
+        taken: &[i64],
+    ) -> Result<()> {
+        let r = requests;
+        let (head_seq, head_hash, set_head) = match head {
+            Some((seq, hash)) => (seq, hash, true),
+            None => (0, Vec::new(), false),
+        };
+        sqlx::query(BATCH)
+            .bind(column(r, |r| r.id.as_str()))
+            .bind(column(r, |r| r.key_id.as_str()))
+            .bind(column(r, |r| r.issuer.as_str()))
+            .bind(column(r, |r| r.subject.as_str()))
+            .bind(column(r, |r| r.operation.as_str()))
+            .bind(column(r, |r| r.status.as_str()))
+            .bind(column(r, |r| r.intent.as_str()))
+            .bind(column(r, |r| r.decision.as_str()))
+            .bind(column(r, |r| r.idempotency_key.as_deref()))
+            .bind(column(r, |r| r.body_hash.as_deref()))
+            .bind(column(r, |r| r.response.as_deref()))
+            .bind(column(r, |r| r.error_code.as_deref()))
+            .bind(column(r, |r| r.error_message.as_deref()))
+            .bind(column(r, |r| r.created_at.as_str()))
+            .bind(column(r, |r| r.created_unix))
+            .bind(column(counts, |((scope, _, _, _), _)| scope.as_str()))
+            .bind(column(counts, |((_, metric, _, _), _)| metric.as_str()))
+            .bind(column(counts, |((_, _, span, _), _)| *span))
+            .bind(column(counts, |((_, _, _, bucket), _)| *bucket))
+            .bind(column(counts, |(_, n)| *n))
+            .bind(column(audit, |a| a.seq))
+            .bind(column(audit, |a| a.ts.as_str()))
+            .bind(column(audit, |a| a.action.as_str()))
+            .bind(column(audit, |a| a.outcome.as_str()))
+            .bind(column(audit, |a| a.actor_issuer.as_str()))
+            .bind(column(audit, |a| a.actor_subject.as_str()))
+            .bind(column(audit, |a| a.key_id.as_deref()))
+            .bind(column(audit, |a| a.request_id.as_deref()))
+            .bind(column(audit, |a| a.details.as_str()))
+            .bind(column(audit, |a| a.prev_hash.as_slice()))
+            .bind(column(audit, |a| a.hash.as_slice()))
+            .bind(column(audit, |a| a.node_id.as_deref()))
+            .bind(head_seq)
+            .bind(head_hash)
+            .bind(set_head)
+            .bind(taken)
+            .execute(conn)
+            .await
+            .map_err(|e| conflict_or(e, || "idempotency key already used".into()))?;
+        Ok(())
+    }
+
+    fn column<'a, R, T>(rows: &'a [R], f: impl Fn(&'a R) -> T) -> Vec<T> {
+        rows.iter().map(f).collect()
+    }
 }
