@@ -195,6 +195,20 @@ async fn upload_and_bind(kw: &Keyward, admin: &str, key: &str, policy: &str, set
     assert_eq!(s, 200, "{bound}");
 }
 
+/// One query's answer through `psql` (unaligned, `|` between columns).
+fn psql(url: &str, sql: &str) -> String {
+    let out = Command::new("psql")
+        .args([url, "-XAtc", sql])
+        .output()
+        .expect("run psql");
+    assert!(
+        out.status.success(),
+        "psql: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
 /// Every `sign` record of `key`: its request id and the node that wrote it.
 async fn sign_records(kw: &Keyward, auditor: &str, key: &str) -> Vec<(String, String)> {
     let mut records = Vec::new();
@@ -483,10 +497,30 @@ async fn a_database_restarted_under_load_gives_503_loses_nothing_and_the_nodes_r
     let kek = "ef".repeat(32);
     // A short wait for a connection, so that callers hear of the outage while it lasts.
     let storage = "acquire_timeout_ms = 1000";
-    let nodes: Vec<Keyward> = ["node-1", "node-2"]
-        .iter()
-        .map(|n| node_with(work, n, &cluster.url, &kek, storage))
-        .collect();
+    // Three nodes start together on the empty database: each migration is applied once.
+    let mut nodes: Vec<Keyward> = std::thread::scope(|scope| {
+        let starting: Vec<_> = ["node-1", "node-2", "node-3"]
+            .iter()
+            .map(|n| scope.spawn(|| node_with(work, n, &cluster.url, &kek, storage)))
+            .collect();
+        starting
+            .into_iter()
+            .map(|s| s.join().expect("node start"))
+            .collect()
+    });
+    let migrations = psql(
+        &cluster.url,
+        "SELECT COUNT(*), COUNT(DISTINCT version), BOOL_AND(success) FROM _sqlx_migrations",
+    );
+    let applied = std::fs::read_dir(workspace_root().join("server/migrations/postgres"))
+        .unwrap()
+        .count();
+    assert_eq!(
+        migrations,
+        format!("{applied}|{applied}|t"),
+        "each migration once"
+    );
+    nodes.truncate(2);
     let admin = issuer.token("ops", &["admin", "key-admin", "auditor"]);
     let app = issuer.token("app", &["signer"]);
     let key = create_key(&nodes[0], &admin, "steady").await;

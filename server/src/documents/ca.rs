@@ -23,11 +23,11 @@ use x509_cert::time::Validity;
 
 use super::algorithms::{KeySigner, RawSignature, key_algorithm};
 use super::{DocumentError, Documents, Result, server_actor};
-use crate::audit::{AuditEvent, AuditLog};
+use crate::audit::{AuditError, AuditEvent, AuditLog};
 use crate::auth::Principal;
 use crate::config::DocumentsConfig;
 use crate::keys::{Algorithm, KeyBackend, RsaScheme, SigningKey, SoftwareBackend};
-use crate::store::{CaRow, StateChange, Store};
+use crate::store::{CaRow, StateChange, Store, StoreError};
 
 /// The id the CA key is sealed under (bound into the sealed blob's AAD).
 const CA_KEY_ID: &str = "internal-ca";
@@ -141,15 +141,11 @@ pub(super) async fn load_or_create(
     public_url: &str,
 ) -> Result<Ca> {
     if let Some(row) = store.certificate_authority().await? {
-        let algorithm: Algorithm = row.algorithm.parse().map_err(|e: String| {
-            DocumentError::Store(crate::store::StoreError::Corrupt(format!("CA: {e}")))
-        })?;
-        let key = software.load(CA_KEY_ID, algorithm, &row.material)?;
-        return Ca::from_parts(row.certificate, algorithm, key);
+        return stored(row, software);
     }
-    let software = software.clone();
+    let slot = software.clone();
     let algorithm = config.ca_algorithm;
-    let made = tokio::task::spawn_blocking(move || software.generate(CA_KEY_ID, algorithm))
+    let made = tokio::task::spawn_blocking(move || slot.generate(CA_KEY_ID, algorithm))
         .await
         .map_err(|e| DocumentError::Encoding(format!("CA key generation task failed: {e}")))??;
     let subject = Name::from_str(&config.ca_subject)
@@ -197,13 +193,33 @@ pub(super) async fn load_or_create(
             "crl_url": format!("{public_url}/v1/ca/crl"),
         }),
     };
-    audit
+    let created = audit
         .append(
-            vec![StateChange::PutCertificateAuthority(Box::new(row))],
+            vec![StateChange::CreateCertificateAuthority(Box::new(row))],
             event,
         )
-        .await?;
-    Ok(ca)
+        .await;
+    match created {
+        Ok(_) => Ok(ca),
+        // Another node starting at the same time stored its CA first: use that one.
+        Err(AuditError::Rejected(StoreError::Conflict(_))) => {
+            let row = store.certificate_authority().await?.ok_or_else(|| {
+                DocumentError::Store(StoreError::Corrupt("the internal CA vanished".into()))
+            })?;
+            stored(row, software)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The stored CA, its key opened from the software slot.
+fn stored(row: CaRow, software: &SoftwareBackend) -> Result<Ca> {
+    let algorithm: Algorithm = row
+        .algorithm
+        .parse()
+        .map_err(|e: String| DocumentError::Store(StoreError::Corrupt(format!("CA: {e}"))))?;
+    let key = software.load(CA_KEY_ID, algorithm, &row.material)?;
+    Ca::from_parts(row.certificate, algorithm, key)
 }
 
 impl Documents {
@@ -294,5 +310,45 @@ impl Documents {
             .await?;
         self.set_ca(ca);
         Ok(self.ca())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::Kek;
+
+    /// Two nodes starting together on one empty database both find no CA and make one: the
+    /// first stored wins, the other takes it, and one `ca.create` is recorded.
+    #[tokio::test]
+    async fn nodes_making_the_ca_at_once_end_with_the_one_stored() {
+        let (_dir, store) = crate::store::scratch::store().await;
+        let table: toml::Table =
+            toml::from_str("[storage]\ndata_dir = \"d\"\n[auth]\ndev_issuer = true\n").unwrap();
+        let kek = ("KEYWARD_KEK".to_string(), "ab".repeat(32));
+        let config = crate::config::Config::from_table(
+            table,
+            std::iter::once(kek),
+            std::path::Path::new("/"),
+        )
+        .unwrap();
+        let software = SoftwareBackend::new(Kek::from_bytes([0xab; 32]));
+        // One writer serializes the two (as one database serializes the nodes' writers).
+        let one = AuditLog::start(store.clone()).await.unwrap();
+        let two = one.clone();
+        let docs = &config.documents;
+        let (a, b) = tokio::join!(
+            load_or_create(docs, &store, &one, &software, "http://one"),
+            load_or_create(docs, &store, &two, &software, "http://two"),
+        );
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert_eq!(a.pem().unwrap(), b.pem().unwrap());
+        let stored = store.certificate_authority().await.unwrap().unwrap();
+        assert_eq!(a.certificate.to_der().unwrap(), stored.certificate);
+        let made = store
+            .scalar_for_tests("SELECT COUNT(*) FROM audit_log WHERE action = 'ca.create'")
+            .await
+            .unwrap();
+        assert_eq!(made, 1);
     }
 }

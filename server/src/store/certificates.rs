@@ -170,26 +170,33 @@ pub(crate) async fn revoke(conn: &mut Conn<'_>, id: &str, at: &str, reason: &str
     })
 }
 
-pub(crate) async fn put_ca(conn: &mut Conn<'_>, row: &CaRow) -> Result<()> {
-    on_conn!(conn, |conn| {
-        sqlx::query(
-            "INSERT INTO certificate_authority (id, algorithm, certificate, material, source, crl, \
+/// Stores the internal CA: replacing the one stored (`replace`, an import) or only when there is
+/// none yet (a CA made at first start; `Conflict` when another node made one first).
+pub(crate) async fn put_ca(conn: &mut Conn<'_>, row: &CaRow, replace: bool) -> Result<()> {
+    let sql = if replace {
+        "INSERT INTO certificate_authority (id, algorithm, certificate, material, source, crl, \
          crl_number, created_at, updated_at) VALUES (1, $1, $2, $3, $4, $5, $6, $7, $8) \
          ON CONFLICT (id) DO UPDATE SET algorithm = excluded.algorithm, \
          certificate = excluded.certificate, material = excluded.material, \
          source = excluded.source, crl = excluded.crl, crl_number = excluded.crl_number, \
-         updated_at = excluded.updated_at",
-        )
-        .bind(&row.algorithm)
-        .bind(&row.certificate)
-        .bind(&row.material)
-        .bind(&row.source)
-        .bind(&row.crl)
-        .bind(row.crl_number)
-        .bind(&row.created_at)
-        .bind(&row.updated_at)
-        .execute(conn)
-        .await?;
+         updated_at = excluded.updated_at"
+    } else {
+        "INSERT INTO certificate_authority (id, algorithm, certificate, material, source, crl, \
+         crl_number, created_at, updated_at) VALUES (1, $1, $2, $3, $4, $5, $6, $7, $8)"
+    };
+    on_conn!(conn, |conn| {
+        sqlx::query(sql)
+            .bind(&row.algorithm)
+            .bind(&row.certificate)
+            .bind(&row.material)
+            .bind(&row.source)
+            .bind(&row.crl)
+            .bind(row.crl_number)
+            .bind(&row.created_at)
+            .bind(&row.updated_at)
+            .execute(conn)
+            .await
+            .map_err(|e| conflict_or(e, || "an internal CA exists already".into()))?;
         Ok(())
     })
 }

@@ -131,8 +131,11 @@ pub enum StateChange {
         /// RFC 5280 reason name.
         reason: String,
     },
-    /// The internal CA was created or imported.
+    /// The internal CA was imported (replacing the one stored).
     PutCertificateAuthority(Box<CaRow>),
+    /// The internal CA was made at first start; refused (`Conflict`) when the database has one
+    /// already, e.g. made by another node starting at the same time.
+    CreateCertificateAuthority(Box<CaRow>),
     /// The internal CA published a new CRL.
     SetCrl {
         /// The CRL, DER.
@@ -447,7 +450,10 @@ pub(crate) async fn apply_change(conn: &mut Conn<'_>, change: &StateChange) -> R
         StateChange::RevokeCertificate { id, at, reason } => {
             certificates::revoke(conn, id, at, reason).await
         }
-        StateChange::PutCertificateAuthority(row) => certificates::put_ca(conn, row).await,
+        StateChange::PutCertificateAuthority(row) => certificates::put_ca(conn, row, true).await,
+        StateChange::CreateCertificateAuthority(row) => {
+            certificates::put_ca(conn, row, false).await
+        }
         StateChange::SetCrl { crl, number, at } => {
             certificates::set_crl(conn, crl, *number, at).await
         }
