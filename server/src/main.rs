@@ -111,18 +111,39 @@ enum AuditCommand {
     },
 }
 
+/// The time of a log line, then the name of the node (`[server] node_id`) for `keyward
+/// serve`, whose nodes may log to one place.
+struct NodeTime(Option<String>);
+
+impl tracing_subscriber::fmt::time::FormatTime for NodeTime {
+    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
+        tracing_subscriber::fmt::time::SystemTime.format_time(w)?;
+        match &self.0 {
+            Some(node) => write!(w, " node={node}"),
+            None => Ok(()),
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
+    // The configuration of `serve` is read first, for the node's name in every log line.
+    let serving = match &cli.command {
+        Command::Serve { config } => Some(keyward_server::config::Config::load(config)?),
+        _ => None,
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("KEYWARD_LOG")
                 .unwrap_or_else(|_| "info,sqlx=warn".into()),
         )
+        .with_timer(NodeTime(serving.as_ref().map(|c| c.node_id.clone())))
         .with_writer(std::io::stderr)
         .init();
-    match Cli::parse().command {
-        Command::Serve { config } => {
-            let config = keyward_server::config::Config::load(&config)?;
+    match cli.command {
+        Command::Serve { .. } => {
+            let config = serving.context("the configuration was read above")?;
             commands::serve(config, |_, url| {
                 println!("listening: {url}");
                 Ok(())
@@ -220,5 +241,28 @@ fn policy_command(command: PolicyCommand) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tracing_subscriber::fmt::format::Writer;
+    use tracing_subscriber::fmt::time::FormatTime as _;
+
+    use super::NodeTime;
+
+    #[test]
+    fn serve_names_its_node_after_the_time_of_each_line() {
+        let mut line = String::new();
+        NodeTime(Some("keyward-b".into()))
+            .format_time(&mut Writer::new(&mut line))
+            .unwrap();
+        assert!(line.starts_with("20"), "{line}");
+        assert!(line.ends_with(" node=keyward-b"), "{line}");
+        let mut line = String::new();
+        NodeTime(None)
+            .format_time(&mut Writer::new(&mut line))
+            .unwrap();
+        assert!(!line.contains("node="), "{line}");
     }
 }
