@@ -19,35 +19,31 @@ struct Cluster {
 impl Cluster {
     fn start(parent: &Path) -> Self {
         let dir = parent.join("pg");
-        let out = Command::new(workspace_root().join("scripts/pg-cluster"))
-            .arg("start")
-            .arg(&dir)
-            .output()
-            .expect("run scripts/pg-cluster");
-        assert!(
-            out.status.success(),
-            "pg-cluster start: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let url = String::from_utf8(out.stdout).unwrap().trim().to_string();
+        let url = pg_cluster("start", &dir, &[]).trim().to_string();
         Cluster { dir, url }
     }
+}
+
+/// Runs `scripts/pg-cluster COMMAND DIR ARGS...`, which must succeed; returns its stdout.
+fn pg_cluster(command: &str, dir: &Path, args: &[&str]) -> String {
+    let out = Command::new(workspace_root().join("scripts/pg-cluster"))
+        .arg(command)
+        .arg(dir)
+        .args(args)
+        .output()
+        .expect("run scripts/pg-cluster");
+    assert!(
+        out.status.success(),
+        "pg-cluster {command}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }
 
 /// Stops the database of the cluster in `dir` at once, as a crash would, and starts it again
 /// on the same port after `down` seconds (blocks until it accepts connections).
 fn restart_database(dir: &Path, down: u32) {
-    let out = Command::new(workspace_root().join("scripts/pg-cluster"))
-        .arg("restart")
-        .arg(dir)
-        .arg(down.to_string())
-        .output()
-        .expect("run scripts/pg-cluster");
-    assert!(
-        out.status.success(),
-        "pg-cluster restart: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    pg_cluster("restart", dir, &[&down.to_string()]);
 }
 
 impl Drop for Cluster {

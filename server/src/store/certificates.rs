@@ -173,16 +173,22 @@ pub(crate) async fn revoke(conn: &mut Conn<'_>, id: &str, at: &str, reason: &str
 /// Stores the internal CA: replacing the one stored (`replace`, an import) or only when there is
 /// none yet (a CA made at first start; `Conflict` when another node made one first).
 pub(crate) async fn put_ca(conn: &mut Conn<'_>, row: &CaRow, replace: bool) -> Result<()> {
+    macro_rules! insert {
+        () => {
+            "INSERT INTO certificate_authority (id, algorithm, certificate, material, source, \
+             crl, crl_number, created_at, updated_at) VALUES (1, $1, $2, $3, $4, $5, $6, $7, $8)"
+        };
+    }
     let sql = if replace {
-        "INSERT INTO certificate_authority (id, algorithm, certificate, material, source, crl, \
-         crl_number, created_at, updated_at) VALUES (1, $1, $2, $3, $4, $5, $6, $7, $8) \
-         ON CONFLICT (id) DO UPDATE SET algorithm = excluded.algorithm, \
-         certificate = excluded.certificate, material = excluded.material, \
-         source = excluded.source, crl = excluded.crl, crl_number = excluded.crl_number, \
-         updated_at = excluded.updated_at"
+        concat!(
+            insert!(),
+            " ON CONFLICT (id) DO UPDATE SET algorithm = excluded.algorithm, \
+             certificate = excluded.certificate, material = excluded.material, \
+             source = excluded.source, crl = excluded.crl, crl_number = excluded.crl_number, \
+             updated_at = excluded.updated_at"
+        )
     } else {
-        "INSERT INTO certificate_authority (id, algorithm, certificate, material, source, crl, \
-         crl_number, created_at, updated_at) VALUES (1, $1, $2, $3, $4, $5, $6, $7, $8)"
+        insert!()
     };
     on_conn!(conn, |conn| {
         sqlx::query(sql)

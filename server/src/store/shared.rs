@@ -51,11 +51,17 @@ impl SharedReservation {
     /// Deletes the rows now, for a request that ends without a signature: once its answer
     /// is out, the caller's next request finds nothing of it counted.
     pub(crate) async fn release(&mut self) {
-        if self.ids.is_empty() || self.taken.load(Ordering::SeqCst) {
-            return;
+        if let Some(ids) = self.untaken_rows() {
+            give_back(&self.pool, &ids).await;
         }
-        let ids = std::mem::take(&mut self.ids);
-        give_back(&self.pool, &ids).await;
+    }
+
+    /// The rows still to be given back (none once given back or taken), at most once.
+    fn untaken_rows(&mut self) -> Option<Vec<i64>> {
+        if self.ids.is_empty() || self.taken.load(Ordering::SeqCst) {
+            return None;
+        }
+        Some(std::mem::take(&mut self.ids))
     }
 }
 
@@ -72,13 +78,13 @@ impl Drop for SharedReservation {
     /// A reservation dropped without `release` (a request that failed on the way) is given
     /// back in the background.
     fn drop(&mut self) {
-        if self.ids.is_empty() || self.taken.load(Ordering::SeqCst) {
+        let Some(ids) = self.untaken_rows() else {
             return;
-        }
-        let (pool, ids) = (self.pool.clone(), std::mem::take(&mut self.ids));
+        };
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
+        let pool = self.pool.clone();
         runtime.spawn(async move { give_back(&pool, &ids).await });
     }
 }
