@@ -76,8 +76,10 @@ pub(super) async fn usable_sad(
         }
         CscAuthorizationStatus::Pending => return Err(invalid_sad()),
     }
+    // Whole seconds: a SAD answered with `expiresIn: N` is usable for at least N seconds (it
+    // expires once the clock has passed its expiry second, not when it reaches it).
     let (_, unix) = crate::clock::now();
-    if row.expires_unix.is_none_or(|e| e <= unix) {
+    if row.expires_unix.is_none_or(|e| e < unix) {
         return Err(CscError::InvalidRequest(
             "SAD expired; call credentials/authorize again".into(),
         ));

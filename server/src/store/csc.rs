@@ -171,7 +171,7 @@ pub(crate) async fn consume(
     on_conn!(conn, |conn| {
         let done = sqlx::query(
             "UPDATE csc_authorizations SET status = 'used', updated_at = $1 \
-         WHERE id = $2 AND sad_hash = $3 AND status = 'issued' AND expires_unix > $4",
+         WHERE id = $2 AND sad_hash = $3 AND status = 'issued' AND expires_unix >= $4",
         )
         .bind(at)
         .bind(id)

@@ -318,15 +318,14 @@ async fn credentials_list_never_shows_another_users_credentials() {
 
 #[tokio::test]
 async fn sad_misuse_is_refused_with_the_csc_error_and_no_signature() {
-    let server = setup_with(|c| c.csc.sad_ttl_seconds = 1).await;
+    let server = setup().await;
     let alice = server.token("alice", &[Role::Signer]);
     let mallory = server.token("mallory", &[Role::Signer]);
     let key = credential(&server, "shared-doc", &[]).await;
     let h1 = digest("contract");
     let h2 = digest("another contract");
 
-    // Another user's SAD: refused like an unknown SAD, and the SAD stays usable... until it
-    // expires (1 s here).
+    // Another user's SAD: refused like an unknown SAD, and the SAD stays usable.
     let (_, auth) = authorize_v2(&server, &alice, &key, std::slice::from_ref(&h1)).await;
     let sad = auth["SAD"].as_str().unwrap().to_string();
     let (status, stolen) = sign_v2(&server, &mallory, &key, &sad, std::slice::from_ref(&h1)).await;
@@ -353,21 +352,15 @@ async fn sad_misuse_is_refused_with_the_csc_error_and_no_signature() {
     // An unknown SAD.
     let (status, forged) = sign_v2(&server, &alice, &key, "AAAA", std::slice::from_ref(&h1)).await;
     assert_csc_error(status, &forged, StatusCode::BAD_REQUEST, "invalid_request");
-    // Expired.
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
-    let (status, expired) = sign_v2(&server, &alice, &key, &sad, std::slice::from_ref(&h1)).await;
-    assert_csc_error(status, &expired, StatusCode::BAD_REQUEST, "invalid_request");
-    assert!(
-        expired["error_description"]
-            .as_str()
-            .unwrap()
-            .contains("SAD expired")
-    );
     assert_eq!(
         signed_records(&server, &key).await,
         0,
         "no signature was made"
     );
+    // After all these refusals the SAD still signs the hash it was issued for, once.
+    let (status, signed) = sign_v2(&server, &alice, &key, &sad, std::slice::from_ref(&h1)).await;
+    assert_eq!(status, StatusCode::OK, "{signed}");
+    assert_eq!(signed_records(&server, &key).await, 1);
 
     // Authorize needs the hashes (SCAL 2) and as many as numSignatures.
     let (status, no_hash) = server
@@ -402,6 +395,33 @@ async fn sad_misuse_is_refused_with_the_csc_error_and_no_signature() {
     keyward_server::audit::verify(server.state.signing().store())
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn an_expired_sad_is_refused_and_signs_nothing() {
+    // Expiry is kept in whole seconds: a SAD of `expiresIn: 1` is gone once two seconds passed.
+    let server = setup_with(|c| c.csc.sad_ttl_seconds = 1).await;
+    let alice = server.token("alice", &[Role::Signer]);
+    let key = credential(&server, "expiring-doc", &[]).await;
+    let h1 = digest("contract");
+    let (_, auth) = authorize_v2(&server, &alice, &key, std::slice::from_ref(&h1)).await;
+    assert_eq!(auth["expiresIn"], 1, "{auth}");
+    let sad = auth["SAD"].as_str().unwrap().to_string();
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let (status, expired) = sign_v2(&server, &alice, &key, &sad, std::slice::from_ref(&h1)).await;
+    assert_csc_error(status, &expired, StatusCode::BAD_REQUEST, "invalid_request");
+    assert!(
+        expired["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("SAD expired"),
+        "{expired}"
+    );
+    assert_eq!(
+        signed_records(&server, &key).await,
+        0,
+        "no signature was made"
+    );
 }
 
 #[tokio::test]
