@@ -294,43 +294,30 @@ impl PolicyStage {
         let key_scope = key_scope(&key.id);
         let principal_scope =
             principal_scope(&request.principal.issuer, &request.principal.subject);
-        let (in_flight, reservation) = self
-            .store
-            .reserve_usage(
-                &[key_scope.as_str(), principal_scope.as_str()],
-                usage,
-                request.unix_time,
-            )
-            .await?;
-        let counted = self
-            .store
-            .signature_context(
-                &key.id,
-                &request.principal.issuer,
-                &request.principal.subject,
-                request.unix_time,
-            )
-            .await?;
         // The counters the spend context of the intent's chain is built from, if it has one.
         let chain = crate::chains::of_intent(&request.intent);
-        let spend = match chain.and_then(|c| Some((c, c.spend_prefix(&request.intent)?))) {
-            Some((chain, prefix)) => {
-                let read = self
-                    .store
-                    .usage_snapshot(&key_scope, &prefix, request.unix_time)
-                    .await?;
-                Some((chain, prefix, read))
-            }
-            None => None,
-        };
-        let mut context = counted.value;
+        let spend_of = chain.and_then(|c| Some((c, c.spend_prefix(&request.intent)?)));
+        let read = self
+            .store
+            .read_usage(crate::store::usage_read::UsageAsk {
+                key_scope: key_scope.clone(),
+                principal_scope: principal_scope.clone(),
+                own: usage,
+                spend_prefix: spend_of.as_ref().map(|(_, prefix)| prefix.clone()),
+                now: request.unix_time,
+            })
+            .await?;
+        let (in_flight, reservation) = (read.in_flight, read.reservation);
+        let counted = read.signatures;
+        let [key_counted, principal_counted] = &counted.value;
+        let mut context = crate::store::policies::signature_counts(key_counted, principal_counted);
         let k = in_flight.window(&key_scope, SIGNATURES, counted.head);
         let p = in_flight.window(&principal_scope, SIGNATURES, counted.head);
         context.key_signatures_last_hour += k.count_hour;
         context.key_signatures_last_day += k.count_day;
         context.principal_signatures_last_hour += p.count_hour;
         context.principal_signatures_last_day += p.count_day;
-        if let Some((chain, prefix, read)) = spend {
+        if let (Some((chain, prefix)), Some(read)) = (spend_of, read.spend) {
             let mut usage = read.value;
             for (metric, more) in in_flight.with_prefix(&key_scope, &prefix, read.head) {
                 usage.entry(metric).or_default().add(&more);

@@ -26,6 +26,7 @@ pub mod requests;
 pub mod scratch;
 pub mod shared;
 pub mod usage;
+pub mod usage_read;
 pub mod wallets;
 
 use std::path::Path;
@@ -221,6 +222,8 @@ pub struct Store {
     pool: Pool,
     pending: std::sync::Arc<pending::PendingUsage>,
     node_id: std::sync::Arc<str>,
+    /// The grouping of this node's usage reads (PostgreSQL), started at the first read.
+    groups: std::sync::Arc<std::sync::OnceLock<usage_read::UsageGroups>>,
 }
 
 /// A PostgreSQL connection idle for longer than this is pinged before it is used again.
@@ -255,6 +258,7 @@ impl Store {
             pool: Pool::Sqlite(pool),
             pending: Default::default(),
             node_id: "keyward".into(),
+            groups: Default::default(),
         };
         store.check_pragmas().await?;
         Ok(store)
@@ -301,6 +305,7 @@ impl Store {
             pool: Pool::Postgres(pool),
             pending: Default::default(),
             node_id: "keyward".into(),
+            groups: Default::default(),
         })
     }
 
@@ -342,6 +347,7 @@ impl Store {
     /// This store as used by the node `node_id` (named in what it writes for other nodes).
     pub fn with_node_id(mut self, node_id: &str) -> Self {
         self.node_id = node_id.into();
+        self.groups = Default::default();
         self
     }
 

@@ -268,16 +268,24 @@ impl Store {
         let counts = self
             .usage_counts([key.as_str(), principal.as_str()], usage::SIGNATURES, now)
             .await?;
-        let [key, principal] = counts.value;
+        let [key, principal] = &counts.value;
         Ok(usage::Snapshot {
-            value: Context {
-                key_signatures_last_hour: key.count_hour,
-                key_signatures_last_day: key.count_day,
-                principal_signatures_last_hour: principal.count_hour,
-                principal_signatures_last_day: principal.count_day,
-                spend: None,
-            },
+            value: signature_counts(key, principal),
             head: counts.head,
         })
+    }
+}
+
+/// The policy context of the signature counters of a key and of a principal.
+pub(crate) fn signature_counts(
+    key: &usage::UsageWindow,
+    principal: &usage::UsageWindow,
+) -> Context {
+    Context {
+        key_signatures_last_hour: key.count_hour,
+        key_signatures_last_day: key.count_day,
+        principal_signatures_last_hour: principal.count_hour,
+        principal_signatures_last_day: principal.count_day,
+        spend: None,
     }
 }

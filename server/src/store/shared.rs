@@ -2,7 +2,7 @@
 //! `pending`, which keeps it in one process).
 //!
 //! A request inserts its reservation rows into `usage_reservations` (committed at once), then
-//! reads the other requests' rows, then the counters. The audit writer deletes the rows in the
+//! reads the other requests' rows and the counters (grouped per node, see `usage_read`). The audit writer deletes the rows in the
 //! transaction that adds the usage to the counters, so a signature is either a row or in the
 //! counters at any instant. The reader takes the rows before the counters: a commit between
 //! the two reads is counted twice (the reader errs towards a denial), never not at all. Of two
@@ -20,9 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use ruint::aliases::U256;
 use sqlx::PgPool;
 
-use super::db::{Conn, DbRow, Pool};
-use super::pending::{InFlight, Reservation};
-use super::usage::UsageDelta;
+use super::db::{Conn, Pool};
 use super::{Result, Store, StoreError};
 
 /// Seconds after which a reservation no longer counts (and may be pruned).
@@ -38,6 +36,15 @@ pub struct SharedReservation {
 }
 
 impl SharedReservation {
+    /// The reservation of the rows `ids`, given back through `pool` unless taken.
+    pub(super) fn new(ids: Vec<i64>, pool: PgPool) -> Self {
+        SharedReservation {
+            ids,
+            pool,
+            taken: Default::default(),
+        }
+    }
+
     /// The row ids.
     pub(crate) fn ids(&self) -> &[i64] {
         &self.ids
@@ -90,87 +97,6 @@ impl Drop for SharedReservation {
 }
 
 impl Store {
-    /// Takes what others reserved in `scopes` and reserves `own`: in this process on SQLite,
-    /// in the database on PostgreSQL. Call it *before* reading the counters.
-    pub async fn reserve_usage(
-        &self,
-        scopes: &[&str],
-        own: Vec<UsageDelta>,
-        now: i64,
-    ) -> Result<(InFlight, Reservation)> {
-        let Pool::Postgres(pool) = self.pool() else {
-            return Ok(self.pending_usage().reserve(scopes, own));
-        };
-        let mut ids: Vec<i64> = Vec::new();
-        if !own.is_empty() {
-            // One statement text whatever the number of rows: prepared once per connection.
-            let mut scope = Vec::with_capacity(own.len());
-            let mut metric = Vec::with_capacity(own.len());
-            let mut count = Vec::with_capacity(own.len());
-            let mut amount = Vec::with_capacity(own.len());
-            for d in &own {
-                scope.push(d.scope.as_str());
-                metric.push(d.metric.as_str());
-                count.push(
-                    i64::try_from(d.count)
-                        .map_err(|_| StoreError::Corrupt("usage count out of range".into()))?,
-                );
-                amount.push(d.amount.to_string());
-            }
-            ids = sqlx::query_scalar::<_, i64>(
-                "INSERT INTO usage_reservations (node_id, scope, metric, count, amount, created_unix) \
-                 SELECT $1, scope, metric, count, amount, $2 \
-                 FROM UNNEST($3::TEXT[], $4::TEXT[], $5::BIGINT[], $6::TEXT[]) AS r (scope, metric, count, amount) \
-                 RETURNING id",
-            )
-            .bind(self.node_id())
-            .bind(now)
-            .bind(&scope)
-            .bind(&metric)
-            .bind(&count)
-            .bind(&amount)
-            .fetch_all(pool)
-            .await?;
-        }
-        let reservation = Reservation::from_shared(SharedReservation {
-            ids,
-            pool: pool.clone(),
-            taken: Default::default(),
-        });
-        let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
-        // Summed in the database: one row per scope and metric, however many requests are in
-        // flight (each of them has rows in the same scopes).
-        let rows = sqlx::query(
-            "SELECT scope, metric, CAST(SUM(count) AS BIGINT), CAST(SUM(CAST(amount AS NUMERIC)) AS TEXT) \
-             FROM usage_reservations \
-             WHERE scope = ANY($1) AND created_unix >= $2 AND NOT (id = ANY($3)) \
-             GROUP BY scope, metric",
-        )
-        .bind(&scopes)
-        .bind(now - RESERVATION_TTL)
-        .bind(
-            reservation
-                .shared()
-                .map(|r| r.ids.clone())
-                .unwrap_or_default(),
-        )
-        .fetch_all(pool)
-        .await?;
-        let mut others = Vec::with_capacity(rows.len());
-        for row in rows {
-            let count: i64 = row.try_get(2)?;
-            let amount: String = row.try_get(3)?;
-            others.push(UsageDelta {
-                scope: row.try_get(0)?,
-                metric: row.try_get(1)?,
-                at_unix: now,
-                count: count.max(0) as u64,
-                amount: sum_of_amounts(&amount)?,
-            });
-        }
-        Ok((InFlight::of_rows(others), reservation))
-    }
-
     /// Vacuums the reservations table (PostgreSQL; nothing on SQLite). Every sign request
     /// inserts and deletes rows there, and a reader of a scope walks every dead row version
     /// still in the table's indexes; autovacuum visits a table at most once per
@@ -202,7 +128,7 @@ impl Store {
 
 /// Reads a sum of reserved amounts: a decimal integer, saturated at the largest amount a
 /// counter holds (a sum of amounts that each fit may not).
-fn sum_of_amounts(sum: &str) -> Result<U256> {
+pub(super) fn sum_of_amounts(sum: &str) -> Result<U256> {
     if sum.is_empty() {
         return Err(StoreError::Corrupt(
             "an empty sum of reserved amounts".into(),
@@ -245,6 +171,8 @@ mod tests {
     /// metric (amounts beyond 2^256 saturated), never its own, and no longer those given back.
     #[tokio::test]
     async fn a_reader_gets_the_others_summed_and_not_its_own() {
+        use crate::store::usage::UsageDelta;
+        use crate::store::usage_read::UsageAsk;
         let (_dir, store) = crate::store::scratch::store().await;
         if store.dialect() != Dialect::Postgres {
             return;
@@ -257,20 +185,30 @@ mod tests {
             count,
             amount,
         };
-        let reserve = |own: Vec<UsageDelta>| store.reserve_usage(&["key:k"], own, now);
-        let (_, a) = reserve(vec![d("m1", 1, U256::from(5)), d("m2", 1, U256::MAX)])
+        let reserve = |own: Vec<UsageDelta>| {
+            store.read_usage(UsageAsk {
+                key_scope: "key:k".into(),
+                principal_scope: "principal:p".into(),
+                own,
+                spend_prefix: None,
+                now,
+            })
+        };
+        let a = reserve(vec![d("m1", 1, U256::from(5)), d("m2", 1, U256::MAX)])
             .await
-            .unwrap();
-        let (_, _b) = reserve(vec![d("m1", 2, U256::from(7)), d("m2", 1, U256::from(1))])
+            .unwrap()
+            .reservation;
+        let _b = reserve(vec![d("m1", 2, U256::from(7)), d("m2", 1, U256::from(1))])
             .await
-            .unwrap();
-        let (seen, _own) = reserve(vec![d("m1", 40, U256::from(100))]).await.unwrap();
-        let m1 = seen.window("key:k", "m1", 0);
+            .unwrap()
+            .reservation;
+        let third = reserve(vec![d("m1", 40, U256::from(100))]).await.unwrap();
+        let m1 = third.in_flight.window("key:k", "m1", 0);
         assert_eq!((m1.count_hour, m1.amount_hour), (3, U256::from(12)));
-        let m2 = seen.window("key:k", "m2", 0);
+        let m2 = third.in_flight.window("key:k", "m2", 0);
         assert_eq!((m2.count_hour, m2.amount_hour), (2, U256::MAX));
         a.release().await;
-        let (seen, _) = reserve(Vec::new()).await.unwrap();
+        let seen = reserve(Vec::new()).await.unwrap().in_flight;
         let m1 = seen.window("key:k", "m1", 0);
         // `_b` and the third reservation are still held.
         assert_eq!((m1.count_hour, m1.amount_hour), (42, U256::from(107)));

@@ -145,7 +145,7 @@ pub struct Snapshot<T> {
 
 /// The first minute bucket of the hour window and the first hour bucket of the day window
 /// ending at `now` (Unix seconds).
-fn window_starts(now: i64) -> (i64, i64) {
+pub(super) fn window_starts(now: i64) -> (i64, i64) {
     (now.div_euclid(MINUTE) - 60, now.div_euclid(HOUR) - 24)
 }
 
