@@ -102,12 +102,14 @@ impl Store {
     /// still in the table's indexes; autovacuum visits a table at most once per
     /// `autovacuum_naptime` (a minute by default), by which time tens of thousands of dead
     /// versions slow every read. Run every second by each node (`SKIP_LOCKED`: a node that
-    /// finds another node's vacuum running skips its turn).
+    /// finds another node's vacuum running skips its turn). `TRUNCATE false` (and the table's
+    /// `vacuum_truncate = false`): cutting off the table's empty last pages needs its exclusive
+    /// lock, which stalls every sign request while the vacuum waits for and holds it.
     pub async fn vacuum_reservations(&self) -> Result<()> {
         let Pool::Postgres(pool) = self.pool() else {
             return Ok(());
         };
-        sqlx::raw_sql("VACUUM (SKIP_LOCKED) usage_reservations")
+        sqlx::raw_sql("VACUUM (SKIP_LOCKED, TRUNCATE false) usage_reservations")
             .execute(pool)
             .await?;
         Ok(())
