@@ -281,9 +281,9 @@ impl PolicyStage {
     }
 
     /// Fills the host context of `request`: the recorded usage plus what requests in flight
-    /// reserved, and reserves `usage` for this request. The reservations are taken first and
-    /// the counters read after, each with the audit head of its snapshot, so every signature
-    /// is counted exactly once (see `store::pending`).
+    /// reserved, and reserves `usage` for this request. The reservation is made first and
+    /// the counters read after, with the audit head of their snapshot, so every signature is
+    /// counted exactly once (see `store::pending` and `store::usage_read`).
     async fn context(
         &self,
         key: &KeyMeta,

@@ -2,12 +2,12 @@
 //! `pending`, which keeps it in one process).
 //!
 //! A request inserts its reservation rows into `usage_reservations` (committed at once), then
-//! reads the other requests' rows and the counters (grouped per node, see `usage_read`). The audit writer deletes the rows in the
+//! reads the other requests' rows and the counters in one snapshot (a node groups these steps
+//! of its requests in flight, see `usage_read`). The audit writer deletes the rows in the
 //! transaction that adds the usage to the counters, so a signature is either a row or in the
-//! counters at any instant. The reader takes the rows before the counters: a commit between
-//! the two reads is counted twice (the reader errs towards a denial), never not at all. Of two
-//! requests racing for the last unit of a limit, the later to insert sees the earlier's row, so
-//! at most one of them gets it, whichever node each runs on.
+//! counters at any instant, and a reader counts it exactly once. Of two requests racing for the
+//! last unit of a limit, the later to insert sees the earlier's row, so at most one of them
+//! gets it, whichever node each runs on.
 //!
 //! A request that is denied, fails or waits for approval deletes its rows before it answers
 //! (one that fails on the way, when it is dropped, in the background). The

@@ -143,6 +143,12 @@ pub struct Snapshot<T> {
     pub head: i64,
 }
 
+/// The end of the range of metrics starting with `prefix`: a prefix match as a range, so the
+/// primary key serves it (metrics are ASCII names).
+pub(super) fn prefix_end(prefix: &str) -> String {
+    format!("{prefix}\u{10FFFF}")
+}
+
 /// The first minute bucket of the hour window and the first hour bucket of the day window
 /// ending at `now` (Unix seconds).
 pub(super) fn window_starts(now: i64) -> (i64, i64) {
@@ -175,8 +181,7 @@ impl Store {
     ) -> Result<Snapshot<BTreeMap<String, UsageWindow>>> {
         on_pool!(self.pool(), |pool| {
             let (minute_from, hour_from) = window_starts(now);
-            // Prefix match as a range so the primary key serves it; metrics are ASCII names.
-            let upper = format!("{metric_prefix}\u{10FFFF}");
+            let upper = prefix_end(metric_prefix);
             let rows = sqlx::query(
                 "SELECT metric, span, count, amount FROM usage_counters \
              WHERE scope = $1 AND metric >= $2 AND metric < $3 \

@@ -279,16 +279,12 @@ async fn read(pool: &PgPool, now: i64, asks: &[&UsageAsk]) -> Result<GroupRead> 
         .iter()
         .filter_map(|a| Some((a.key_scope.as_str(), a.spend_prefix.as_deref()?)))
         .collect();
-    let (spend_scope, spend_from, spend_to): (Vec<&str>, Vec<&str>, Vec<String>) = spend
-        .into_iter()
-        // Prefix match as a range so the primary key serves it; metrics are ASCII names.
-        .map(|(scope, prefix)| (scope, prefix, format!("{prefix}\u{10FFFF}")))
-        .fold(Default::default(), |(mut s, mut f, mut t), (a, b, c)| {
-            s.push(a);
-            f.push(b);
-            t.push(c);
-            (s, f, t)
-        });
+    let (mut spend_scope, mut spend_from, mut spend_to) = (Vec::new(), Vec::new(), Vec::new());
+    for (scope, prefix) in spend {
+        spend_scope.push(scope);
+        spend_from.push(prefix);
+        spend_to.push(usage::prefix_end(prefix));
+    }
     let (minute_from, hour_from) = usage::window_starts(now);
     let rows = sqlx::query(
         "SELECT 0 AS part, scope, metric, CAST(NULL AS BIGINT) AS span, \
