@@ -10,6 +10,8 @@
 //! again with a savepoint per job); if the commit fails, every job in the batch fails and the
 //! head is reloaded.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use tokio::sync::{mpsc, oneshot};
 
 use super::refusals::RefusalLimiter;
@@ -49,6 +51,7 @@ pub struct Appended {
 pub struct AuditLog {
     jobs: mpsc::Sender<Job>,
     refusals: std::sync::Arc<RefusalLimiter>,
+    batches: std::sync::Arc<AtomicU64>,
 }
 
 #[derive(Debug, Clone)]
@@ -62,11 +65,18 @@ impl AuditLog {
     pub async fn start(store: Store) -> std::result::Result<Self, StoreError> {
         let head = load_head(&store).await?;
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(store, head, rx));
+        let batches = std::sync::Arc::new(AtomicU64::new(0));
+        tokio::spawn(run(store, head, rx, batches.clone()));
         Ok(AuditLog {
             jobs: tx,
             refusals: Default::default(),
+            batches,
         })
+    }
+
+    /// How many batches this writer has committed.
+    pub fn batches_committed(&self) -> u64 {
+        self.batches.load(Ordering::Relaxed)
     }
 
     /// Appends `event` and applies `changes` in the same transaction. Returns only after the
@@ -126,12 +136,18 @@ async fn load_head(store: &Store) -> std::result::Result<Head, StoreError> {
     })
 }
 
-async fn run(store: Store, mut head: Head, mut rx: mpsc::Receiver<Job>) {
+async fn run(
+    store: Store,
+    mut head: Head,
+    mut rx: mpsc::Receiver<Job>,
+    batches: std::sync::Arc<AtomicU64>,
+) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let outcomes = write_batch(&store, &mut head, &mut batch).await;
+        let outcomes = write_batch(&store, &mut head, &mut batch, &mut rx).await;
         match outcomes {
             Ok(results) => {
+                batches.fetch_add(1, Ordering::Relaxed);
                 for (job, result) in batch.drain(..).zip(results) {
                     let _ = job.done.send(result);
                 }
@@ -156,14 +172,25 @@ async fn run(store: Store, mut head: Head, mut rx: mpsc::Receiver<Job>) {
 /// round trips to SQLite fewer per job). If any job is refused (e.g. an idempotency key already
 /// used), that transaction is rolled back and the batch is written again job by job, each in
 /// its own savepoint, so one refused job never takes the others down with it.
+///
+/// Jobs that arrive while the transaction begins and waits for what serializes the chain
+/// (another node's batch holds the head on PostgreSQL) join this batch: the wait makes the
+/// batch larger instead of the next one, so several nodes write as few batches as one.
 async fn write_batch(
     store: &Store,
     head: &mut Head,
-    batch: &mut [Job],
+    batch: &mut Vec<Job>,
+    rx: &mut mpsc::Receiver<Job>,
 ) -> std::result::Result<Vec<Result<Appended>>, StoreError> {
-    let mut tx = store.pool().begin_write().await?;
+    let mut tx = store.hot_pool().begin_write().await?;
     lock_head(store, &mut tx, head).await?;
     let locked = std::time::Instant::now();
+    while batch.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(job) => batch.push(job),
+            Err(_) => break,
+        }
+    }
     let mut gate = KeyGate::load(&mut tx.conn(), batch.iter().flat_map(|j| &j.changes)).await?;
     let mut next = head.clone();
     let mut results = Vec::with_capacity(batch.len());
@@ -215,7 +242,7 @@ async fn write_batch_isolated(
     head: &mut Head,
     batch: &mut [Job],
 ) -> std::result::Result<Vec<Result<Appended>>, StoreError> {
-    let mut tx = store.pool().begin_write().await?;
+    let mut tx = store.hot_pool().begin_write().await?;
     lock_head(store, &mut tx, head).await?;
     let locked = std::time::Instant::now();
     let mut gate = KeyGate::load(&mut tx.conn(), batch.iter().flat_map(|j| &j.changes)).await?;
@@ -473,5 +500,53 @@ mod tests {
         let report = crate::audit::chain::verify(&store).await.expect("verify");
         assert!(report.is_ok(), "{report:?}");
         assert_eq!(report.records, 4);
+    }
+
+    #[tokio::test]
+    async fn jobs_that_arrive_while_the_writer_waits_for_the_chain_join_its_batch() {
+        let (_dir, store) = crate::store::scratch::store().await;
+        crate::store::scratch::insert_key(&store, "k1", "[]").await;
+        let log = AuditLog::start(store.clone()).await.expect("writer");
+        // Another writer (another node on PostgreSQL) holds what serializes the chain.
+        let mut other = store.pool().begin_write().await.expect("begin");
+        if store.dialect() == Dialect::Postgres {
+            rows::lock_head(&mut other.conn()).await.expect("lock head");
+        }
+        let first = tokio::spawn({
+            let log = log.clone();
+            async move { log.append(vec![request(0, "k0")], event(0)).await }
+        });
+        // The writer takes the first job and waits; nineteen more arrive meanwhile.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let rest: Vec<_> = (1..20)
+            .map(|n| {
+                let log = log.clone();
+                tokio::spawn(async move {
+                    log.append(vec![request(n, &format!("k{n}"))], event(n))
+                        .await
+                })
+            })
+            .collect();
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert_eq!(
+            log.batches_committed(),
+            0,
+            "nothing commits while the chain is held"
+        );
+        other.rollback().await.expect("release");
+        let mut seqs = vec![first.await.expect("join").expect("first").seq];
+        for job in rest {
+            seqs.push(job.await.expect("join").expect("job").seq);
+        }
+        seqs.sort_unstable();
+        assert_eq!(seqs, (1..=20).collect::<Vec<i64>>());
+        assert_eq!(
+            log.batches_committed(),
+            1,
+            "the waiting jobs were written with the first"
+        );
+        let report = crate::audit::chain::verify(&store).await.expect("verify");
+        assert!(report.is_ok(), "{report:?}");
+        assert_eq!(report.records, 20);
     }
 }

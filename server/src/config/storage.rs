@@ -27,7 +27,8 @@ pub struct StorageSection {
     /// password comes from `PGPASSWORD` or `~/.pgpass`, as for `psql`.
     #[serde(default)]
     pub password_file: Option<PathBuf>,
-    /// PostgreSQL connections per node at most.
+    /// PostgreSQL connections per node at most (two of them the audit writer's and the
+    /// grouped usage reads').
     #[serde(default = "default_max_connections")]
     pub max_connections: u32,
     /// How long a request waits for a PostgreSQL connection before it fails with `503`, ms.
@@ -87,11 +88,11 @@ impl StorageSection {
                 "is the SQLite file; with storage.url the database is PostgreSQL",
             ));
         }
-        if !(1..=1000).contains(&self.max_connections) {
+        if !(3..=1000).contains(&self.max_connections) {
             return Err(invalid(
                 "storage.max_connections",
                 self.max_connections,
-                "must be between 1 and 1000",
+                "must be between 3 and 1000 (two are the audit writer's and the usage reads')",
             ));
         }
         if !(100..=600_000).contains(&self.acquire_timeout_ms) {

@@ -214,3 +214,24 @@ fn the_example_production_config_is_valid_and_says_what_it_means() {
     assert_eq!(cfg.csc.sad_ttl_seconds, 300);
     assert_eq!(cfg.documents.max_document_bytes, 524_288);
 }
+
+#[test]
+fn a_postgres_node_keeps_two_connections_for_the_writer_and_the_usage_reads() {
+    let with = |n: u32| {
+        Config::from_table(
+            table(&format!(
+                "[storage]\ndata_dir = \"d\"\nurl = \"postgres://kw@db:5432/kw\"\n\
+                 max_connections = {n}\n[auth]\ndev_issuer = true\n"
+            )),
+            env(&[("KEYWARD_KEK", KEK)]),
+            Path::new("/"),
+        )
+    };
+    let cfg = with(3).unwrap();
+    assert_eq!(cfg.postgres.expect("postgres").max_connections, 3);
+    for n in [0, 2, 1001] {
+        let err = with(n).unwrap_err().to_string();
+        assert!(err.contains("storage.max_connections"), "{n}: {err}");
+        assert!(err.contains("between 3 and 1000"), "{n}: {err}");
+    }
+}

@@ -67,7 +67,7 @@ const GROUPS_AT_ONCE: usize = 1;
 impl Store {
     /// Reserves `ask.own` and reads the usage the request's policies judge.
     pub async fn read_usage(&self, ask: UsageAsk) -> Result<UsageRead> {
-        let Pool::Postgres(pool) = self.pool() else {
+        let (Pool::Postgres(hot), Pool::Postgres(pool)) = (self.hot_pool(), self.pool()) else {
             let scopes = [ask.key_scope.as_str(), ask.principal_scope.as_str()];
             let (in_flight, reservation) = self.pending_usage().reserve(&scopes, ask.own);
             let signatures = self.usage_counts(scopes, SIGNATURES, ask.now).await?;
@@ -84,7 +84,7 @@ impl Store {
         };
         let groups = self
             .groups
-            .get_or_init(|| UsageGroups::start(pool.clone(), self.node_id().into()));
+            .get_or_init(|| UsageGroups::start(hot.clone(), pool.clone(), self.node_id().into()));
         let (reply, answer) = oneshot::channel();
         groups.jobs.send(Job { ask, reply }).map_err(|_| gone())?;
         answer.await.map_err(|_| gone())?
@@ -116,7 +116,9 @@ pub(super) struct UsageGroups {
 }
 
 impl UsageGroups {
-    fn start(pool: PgPool, node_id: Arc<str>) -> Self {
+    /// Groups on `hot` (the store's `hot_pool`); the reservations are given back through
+    /// `pool`.
+    fn start(hot: PgPool, pool: PgPool, node_id: Arc<str>) -> Self {
         let (jobs, mut queue) = mpsc::unbounded_channel::<Job>();
         let run = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let counter = run.clone();
@@ -135,9 +137,9 @@ impl UsageGroups {
                     }
                 }
                 counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let (pool, node_id) = (pool.clone(), node_id.clone());
+                let (hot, pool, node_id) = (hot.clone(), pool.clone(), node_id.clone());
                 tokio::spawn(async move {
-                    run_group(&pool, &node_id, group).await;
+                    run_group(&hot, &pool, &node_id, group).await;
                     drop(slot);
                 });
             }
@@ -148,8 +150,8 @@ impl UsageGroups {
 
 /// Inserts the reservations of `group`, then reads for each distinct request time (usually
 /// one), and answers every request.
-async fn run_group(pool: &PgPool, node_id: &str, group: Vec<Job>) {
-    let ids = match insert(pool, node_id, &group).await {
+async fn run_group(hot: &PgPool, pool: &PgPool, node_id: &str, group: Vec<Job>) {
+    let ids = match insert(hot, node_id, &group).await {
         Ok(ids) => ids,
         Err(e) => {
             for job in group {
@@ -168,7 +170,7 @@ async fn run_group(pool: &PgPool, node_id: &str, group: Vec<Job>) {
     }
     for (now, jobs) in by_time {
         let asks: Vec<&UsageAsk> = jobs.iter().map(|(j, _)| &j.ask).collect();
-        match read(pool, now, &asks).await {
+        match read(hot, now, &asks).await {
             Ok(read) => {
                 for (job, reservation) in jobs {
                     let answer = read.answer(&job.ask, reservation);

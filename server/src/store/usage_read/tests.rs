@@ -142,7 +142,7 @@ async fn a_group_gives_each_request_its_rows_and_its_windows() {
         });
         answers.push(answer);
     }
-    run_group(&pool, "node-x", jobs).await;
+    run_group(&pool, &pool, "node-x", jobs).await;
     let mut reads = Vec::new();
     for answer in answers {
         reads.push(answer.await.unwrap().unwrap());
@@ -252,4 +252,33 @@ async fn a_group_gives_each_request_its_rows_and_its_windows() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     panic!("a dropped reservation was not given back");
+}
+
+/// The audit writer's and the grouped reads' connections run every statement with its shared
+/// plan (see `Store::open_postgres`): left to choose, PostgreSQL planned the usage read anew at
+/// every execution. The other connections keep the choice, which filtered listings need.
+#[tokio::test]
+async fn the_hot_connections_run_the_shared_plans_and_the_others_choose() {
+    let Some((_dir, store, pool)) = postgres().await else {
+        return;
+    };
+    let Pool::Postgres(hot) = store.hot_pool().clone() else {
+        unreachable!("a PostgreSQL store has PostgreSQL pools");
+    };
+    async fn modes(pool: &PgPool, n: usize) -> Vec<String> {
+        let mut held = Vec::new();
+        let mut modes = Vec::new();
+        for _ in 0..n {
+            let mut conn = pool.acquire().await.expect("connection");
+            let mode: String = sqlx::query_scalar("SELECT current_setting('plan_cache_mode')")
+                .fetch_one(&mut *conn)
+                .await
+                .expect("setting");
+            modes.push(mode);
+            held.push(conn);
+        }
+        modes
+    }
+    assert_eq!(modes(&hot, 2).await, ["force_generic_plan"; 2]);
+    assert_eq!(modes(&pool, 3).await, ["auto"; 3]);
 }
