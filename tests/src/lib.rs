@@ -382,6 +382,57 @@ pub fn openssl(dir: &Path, args: &[&str]) -> (bool, String) {
     (out.status.success(), text)
 }
 
+/// A token issuer of a test's own: an ES256 key made by `openssl`, published as `jwks.json`
+/// (key id `k1`) in the work directory, for a config's `jwks_file`.
+pub struct JwksIssuer {
+    issuer: String,
+    key: jsonwebtoken::EncodingKey,
+}
+
+impl JwksIssuer {
+    /// Makes the key in `work` and writes `work/jwks.json`; tokens name `issuer` as `iss`.
+    pub fn new(work: &Path, issuer: &str) -> Self {
+        let (ok, out) = openssl(
+            work,
+            &[
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-out",
+                "issuer.pem",
+            ],
+        );
+        assert!(ok, "{out}");
+        let pem = std::fs::read(work.join("issuer.pem")).unwrap();
+        let key = jsonwebtoken::EncodingKey::from_ec_pem(&pem).unwrap();
+        let mut jwk =
+            jsonwebtoken::jwk::Jwk::from_encoding_key(&key, jsonwebtoken::Algorithm::ES256)
+                .unwrap();
+        jwk.common.key_id = Some("k1".into());
+        std::fs::write(
+            work.join("jwks.json"),
+            serde_json::to_vec(&serde_json::json!({"keys": [jwk]})).unwrap(),
+        )
+        .unwrap();
+        JwksIssuer {
+            issuer: issuer.to_string(),
+            key,
+        }
+    }
+
+    /// A token for `keyward` naming `sub` with `roles`, valid for ten minutes.
+    pub fn token(&self, sub: &str, roles: &[&str]) -> String {
+        let now = jsonwebtoken::get_current_timestamp();
+        let claims = serde_json::json!({"iss": self.issuer, "aud": "keyward", "sub": sub,
+                                        "roles": roles, "exp": now + 600, "iat": now});
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        header.kid = Some("k1".into());
+        jsonwebtoken::encode(&header, &claims, &self.key).unwrap()
+    }
+}
+
 /// The wasm32 build of the example policy `policies/<name>`, built once per test run into
 /// `target/policy-wasm` (never committed, never downloaded).
 pub fn example_policy(name: &str) -> Vec<u8> {

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use keyward_e2e::{Keyward, assert_error, b64, example_policy, openssl, workspace_root};
+use keyward_e2e::{JwksIssuer, Keyward, assert_error, b64, example_policy, workspace_root};
 use serde_json::{Value, json};
 
 /// A throwaway PostgreSQL cluster, removed when dropped.
@@ -52,49 +52,6 @@ impl Drop for Cluster {
             .arg("stop")
             .arg(&self.dir)
             .output();
-    }
-}
-
-struct Issuer {
-    key: jsonwebtoken::EncodingKey,
-}
-
-impl Issuer {
-    fn new(work: &Path) -> Self {
-        let (ok, out) = openssl(
-            work,
-            &[
-                "genpkey",
-                "-algorithm",
-                "EC",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-out",
-                "issuer.pem",
-            ],
-        );
-        assert!(ok, "{out}");
-        let pem = std::fs::read(work.join("issuer.pem")).unwrap();
-        let key = jsonwebtoken::EncodingKey::from_ec_pem(&pem).unwrap();
-        let mut jwk =
-            jsonwebtoken::jwk::Jwk::from_encoding_key(&key, jsonwebtoken::Algorithm::ES256)
-                .unwrap();
-        jwk.common.key_id = Some("k1".into());
-        std::fs::write(
-            work.join("jwks.json"),
-            serde_json::to_vec(&json!({"keys": [jwk]})).unwrap(),
-        )
-        .unwrap();
-        Issuer { key }
-    }
-
-    fn token(&self, sub: &str, roles: &[&str]) -> String {
-        let now = jsonwebtoken::get_current_timestamp();
-        let claims = json!({"iss": "https://idp.cluster.test", "aud": "keyward", "sub": sub,
-                            "roles": roles, "exp": now + 900, "iat": now});
-        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
-        header.kid = Some("k1".into());
-        jsonwebtoken::encode(&header, &claims, &self.key).unwrap()
     }
 }
 
@@ -253,7 +210,7 @@ async fn three_nodes_on_one_database_keep_every_guarantee() {
     let dir = tempfile::tempdir().unwrap();
     let work = dir.path();
     let cluster = Cluster::start(work);
-    let issuer = Issuer::new(work);
+    let issuer = JwksIssuer::new(work, "https://idp.cluster.test");
     let kek = "cd".repeat(32);
     let mut nodes: Vec<Keyward> = ["node-1", "node-2", "node-3"]
         .iter()
@@ -489,7 +446,7 @@ async fn a_database_restarted_under_load_gives_503_loses_nothing_and_the_nodes_r
     let dir = tempfile::tempdir().unwrap();
     let work = dir.path();
     let cluster = Cluster::start(work);
-    let issuer = Issuer::new(work);
+    let issuer = JwksIssuer::new(work, "https://idp.cluster.test");
     let kek = "ef".repeat(32);
     // A short wait for a connection, so that callers hear of the outage while it lasts.
     let storage = "acquire_timeout_ms = 1000";

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use keyward_e2e::{Keyward, assert_error, b64, openssl, run_keyward, unb64};
+use keyward_e2e::{JwksIssuer, Keyward, assert_error, b64, openssl, run_keyward, unb64};
 use serde_json::{Value, json};
 use sha2::Digest as _;
 
@@ -392,29 +392,7 @@ async fn a_production_config_with_default_deny_refuses_and_audits_every_request(
     let dir = tempfile::tempdir().unwrap();
     let work = dir.path();
     // An issuer of our own, trusted through a static JWKS file.
-    let (ok, out) = openssl(
-        work,
-        &[
-            "genpkey",
-            "-algorithm",
-            "EC",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-out",
-            "issuer.pem",
-        ],
-    );
-    assert!(ok, "{out}");
-    let pem = std::fs::read(work.join("issuer.pem")).unwrap();
-    let enc = jsonwebtoken::EncodingKey::from_ec_pem(&pem).unwrap();
-    let mut jwk =
-        jsonwebtoken::jwk::Jwk::from_encoding_key(&enc, jsonwebtoken::Algorithm::ES256).unwrap();
-    jwk.common.key_id = Some("k1".into());
-    std::fs::write(
-        work.join("jwks.json"),
-        serde_json::to_vec(&json!({"keys": [jwk]})).unwrap(),
-    )
-    .unwrap();
+    let issuer = JwksIssuer::new(work, "https://idp.example.test");
     let config = format!(
         r#"
 [server]
@@ -439,14 +417,7 @@ default_decision = "deny"
         &work.join("data"),
         &[("KEYWARD_KEK", &kek)],
     );
-    let mint = |sub: &str, roles: &[&str]| {
-        let now = jsonwebtoken::get_current_timestamp();
-        let claims = json!({"iss": "https://idp.example.test", "aud": "keyward", "sub": sub,
-                            "roles": roles, "exp": now + 600, "iat": now});
-        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
-        header.kid = Some("k1".into());
-        jsonwebtoken::encode(&header, &claims, &enc).unwrap()
-    };
+    let mint = |sub: &str, roles: &[&str]| issuer.token(sub, roles);
     let admin = mint("ops", &["key-admin", "auditor"]);
     let (s, key) = kw
         .call(

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use keyward_e2e::{Keyward, assert_error, b64, client, keyward_bin, openssl, unb64};
+use keyward_e2e::{JwksIssuer, Keyward, assert_error, b64, client, keyward_bin, openssl, unb64};
 use serde_json::{Value, json};
 use sha2::Digest as _;
 
@@ -520,37 +520,14 @@ fn serve_logged(config: &Path, log: &Path, env: &[(&str, &str)]) -> (std::proces
 /// A production-style config (static JWKS issuer, deny by default) using the token.
 struct Production {
     dir: tempfile::TempDir,
-    enc: jsonwebtoken::EncodingKey,
+    issuer: JwksIssuer,
 }
 
 impl Production {
     fn new(hsm: &SoftHsm, pin_in_file: &str, default_decision: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let work = dir.path();
-        let (ok, out) = openssl(
-            work,
-            &[
-                "genpkey",
-                "-algorithm",
-                "EC",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-out",
-                "issuer.pem",
-            ],
-        );
-        assert!(ok, "{out}");
-        let pem = std::fs::read(work.join("issuer.pem")).unwrap();
-        let enc = jsonwebtoken::EncodingKey::from_ec_pem(&pem).unwrap();
-        let mut jwk =
-            jsonwebtoken::jwk::Jwk::from_encoding_key(&enc, jsonwebtoken::Algorithm::ES256)
-                .unwrap();
-        jwk.common.key_id = Some("k1".into());
-        std::fs::write(
-            work.join("jwks.json"),
-            serde_json::to_vec(&json!({"keys": [jwk]})).unwrap(),
-        )
-        .unwrap();
+        let issuer = JwksIssuer::new(work, "https://idp.example.test");
         std::fs::write(work.join("hsm.pin"), format!("{pin_in_file}\n")).unwrap();
         let _ = hsm;
         let config = format!(
@@ -578,16 +555,11 @@ default_decision = "{default_decision}"
             data = work.join("data").display()
         );
         std::fs::write(work.join("keyward.toml"), config).unwrap();
-        Production { dir, enc }
+        Production { dir, issuer }
     }
 
     fn mint(&self, sub: &str, roles: &[&str]) -> String {
-        let now = jsonwebtoken::get_current_timestamp();
-        let claims = json!({"iss": "https://idp.example.test", "aud": "keyward", "sub": sub,
-                            "roles": roles, "exp": now + 600, "iat": now});
-        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
-        header.kid = Some("k1".into());
-        jsonwebtoken::encode(&header, &claims, &self.enc).unwrap()
+        self.issuer.token(sub, roles)
     }
 
     fn serve(&self, hsm: &SoftHsm) -> Keyward {
