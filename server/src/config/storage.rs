@@ -88,11 +88,17 @@ impl StorageSection {
                 "is the SQLite file; with storage.url the database is PostgreSQL",
             ));
         }
-        if !(3..=1000).contains(&self.max_connections) {
+        // The hot connections, and at least one for everything else (see `Store::hot_pool`).
+        let least = crate::store::HOT_CONNECTIONS + 1;
+        if !(least..=1000).contains(&self.max_connections) {
             return Err(invalid(
                 "storage.max_connections",
                 self.max_connections,
-                "must be between 3 and 1000 (two are the audit writer's and the usage reads')",
+                format!(
+                    "must be between {least} and 1000 ({} are the audit writer's and the \
+                     usage reads')",
+                    crate::store::HOT_CONNECTIONS
+                ),
             ));
         }
         if !(100..=600_000).contains(&self.acquire_timeout_ms) {

@@ -229,8 +229,9 @@ pub struct Store {
     groups: std::sync::Arc<std::sync::OnceLock<usage_read::UsageGroups>>,
 }
 
-/// PostgreSQL connections of the audit writer and the grouped usage reads (one each).
-const HOT_CONNECTIONS: u32 = 2;
+/// PostgreSQL connections of the audit writer (one) and of the grouped usage reads (one per
+/// group in the database at once), kept out of `storage.max_connections`' shared pool.
+pub const HOT_CONNECTIONS: u32 = 1 + usage_read::GROUPS_AT_ONCE as u32;
 
 /// A PostgreSQL connection idle for longer than this is pinged before it is used again.
 const IDLE_PING_AFTER: Duration = Duration::from_secs(1);

@@ -62,7 +62,7 @@ const MAX_GROUP: usize = 256;
 /// Groups of one node in the database at once: while one runs, the next requests gather.
 /// One measured best: with two, groups were half as large and the database spent about 15%
 /// more per request on two nodes, for no more throughput on one.
-const GROUPS_AT_ONCE: usize = 1;
+pub(super) const GROUPS_AT_ONCE: usize = 1;
 
 impl Store {
     /// Reserves `ask.own` and reads the usage the request's policies judge.
