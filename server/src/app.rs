@@ -128,7 +128,8 @@ impl AppState {
         .await
         .map_err(|e| StartError::Other(format!("built-in policies: {e}")))?;
         let policy = PolicyStage::new(config.default_decision, registry, store.clone())
-            .with_bind_on_create(bind_on_create);
+            .with_bind_on_create(bind_on_create)
+            .with_kept_inputs(config.policy.replay.keeps());
         let approvals = ApprovalHub::new(
             store.clone(),
             config.approvals.webhook_url.clone(),
@@ -153,7 +154,8 @@ impl AppState {
         });
         crate::approvals::spawn_background(signing.clone());
         spawn_reservation_vacuum(store.clone());
-        spawn_usage_pruning(store);
+        spawn_usage_pruning(store.clone());
+        spawn_input_pruning(store, config.policy.replay);
         Ok(AppState(Arc::new(Inner {
             auth,
             config,
@@ -229,6 +231,27 @@ fn spawn_reservation_vacuum(store: Store) {
                 }
                 Err(_) => {}
             }
+        }
+    });
+}
+
+/// Drops the policy inputs kept for replays beyond their retention: at start, then every
+/// ten minutes (by age and by count; see `store::inputs`).
+fn spawn_input_pruning(store: Store, retention: crate::config::ReplayRetention) {
+    tokio::spawn(async move {
+        loop {
+            let (_, now) = crate::clock::now();
+            let before = now.saturating_sub(i64::from(retention.days) * 86_400);
+            // With no retention every input goes, including those of an earlier setting.
+            let keep = if retention.keeps() {
+                retention.max_inputs
+            } else {
+                0
+            };
+            if let Err(e) = store.prune_policy_inputs(before, keep).await {
+                tracing::warn!(error = %e, "pruning the policy inputs kept for replays failed");
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(600)).await;
         }
     });
 }

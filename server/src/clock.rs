@@ -29,6 +29,22 @@ pub fn normalize(input: &str) -> Result<String, String> {
         })
 }
 
+/// Parses an RFC 3339 time given by a caller into Unix seconds.
+pub fn parse_unix(input: &str) -> Result<i64, String> {
+    OffsetDateTime::parse(input, &Rfc3339)
+        .map(|t| t.unix_timestamp())
+        .map_err(|e| {
+            format!("{input:?} is not an RFC 3339 time ({e}); example: 2026-01-31T12:00:00Z")
+        })
+}
+
+/// Formats Unix seconds the way Keyward shows times.
+pub fn format_unix(unix: i64) -> String {
+    OffsetDateTime::from_unix_timestamp(unix)
+        .map(format)
+        .unwrap_or_else(|_| unix.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -40,6 +56,9 @@ mod tests {
             "2026-01-31T12:00:00.000Z"
         );
         assert!(normalize("yesterday").is_err());
+        let unix = parse_unix("2026-01-31T13:00:00+01:00").unwrap();
+        assert_eq!(format_unix(unix), "2026-01-31T12:00:00.000Z");
+        assert!(parse_unix("2026-01-31").is_err());
         let (a, _) = now();
         assert_eq!(a.len(), "2026-01-31T12:00:00.000Z".len());
     }

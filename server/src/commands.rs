@@ -210,31 +210,85 @@ pub enum DatabaseLocation {
     Config(PathBuf),
 }
 
+impl DatabaseLocation {
+    /// Opens the database (running its migrations, as the server would at start).
+    pub async fn open(self) -> Result<Store, StartError> {
+        let path = match self {
+            DatabaseLocation::DataDir(dir) => dir.join("keyward.db"),
+            DatabaseLocation::Config(file) => {
+                let config = Config::load(&file).map_err(|e| StartError::Other(e.to_string()))?;
+                if let Some(options) = &config.postgres {
+                    return Ok(Store::open_postgres(options).await?);
+                }
+                config.database
+            }
+        };
+        if !path.exists() {
+            return Err(StartError::Other(format!(
+                "no database at {}",
+                path.display()
+            )));
+        }
+        Ok(Store::open_file(&path).await?)
+    }
+}
+
 /// `keyward audit verify`: checks the whole chain.
 /// On PostgreSQL the one chain of every node is checked.
 pub async fn audit_verify(location: DatabaseLocation) -> Result<VerifyReport, StartError> {
-    let path = match location {
-        DatabaseLocation::DataDir(dir) => dir.join("keyward.db"),
-        DatabaseLocation::Config(file) => {
-            let config = Config::load(&file).map_err(|e| StartError::Other(e.to_string()))?;
-            if let Some(options) = &config.postgres {
-                let store = Store::open_postgres(options).await?;
-                let report = crate::audit::verify(&store).await?;
-                store.close().await;
-                return Ok(report);
-            }
-            config.database
-        }
-    };
-    if !path.exists() {
-        return Err(StartError::Other(format!(
-            "no database at {}",
-            path.display()
-        )));
-    }
-    let store = Store::open_file(&path).await?;
+    let store = location.open().await?;
     let report = crate::audit::verify(&store).await?;
     store.close().await;
+    Ok(report)
+}
+
+/// The policy `keyward policy replay` evaluates.
+pub enum ReplayedPolicy {
+    /// A module file (a draft), run under the server's default limits.
+    Module(Vec<u8>),
+    /// A stored policy, by id, run under its own limits.
+    Stored(String),
+}
+
+/// `keyward policy replay`: evaluates a policy on the kept inputs of past sign requests in a
+/// database, as `POST /v1/policies/{id}/replay` does, without a running server and without
+/// an audit record (it reads; it changes nothing).
+pub async fn policy_replay(
+    location: DatabaseLocation,
+    policy: ReplayedPolicy,
+    settings: serde_json::Value,
+    filter: crate::store::inputs::InputFilter,
+) -> Result<crate::policy::replay::ReplayReport, StartError> {
+    use crate::policy::{LimitsConfig, PolicyEngine};
+    let failed = |e: crate::policy::PolicyError| StartError::Other(e.to_string());
+    let store = location.open().await?;
+    let engine = PolicyEngine::new(LimitsConfig::default()).map_err(failed)?;
+    let (module, limits) = match policy {
+        ReplayedPolicy::Module(bytes) => (bytes, engine.limits().default),
+        ReplayedPolicy::Stored(id) => {
+            let row = store
+                .policy(&id)
+                .await?
+                .ok_or_else(|| StartError::Other(format!("no policy with id {id:?}")))?;
+            let limits = serde_json::from_str(&row.limits)
+                .map_err(|e| StartError::Other(format!("stored policy limits: {e}")))?;
+            (row.module, limits)
+        }
+    };
+    let compiled = engine.compile(&module, limits).map_err(failed)?;
+    if compiled.validates_settings {
+        engine
+            .validate_settings(&compiled, settings.to_string().as_bytes())
+            .map_err(|why| StartError::Other(format!("the policy refused its settings: {why}")))?;
+    }
+    let rows = store.policy_inputs(&filter).await?;
+    store.close().await;
+    let report = tokio::task::spawn_blocking(move || {
+        // No time budget here: the command line waits for every request it asked for.
+        crate::policy::replay::replay(&engine, &compiled, &settings, &rows, Duration::MAX)
+    })
+    .await
+    .map_err(|e| StartError::Other(format!("replay: {e}")))?;
     Ok(report)
 }
 

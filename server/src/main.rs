@@ -98,6 +98,47 @@ enum PolicyCommand {
         #[arg(long)]
         settings: Option<PathBuf>,
     },
+    /// Replay a policy on the kept inputs of past sign requests in a database: how many would
+    /// get each decision, and every request whose decision would change (exit status 1 when
+    /// some would).
+    Replay(ReplayArgs),
+}
+
+#[derive(clap::Args)]
+struct ReplayArgs {
+    /// A built .wasm module (a draft, not uploaded).
+    #[arg(long, required_unless_present = "policy", conflicts_with = "policy")]
+    module: Option<PathBuf>,
+    /// The id of a stored policy.
+    #[arg(long)]
+    policy: Option<String>,
+    /// A JSON file with the settings to evaluate with.
+    #[arg(long)]
+    settings: Option<PathBuf>,
+    /// The data directory of a SQLite node (default ./keyward-data).
+    #[arg(long, conflicts_with = "config")]
+    data_dir: Option<PathBuf>,
+    /// A configuration file naming the database.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Only requests to this key.
+    #[arg(long)]
+    key: Option<String>,
+    /// Only requests of this operation, e.g. raw.sign.
+    #[arg(long)]
+    operation: Option<String>,
+    /// Only requests judged at or after this time (RFC 3339).
+    #[arg(long)]
+    since: Option<String>,
+    /// Only requests judged before this time (RFC 3339).
+    #[arg(long)]
+    until: Option<String>,
+    /// The newest this many matching requests.
+    #[arg(long, default_value_t = 1000)]
+    limit: u32,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -151,7 +192,7 @@ async fn main() -> anyhow::Result<ExitCode> {
             .await?;
         }
         Command::Dev { data_dir, listen } => commands::dev(&data_dir, listen).await?,
-        Command::Policy { command } => return policy_command(command),
+        Command::Policy { command } => return policy_command(command).await,
         Command::Seed {
             data_dir,
             keys,
@@ -175,11 +216,7 @@ async fn main() -> anyhow::Result<ExitCode> {
         Command::Audit {
             command: AuditCommand::Verify { data_dir, config },
         } => {
-            let location = match (data_dir, config) {
-                (_, Some(config)) => DatabaseLocation::Config(config),
-                (Some(dir), None) => DatabaseLocation::DataDir(dir),
-                (None, None) => DatabaseLocation::DataDir(PathBuf::from("./keyward-data")),
-            };
+            let location = database_location(data_dir, config);
             let report = commands::audit_verify(location)
                 .await
                 .context("audit verify")?;
@@ -198,9 +235,110 @@ async fn main() -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn policy_command(command: PolicyCommand) -> anyhow::Result<ExitCode> {
+async fn replay_command(args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    let ReplayArgs {
+        module,
+        policy,
+        settings,
+        data_dir,
+        config,
+        key,
+        operation,
+        since,
+        until,
+        limit,
+        json,
+    } = args;
+    let policy = match (module, policy) {
+        (Some(path), _) => commands::ReplayedPolicy::Module(
+            std::fs::read(&path).with_context(|| path.display().to_string())?,
+        ),
+        (None, Some(id)) => commands::ReplayedPolicy::Stored(id),
+        (None, None) => anyhow::bail!("give --module FILE or --policy ID"),
+    };
+    let settings = match settings {
+        Some(p) => {
+            let text = std::fs::read_to_string(&p).with_context(|| p.display().to_string())?;
+            serde_json::from_str(&text).with_context(|| format!("{} is not JSON", p.display()))?
+        }
+        None => serde_json::Value::Null,
+    };
+    let time = |t: Option<String>| {
+        t.map(|t| keyward_server::clock::parse_unix(&t))
+            .transpose()
+            .map_err(anyhow::Error::msg)
+    };
+    let filter = keyward_server::store::inputs::InputFilter {
+        key_id: key,
+        operation,
+        since_unix: time(since)?,
+        until_unix: time(until)?,
+        limit,
+    };
+    let location = database_location(data_dir, config);
+    let report = commands::policy_replay(location, policy, settings, filter)
+        .await
+        .context("policy replay")?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_replay(&report);
+    }
+    Ok(if report.changed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        // Like a diff: some decision would change.
+        ExitCode::from(1)
+    })
+}
+
+fn database_location(data_dir: Option<PathBuf>, config: Option<PathBuf>) -> DatabaseLocation {
+    match (data_dir, config) {
+        (_, Some(config)) => DatabaseLocation::Config(config),
+        (Some(dir), None) => DatabaseLocation::DataDir(dir),
+        (None, None) => DatabaseLocation::DataDir(PathBuf::from("./keyward-data")),
+    }
+}
+
+fn print_replay(report: &keyward_server::policy::replay::ReplayReport) {
+    let counts = |c: &keyward_server::policy::replay::DecisionCounts| {
+        format!(
+            "allow {}, deny {}, require_approval {}",
+            c.allow, c.deny, c.require_approval
+        )
+    };
+    println!("evaluated: {}", report.evaluated);
+    println!("before: {}", counts(&report.before));
+    println!("after:  {}", counts(&report.after));
+    println!(
+        "fuel: {} in all, {} at most",
+        report.fuel_total, report.fuel_max
+    );
+    println!("changed: {}", report.changed.len());
+    for c in &report.changed {
+        println!(
+            "  {} {} key {} {}: {} -> {}{}",
+            keyward_server::clock::format_unix(c.unix_time),
+            c.request_id,
+            c.key_id,
+            c.operation,
+            c.before,
+            c.after,
+            c.after_reason
+                .as_deref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default()
+        );
+        for line in &c.logs {
+            println!("    log: {line}");
+        }
+    }
+}
+
+async fn policy_command(command: PolicyCommand) -> anyhow::Result<ExitCode> {
     use keyward_server::policy::author;
     match command {
+        PolicyCommand::Replay(args) => replay_command(args).await,
         PolicyCommand::New { name, sdk_path } => {
             let sdk = sdk_path.unwrap_or_else(author::bundled_sdk_path);
             let sdk = sdk.exists().then_some(sdk);

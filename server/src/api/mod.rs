@@ -16,6 +16,7 @@ pub mod identity;
 pub mod keys;
 pub mod limits;
 pub mod policies;
+pub mod policy_replay;
 pub mod requests;
 pub mod routes;
 pub mod rpc_ethereum;
@@ -162,6 +163,7 @@ combined_api!(
     identity::IdentityApi,
     hsm::HsmApi,
     policies::PoliciesApi,
+    policy_replay::PolicyReplayApi,
     wallets::WalletsApi,
     ethereum::EthereumApi,
     bitcoin::BitcoinApi,

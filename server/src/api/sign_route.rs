@@ -57,7 +57,7 @@ impl From<DryRunReport> for DryRunResult {
     fn from(report: DryRunReport) -> Self {
         DryRunResult {
             dry_run: true,
-            policy: PolicyView::from(&report.verdict),
+            policy: PolicyView::with_logs(&report.verdict),
             key_id: report.key_id,
             request_id: report.request_id,
         }

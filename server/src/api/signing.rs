@@ -133,6 +133,9 @@ pub struct TraceView {
     pub fuel: u64,
     /// Microseconds.
     pub micros: u64,
+    /// Dry runs only: the lines the policy logged (a signature's answer never has them).
+    #[oai(skip_serializing_if_is_empty)]
+    pub logs: Vec<String>,
 }
 
 /// How the policy stage decided.
@@ -164,9 +167,21 @@ impl From<&Verdict> for PolicyView {
                     reason: t.reason.clone(),
                     fuel: t.fuel,
                     micros: t.micros,
+                    logs: Vec::new(),
                 })
                 .collect(),
         }
+    }
+}
+
+impl PolicyView {
+    /// The view of a dry run's verdict: with what each policy logged.
+    pub fn with_logs(v: &Verdict) -> Self {
+        let mut view = PolicyView::from(v);
+        for (t, entry) in view.trace.iter_mut().zip(&v.trace) {
+            t.logs = entry.logs.clone();
+        }
+        view
     }
 }
 

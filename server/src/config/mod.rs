@@ -36,7 +36,7 @@ pub use auth::{AuthSection, IssuerConfig, IssuerKeys, IssuerSection, RoleNames};
 pub use csc::CscConfig;
 use documents::validate_documents;
 pub use documents::{DocumentsConfig, DocumentsSection};
-pub use policy::{PolicyConfig, PolicySection};
+pub use policy::{PolicyConfig, PolicySection, ReplayRetention};
 
 /// Errors in the configuration. Each names the key and the bad value.
 #[derive(Debug, thiserror::Error)]

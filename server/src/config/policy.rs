@@ -32,6 +32,36 @@ pub struct PolicySection {
     /// Built-in policies bound to every new key, e.g. `["allow-all"]` (`keyward dev` sets it).
     #[serde(default)]
     pub bind_on_create: Vec<String>,
+    /// Days the input of each sign request judged by policies is kept for replays (default
+    /// 30; 0 keeps none).
+    pub replay_retention_days: Option<u32>,
+    /// Kept inputs at most, the oldest pruned first (default 1,000,000).
+    pub replay_max_inputs: Option<u64>,
+}
+
+/// How long the inputs of past sign requests are kept for replays (see `store::inputs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplayRetention {
+    /// Days kept; 0: none is kept.
+    pub days: u32,
+    /// Rows kept at most.
+    pub max_inputs: u64,
+}
+
+impl ReplayRetention {
+    /// Whether inputs are kept at all.
+    pub fn keeps(&self) -> bool {
+        self.days > 0
+    }
+}
+
+impl Default for ReplayRetention {
+    fn default() -> Self {
+        ReplayRetention {
+            days: 30,
+            max_inputs: 1_000_000,
+        }
+    }
 }
 
 /// Validated `[policy]` settings.
@@ -41,6 +71,8 @@ pub struct PolicyConfig {
     pub limits: crate::policy::LimitsConfig,
     /// Built-in policies bound to new keys.
     pub bind_on_create: Vec<String>,
+    /// How long sign requests' policy inputs are kept for replays.
+    pub replay: ReplayRetention,
 }
 
 impl PolicySection {
@@ -142,9 +174,31 @@ impl PolicySection {
                 ));
             }
         }
+        let mut replay = ReplayRetention::default();
+        if let Some(days) = self.replay_retention_days {
+            if days > 3650 {
+                return Err(invalid(
+                    "policy.replay_retention_days",
+                    days,
+                    "must be between 0 (keep no inputs) and 3650",
+                ));
+            }
+            replay.days = days;
+        }
+        if let Some(max) = self.replay_max_inputs {
+            if !(1..=100_000_000).contains(&max) {
+                return Err(invalid(
+                    "policy.replay_max_inputs",
+                    max,
+                    "must be between 1 and 100000000",
+                ));
+            }
+            replay.max_inputs = max;
+        }
         Ok(PolicyConfig {
             limits,
             bind_on_create: self.bind_on_create.clone(),
+            replay,
         })
     }
 }

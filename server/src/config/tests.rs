@@ -213,6 +213,46 @@ fn the_example_production_config_is_valid_and_says_what_it_means() {
     assert_eq!(cfg.approvals.max_quorum, 16);
     assert_eq!(cfg.csc.sad_ttl_seconds, 300);
     assert_eq!(cfg.documents.max_document_bytes, 524_288);
+    assert_eq!(cfg.policy.replay.days, 30);
+}
+
+#[test]
+fn policy_inputs_are_kept_30_days_by_default_and_the_retention_is_checked() {
+    let base = "[storage]\ndata_dir = \"d\"\n[auth]\ndev_issuer = true\n";
+    let load = |extra: &str, vars: &[(&str, &str)]| {
+        let mut all = vec![("KEYWARD_KEK", KEK)];
+        all.extend_from_slice(vars);
+        Config::from_table(table(&format!("{base}{extra}")), env(&all), Path::new("/"))
+    };
+    let cfg = load("", &[]).unwrap();
+    assert_eq!(
+        cfg.policy.replay,
+        ReplayRetention {
+            days: 30,
+            max_inputs: 1_000_000
+        }
+    );
+    assert!(cfg.policy.replay.keeps());
+    let cfg = load(
+        "[policy]\nreplay_retention_days = 0\n",
+        &[("KEYWARD_POLICY__REPLAY_MAX_INPUTS", "5000")],
+    )
+    .unwrap();
+    assert!(!cfg.policy.replay.keeps());
+    assert_eq!(cfg.policy.replay.max_inputs, 5000);
+    for (extra, key) in [
+        (
+            "[policy]\nreplay_retention_days = 3651\n",
+            "policy.replay_retention_days",
+        ),
+        (
+            "[policy]\nreplay_max_inputs = 0\n",
+            "policy.replay_max_inputs",
+        ),
+    ] {
+        let err = load(extra, &[]).unwrap_err().to_string();
+        assert!(err.contains(key), "{extra}: {err}");
+    }
 }
 
 #[test]

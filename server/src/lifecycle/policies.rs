@@ -1,4 +1,5 @@
-//! Policy lifecycle: upload, delete, bind to keys and dry-run evaluation. Each change is
+//! Policy lifecycle: upload, delete, bind to keys, dry-run evaluation and replays against
+//! history. Each change is
 //! applied in the same transaction as its audit record, and the in-memory caches are updated
 //! only after that commit. Modules are checked and compiled before anything is stored.
 
@@ -10,6 +11,7 @@ use serde_json::{Value, json};
 use crate::audit::{Actor, AuditEvent, AuditLog};
 use crate::auth::Principal;
 use crate::pipeline::SigningPath;
+use crate::policy::replay::{BUDGET as REPLAY_BUDGET, ReplayReport};
 use crate::policy::{
     BoundPolicy, Evaluation, LoadedPolicy, PolicyError, PolicyLimits, PolicyRegistry,
     RequestedLimits, builtin,
@@ -211,22 +213,11 @@ pub async fn bind(
                 b.policy_id
             ))
         })?;
-        let settings = serde_json::to_string(&b.settings).unwrap_or_else(|_| "null".into());
-        if settings.len() > MAX_SETTINGS_BYTES {
-            return Err(PolicyError::Invalid(format!(
-                "policies[{i}]: settings are larger than {MAX_SETTINGS_BYTES} bytes"
-            )));
-        }
-        let (p, bytes) = (policy.clone(), settings.clone().into_bytes());
-        registry
-            .engine()
-            .run_blocking(move |e| e.validate_settings(&p.compiled, &bytes))
-            .await?
-            .map_err(|why| {
-                PolicyError::Invalid(format!(
-                    "policies[{i}]: policy {} refused its settings: {why}",
-                    policy.name
-                ))
+        let settings = checked_settings(registry.engine(), &policy, &b.settings)
+            .await
+            .map_err(|e| match e {
+                PolicyError::Invalid(m) => PolicyError::Invalid(format!("policies[{i}]: {m}")),
+                other => other,
             })?;
         out.push((
             BindingRow {
@@ -298,6 +289,83 @@ pub async fn evaluate(
         .run_blocking(move |e| e.evaluate(&p.compiled, &input))
         .await?;
     Ok((policy, eval))
+}
+
+/// `settings` as stored with a binding, after the size cap and the policy's own check (a
+/// policy without `keyward_validate_settings` accepts any).
+async fn checked_settings(
+    engine: &crate::policy::PolicyEngine,
+    policy: &Arc<LoadedPolicy>,
+    settings: &Value,
+) -> Result<String, PolicyError> {
+    let text = serde_json::to_string(settings).unwrap_or_else(|_| "null".into());
+    if text.len() > MAX_SETTINGS_BYTES {
+        return Err(PolicyError::Invalid(format!(
+            "settings are larger than {MAX_SETTINGS_BYTES} bytes"
+        )));
+    }
+    let (p, bytes) = (policy.clone(), text.clone().into_bytes());
+    engine
+        .run_blocking(move |e| e.validate_settings(&p.compiled, &bytes))
+        .await?
+        .map_err(|why| {
+            PolicyError::Invalid(format!(
+                "policy {} refused its settings: {why}",
+                policy.name
+            ))
+        })?;
+    Ok(text)
+}
+
+/// Replays a policy (bound or not) with `settings` on the kept inputs of past sign requests
+/// that `filter` selects, and audits the replay (`policy.replay`: what was asked and the
+/// counts; the answer itself is the caller's). Settings the policy refuses are an error, as
+/// they would be at bind time.
+pub async fn replay(
+    path: &SigningPath,
+    principal: &Principal,
+    policy_id: &str,
+    settings: Value,
+    filter: crate::store::inputs::InputFilter,
+) -> Result<(Arc<LoadedPolicy>, ReplayReport), PolicyError> {
+    let policy = path
+        .policy()
+        .registry()
+        .policy(policy_id)
+        .await?
+        .ok_or_else(|| PolicyError::NotFound(format!("no policy with id {policy_id:?}")))?;
+    let engine = path.policy().engine();
+    checked_settings(engine, &policy, &settings).await?;
+    let rows = path.store().policy_inputs(&filter).await?;
+    let p = policy.clone();
+    let report = engine
+        .run_blocking(move |e| {
+            crate::policy::replay::replay(e, &p.compiled, &settings, &rows, REPLAY_BUDGET)
+        })
+        .await?;
+    let event = AuditEvent {
+        action: "policy.replay",
+        outcome: "ok",
+        actor: actor(principal),
+        key_id: filter.key_id.clone(),
+        request_id: Some(crate::request_id::current()),
+        details: json!({
+            "policy_id": policy.id,
+            "digest": policy.compiled.digest,
+            "filter": {
+                "key_id": filter.key_id,
+                "operation": filter.operation,
+                "since_unix": filter.since_unix,
+                "until_unix": filter.until_unix,
+                "limit": filter.limit,
+            },
+            "evaluated": report.evaluated,
+            "complete": report.complete,
+            "changed": report.changed.len(),
+        }),
+    };
+    path.audit().append(Vec::new(), event).await?;
+    Ok((policy, report))
 }
 
 /// Makes sure the built-in policies named in `names` are stored (uploading them, audited, on

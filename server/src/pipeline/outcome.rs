@@ -58,6 +58,29 @@ impl Outcome<'_> {
         }
     }
 
+    /// The input the key's policies judged this request with, to keep for replays (none when
+    /// no policy ran, or inputs are not kept).
+    pub(super) fn kept_input(&self) -> Option<StateChange> {
+        let request = self.verdict.input.as_ref()?;
+        let reason = match &self.verdict.decision {
+            Decision::Allow => None,
+            Decision::Deny { reason } | Decision::RequireApproval { reason, .. } => {
+                Some(reason.clone())
+            }
+        };
+        Some(StateChange::InsertPolicyInput(Box::new(
+            crate::store::inputs::PolicyInputRow {
+                request_id: self.request_id.to_string(),
+                key_id: self.key.meta.id.clone(),
+                operation: self.operation.to_string(),
+                created_unix: self.time.1,
+                request: request.to_string(),
+                decision: self.verdict.decision.name().to_string(),
+                reason,
+            },
+        )))
+    }
+
     pub(super) fn event(&self, outcome: &'static str, extra: serde_json::Value) -> AuditEvent {
         let mut details = json!({
             "operation": self.operation,
@@ -98,7 +121,12 @@ impl Outcome<'_> {
         match self
             .path
             .audit()
-            .append(vec![StateChange::InsertSignRequest(Box::new(row))], event)
+            .append(
+                std::iter::once(StateChange::InsertSignRequest(Box::new(row)))
+                    .chain(self.kept_input())
+                    .collect(),
+                event,
+            )
             .await
         {
             Ok(_) => Ok(()),
@@ -192,7 +220,9 @@ impl Outcome<'_> {
             .path
             .audit()
             .append(
-                vec![StateChange::InsertApprovalRequest(Box::new(row))],
+                std::iter::once(StateChange::InsertApprovalRequest(Box::new(row)))
+                    .chain(self.kept_input())
+                    .collect(),
                 event,
             )
             .await
@@ -237,7 +267,9 @@ impl Outcome<'_> {
             self.principal,
             &self.key.meta.id,
             self.verdict.policies_version,
-            vec![StateChange::InsertSignRequest(Box::new(row))],
+            std::iter::once(StateChange::InsertSignRequest(Box::new(row)))
+                .chain(self.kept_input())
+                .collect(),
             Some(self.intent),
             self.time.1,
         );

@@ -12,6 +12,7 @@
 //! - `engine`: wasmtime (compile once into an `InstancePre`, fresh instance per evaluation).
 //! - `registry`: compiled modules and key bindings, cached in memory and invalidated on change.
 //! - `builtin`: the built-in `allow-all` module that `keyward dev` binds to new keys.
+//! - `replay`: one policy on the kept inputs of past sign requests, compared with their verdicts.
 //! - `author`: `keyward policy new` (scaffold a crate) and `keyward policy test` (run a module).
 //!
 //! It must never turn an error into an allow: anything it cannot evaluate is a deny.
@@ -23,6 +24,7 @@ pub mod engine;
 pub mod limits;
 mod pace;
 pub mod registry;
+pub mod replay;
 
 use keyward_policy::{Decision, SignRequest};
 use serde::{Deserialize, Serialize};
@@ -98,6 +100,9 @@ pub struct TraceEntry {
     pub fuel: u64,
     /// Wall time, microseconds.
     pub micros: u64,
+    /// Lines the policy logged (shown by dry runs; never stored or sent with a signature).
+    #[serde(skip)]
+    pub logs: Vec<String>,
 }
 
 /// The combined decision and how it was reached.
@@ -118,6 +123,11 @@ pub struct Verdict {
     /// could not be read); the audit writer refuses the signature if it changed since.
     #[serde(skip)]
     pub policies_version: Option<i64>,
+    /// The request exactly as the bound policies were given it (`SignRequest` JSON, host
+    /// context included), when they ran and inputs are kept for replays (see
+    /// `store::inputs`); recorded with the request's outcome.
+    #[serde(skip)]
+    pub input: Option<std::sync::Arc<str>>,
 }
 
 /// The decision applied when no policy is bound to a key.
@@ -138,6 +148,7 @@ pub struct PolicyStage {
     registry: PolicyRegistry,
     store: Store,
     bind_on_create: Vec<String>,
+    keep_inputs: bool,
 }
 
 impl std::fmt::Debug for PolicyStage {
@@ -156,7 +167,15 @@ impl PolicyStage {
             registry,
             store,
             bind_on_create: Vec::new(),
+            keep_inputs: true,
         }
+    }
+
+    /// Whether verdicts carry the policies' input for the audit writer to keep for replays
+    /// (on unless `policy.replay_retention_days` is 0).
+    pub fn with_kept_inputs(mut self, keep: bool) -> Self {
+        self.keep_inputs = keep;
+        self
     }
 
     /// Binds the policies `policy_ids` to every new key (`policy.bind_on_create`).
@@ -228,6 +247,7 @@ impl PolicyStage {
             trace: Vec::new(),
             requirements: Vec::new(),
             policies_version: None,
+            input: None,
         };
         let (version, bound) = match self.registry.versioned_bindings(&key.id).await {
             Ok(b) => b,
@@ -260,10 +280,11 @@ impl PolicyStage {
                 return (deny("policy_context_unavailable"), None);
             }
         };
-        let request_json = match serde_json::to_string(&request) {
-            Ok(j) => j,
+        let request_json: std::sync::Arc<str> = match serde_json::to_string(&request) {
+            Ok(j) => j.into(),
             Err(_) => return (deny("policy_input_unavailable"), None),
         };
+        let input = request_json.clone();
         let result = if bound.iter().all(|b| b.policy.compiled.pace.inline()) {
             self.engine()
                 .run_inline(|engine| evaluate_chain(engine, &bound, &request_json))
@@ -273,10 +294,13 @@ impl PolicyStage {
                 .run_blocking(move |engine| evaluate_chain(engine, &bound, &request_json))
                 .await
         };
-        let verdict = result.unwrap_or_else(|e| {
+        let mut verdict = result.unwrap_or_else(|e| {
             tracing::error!(error = %e, "policy evaluation task failed");
             deny("policy_unavailable")
         });
+        if self.keep_inputs {
+            verdict.input = Some(input);
+        }
         (verdict, Some(reservation))
     }
 
@@ -341,6 +365,7 @@ impl PolicyStage {
             trace: Vec::new(),
             requirements: Vec::new(),
             policies_version: None,
+            input: None,
         }
     }
 }
@@ -386,6 +411,7 @@ fn evaluate_chain(engine: &PolicyEngine, bound: &[BoundPolicy], request_json: &s
             },
             fuel: eval.fuel,
             micros: eval.micros,
+            logs: eval.logs,
         });
         let deny = matches!(eval.decision, Decision::Deny { .. });
         if let Decision::RequireApproval {
@@ -417,6 +443,7 @@ fn evaluate_chain(engine: &PolicyEngine, bound: &[BoundPolicy], request_json: &s
         trace,
         requirements,
         policies_version: None,
+        input: None,
     }
 }
 

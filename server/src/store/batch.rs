@@ -3,7 +3,7 @@
 //! chunks), instead of a few statements per job, each a round trip to the database thread.
 //!
 //! Only changes that nothing later in the same transaction reads are deferred to the end of
-//! the batch: inserted sign requests and count-only usage additions (which commute with every
+//! the batch: inserted sign requests, kept policy inputs and count-only usage additions (which commute with every
 //! other usage change). Every other change is applied in order, as before. On SQLite the
 //! statements are multi-row `INSERT ... VALUES` (and `ON CONFLICT DO UPDATE`); on PostgreSQL
 //! the same inserts take their rows as arrays (see `postgres`).
@@ -15,6 +15,7 @@ use sqlx::QueryBuilder;
 use super::db::{Conn, on_conn};
 
 use super::audit::AuditRow;
+use super::inputs::PolicyInputRow;
 use super::requests::SignRequestRow;
 use super::usage::{self, UsageDelta};
 use super::{Result, SignStatus, StateChange, StoreError, conflict_or};
@@ -29,6 +30,7 @@ type Bucket = (String, String, i64, i64);
 #[derive(Default)]
 pub(crate) struct DeferredWrites<'a> {
     requests: Vec<&'a SignRequestRow>,
+    inputs: Vec<&'a PolicyInputRow>,
     counts: BTreeMap<Bucket, i64>,
     audit: Vec<AuditRow>,
     /// The chain head after the batch, when it is to be written with the rest.
@@ -44,6 +46,10 @@ impl<'a> DeferredWrites<'a> {
         match change {
             StateChange::InsertSignRequest(row) => {
                 self.sign_request(row);
+                true
+            }
+            StateChange::InsertPolicyInput(row) => {
+                self.inputs.push(row);
                 true
             }
             StateChange::AddUsage(deltas)
@@ -115,6 +121,7 @@ impl<'a> DeferredWrites<'a> {
             return postgres::write(
                 c,
                 &self.requests,
+                &self.inputs,
                 &counts,
                 &self.audit,
                 self.head,
@@ -128,6 +135,7 @@ impl<'a> DeferredWrites<'a> {
         for chunk in counts.chunks(CHUNK) {
             add_counts(conn, chunk).await?;
         }
+        super::inputs::insert(conn, &self.inputs).await?;
         for chunk in self.audit.chunks(CHUNK) {
             insert_audit(conn, chunk).await?;
         }
@@ -225,7 +233,7 @@ async fn insert_audit(conn: &mut Conn<'_>, rows: &[AuditRow]) -> Result<()> {
 mod postgres {
     use sqlx::PgConnection;
 
-    use super::{AuditRow, Bucket, Result, SignRequestRow, conflict_or};
+    use super::{AuditRow, Bucket, PolicyInputRow, Result, SignRequestRow, conflict_or};
 
     const BATCH: &str = "WITH \
         requests AS (INSERT INTO sign_requests (id, key_id, issuer, subject, operation, status, \
@@ -245,12 +253,18 @@ mod postgres {
             $25::TEXT[], $26::TEXT[], $27::TEXT[], $28::TEXT[], $29::TEXT[], $30::BYTEA[], \
             $31::BYTEA[], $32::TEXT[])), \
         head AS (UPDATE audit_head SET seq = $33, hash = $34 WHERE id = 1 AND $35), \
-        taken AS (DELETE FROM usage_reservations WHERE id = ANY($36)) \
+        taken AS (DELETE FROM usage_reservations WHERE id = ANY($36)), \
+        inputs AS (INSERT INTO policy_inputs (request_id, key_id, operation, created_unix, \
+            request, decision, reason) \
+            SELECT * FROM UNNEST($37::TEXT[], $38::TEXT[], $39::TEXT[], $40::BIGINT[], \
+            $41::TEXT[], $42::TEXT[], $43::TEXT[]) \
+            ON CONFLICT (request_id) DO NOTHING) \
         SELECT 1";
 
     pub(super) async fn write(
         conn: &mut PgConnection,
         requests: &[&SignRequestRow],
+        inputs: &[&PolicyInputRow],
         counts: &[(Bucket, i64)],
         audit: &[AuditRow],
         head: Option<(i64, Vec<u8>)>,
@@ -298,6 +312,13 @@ mod postgres {
             .bind(head_hash)
             .bind(set_head)
             .bind(taken)
+            .bind(column(inputs, |i| i.request_id.as_str()))
+            .bind(column(inputs, |i| i.key_id.as_str()))
+            .bind(column(inputs, |i| i.operation.as_str()))
+            .bind(column(inputs, |i| i.created_unix))
+            .bind(column(inputs, |i| i.request.as_str()))
+            .bind(column(inputs, |i| i.decision.as_str()))
+            .bind(column(inputs, |i| i.reason.as_deref()))
             .execute(conn)
             .await
             .map_err(|e| conflict_or(e, || "idempotency key already used".into()))?;

@@ -19,6 +19,7 @@ pub mod certificates;
 pub mod csc;
 pub(crate) mod db;
 pub mod gate;
+pub mod inputs;
 pub mod keys;
 pub mod pending;
 pub mod policies;
@@ -97,6 +98,8 @@ pub enum StateChange {
     },
     /// A sign request reached its outcome.
     InsertSignRequest(Box<SignRequestRow>),
+    /// The input a request's policies judged it with, kept for replays (see `inputs`).
+    InsertPolicyInput(Box<inputs::PolicyInputRow>),
     /// A sign request now waits for approvers.
     InsertApprovalRequest(Box<approvals::ApprovalRequestRow>),
     /// An approver voted (may complete or reject the request).
@@ -473,6 +476,7 @@ pub(crate) async fn apply_change(conn: &mut Conn<'_>, change: &StateChange) -> R
             keys::set_status(conn, key_id, *status, at).await
         }
         StateChange::InsertSignRequest(row) => requests::insert(conn, row).await,
+        StateChange::InsertPolicyInput(row) => inputs::insert(conn, &[row]).await,
         StateChange::InsertApprovalRequest(row) => approvals::insert(conn, row).await,
         StateChange::Vote { vote, now_unix } => approvals::vote(conn, vote, *now_unix).await,
         StateChange::ApprovalTransition {

@@ -15,6 +15,7 @@ mod nodes;
 mod openapi;
 mod policies;
 mod policy_author;
+mod replay;
 mod security;
 mod seed;
 mod signing;
