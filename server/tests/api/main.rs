@@ -3,6 +3,7 @@
 
 mod approvals;
 mod architecture;
+mod assemblyscript;
 mod audit;
 mod bitcoin_solana;
 mod csc;
