@@ -5,6 +5,7 @@ mod approvals;
 mod architecture;
 mod audit;
 mod bitcoin_solana;
+mod builders;
 mod csc;
 mod documents;
 mod errors;
