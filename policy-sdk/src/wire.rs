@@ -160,6 +160,45 @@ pub enum Intent {
     SolanaMessage(crate::SolanaMessageIntent),
 }
 
+macro_rules! intent_from {
+    ($($variant:ident($ty:ty)),* $(,)?) => {
+        $(
+            impl From<$ty> for Intent {
+                fn from(intent: $ty) -> Self {
+                    Intent::$variant(intent)
+                }
+            }
+        )*
+    };
+}
+
+intent_from!(
+    Raw(RawIntent),
+    Document(DocumentIntent),
+    EthereumTransaction(EthereumTransactionIntent),
+    EthereumMessage(EthereumMessageIntent),
+    EthereumTypedData(EthereumTypedDataIntent),
+    BitcoinPsbt(crate::BitcoinPsbtIntent),
+    SolanaTransaction(crate::SolanaTransactionIntent),
+    SolanaMessage(crate::SolanaMessageIntent),
+);
+
+impl Intent {
+    /// The intent's `kind` as on the wire, e.g. `ethereum_transaction`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Intent::Raw(_) => "raw",
+            Intent::Document(_) => "document",
+            Intent::EthereumTransaction(_) => "ethereum_transaction",
+            Intent::EthereumMessage(_) => "ethereum_message",
+            Intent::EthereumTypedData(_) => "ethereum_typed_data",
+            Intent::BitcoinPsbt(_) => "bitcoin_psbt",
+            Intent::SolanaTransaction(_) => "solana_transaction",
+            Intent::SolanaMessage(_) => "solana_message",
+        }
+    }
+}
+
 /// An Ethereum transaction as decoded by the host. Addresses are lower-case `0x` hex (compare
 /// them case-insensitively); values and fees are in wei as decimal strings (they may exceed
 /// 64 bits: parse them as 256-bit integers, or compare with [`wei_cmp`]).

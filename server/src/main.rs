@@ -84,7 +84,8 @@ enum PolicyCommand {
     /// Create a policy crate NAME in the current directory.
     New {
         name: String,
-        /// The SDK to depend on by path (default: the one in this server's source tree).
+        /// An SDK directory to depend on by path (default: a copy of the SDK carried in this
+        /// binary, written to NAME/keyward-policy-sdk).
         #[arg(long)]
         sdk_path: Option<PathBuf>,
     },
@@ -340,9 +341,11 @@ async fn policy_command(command: PolicyCommand) -> anyhow::Result<ExitCode> {
     match command {
         PolicyCommand::Replay(args) => replay_command(args).await,
         PolicyCommand::New { name, sdk_path } => {
-            let sdk = sdk_path.unwrap_or_else(author::bundled_sdk_path);
-            let sdk = sdk.exists().then_some(sdk);
-            let dir = author::scaffold(std::path::Path::new("."), &name, sdk.as_deref())
+            let sdk = match &sdk_path {
+                Some(path) => author::SdkSource::Path(path),
+                None => author::SdkSource::Bundled,
+            };
+            let dir = author::scaffold(std::path::Path::new("."), &name, sdk)
                 .map_err(anyhow::Error::msg)?;
             println!("created {}", dir.display());
             println!(

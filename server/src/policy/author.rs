@@ -1,5 +1,6 @@
 //! Tools for policy authors behind `keyward policy new` and `keyward policy test`: scaffold a
-//! policy crate, and run a built module the way the server does.
+//! policy crate (with a copy of the SDK carried in the binary, so no Keyward checkout is
+//! needed), and run a built module the way the server does.
 
 use std::path::{Path, PathBuf};
 
@@ -7,18 +8,103 @@ use keyward_policy::{PolicyInput, SignRequest};
 
 use super::{Evaluation, LimitsConfig, PolicyEngine, PolicyError};
 
-/// Where this server's source tree keeps the SDK (used for a path dependency).
-pub fn bundled_sdk_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../policy-sdk")
+/// The SDK's source files, carried in the binary so that `keyward policy new` works with no
+/// Keyward checkout: `(path under the SDK's directory, text)`. A test fails when a file of
+/// `policy-sdk/src` is missing here.
+pub const BUNDLED_SDK_FILES: &[(&str, &str)] = &[
+    ("README.md", include_str!("../../../policy-sdk/README.md")),
+    ("ABI.md", include_str!("../../../policy-sdk/ABI.md")),
+    ("src/lib.rs", include_str!("../../../policy-sdk/src/lib.rs")),
+    (
+        "src/bitcoin.rs",
+        include_str!("../../../policy-sdk/src/bitcoin.rs"),
+    ),
+    (
+        "src/export.rs",
+        include_str!("../../../policy-sdk/src/export.rs"),
+    ),
+    (
+        "src/host.rs",
+        include_str!("../../../policy-sdk/src/host.rs"),
+    ),
+    (
+        "src/solana.rs",
+        include_str!("../../../policy-sdk/src/solana.rs"),
+    ),
+    (
+        "src/wire.rs",
+        include_str!("../../../policy-sdk/src/wire.rs"),
+    ),
+    (
+        "src/testing/mod.rs",
+        include_str!("../../../policy-sdk/src/testing/mod.rs"),
+    ),
+    (
+        "src/testing/bitcoin.rs",
+        include_str!("../../../policy-sdk/src/testing/bitcoin.rs"),
+    ),
+    (
+        "src/testing/ethereum.rs",
+        include_str!("../../../policy-sdk/src/testing/ethereum.rs"),
+    ),
+    (
+        "src/testing/solana.rs",
+        include_str!("../../../policy-sdk/src/testing/solana.rs"),
+    ),
+];
+
+/// The directory, inside a new policy crate, that the bundled SDK is written to.
+pub const BUNDLED_SDK_DIR: &str = "keyward-policy-sdk";
+
+/// The manifest of the bundled SDK: the published crate's, standing alone (no workspace to
+/// inherit from). The `schema` feature is left out; it only serves the SDK's own schema files.
+fn bundled_sdk_manifest() -> String {
+    format!(
+        r#"[package]
+name = "keyward-policy-sdk"
+version = "{version}"
+edition = "2024"
+description = "Write Keyward signing policies in Rust: wire types, the export macro and test helpers"
+license = "Apache-2.0"
+publish = false
+
+[lib]
+name = "keyward_policy"
+
+[dependencies]
+serde = {{ version = "1", features = ["derive"] }}
+serde_json = "1"
+
+[lints.rust]
+unexpected_cfgs = {{ level = "warn", check-cfg = ['cfg(feature, values("schema"))'] }}
+"#,
+        version = env!("CARGO_PKG_VERSION")
+    )
 }
 
-/// Creates a policy crate `name` in `parent/name` that builds for wasm32 and tests natively.
-/// `sdk` is the SDK's directory (a path dependency); `None` depends on the published version.
-pub fn scaffold(parent: &Path, name: &str, sdk: Option<&Path>) -> Result<PathBuf, String> {
+/// Which SDK a new policy crate depends on.
+#[derive(Debug, Clone, Copy)]
+pub enum SdkSource<'a> {
+    /// The SDK carried in this binary, written into the crate (`keyward-policy-sdk/`).
+    Bundled,
+    /// An SDK directory on this machine (`--sdk-path`), by path.
+    Path(&'a Path),
+    /// The version of `keyward-policy-sdk` published with this server, from the registry.
+    Published,
+}
+
+/// Creates a policy crate `name` in `parent/name` that builds for wasm32 and tests natively,
+/// depending on the SDK `sdk` says.
+pub fn scaffold(parent: &Path, name: &str, sdk: SdkSource<'_>) -> Result<PathBuf, String> {
     let ok = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_';
     if name.is_empty() || name.len() > 64 || !name.chars().all(ok) || name.starts_with('-') {
         return Err(format!(
             "policy name {name:?} is invalid: use lowercase letters, digits, '-' and '_'"
+        ));
+    }
+    if name == BUNDLED_SDK_DIR {
+        return Err(format!(
+            "policy name {name:?} is the SDK's own name; pick another"
         ));
     }
     let dir = parent.join(name);
@@ -26,13 +112,14 @@ pub fn scaffold(parent: &Path, name: &str, sdk: Option<&Path>) -> Result<PathBuf
         return Err(format!("{} already exists", dir.display()));
     }
     let sdk_dep = match sdk {
-        Some(path) => {
+        SdkSource::Path(path) => {
             let path = path
                 .canonicalize()
                 .map_err(|e| format!("SDK path {}: {e}", path.display()))?;
             format!("{{ path = {:?} }}", path.display().to_string())
         }
-        None => format!("\"{}\"", env!("CARGO_PKG_VERSION")),
+        SdkSource::Bundled => format!("{{ path = \"{BUNDLED_SDK_DIR}\" }}"),
+        SdkSource::Published => format!("\"{}\"", env!("CARGO_PKG_VERSION")),
     };
     let cargo = format!(
         r#"[package]
@@ -125,6 +212,15 @@ mod tests {
         }
         std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))
     };
+    if let SdkSource::Bundled = sdk {
+        write(
+            &format!("{BUNDLED_SDK_DIR}/Cargo.toml"),
+            &bundled_sdk_manifest(),
+        )?;
+        for (rel, text) in BUNDLED_SDK_FILES {
+            write(&format!("{BUNDLED_SDK_DIR}/{rel}"), text)?;
+        }
+    }
     write("Cargo.toml", &cargo)?;
     write("src/lib.rs", lib)?;
     write("input.json", &(input + "\n"))?;
@@ -169,4 +265,74 @@ pub fn run_module(
     let check = engine.validate_settings(&compiled, &settings);
     let bytes = serde_json::to_vec(input).map_err(|e| PolicyError::Invalid(e.to_string()))?;
     Ok((engine.evaluate(&compiled, &bytes), check))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files_under(dir: &Path, base: &Path, out: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                files_under(&path, base, out);
+            } else {
+                out.push(path.strip_prefix(base).unwrap().display().to_string());
+            }
+        }
+    }
+
+    #[test]
+    fn the_bundle_holds_every_sdk_source_file() {
+        let sdk = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policy-sdk");
+        let mut on_disk = Vec::new();
+        files_under(&sdk.join("src"), &sdk, &mut on_disk);
+        on_disk.sort();
+        let mut bundled: Vec<String> = BUNDLED_SDK_FILES
+            .iter()
+            .map(|(p, _)| p.to_string())
+            .filter(|p| p.starts_with("src/"))
+            .collect();
+        bundled.sort();
+        assert_eq!(bundled, on_disk, "add new SDK files to BUNDLED_SDK_FILES");
+        for (rel, text) in BUNDLED_SDK_FILES {
+            assert_eq!(
+                std::fs::read_to_string(sdk.join(rel)).unwrap(),
+                *text,
+                "{rel}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_bundled_scaffold_names_no_path_of_this_machine() {
+        let dir = tempfile::tempdir().unwrap();
+        let krate = scaffold(dir.path(), "cap", SdkSource::Bundled).unwrap();
+        let manifest = std::fs::read_to_string(krate.join("Cargo.toml")).unwrap();
+        assert!(
+            manifest.contains(r#"keyward-policy-sdk = { path = "keyward-policy-sdk" }"#),
+            "{manifest}"
+        );
+        let sdk = std::fs::read_to_string(krate.join("keyward-policy-sdk/Cargo.toml")).unwrap();
+        assert!(sdk.contains(&format!("version = \"{}\"", env!("CARGO_PKG_VERSION"))));
+        let mut files = Vec::new();
+        files_under(&krate, &krate, &mut files);
+        let checkout = env!("CARGO_MANIFEST_DIR");
+        for rel in &files {
+            let text = std::fs::read_to_string(krate.join(rel)).unwrap();
+            assert!(!text.contains(checkout), "{rel} names {checkout}");
+        }
+        assert!(
+            files
+                .iter()
+                .any(|f| f == "keyward-policy-sdk/src/testing/mod.rs")
+        );
+
+        let with_path = scaffold(dir.path(), "by-path", SdkSource::Path(dir.path())).unwrap();
+        let manifest = std::fs::read_to_string(with_path.join("Cargo.toml")).unwrap();
+        let canonical = dir.path().canonicalize().unwrap();
+        assert!(manifest.contains(&format!("{:?}", canonical.display().to_string())));
+        assert!(!with_path.join(BUNDLED_SDK_DIR).exists());
+        assert!(scaffold(dir.path(), BUNDLED_SDK_DIR, SdkSource::Bundled).is_err());
+    }
 }

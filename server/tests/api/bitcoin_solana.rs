@@ -35,7 +35,7 @@ async fn btc_account(server: &TestServer, wallet: &str, body: Value) -> (String,
 }
 
 /// A PSBT spending `inputs` (amount, script) to `outputs` (address, amount).
-fn psbt(inputs: &[(u64, ScriptBuf)], outputs: &[(&str, u64)], with_utxo: bool) -> Psbt {
+pub fn psbt(inputs: &[(u64, ScriptBuf)], outputs: &[(&str, u64)], with_utxo: bool) -> Psbt {
     let tx = Transaction {
         version: transaction::Version::TWO,
         lock_time: bitcoin::absolute::LockTime::ZERO,
@@ -71,7 +71,7 @@ fn psbt(inputs: &[(u64, ScriptBuf)], outputs: &[(&str, u64)], with_utxo: bool) -
     psbt
 }
 
-fn script_of(address: &str) -> ScriptBuf {
+pub fn script_of(address: &str) -> ScriptBuf {
     Address::from_str(address)
         .unwrap()
         .assume_checked()
@@ -458,7 +458,7 @@ async fn sol(
         .await
 }
 
-fn transfer_message(payer: &SolAddress, to: &SolAddress, lamports: u64) -> Vec<u8> {
+pub fn transfer_message(payer: &SolAddress, to: &SolAddress, lamports: u64) -> Vec<u8> {
     let ix = solana_system_interface::instruction::transfer(payer, to, lamports);
     let msg = SolMessage::new_with_blockhash(&[ix], Some(payer), &Hash::new_from_array([9; 32]));
     VersionedMessage::Legacy(msg).serialize()

@@ -6,6 +6,7 @@ mod architecture;
 mod assemblyscript;
 mod audit;
 mod bitcoin_solana;
+mod builders;
 mod csc;
 mod documents;
 mod errors;

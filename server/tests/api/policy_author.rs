@@ -1,5 +1,6 @@
 //! The author flow of `policy-sdk/README.md`, as written: `keyward policy new`, `cargo test`,
-//! build for wasm32, `keyward policy test`, upload, bind, see it deny.
+//! build for wasm32, `keyward policy test`, upload, bind, see it deny; and `policy new` far from
+//! the checkout, with the SDK the binary carries.
 
 use std::path::Path;
 use std::process::Command;
@@ -104,4 +105,86 @@ async fn the_readme_author_flow_works() {
         body["details"]["policy"]["trace"][0]["policy"],
         "hourly-cap"
     );
+}
+
+/// Every file under `dir`, relative to it.
+fn files_under(dir: &Path, base: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files_under(&path, base, out);
+        } else {
+            out.push(path.strip_prefix(base).unwrap().to_path_buf());
+        }
+    }
+}
+
+#[test]
+fn policy_new_needs_no_checkout() {
+    // Far from the checkout: the system temp dir, with the binary run from there.
+    let checkout = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("keyward-author-")
+        .tempdir_in(std::env::temp_dir())
+        .unwrap();
+    assert!(!dir.path().canonicalize().unwrap().starts_with(&checkout));
+    let keyward = env!("CARGO_BIN_EXE_keyward");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let target = checkout.join("target/policy-author");
+
+    let out = run(Command::new(keyward)
+        .args(["policy", "new", "far-policy"])
+        .current_dir(dir.path()));
+    assert!(out.contains("created"), "{out}");
+    let krate = dir.path().join("far-policy");
+    let manifest = std::fs::read_to_string(krate.join("Cargo.toml")).unwrap();
+    assert!(
+        manifest.contains(r#"keyward-policy-sdk = { path = "keyward-policy-sdk" }"#),
+        "{manifest}"
+    );
+    // The SDK was written beside the crate, and nothing names this machine's checkout.
+    let mut files = Vec::new();
+    files_under(&krate, &krate, &mut files);
+    assert!(
+        files
+            .iter()
+            .any(|f| f == Path::new("keyward-policy-sdk/src/testing/ethereum.rs")),
+        "{files:?}"
+    );
+    let needle = checkout.display().to_string();
+    for rel in &files {
+        let text = std::fs::read_to_string(krate.join(rel)).unwrap();
+        assert!(!text.contains(&needle), "{} names {needle}", rel.display());
+        assert!(!text.contains("../policy-sdk"), "{}", rel.display());
+    }
+
+    // Its tests pass and it builds for wasm32, from the registry cache only.
+    let out = run(Command::new(&cargo)
+        .args(["test", "--offline"])
+        .current_dir(&krate)
+        .env("CARGO_TARGET_DIR", &target));
+    assert!(!out.contains("FAILED"), "{out}");
+    run(Command::new(&cargo)
+        .args([
+            "build",
+            "--offline",
+            "--target",
+            "wasm32-unknown-unknown",
+            "--release",
+        ])
+        .current_dir(&krate)
+        .env("CARGO_TARGET_DIR", &target));
+    let wasm =
+        std::fs::read(target.join("wasm32-unknown-unknown/release/far_policy.wasm")).unwrap();
+    assert_eq!(&wasm[..4], b"\0asm");
+    // The module runs the way the server runs it.
+    let out = run(Command::new(keyward)
+        .args(["policy", "test"])
+        .arg(target.join("wasm32-unknown-unknown/release/far_policy.wasm"))
+        .arg("input.json")
+        .current_dir(&krate));
+    assert!(out.contains(r#""decision":"deny""#), "{out}");
 }
