@@ -27,5 +27,6 @@ pub mod notify;
 pub mod pipeline;
 pub mod policy;
 pub mod request_id;
+pub mod sdk_bundle;
 pub mod store;
 pub mod wallets;

@@ -133,7 +133,9 @@ fn policy_new_needs_no_checkout() {
     assert!(!dir.path().canonicalize().unwrap().starts_with(&checkout));
     let keyward = env!("CARGO_BIN_EXE_keyward");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let target = checkout.join("target/policy-author");
+    // Its own target dir: the README flow builds an SDK of the same name and version from
+    // the checkout, and cargo would take one build of it for the other.
+    let target = checkout.join("target/policy-author-bundled");
 
     let out = run(Command::new(keyward)
         .args(["policy", "new", "far-policy"])
