@@ -446,6 +446,14 @@ impl Decision {
             Decision::RequireApproval { .. } => "require_approval",
         }
     }
+
+    /// Why a deny or a require-approval was decided; `None` for an allow.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            Decision::Allow => None,
+            Decision::Deny { reason } | Decision::RequireApproval { reason, .. } => Some(reason),
+        }
+    }
 }
 
 #[cfg(test)]

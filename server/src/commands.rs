@@ -276,11 +276,10 @@ pub async fn policy_replay(
         }
     };
     let compiled = engine.compile(&module, limits).map_err(failed)?;
-    if compiled.validates_settings {
-        engine
-            .validate_settings(&compiled, settings.to_string().as_bytes())
-            .map_err(|why| StartError::Other(format!("the policy refused its settings: {why}")))?;
-    }
+    // A policy without `keyward_validate_settings` accepts any settings.
+    engine
+        .validate_settings(&compiled, settings.to_string().as_bytes())
+        .map_err(|why| StartError::Other(format!("the policy refused its settings: {why}")))?;
     let rows = store.policy_inputs(&filter).await?;
     store.close().await;
     let report = tokio::task::spawn_blocking(move || {

@@ -268,18 +268,22 @@ pub async fn bound(path: &SigningPath, key_id: &str) -> Result<Arc<Vec<BoundPoli
     path.policy().registry().bindings(key_id).await
 }
 
+/// The stored policy `policy_id`, compiled; `NotFound` when there is none.
+async fn loaded(path: &SigningPath, policy_id: &str) -> Result<Arc<LoadedPolicy>, PolicyError> {
+    path.policy()
+        .registry()
+        .policy(policy_id)
+        .await?
+        .ok_or_else(|| PolicyError::NotFound(format!("no policy with id {policy_id:?}")))
+}
+
 /// Evaluates a policy on a given input without signing anything.
 pub async fn evaluate(
     path: &SigningPath,
     policy_id: &str,
     input: PolicyInput,
 ) -> Result<(Arc<LoadedPolicy>, Evaluation), PolicyError> {
-    let policy = path
-        .policy()
-        .registry()
-        .policy(policy_id)
-        .await?
-        .ok_or_else(|| PolicyError::NotFound(format!("no policy with id {policy_id:?}")))?;
+    let policy = loaded(path, policy_id).await?;
     let input =
         serde_json::to_vec(&input).map_err(|e| PolicyError::Invalid(format!("input: {e}")))?;
     let p = policy.clone();
@@ -328,12 +332,7 @@ pub async fn replay(
     settings: Value,
     filter: crate::store::inputs::InputFilter,
 ) -> Result<(Arc<LoadedPolicy>, ReplayReport), PolicyError> {
-    let policy = path
-        .policy()
-        .registry()
-        .policy(policy_id)
-        .await?
-        .ok_or_else(|| PolicyError::NotFound(format!("no policy with id {policy_id:?}")))?;
+    let policy = loaded(path, policy_id).await?;
     let engine = path.policy().engine();
     checked_settings(engine, &policy, &settings).await?;
     let rows = path.store().policy_inputs(&filter).await?;

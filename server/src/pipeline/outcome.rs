@@ -61,22 +61,16 @@ impl Outcome<'_> {
     /// The input the key's policies judged this request with, to keep for replays (none when
     /// no policy ran, or inputs are not kept).
     pub(super) fn kept_input(&self) -> Option<StateChange> {
-        let request = self.verdict.input.as_ref()?;
-        let reason = match &self.verdict.decision {
-            Decision::Allow => None,
-            Decision::Deny { reason } | Decision::RequireApproval { reason, .. } => {
-                Some(reason.clone())
-            }
-        };
+        let request = self.verdict.input.clone()?;
         Some(StateChange::InsertPolicyInput(Box::new(
             crate::store::inputs::PolicyInputRow {
                 request_id: self.request_id.to_string(),
                 key_id: self.key.meta.id.clone(),
                 operation: self.operation.to_string(),
                 created_unix: self.time.1,
-                request: request.to_string(),
+                request,
                 decision: self.verdict.decision.name().to_string(),
-                reason,
+                reason: self.verdict.decision.reason().map(str::to_string),
             },
         )))
     }

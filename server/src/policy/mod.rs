@@ -403,12 +403,7 @@ fn evaluate_chain(engine: &PolicyEngine, bound: &[BoundPolicy], request_json: &s
             policy: b.policy.name.clone(),
             digest: b.policy.compiled.digest.clone(),
             decision: eval.decision.name().to_string(),
-            reason: match &eval.decision {
-                Decision::Allow => None,
-                Decision::Deny { reason } | Decision::RequireApproval { reason, .. } => {
-                    Some(reason.clone())
-                }
-            },
+            reason: eval.decision.reason().map(str::to_string),
             fuel: eval.fuel,
             micros: eval.micros,
             logs: eval.logs,

@@ -9,7 +9,6 @@
 
 use std::time::{Duration, Instant};
 
-use keyward_policy::Decision;
 use serde::Serialize;
 
 use super::{CompiledPolicy, PolicyEngine, input_document};
@@ -123,12 +122,7 @@ pub fn replay(
                 before: row.decision.clone(),
                 before_reason: row.reason.clone(),
                 after: after.to_string(),
-                after_reason: match &eval.decision {
-                    Decision::Allow => None,
-                    Decision::Deny { reason } | Decision::RequireApproval { reason, .. } => {
-                        Some(reason.clone())
-                    }
-                },
+                after_reason: eval.decision.reason().map(str::to_string),
                 failure: eval.failure.map(|f| f.detail()),
                 fuel: eval.fuel,
                 logs: eval.logs,

@@ -316,7 +316,7 @@ mod postgres {
             .bind(column(inputs, |i| i.key_id.as_str()))
             .bind(column(inputs, |i| i.operation.as_str()))
             .bind(column(inputs, |i| i.created_unix))
-            .bind(column(inputs, |i| i.request.as_str()))
+            .bind(column(inputs, |i| &*i.request))
             .bind(column(inputs, |i| i.decision.as_str()))
             .bind(column(inputs, |i| i.reason.as_deref()))
             .execute(conn)

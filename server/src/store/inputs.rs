@@ -22,8 +22,9 @@ pub struct PolicyInputRow {
     pub operation: String,
     /// When it was judged (Unix seconds; the request's `unix_time`).
     pub created_unix: i64,
-    /// The `SignRequest` JSON exactly as the key's policies were given it.
-    pub request: String,
+    /// The `SignRequest` JSON exactly as the key's policies were given it (shared with the
+    /// verdict that carried it, not copied).
+    pub request: std::sync::Arc<str>,
     /// The combined verdict then: `allow`, `deny` or `require_approval`.
     pub decision: String,
     /// The verdict's reason, if any.
@@ -51,7 +52,7 @@ fn from_row(row: &impl DbRow) -> Result<PolicyInputRow> {
         key_id: row.try_get("key_id")?,
         operation: row.try_get("operation")?,
         created_unix: row.try_get("created_unix")?,
-        request: row.try_get("request")?,
+        request: row.try_get::<String, _>("request")?.into(),
         decision: row.try_get("decision")?,
         reason: row.try_get("reason")?,
     })
@@ -74,7 +75,7 @@ pub(crate) async fn insert(conn: &mut Conn<'_>, rows: &[&PolicyInputRow]) -> Res
                     .push_bind(&row.key_id)
                     .push_bind(&row.operation)
                     .push_bind(row.created_unix)
-                    .push_bind(&row.request)
+                    .push_bind(&*row.request)
                     .push_bind(&row.decision)
                     .push_bind(&row.reason);
             });
@@ -151,7 +152,7 @@ mod tests {
             key_id: key.into(),
             operation: "raw.sign".into(),
             created_unix: at,
-            request: format!("{{\"request_id\":\"{id}\"}}"),
+            request: format!("{{\"request_id\":\"{id}\"}}").into(),
             decision: "allow".into(),
             reason: None,
         }

@@ -121,6 +121,11 @@ pub async fn upload(server: &TestServer, name: &str, module: &[u8], limits: Valu
     body["id"].as_str().unwrap().to_string()
 }
 
+/// Uploads the example policy `name` (built from `policies/`) and returns its id.
+pub async fn upload_example(server: &TestServer, name: &str) -> String {
+    upload(server, name, &example_wasm(name), Value::Null).await
+}
+
 async fn try_upload(
     server: &TestServer,
     name: &str,
@@ -158,7 +163,7 @@ pub async fn bind(
         .await
 }
 
-async fn key_with(server: &TestServer, name: &str, policies: &[(&str, Value)]) -> String {
+pub async fn key_with(server: &TestServer, name: &str, policies: &[(&str, Value)]) -> String {
     let key = server.create_key(name, "ed25519").await;
     let id = key["id"].as_str().unwrap().to_string();
     let (status, body) = bind(server, &id, policies).await;
@@ -166,7 +171,12 @@ async fn key_with(server: &TestServer, name: &str, policies: &[(&str, Value)]) -
     id
 }
 
-async fn sign(server: &TestServer, key_id: &str, token: &str, body: Value) -> (StatusCode, Value) {
+pub async fn sign(
+    server: &TestServer,
+    key_id: &str,
+    token: &str,
+    body: Value,
+) -> (StatusCode, Value) {
     server
         .call(
             "POST",

@@ -7,33 +7,16 @@ use keyward_server::auth::Role;
 use poem::http::StatusCode;
 use serde_json::{Value, json};
 
-use crate::policies::{bind, constant_policy, example_wasm, upload, wat_policy};
+use crate::policies::{
+    constant_policy, example_wasm, key_with, sign, upload, upload_example, wat_policy,
+};
 use crate::{TestServer, assert_error, b64, setup, setup_with};
-
-async fn sign(server: &TestServer, key_id: &str, token: &str, body: Value) -> (StatusCode, Value) {
-    server
-        .call(
-            "POST",
-            &format!("/v1/keys/{key_id}/sign"),
-            Some(token),
-            Some(body),
-        )
-        .await
-}
 
 /// Signs a digest; returns the request id.
 async fn signed(server: &TestServer, key_id: &str, token: &str, n: u8) -> String {
     let (status, body) = sign(server, key_id, token, json!({"digest": b64(&[n; 32])})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     body["request_id"].as_str().expect("request id").to_string()
-}
-
-async fn key_bound_to(server: &TestServer, name: &str, policy: &str, settings: Value) -> String {
-    let key = server.create_key(name, "ed25519").await;
-    let id = key["id"].as_str().expect("id").to_string();
-    let (status, body) = bind(server, &id, &[(policy, settings)]).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    id
 }
 
 async fn replay(server: &TestServer, policy: &str, body: Value) -> (StatusCode, Value) {
@@ -62,22 +45,10 @@ fn changed_ids(report: &Value) -> Vec<String> {
 #[tokio::test]
 async fn a_draft_policy_that_would_deny_3_of_10_past_requests_reports_exactly_those_3() {
     let server = setup().await;
-    let allow = upload(
-        &server,
-        "allow-all",
-        &example_wasm("allow-all"),
-        Value::Null,
-    )
-    .await;
-    let draft = upload(
-        &server,
-        "role-gate",
-        &example_wasm("role-gate"),
-        Value::Null,
-    )
-    .await;
-    let k = key_bound_to(&server, "k", &allow, Value::Null).await;
-    let other = key_bound_to(&server, "other", &allow, Value::Null).await;
+    let allow = upload_example(&server, "allow-all").await;
+    let draft = upload_example(&server, "role-gate").await;
+    let k = key_with(&server, "k", &[(&allow, Value::Null)]).await;
+    let other = key_with(&server, "other", &[(&allow, Value::Null)]).await;
     let treasurer = server.token_named("treasurer", &["signer", "treasury"]);
     let bob = server.token_named("bob", &["signer"]);
     let mut bobs = Vec::new();
@@ -171,21 +142,9 @@ async fn a_draft_policy_that_would_deny_3_of_10_past_requests_reports_exactly_th
 #[tokio::test]
 async fn a_replay_sees_the_host_context_as_it_was_and_shows_the_policy_logs() {
     let server = setup().await;
-    let allow = upload(
-        &server,
-        "allow-all",
-        &example_wasm("allow-all"),
-        Value::Null,
-    )
-    .await;
-    let rate = upload(
-        &server,
-        "rate-limit",
-        &example_wasm("rate-limit"),
-        Value::Null,
-    )
-    .await;
-    let k = key_bound_to(&server, "k", &allow, Value::Null).await;
+    let allow = upload_example(&server, "allow-all").await;
+    let rate = upload_example(&server, "rate-limit").await;
+    let k = key_with(&server, "k", &[(&allow, Value::Null)]).await;
     let alice = server.token("alice", &[Role::Signer]);
     let mut ids = Vec::new();
     for n in 0..8u8 {
@@ -242,15 +201,9 @@ async fn denied_and_pending_requests_are_kept_and_replayed_with_the_verdict_they
         Value::Null,
     )
     .await;
-    let allow = upload(
-        &server,
-        "allow-all",
-        &example_wasm("allow-all"),
-        Value::Null,
-    )
-    .await;
-    let denied_key = key_bound_to(&server, "denied", &deny, Value::Null).await;
-    let pending_key = key_bound_to(&server, "pending", &ask, Value::Null).await;
+    let allow = upload_example(&server, "allow-all").await;
+    let denied_key = key_with(&server, "denied", &[(&deny, Value::Null)]).await;
+    let pending_key = key_with(&server, "pending", &[(&ask, Value::Null)]).await;
     let alice = server.token("alice", &[Role::Signer]);
     let (status, body) = sign(
         &server,
@@ -301,13 +254,7 @@ async fn denied_and_pending_requests_are_kept_and_replayed_with_the_verdict_they
 #[tokio::test]
 async fn bad_replays_are_refused_and_need_the_policy_admin_role() {
     let server = setup().await;
-    let draft = upload(
-        &server,
-        "role-gate",
-        &example_wasm("role-gate"),
-        Value::Null,
-    )
-    .await;
+    let draft = upload_example(&server, "role-gate").await;
     let ok = json!({"settings": {"roles": ["treasury"]}});
     for (body, want) in [
         (json!({"settings": {"roles": []}}), "refused its settings"),
@@ -366,14 +313,8 @@ async fn bad_replays_are_refused_and_need_the_policy_admin_role() {
 #[tokio::test]
 async fn with_no_retention_no_input_is_kept() {
     let server = setup_with(|c| c.policy.replay.days = 0).await;
-    let allow = upload(
-        &server,
-        "allow-all",
-        &example_wasm("allow-all"),
-        Value::Null,
-    )
-    .await;
-    let k = key_bound_to(&server, "k", &allow, Value::Null).await;
+    let allow = upload_example(&server, "allow-all").await;
+    let k = key_with(&server, "k", &[(&allow, Value::Null)]).await;
     let alice = server.token("alice", &[Role::Signer]);
     signed(&server, &k, &alice, 1).await;
     assert_eq!(server.scalar("SELECT COUNT(*) FROM policy_inputs").await, 0);
@@ -400,7 +341,7 @@ async fn dry_runs_show_what_each_policy_logged_and_signatures_do_not() {
         "",
     );
     let logger = upload(&server, "logger", &module, Value::Null).await;
-    let k = key_bound_to(&server, "k", &logger, Value::Null).await;
+    let k = key_with(&server, "k", &[(&logger, Value::Null)]).await;
     let alice = server.token("alice", &[Role::Signer]);
     let (status, dry) = sign(
         &server,
@@ -434,21 +375,9 @@ async fn keyward_policy_replay_answers_the_same_from_a_data_directory() {
     // On SQLite, so that the command reads the data directory as it would on a node; the
     // API tests above cover PostgreSQL, through the same store and replay code.
     let server = setup_with(|c| c.postgres = None).await;
-    let allow = upload(
-        &server,
-        "allow-all",
-        &example_wasm("allow-all"),
-        Value::Null,
-    )
-    .await;
-    let stored = upload(
-        &server,
-        "role-gate",
-        &example_wasm("role-gate"),
-        Value::Null,
-    )
-    .await;
-    let k = key_bound_to(&server, "k", &allow, Value::Null).await;
+    let allow = upload_example(&server, "allow-all").await;
+    let stored = upload_example(&server, "role-gate").await;
+    let k = key_with(&server, "k", &[(&allow, Value::Null)]).await;
     let treasurer = server.token_named("treasurer", &["signer", "treasury"]);
     let bob = server.token_named("bob", &["signer"]);
     signed(&server, &k, &treasurer, 1).await;
