@@ -129,7 +129,8 @@ impl AppState {
         .map_err(|e| StartError::Other(format!("built-in policies: {e}")))?;
         let policy = PolicyStage::new(config.default_decision, registry, store.clone())
             .with_bind_on_create(bind_on_create)
-            .with_kept_inputs(config.policy.replay.keeps());
+            .with_kept_inputs(config.policy.replay.keeps())
+            .with_trusted_signers(config.policy.trusted_signers.clone());
         let approvals = ApprovalHub::new(
             store.clone(),
             config.approvals.webhook_url.clone(),

@@ -77,6 +77,11 @@ error_codes! {
     InvalidPolicyModule => "INVALID_POLICY_MODULE",
     /// The policy is bound to keys and cannot be deleted.
     PolicyInUse => "POLICY_IN_USE",
+    /// The server accepts only signed policy modules and this one came (or was stored)
+    /// without a signature.
+    PolicySignatureRequired => "POLICY_SIGNATURE_REQUIRED",
+    /// The module's signature does not verify with any trusted signer's key.
+    PolicySignatureInvalid => "POLICY_SIGNATURE_INVALID",
     /// The policy engine is unavailable.
     PolicyEngineUnavailable => "POLICY_ENGINE_UNAVAILABLE",
     /// The PSBT does not decode.

@@ -178,7 +178,8 @@ const DOCUMENTED: &[(u16, &str)] = &[
     (401, "No bearer token, or the token was refused."),
     (
         403,
-        "Missing role, not allowed for this key, or denied by policy.",
+        "Missing role, not allowed for this key, denied by policy, or a policy module \
+         without a trusted signature.",
     ),
     (404, "No such key or resource."),
     (
@@ -403,6 +404,19 @@ impl From<PolicyError> for ApiError {
             PolicyError::Invalid(m) => ApiError::invalid(m),
             PolicyError::NotFound(m) => ApiError::not_found(m),
             PolicyError::InUse(m) => ApiError::new(StatusCode::CONFLICT, ErrorCode::PolicyInUse, m),
+            PolicyError::Signature { ref refusal, .. } => {
+                use crate::policy::signature::SignatureRefusal;
+                let (status, code) = match refusal {
+                    SignatureRefusal::Required => {
+                        (StatusCode::FORBIDDEN, ErrorCode::PolicySignatureRequired)
+                    }
+                    SignatureRefusal::Untrusted => {
+                        (StatusCode::FORBIDDEN, ErrorCode::PolicySignatureInvalid)
+                    }
+                    SignatureRefusal::Malformed => (StatusCode::BAD_REQUEST, ErrorCode::BadRequest),
+                };
+                ApiError::new(status, code, e.to_string())
+            }
             PolicyError::Engine(_) => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 ErrorCode::PolicyEngineUnavailable,

@@ -66,6 +66,20 @@ pub struct PolicyInfo {
     pub created_at: String,
     /// Who uploaded it (`issuer|subject`).
     pub created_by: String,
+    /// The trusted signer that signed the module; absent when the server needed no signature
+    /// at upload, and for built-in policies.
+    pub signed_by: Option<SignerView>,
+}
+
+/// A module's signer and signature.
+#[derive(Debug, Clone, Object)]
+pub struct SignerView {
+    /// The signer's Ed25519 public key, standard base64 of its SubjectPublicKeyInfo DER.
+    pub public_key: String,
+    /// The name `policy.trusted_signers` gave the key, when the module was uploaded.
+    pub name: Option<String>,
+    /// The signature over `"keyward policy module v1\0" || SHA-256(module)`, standard base64.
+    pub signature: String,
 }
 
 impl PolicyInfo {
@@ -87,6 +101,11 @@ impl PolicyInfo {
             validates_settings: row.validates_settings,
             created_at: row.created_at.clone(),
             created_by: row.created_by.clone(),
+            signed_by: row.signature.as_ref().map(|s| SignerView {
+                public_key: s.signer_key.clone(),
+                name: s.signer_name.clone(),
+                signature: s.signature.clone(),
+            }),
         })
     }
 }
@@ -104,6 +123,10 @@ pub struct UploadPolicyRequest {
     pub module: String,
     /// Limits to run under (default: the server's).
     pub limits: Option<LimitsRequest>,
+    /// A trusted signer's detached Ed25519 signature over the module, standard base64 of
+    /// 64 bytes, as `keyward policy sign` writes it. Needed when the server has
+    /// `policy.trusted_signers`; ignored (and not recorded) otherwise.
+    pub signature: Option<String>,
 }
 
 /// A page of policies.
@@ -219,7 +242,9 @@ fn binding_views(key_id: &str, bound: &[crate::policy::BoundPolicy]) -> KeyPolic
 impl PoliciesApi {
     /// Upload a policy module (roles: policy-admin, admin). The module is checked (size,
     /// WebAssembly, ABI v1 exports, imports only from `keyward:host/v1`,
-    /// `keyward_abi_version() == 1`) and compiled before it is stored.
+    /// `keyward_abi_version() == 1`) and compiled before it is stored. Under
+    /// `policy.trusted_signers` it also needs `signature`: 403 `POLICY_SIGNATURE_REQUIRED`
+    /// without one, 403 `POLICY_SIGNATURE_INVALID` when no trusted key verifies it.
     #[oai(path = "/v1/policies", method = "post", tag = "ApiTags::Policies")]
     async fn upload(
         &self,
@@ -255,6 +280,7 @@ impl PoliciesApi {
                     timeout_ms: limits.timeout_ms,
                     memory_bytes: limits.memory_bytes,
                 },
+                signature: body.signature,
             },
         )
         .await?;
@@ -363,7 +389,9 @@ impl PoliciesApi {
     }
 
     /// Replace a key's ordered policy list (roles: key-admin, admin). Each policy checks its
-    /// settings first; the list takes effect for the next sign request.
+    /// settings first; the list takes effect for the next sign request. Under
+    /// `policy.trusted_signers` each uploaded module's recorded signature must verify with a
+    /// key configured now (403 `POLICY_SIGNATURE_REQUIRED` / `POLICY_SIGNATURE_INVALID`).
     #[oai(
         path = "/v1/keys/:id/policies",
         method = "put",

@@ -3,6 +3,7 @@
 use serde::Deserialize;
 
 use super::{ConfigError, DefaultDecision, invalid};
+use crate::policy::signature::{TrustedSigner, TrustedSigners};
 
 /// `[policy]`
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -37,6 +38,34 @@ pub struct PolicySection {
     pub replay_retention_days: Option<u32>,
     /// Kept inputs at most, the oldest pruned first (default 1,000,000).
     pub replay_max_inputs: Option<u64>,
+    /// Ed25519 public keys whose signature a module needs to be uploaded or bound (default
+    /// none: modules need no signature). Each entry is a key (SPKI PEM, or the base64 of its
+    /// DER) or `{ name = "...", public_key = "..." }`.
+    #[serde(default)]
+    pub trusted_signers: Vec<SignerEntry>,
+}
+
+/// One entry of `policy.trusted_signers`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "a public key string or a table { name = \"...\", public_key = \"...\" }"
+)]
+pub enum SignerEntry {
+    /// A bare public key.
+    Key(String),
+    /// A named public key.
+    Named(NamedSigner),
+}
+
+/// A named entry of `policy.trusted_signers`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamedSigner {
+    /// Recorded with the modules it signs.
+    pub name: String,
+    /// SPKI PEM, or the standard base64 of the DER.
+    pub public_key: String,
 }
 
 /// How long the inputs of past sign requests are kept for replays (see `store::inputs`).
@@ -73,6 +102,8 @@ pub struct PolicyConfig {
     pub bind_on_create: Vec<String>,
     /// How long sign requests' policy inputs are kept for replays.
     pub replay: ReplayRetention,
+    /// Keys a module's signature must verify with (none: modules need no signature).
+    pub trusted_signers: TrustedSigners,
 }
 
 impl PolicySection {
@@ -199,6 +230,41 @@ impl PolicySection {
             limits,
             bind_on_create: self.bind_on_create.clone(),
             replay,
+            trusted_signers: self.trusted_signers()?,
         })
+    }
+}
+
+impl PolicySection {
+    fn trusted_signers(&self) -> Result<TrustedSigners, ConfigError> {
+        let mut out: Vec<TrustedSigner> = Vec::with_capacity(self.trusted_signers.len());
+        for (i, entry) in self.trusted_signers.iter().enumerate() {
+            let key = format!("policy.trusted_signers[{i}]");
+            let (name, text) = match entry {
+                SignerEntry::Key(text) => (None, text),
+                SignerEntry::Named(n) => (Some(n.name.clone()), &n.public_key),
+            };
+            let signer = TrustedSigner::parse(name, text)
+                .map_err(|reason| invalid(&key, text.trim(), reason))?;
+            if let Some(j) = out.iter().position(|s| s.public_key == signer.public_key) {
+                return Err(invalid(
+                    &key,
+                    &signer.public_key,
+                    format!("the same key as policy.trusted_signers[{j}]"),
+                ));
+            }
+            if let Some(j) = out
+                .iter()
+                .position(|s| s.name.is_some() && s.name == signer.name)
+            {
+                return Err(invalid(
+                    &key,
+                    signer.name.as_deref().unwrap_or_default(),
+                    format!("the same name as policy.trusted_signers[{j}]"),
+                ));
+            }
+            out.push(signer);
+        }
+        Ok(TrustedSigners::new(out))
     }
 }

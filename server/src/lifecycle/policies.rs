@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use keyward_policy::PolicyInput;
 use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
 
 use crate::audit::{Actor, AuditEvent, AuditLog};
 use crate::auth::Principal;
@@ -16,7 +17,7 @@ use crate::policy::{
     BoundPolicy, Evaluation, LoadedPolicy, PolicyError, PolicyLimits, PolicyRegistry,
     RequestedLimits, builtin,
 };
-use crate::store::{BindingRow, PolicyRow, StateChange, Store};
+use crate::store::{BindingRow, ModuleSignature, PolicyRow, StateChange, Store};
 
 /// Most policies bound to one key.
 pub const MAX_BINDINGS: usize = 16;
@@ -36,6 +37,9 @@ pub struct Upload {
     pub module: Vec<u8>,
     /// Limits asked for.
     pub limits: RequestedLimits,
+    /// A trusted signer's detached Ed25519 signature over the module, standard base64
+    /// (needed when `policy.trusted_signers` is set; ignored otherwise).
+    pub signature: Option<String>,
 }
 
 /// One entry of a key's new binding list.
@@ -69,6 +73,13 @@ fn limits_json(limits: &PolicyLimits) -> String {
     serde_json::to_string(limits).unwrap_or_default()
 }
 
+/// How a module's signer is audited: its key and configured name, or `null`.
+fn signer_json(signature: Option<&ModuleSignature>) -> Value {
+    signature.map_or(Value::Null, |s| {
+        json!({"public_key": s.signer_key, "name": s.signer_name})
+    })
+}
+
 /// Checks, compiles and stores a module (audited as `policy.upload`).
 pub async fn upload(
     path: &SigningPath,
@@ -88,6 +99,14 @@ pub async fn upload(
         .limits()
         .resolve(&up.limits)
         .map_err(PolicyError::Invalid)?;
+    let signature = path
+        .policy()
+        .trusted_signers()
+        .check(&Sha256::digest(&up.module).into(), up.signature.as_deref())
+        .map_err(|refusal| PolicyError::Signature {
+            context: String::new(),
+            refusal,
+        })?;
     let module = Arc::new(up.module);
     let compiled = registry
         .engine()
@@ -106,6 +125,7 @@ pub async fn upload(
         validates_settings: compiled.validates_settings,
         created_at: now,
         created_by: principal.display_id(),
+        signature,
     };
     let row = PolicyRow {
         size: row.module.len() as i64,
@@ -124,6 +144,7 @@ pub async fn upload(
             "digest": row.digest,
             "size": row.size,
             "limits": limits,
+            "signer": signer_json(row.signature.as_ref()),
         }),
     };
     path.audit()
@@ -137,6 +158,7 @@ pub async fn upload(
         name: row.name.clone(),
         version: row.version.clone(),
         compiled,
+        signature: row.signature.clone(),
     });
     Ok(PolicyRow {
         module: Vec::new(),
@@ -188,7 +210,8 @@ pub async fn delete(
 }
 
 /// Replaces a key's ordered bindings (audited as `key.policies`). Each policy checks its
-/// settings first (`keyward_validate_settings`).
+/// settings first (`keyward_validate_settings`). Under `policy.trusted_signers` each module's
+/// recorded signature must verify with a key configured now (built-in policies excepted).
 pub async fn bind(
     path: &SigningPath,
     principal: &Principal,
@@ -213,6 +236,16 @@ pub async fn bind(
                 b.policy_id
             ))
         })?;
+        if !builtin::is_builtin(&policy.compiled.digest) {
+            let id = &policy.id;
+            path.policy()
+                .trusted_signers()
+                .check_stored(&policy.compiled.digest, policy.signature.as_ref())
+                .map_err(|refusal| PolicyError::Signature {
+                    context: format!("policies[{i}] ({id}): "),
+                    refusal,
+                })?;
+        }
         let settings = checked_settings(registry.engine(), &policy, &b.settings)
             .await
             .map_err(|e| match e {
@@ -240,7 +273,8 @@ pub async fn bind(
         details: json!({
             "policies": out.iter().map(|(b, p)| json!({
                 "policy_id": p.id, "name": p.name, "version": p.version,
-                "digest": p.compiled.digest, "settings": serde_json::from_str::<Value>(&b.settings).unwrap_or(Value::Null),
+                "digest": p.compiled.digest, "signer": signer_json(p.signature.as_ref()),
+                "settings": serde_json::from_str::<Value>(&b.settings).unwrap_or(Value::Null),
             })).collect::<Vec<_>>(),
         }),
     };
@@ -398,6 +432,7 @@ pub async fn ensure_builtins(
             validates_settings: compiled.validates_settings,
             created_at: now,
             created_by: "keyward|system".into(),
+            signature: None,
         };
         let event = AuditEvent {
             action: "policy.upload",
@@ -421,6 +456,7 @@ pub async fn ensure_builtins(
             name: row.name,
             version: row.version,
             compiled,
+            signature: None,
         });
         ids.push(row.id);
     }

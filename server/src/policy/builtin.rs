@@ -37,6 +37,23 @@ pub const ALLOW_ALL_WAT: &str = r#"
 /// The names of the built-in policies.
 pub const NAMES: &[&str] = &["allow-all"];
 
+/// Whether a module with SHA-256 `digest` (hex) is a built-in policy (trusted as the server
+/// binary is: it needs no signature under `policy.trusted_signers`).
+pub fn is_builtin(digest: &str) -> bool {
+    use sha2::Digest as _;
+    static DIGESTS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    DIGESTS
+        .get_or_init(|| {
+            NAMES
+                .iter()
+                .filter_map(|n| module(n))
+                .map(|m| hex::encode(sha2::Sha256::digest(m)))
+                .collect()
+        })
+        .iter()
+        .any(|d| d == digest)
+}
+
 /// The module bytes of built-in policy `name`.
 pub fn module(name: &str) -> Option<Vec<u8>> {
     match name {

@@ -12,6 +12,7 @@
 //! - `engine`: wasmtime (compile once into an `InstancePre`, fresh instance per evaluation).
 //! - `registry`: compiled modules and key bindings, cached in memory and invalidated on change.
 //! - `builtin`: the built-in `allow-all` module that `keyward dev` binds to new keys.
+//! - `signature`: signed modules (`policy.trusted_signers`).
 //! - `replay`: one policy on the kept inputs of past sign requests, compared with their verdicts.
 //! - `author`: `keyward policy new` (scaffold a crate) and `keyward policy test` (run a module).
 //!
@@ -25,6 +26,7 @@ pub mod limits;
 mod pace;
 pub mod registry;
 pub mod replay;
+pub mod signature;
 
 use keyward_policy::{Decision, SignRequest};
 use serde::{Deserialize, Serialize};
@@ -63,6 +65,14 @@ pub enum PolicyError {
     /// The policy is bound to keys.
     #[error("{0}")]
     InUse(String),
+    /// The module's signature was refused (`policy.trusted_signers`).
+    #[error("{context}{refusal}")]
+    Signature {
+        /// Which policy, when it is a stored one (a binding), with a separator.
+        context: String,
+        /// Why.
+        refusal: signature::SignatureRefusal,
+    },
     /// The engine failed.
     #[error("policy engine: {0}")]
     Engine(String),
@@ -149,6 +159,7 @@ pub struct PolicyStage {
     store: Store,
     bind_on_create: Vec<String>,
     keep_inputs: bool,
+    trusted_signers: signature::TrustedSigners,
 }
 
 impl std::fmt::Debug for PolicyStage {
@@ -168,7 +179,20 @@ impl PolicyStage {
             store,
             bind_on_create: Vec::new(),
             keep_inputs: true,
+            trusted_signers: Default::default(),
         }
+    }
+
+    /// The keys whose signature a module needs to be uploaded or bound
+    /// (`policy.trusted_signers`; none by default).
+    pub fn with_trusted_signers(mut self, signers: signature::TrustedSigners) -> Self {
+        self.trusted_signers = signers;
+        self
+    }
+
+    /// The keys a module's signature must verify with (empty: none needed).
+    pub fn trusted_signers(&self) -> &signature::TrustedSigners {
+        &self.trusted_signers
     }
 
     /// Whether verdicts carry the policies' input for the audit writer to keep for replays

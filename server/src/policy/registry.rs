@@ -23,6 +23,8 @@ pub struct LoadedPolicy {
     pub version: String,
     /// The compiled module.
     pub compiled: CompiledPolicy,
+    /// The trusted signer's signature it was uploaded with, if any.
+    pub signature: Option<crate::store::ModuleSignature>,
 }
 
 /// One binding of a key: the policy and the settings it runs with.
@@ -112,6 +114,7 @@ impl PolicyRegistry {
             name: row.name,
             version: row.version,
             compiled,
+            signature: row.signature,
         }))
     }
 

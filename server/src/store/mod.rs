@@ -41,7 +41,7 @@ use db::{Conn, Pool, on_pool};
 
 pub use certificates::{CaRow, CertStatus, CertificateFilter, CertificateRow};
 pub use keys::{KeyRow, KeyStatus};
-pub use policies::{BindingRow, PolicyRow};
+pub use policies::{BindingRow, ModuleSignature, PolicyRow};
 pub use requests::{SignRequestRow, SignStatus};
 
 /// Errors of the storage layer.

@@ -30,6 +30,20 @@ pub struct PolicyRow {
     pub created_at: String,
     /// Who uploaded it (`issuer|subject`).
     pub created_by: String,
+    /// The trusted signer's signature it was uploaded with (`None` when the server needed
+    /// none, and for built-in policies).
+    pub signature: Option<ModuleSignature>,
+}
+
+/// Who signed a stored module, and the signature (kept so that anyone can check it again).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModuleSignature {
+    /// The signature, standard base64 of 64 bytes.
+    pub signature: String,
+    /// The signer's public key (base64 SPKI DER).
+    pub signer_key: String,
+    /// The signer's configured name when it signed.
+    pub signer_name: Option<String>,
 }
 
 /// One policy bound to a key.
@@ -66,6 +80,14 @@ fn policy_from_row(row: &impl DbRow, with_module: bool) -> Result<PolicyRow> {
         validates_settings: row.try_get::<i64, _>("validates_settings")? != 0,
         created_at: row.try_get("created_at")?,
         created_by: row.try_get("created_by")?,
+        signature: match row.try_get::<Option<String>, _>("signature")? {
+            None => None,
+            Some(signature) => Some(ModuleSignature {
+                signature,
+                signer_key: row.try_get("signer_key")?,
+                signer_name: row.try_get("signer_name")?,
+            }),
+        },
     })
 }
 
@@ -84,7 +106,8 @@ pub(crate) async fn insert(conn: &mut Conn<'_>, row: &PolicyRow) -> Result<()> {
     on_conn!(conn, |conn| {
         sqlx::query(
         "INSERT INTO policies (id, name, version, description, digest, module, size, limits, \
-         validates_settings, created_at, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+         validates_settings, created_at, created_by, signature, signer_key, signer_name) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
     )
     .bind(&row.id)
     .bind(&row.name)
@@ -97,6 +120,9 @@ pub(crate) async fn insert(conn: &mut Conn<'_>, row: &PolicyRow) -> Result<()> {
     .bind(i64::from(row.validates_settings))
     .bind(&row.created_at)
     .bind(&row.created_by)
+    .bind(row.signature.as_ref().map(|s| &s.signature))
+    .bind(row.signature.as_ref().map(|s| &s.signer_key))
+    .bind(row.signature.as_ref().and_then(|s| s.signer_name.as_ref()))
     .execute(conn)
     .await
     .map_err(|e| {
@@ -186,7 +212,7 @@ impl Store {
         on_pool!(self.pool(), |pool| {
             let row = sqlx::query(
                 "SELECT id, name, version, description, digest, size, limits, validates_settings, \
-             created_at, created_by FROM policies WHERE name = $1 AND version = $2",
+             created_at, created_by, signature, signer_key, signer_name FROM policies WHERE name = $1 AND version = $2",
             )
             .bind(name)
             .bind(version)
@@ -201,7 +227,7 @@ impl Store {
         on_pool!(self.pool(), |pool| {
             let rows = sqlx::query(
                 "SELECT id, name, version, description, digest, size, limits, validates_settings, \
-             created_at, created_by FROM policies WHERE id > $1 ORDER BY id LIMIT $2",
+             created_at, created_by, signature, signer_key, signer_name FROM policies WHERE id > $1 ORDER BY id LIMIT $2",
             )
             .bind(after.unwrap_or(""))
             .bind(i64::from(limit))
