@@ -131,6 +131,16 @@ impl AppState {
             .with_bind_on_create(bind_on_create)
             .with_kept_inputs(config.policy.replay.keeps())
             .with_trusted_signers(config.policy.trusted_signers.clone());
+        for (row, keys) in
+            crate::lifecycle::policies::unvouched_bound(&store, &config.policy.trusted_signers)
+                .await?
+        {
+            tracing::warn!(
+                policy_id = %row.id, name = %row.name, version = %row.version, keys,
+                "a bound policy has no signature from policy.trusted_signers; its bindings stay \
+                 in force until the keys are bound again"
+            );
+        }
         let approvals = ApprovalHub::new(
             store.clone(),
             config.approvals.webhook_url.clone(),

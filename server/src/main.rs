@@ -99,6 +99,27 @@ enum PolicyCommand {
         #[arg(long)]
         settings: Option<PathBuf>,
     },
+    /// Make an Ed25519 key for signing policy modules: writes its PKCS#8 PEM to FILE (mode
+    /// 0600; never over an existing file) and prints the public key for
+    /// `[policy] trusted_signers`.
+    Keygen {
+        /// Where to write the private key.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Sign a built module for a server with `[policy] trusted_signers`: writes the signature
+    /// (base64, the upload's `signature`) to MODULE.sig or --out (`-` for standard output).
+    Sign {
+        /// The Ed25519 private key, PKCS#8 PEM or DER (`keyward policy keygen`, or `openssl
+        /// genpkey -algorithm ed25519`).
+        #[arg(long)]
+        key: PathBuf,
+        /// The .wasm file.
+        module: PathBuf,
+        /// Where to write the signature.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Replay a policy on the kept inputs of past sign requests in a database: how many would
     /// get each decision, and every request whose decision would change (exit status 1 when
     /// some would).
@@ -340,6 +361,39 @@ async fn policy_command(command: PolicyCommand) -> anyhow::Result<ExitCode> {
     use keyward_server::policy::author;
     match command {
         PolicyCommand::Replay(args) => replay_command(args).await,
+        PolicyCommand::Keygen { out } => {
+            let (pem, public_key) = keyward_server::policy::signature::generate_signing_key();
+            keyward_server::files::write_private_file(&out, pem.as_bytes())
+                .with_context(|| format!("cannot create {}", out.display()))?;
+            eprintln!("wrote the private key to {}", out.display());
+            println!("{public_key}");
+            Ok(ExitCode::SUCCESS)
+        }
+        PolicyCommand::Sign { key, module, out } => {
+            use keyward_server::policy::signature;
+            let key_bytes = zeroize::Zeroizing::new(
+                std::fs::read(&key).with_context(|| key.display().to_string())?,
+            );
+            let key = signature::read_signing_key(&key_bytes)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", key.display()))?;
+            let bytes = std::fs::read(&module).with_context(|| module.display().to_string())?;
+            let sig = signature::sign_module(&key, &bytes);
+            let public_key = signature::encode_public_key(&key.verifying_key());
+            let out = out.unwrap_or_else(|| {
+                let mut name = module.clone().into_os_string();
+                name.push(".sig");
+                name.into()
+            });
+            if out.as_os_str() == "-" {
+                println!("{sig}");
+            } else {
+                std::fs::write(&out, format!("{sig}\n"))
+                    .with_context(|| format!("cannot write {}", out.display()))?;
+                eprintln!("wrote the signature to {}", out.display());
+            }
+            eprintln!("signer public key: {public_key}");
+            Ok(ExitCode::SUCCESS)
+        }
         PolicyCommand::New { name, sdk_path } => {
             let sdk = match &sdk_path {
                 Some(path) => author::SdkSource::Path(path),

@@ -256,6 +256,62 @@ fn policy_inputs_are_kept_30_days_by_default_and_the_retention_is_checked() {
 }
 
 #[test]
+fn trusted_signers_take_pem_or_base64_keys_with_optional_names() {
+    use crate::policy::signature::encode_public_key;
+    let base = "[storage]\ndata_dir = \"d\"\n[auth]\ndev_issuer = true\n";
+    let load = |extra: &str| {
+        Config::from_table(
+            table(&format!("{base}{extra}")),
+            env(&[("KEYWARD_KEK", KEK)]),
+            Path::new("/"),
+        )
+    };
+    assert!(!load("").unwrap().policy.trusted_signers.required());
+    let a = encode_public_key(&ed25519_dalek::SigningKey::from_bytes(&[1; 32]).verifying_key());
+    let b = encode_public_key(&ed25519_dalek::SigningKey::from_bytes(&[2; 32]).verifying_key());
+    let pem = format!("-----BEGIN PUBLIC KEY-----\n{b}\n-----END PUBLIC KEY-----\n");
+    let cfg = load(&format!(
+        "[policy]\ntrusted_signers = [\"{a}\", {{ name = \"release@example.org\", public_key = \"\"\"\n{pem}\"\"\" }}]\n"
+    ))
+    .unwrap();
+    let signers = cfg.policy.trusted_signers.signers();
+    assert_eq!(signers.len(), 2);
+    assert_eq!(
+        (signers[0].name.as_deref(), signers[0].public_key.as_str()),
+        (None, a.as_str())
+    );
+    assert_eq!(signers[1].name.as_deref(), Some("release@example.org"));
+    assert_eq!(signers[1].public_key, b);
+    for (extra, want) in [
+        (
+            "trusted_signers = [\"MCowBQ\"]".to_string(),
+            "policy.trusted_signers[0]",
+        ),
+        (
+            format!("trusted_signers = [\"{a}\", \"{a}\"]"),
+            "the same key as policy.trusted_signers[0]",
+        ),
+        (
+            format!(
+                "trusted_signers = [{{ name = \"x\", public_key = \"{a}\" }}, \
+                 {{ name = \"x\", public_key = \"{b}\" }}]"
+            ),
+            "the same name as policy.trusted_signers[0]",
+        ),
+        (
+            format!("trusted_signers = [{{ name = \"has space\", public_key = \"{a}\" }}]"),
+            "signer name",
+        ),
+        ("trusted_signers = [42]".to_string(), "trusted_signers"),
+    ] {
+        let err = load(&format!("[policy]\n{extra}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(want), "{extra}: {err}");
+    }
+}
+
+#[test]
 fn a_postgres_node_keeps_two_connections_for_the_writer_and_the_usage_reads() {
     let with = |n: u32| {
         Config::from_table(

@@ -15,7 +15,7 @@ use crate::pipeline::SigningPath;
 use crate::policy::replay::{BUDGET as REPLAY_BUDGET, ReplayReport};
 use crate::policy::{
     BoundPolicy, Evaluation, LoadedPolicy, PolicyError, PolicyLimits, PolicyRegistry,
-    RequestedLimits, builtin,
+    RequestedLimits, builtin, signature::TrustedSigners,
 };
 use crate::store::{BindingRow, ModuleSignature, PolicyRow, StateChange, Store};
 
@@ -75,9 +75,10 @@ fn limits_json(limits: &PolicyLimits) -> String {
 
 /// How a module's signer is audited: its key and configured name, or `null`.
 fn signer_json(signature: Option<&ModuleSignature>) -> Value {
-    signature.map_or(Value::Null, |s| {
-        json!({"public_key": s.signer_key, "name": s.signer_name})
-    })
+    signature.map_or(
+        Value::Null,
+        |s| json!({"public_key": s.signer_key, "name": s.signer_name}),
+    )
 }
 
 /// Checks, compiles and stores a module (audited as `policy.upload`).
@@ -291,6 +292,39 @@ pub async fn bind(
         .await;
     registry.invalidate_key(key_id);
     result?;
+    Ok(out)
+}
+
+/// Policies bound to at least one key whose module no signer in `signers` vouches for, with
+/// their key count. Binding re-checks signatures, but bindings made before
+/// `policy.trusted_signers` was set (or before a signer was removed from it) stay in force
+/// until the key is bound again; the server names them in a warning at start.
+pub async fn unvouched_bound(
+    store: &Store,
+    signers: &TrustedSigners,
+) -> Result<Vec<(PolicyRow, i64)>, crate::store::StoreError> {
+    let mut out = Vec::new();
+    if !signers.required() {
+        return Ok(out);
+    }
+    let mut after: Option<String> = None;
+    loop {
+        let page = store.policies_page(after.as_deref(), 500).await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.id.clone());
+        for row in page {
+            let vouched = builtin::is_builtin(&row.digest)
+                || signers
+                    .check_stored(&row.digest, row.signature.as_ref())
+                    .is_ok();
+            if !vouched {
+                let keys = store.policy_binding_count(&row.id).await?;
+                if keys > 0 {
+                    out.push((row, keys));
+                }
+            }
+        }
+    }
     Ok(out)
 }
 

@@ -185,6 +185,26 @@ pub fn read_signing_key(bytes: &[u8]) -> Result<SigningKey, String> {
     }
 }
 
+/// A new signing key as PKCS#8 PEM, with its public key as `policy.trusted_signers` takes it.
+pub fn generate_signing_key() -> (zeroize::Zeroizing<String>, String) {
+    use ed25519_dalek::pkcs8::EncodePrivateKey as _;
+    let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+    getrandom::fill(seed.as_mut_slice())
+        .expect("the operating system random number generator failed");
+    let key = SigningKey::from_bytes(&seed);
+    // PKCS#8 v1 (no public key inside), which every tool reads; OpenSSL 3.0 refuses v2.
+    let pem = ed25519_dalek::pkcs8::KeypairBytes {
+        secret_key: *seed,
+        public_key: None,
+    }
+    .to_pkcs8_pem(Default::default())
+    .expect("an Ed25519 key always encodes");
+    (
+        zeroize::Zeroizing::new(pem.to_string()),
+        encode_public_key(&key.verifying_key()),
+    )
+}
+
 /// Signs `module` with `key`: the standard base64 of the 64-byte signature.
 pub fn sign_module(key: &SigningKey, module: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(key.sign(&module_message(module)).to_bytes())
@@ -241,12 +261,24 @@ mod tests {
         let module = b"\0asm module";
         let d = digest(module);
         assert_eq!(set.check(&d, None), Err(SignatureRefusal::Required));
-        assert_eq!(set.check(&d, Some("not base64!")), Err(SignatureRefusal::Malformed));
-        assert_eq!(set.check(&d, Some("AAAA")), Err(SignatureRefusal::Malformed));
+        assert_eq!(
+            set.check(&d, Some("not base64!")),
+            Err(SignatureRefusal::Malformed)
+        );
+        assert_eq!(
+            set.check(&d, Some("AAAA")),
+            Err(SignatureRefusal::Malformed)
+        );
         let theirs = sign_module(&stranger, module);
-        assert_eq!(set.check(&d, Some(&theirs)), Err(SignatureRefusal::Untrusted));
+        assert_eq!(
+            set.check(&d, Some(&theirs)),
+            Err(SignatureRefusal::Untrusted)
+        );
         let other_module = sign_module(&a, b"\0asm other");
-        assert_eq!(set.check(&d, Some(&other_module)), Err(SignatureRefusal::Untrusted));
+        assert_eq!(
+            set.check(&d, Some(&other_module)),
+            Err(SignatureRefusal::Untrusted)
+        );
         // The bare digest, signed without the domain, is not a module signature.
         let bare = base64::engine::general_purpose::STANDARD.encode(a.sign(&d).to_bytes());
         assert_eq!(set.check(&d, Some(&bare)), Err(SignatureRefusal::Untrusted));
@@ -282,7 +314,24 @@ mod tests {
             p
         });
         let weak = base64::engine::general_purpose::STANDARD.encode(weak);
-        assert!(TrustedSigner::parse(None, &weak).unwrap_err().contains("small-order"));
+        assert!(
+            TrustedSigner::parse(None, &weak)
+                .unwrap_err()
+                .contains("small-order")
+        );
+    }
+
+    #[test]
+    fn generated_keys_sign_what_their_public_key_verifies() {
+        let (pem, public) = generate_signing_key();
+        let key = read_signing_key(pem.as_bytes()).unwrap();
+        let set = TrustedSigners::new(vec![TrustedSigner::parse(None, &public).unwrap()]);
+        let module = b"\0asm";
+        assert!(
+            set.check(&digest(module), Some(&sign_module(&key, module)))
+                .is_ok()
+        );
+        assert_ne!(generate_signing_key().1, public);
     }
 
     #[test]

@@ -105,34 +105,34 @@ fn binding_from_row(row: &impl DbRow) -> Result<BindingRow> {
 pub(crate) async fn insert(conn: &mut Conn<'_>, row: &PolicyRow) -> Result<()> {
     on_conn!(conn, |conn| {
         sqlx::query(
-        "INSERT INTO policies (id, name, version, description, digest, module, size, limits, \
+            "INSERT INTO policies (id, name, version, description, digest, module, size, limits, \
          validates_settings, created_at, created_by, signature, signer_key, signer_name) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-    )
-    .bind(&row.id)
-    .bind(&row.name)
-    .bind(&row.version)
-    .bind(&row.description)
-    .bind(&row.digest)
-    .bind(&row.module)
-    .bind(row.size)
-    .bind(&row.limits)
-    .bind(i64::from(row.validates_settings))
-    .bind(&row.created_at)
-    .bind(&row.created_by)
-    .bind(row.signature.as_ref().map(|s| &s.signature))
-    .bind(row.signature.as_ref().map(|s| &s.signer_key))
-    .bind(row.signature.as_ref().and_then(|s| s.signer_name.as_ref()))
-    .execute(conn)
-    .await
-    .map_err(|e| {
-        conflict_or(e, || {
-            format!(
-                "policy {:?} version {:?} already exists; upload it with a new version",
-                row.name, row.version
-            )
-        })
-    })?;
+        )
+        .bind(&row.id)
+        .bind(&row.name)
+        .bind(&row.version)
+        .bind(&row.description)
+        .bind(&row.digest)
+        .bind(&row.module)
+        .bind(row.size)
+        .bind(&row.limits)
+        .bind(i64::from(row.validates_settings))
+        .bind(&row.created_at)
+        .bind(&row.created_by)
+        .bind(row.signature.as_ref().map(|s| &s.signature))
+        .bind(row.signature.as_ref().map(|s| &s.signer_key))
+        .bind(row.signature.as_ref().and_then(|s| s.signer_name.as_ref()))
+        .execute(conn)
+        .await
+        .map_err(|e| {
+            conflict_or(e, || {
+                format!(
+                    "policy {:?} version {:?} already exists; upload it with a new version",
+                    row.name, row.version
+                )
+            })
+        })?;
         Ok(())
     })
 }

@@ -20,6 +20,7 @@ mod policy_author;
 mod replay;
 mod security;
 mod seed;
+mod signed_policies;
 mod signing;
 mod wallets;
 
@@ -69,6 +70,11 @@ pub async fn setup_in(dir: TempDir, edit: impl FnOnce(&mut Config)) -> TestServe
         config.postgres = Some(keyward_server::store::scratch::postgres_options(&url));
     }
     edit(&mut config);
+    start(config, dir).await
+}
+
+/// A server on `config`, whose data directory is `dir` (to start again on the same state).
+pub async fn start(config: Config, dir: TempDir) -> TestServer {
     let state = AppState::build(config, "http://keyward.test")
         .await
         .expect("state");
