@@ -103,6 +103,19 @@ fn trusting(config: &mut Config, signers: &[(Option<&str>, &Signer)]) {
     );
 }
 
+/// The server started again on the same data, trusting `signers`.
+async fn restart(
+    server: TestServer,
+    config: &Config,
+    signers: &[(Option<&str>, &Signer)],
+) -> TestServer {
+    let dir = server.dir;
+    drop(server.state);
+    let mut config = config.clone();
+    trusting(&mut config, signers);
+    start(config, dir).await
+}
+
 async fn upload(
     server: &TestServer,
     version: &str,
@@ -303,11 +316,7 @@ async fn bindings_need_a_signature_the_signers_configured_now_accept() {
 
     // Restarted with alice as the only signer: the unsigned module no longer binds, and the
     // binding made before stays (and is named at start).
-    let dir = server.dir;
-    drop(server.state);
-    let mut with_alice = config.clone();
-    trusting(&mut with_alice, &[(Some("alice"), &alice)]);
-    let server = start(with_alice, dir).await;
+    let server = restart(server, &config, &[(Some("alice"), &alice)]).await;
     let (status, body) = bind(&server, &key, &[(&unsigned, json!({}))]).await;
     assert_error(
         status,
@@ -356,11 +365,7 @@ async fn bindings_need_a_signature_the_signers_configured_now_accept() {
     assert_eq!(status, StatusCode::OK, "{body}");
 
     // Restarted with bob instead: alice's module no longer binds; with both it does again.
-    let dir = server.dir;
-    drop(server.state);
-    let mut with_bob = config.clone();
-    trusting(&mut with_bob, &[(None, &bob)]);
-    let server = start(with_bob, dir).await;
+    let server = restart(server, &config, &[(None, &bob)]).await;
     let (status, body) = bind(&server, &key, &[(&signed, Value::Null)]).await;
     assert_error(
         status,
@@ -368,11 +373,7 @@ async fn bindings_need_a_signature_the_signers_configured_now_accept() {
         StatusCode::FORBIDDEN,
         "POLICY_SIGNATURE_INVALID",
     );
-    let dir = server.dir;
-    drop(server.state);
-    let mut with_both = config;
-    trusting(&mut with_both, &[(None, &bob), (Some("alice"), &alice)]);
-    let server = start(with_both, dir).await;
+    let server = restart(server, &config, &[(None, &bob), (Some("alice"), &alice)]).await;
     let (status, body) = bind(&server, &key, &[(&signed, Value::Null)]).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 }
