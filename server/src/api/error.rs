@@ -450,17 +450,20 @@ impl<E: Endpoint> Endpoint for ErrorEnvelopeEndpoint<E> {
     async fn call(&self, req: Request) -> poem::Result<Response> {
         let id = crate::request_id::fresh();
         let header = id.clone();
-        // The CSC API answers errors in the CSC shape; everything else in the uniform body.
+        // The CSC API answers errors in the CSC shape; the web page's own error pages stay
+        // HTML; everything else answers in the uniform body.
         let csc = req.uri().path().starts_with("/csc/");
+        let page = req.uri().path().starts_with("/ui/");
         let mut resp = crate::request_id::scope(id, async {
             match self.inner.call(req).await {
                 Ok(out) => {
                     let resp = out.into_response();
                     if resp.status().is_client_error() || resp.status().is_server_error() {
-                        let is_json = resp
-                            .content_type()
-                            .is_some_and(|ct| ct.starts_with("application/json"));
-                        if !is_json {
+                        let kept = resp.content_type().is_some_and(|ct| {
+                            ct.starts_with("application/json")
+                                || (page && ct.starts_with("text/html"))
+                        });
+                        if !kept {
                             let err = poem::Error::from_status(resp.status());
                             if csc {
                                 return super::csc_error::from_poem(&err);

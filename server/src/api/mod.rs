@@ -24,6 +24,7 @@ pub mod sign_route;
 pub mod signing;
 pub mod solana;
 pub mod system;
+pub mod ui;
 pub mod wallets;
 
 use poem::Request;

@@ -80,6 +80,9 @@ pub struct RequestView {
     pub requester: RequesterView,
     /// The decoded intent (what would be signed).
     pub intent: serde_json::Value,
+    /// Names for addresses in the intent, from the settings of the policies bound to the key
+    /// (lower-case address → e.g. `on the allowlist of eth-allowlist`).
+    pub address_labels: std::collections::BTreeMap<String, String>,
     /// Why the policy asked for approval.
     pub reason: String,
     /// Distinct approvals needed.
@@ -185,7 +188,28 @@ async fn view(state: &AppState, row: ApprovalRequestRow) -> ApiResult<RequestVie
             approved_by: p.approved_by,
         })
         .collect();
+    let intent: serde_json::Value = serde_json::from_str(&row.intent).unwrap_or_default();
+    let address_labels = match state
+        .signing()
+        .policy()
+        .registry()
+        .bindings(&row.key_id)
+        .await
+    {
+        Ok(bound) => approvals::labels::address_labels(
+            &intent,
+            &bound
+                .iter()
+                .map(|b| (b.policy.name.as_str(), &b.settings))
+                .collect::<Vec<_>>(),
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, key_id = %row.key_id, "no address labels: the key's bindings did not load");
+            Default::default()
+        }
+    };
     Ok(RequestView {
+        address_labels,
         requirements,
         policy: PolicyView::from(&verdict),
         status: row.status.as_str().to_string(),
@@ -195,7 +219,7 @@ async fn view(state: &AppState, row: ApprovalRequestRow) -> ApiResult<RequestVie
             issuer: row.issuer,
             subject: row.subject,
         },
-        intent: serde_json::from_str(&row.intent).unwrap_or_default(),
+        intent,
         reason: row.reason,
         approvals_required: row.quorum,
         approver_roles: serde_json::from_str(&row.approver_roles).unwrap_or_default(),

@@ -1,5 +1,6 @@
 //! The route tree: the OpenAPI service (every `/v1` operation and health), Swagger UI, the spec,
-//! and the routes outside the spec (discovery, the CA certificate and CRL, JSON-RPC, CSC), all
+//! and the routes outside the spec (discovery, the CA certificate and CRL, JSON-RPC, CSC, the
+//! approvers' page at `/ui/`), all
 //! behind the body limit and the error envelope.
 
 use poem::{EndpointExt, Route};
@@ -45,6 +46,7 @@ pub fn routes(state: AppState) -> impl poem::Endpoint<Output = poem::Response> {
         .at("/v1/ca/crl", poem::get(super::documents::ca_crl))
         .at("/rpc/ethereum", poem::post(super::rpc_ethereum::rpc))
         .nest("/csc", super::csc::routes())
+        .nest("/ui", super::ui::routes())
         .with(BodyLimit(max_body))
         .with(ErrorEnvelope)
         .data(state)

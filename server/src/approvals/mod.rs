@@ -10,6 +10,7 @@
 //! Parts: `rules` (who may see and act on a request). Long-polls and the webhook hear of
 //! changes through `crate::notify`.
 
+pub mod labels;
 mod rules;
 
 use std::time::Duration;

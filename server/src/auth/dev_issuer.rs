@@ -37,6 +37,7 @@ pub struct DevIssuer {
     encoding: EncodingKey,
     public: [u8; 32],
     kid: String,
+    logins: super::dev_login::DevLogins,
 }
 
 impl std::fmt::Debug for DevIssuer {
@@ -104,6 +105,7 @@ impl DevIssuer {
             encoding,
             public,
             kid,
+            logins: Default::default(),
         })
     }
 
@@ -145,6 +147,11 @@ impl DevIssuer {
             .map_err(|e| AuthError::Config(format!("cannot sign the token: {e}")))
     }
 
+    /// The web page's sign-ins in progress.
+    pub fn logins(&self) -> &super::dev_login::DevLogins {
+        &self.logins
+    }
+
     /// The issuer's public keys as a JWKS document.
     pub fn jwks(&self) -> Value {
         json!({"keys": [{
@@ -164,7 +171,12 @@ impl DevIssuer {
             "jwks_uri": format!("{}/.well-known/jwks.json", self.identity.issuer),
             "id_token_signing_alg_values_supported": ["EdDSA"],
             "subject_types_supported": ["public"],
-            "response_types_supported": ["token"],
+            "response_types_supported": ["code"],
+            "grant_types_supported": ["authorization_code"],
+            "code_challenge_methods_supported": ["S256"],
+            "authorization_endpoint": format!("{}/ui/dev/authorize", self.identity.issuer),
+            "token_endpoint": format!("{}/ui/dev/token", self.identity.issuer),
+            "token_endpoint_auth_methods_supported": ["none"],
         })
     }
 

@@ -10,6 +10,7 @@
 //! `keyward dev`, which mints tokens and serves its discovery document and JWKS).
 
 pub mod dev_issuer;
+pub mod dev_login;
 mod jwks;
 mod jwt;
 mod keyset;

@@ -28,6 +28,7 @@ mod policy;
 mod storage;
 #[cfg(test)]
 mod tests;
+mod ui;
 
 use approvals::validate_approvals;
 pub use approvals::{ApprovalsConfig, ApprovalsSection};
@@ -37,6 +38,7 @@ pub use csc::CscConfig;
 use documents::validate_documents;
 pub use documents::{DocumentsConfig, DocumentsSection};
 pub use policy::{PolicyConfig, PolicySection, ReplayRetention};
+pub use ui::{UiConfig, UiSection, UiSignIn};
 
 /// Errors in the configuration. Each names the key and the bad value.
 #[derive(Debug, thiserror::Error)]
@@ -100,6 +102,9 @@ pub struct FileConfig {
     /// The CSC API.
     #[serde(default)]
     pub csc: CscConfig,
+    /// The approvers' web page.
+    #[serde(default)]
+    pub ui: UiSection,
 }
 
 /// `[server]`
@@ -186,6 +191,8 @@ pub struct Config {
     pub policy: PolicyConfig,
     /// The CSC API.
     pub csc: CscConfig,
+    /// The approvers' web page.
+    pub ui: UiConfig,
 }
 
 /// Environment variables that start with `KEYWARD_` but are not configuration keys.
@@ -361,6 +368,7 @@ impl Config {
             documents,
             policy: file.policy.validate()?,
             csc: file.csc.validate()?,
+            ui: file.ui.validate()?,
         })
     }
 }

@@ -1,0 +1,399 @@
+//! The approvers' page with the real binary, in headless Chromium (tests/js/approver-ui.mjs):
+//! people sign in through the page's own sign-in, read an Ethereum transaction, a PSBT and a
+//! document request decoded, and vote; the server's state after it is checked here, along
+//! with the page's security headers, the development login's refusals and axe-core's report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use keyward_e2e::{ABANDON, Keyward, b64, client, example_policy, node_json};
+use serde_json::{Value, json};
+
+const ETH_TO: &str = "0x3535353535353535353535353535353535353535";
+const BTC_TO: &str = "bcrt1qgfpyysjzgfpyysjzgfpyysjzgfpyysjzgfpyysjzgfpyysjzgfpqrgmtn9";
+
+async fn ok(kw: &Keyward, method: &str, path: &str, token: &str, body: Value, want: u16) -> Value {
+    let (status, resp) = kw.call(method, path, Some(token), Some(&body)).await;
+    assert_eq!(status, want, "{method} {path}: {resp}");
+    resp
+}
+
+async fn upload(kw: &Keyward, name: &str) -> String {
+    let admin = kw.admin().to_string();
+    let body = json!({"name": name, "version": "1.0.0", "module": b64(&example_policy(name))});
+    ok(kw, "POST", "/v1/policies", &admin, body, 201).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+async fn bind(kw: &Keyward, key: &str, policies: Value) {
+    let admin = kw.admin().to_string();
+    let path = format!("/v1/keys/{key}/policies");
+    ok(kw, "PUT", &path, &admin, json!({"policies": policies}), 200).await;
+}
+
+/// Three requests by carol waiting for two treasury approvers: an Ethereum transaction, a
+/// PSBT and a document. Returns their ids.
+async fn three_pending(kw: &Keyward, dir: &std::path::Path) -> (String, String, String) {
+    let admin = kw.admin().to_string();
+    let gate = upload(kw, "approval-above").await;
+    let allowlist = upload(kw, "eth-allowlist").await;
+    let settings = json!({"max_message_len": 0, "digests": true, "approvals": 2,
+                          "approver_roles": ["treasury"]});
+    let carol = kw.token("carol", &["signer", "approver", "treasury"]);
+    let wallet = kw.import_wallet("ui", ABANDON).await;
+
+    let eth = kw
+        .derive_account(&wallet, json!({"chain": "ethereum", "index": 0}))
+        .await;
+    let eth_key = eth["key"]["id"].as_str().unwrap();
+    bind(
+        kw,
+        eth_key,
+        json!([{"policy_id": allowlist, "settings": {"recipients": [ETH_TO]}},
+               {"policy_id": gate, "settings": settings}]),
+    )
+    .await;
+    let tx = json!({"chain_id": "1", "nonce": "4", "max_fee_per_gas": "30000000000",
+                    "max_priority_fee_per_gas": "2000000000", "gas": "21000", "to": ETH_TO,
+                    "value": "1500000000000000000"});
+    let path = format!("/v1/keys/{eth_key}/ethereum/sign-transaction");
+    let eth_req = ok(kw, "POST", &path, &carol, json!({"transaction": tx}), 202).await;
+
+    let btc = kw
+        .derive_account(
+            &wallet,
+            json!({"chain": "bitcoin", "network": "regtest", "address_type": "p2wpkh"}),
+        )
+        .await;
+    let btc_key = btc["key"]["id"].as_str().unwrap();
+    bind(
+        kw,
+        btc_key,
+        json!([{"policy_id": gate, "settings": settings}]),
+    )
+    .await;
+    let address = btc["account"]["address"].as_str().unwrap();
+    let built = node_json(
+        "bitcoin-check.mjs",
+        "build",
+        dir,
+        json!({"address": address, "to": BTC_TO, "kind": "p2wpkh"}),
+    );
+    let path = format!("/v1/keys/{btc_key}/bitcoin/sign-psbt");
+    let btc_req = ok(
+        kw,
+        "POST",
+        &path,
+        &carol,
+        json!({"psbt": built["psbt"]}),
+        202,
+    )
+    .await;
+
+    let doc_key = ok(
+        kw,
+        "POST",
+        "/v1/keys",
+        &admin,
+        json!({"name": "contracts", "algorithm": "p256", "purpose": "document"}),
+        201,
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let path = format!("/v1/keys/{doc_key}/certificate");
+    let cert = json!({"subject": {"common_name": "Carol Contracts"}, "validity_days": 30});
+    ok(kw, "POST", &path, &admin, cert, 201).await;
+    bind(
+        kw,
+        &doc_key,
+        json!([{"policy_id": gate, "settings": settings}]),
+    )
+    .await;
+    let doc = json!({"key_id": doc_key, "document": b64(b"%PDF-1.7 supply contract v3"),
+                     "hash_algorithm": "sha256", "document_name": "supply-contract-v3.pdf"});
+    let doc_req = ok(kw, "POST", "/v1/documents/sign", &carol, doc, 202).await;
+    let id = |v: &Value| v["request_id"].as_str().expect("request id").to_string();
+    (id(&eth_req), id(&btc_req), id(&doc_req))
+}
+
+fn contains(text: &Value, needles: &[&str]) {
+    let text = text.as_str().expect("page text");
+    for n in needles {
+        assert!(text.contains(n), "the page does not show {n:?}:\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn approvers_read_decoded_requests_in_a_browser_and_their_votes_decide() {
+    let dir = tempfile::tempdir().unwrap();
+    let kw = Keyward::dev(dir.path());
+    let (eth, btc, doc) = three_pending(&kw, dir.path()).await;
+    let shots = std::env::var_os("KEYWARD_UI_SHOTS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| dir.path().join("shots"));
+    std::fs::create_dir_all(&shots).unwrap();
+    let seen = node_json(
+        "approver-ui.mjs",
+        "run",
+        dir.path(),
+        json!({"base": kw.url, "shots": shots, "eth": eth, "btc": btc, "doc": doc, "login": "dev"}),
+    );
+    assert!(seen.get("failure").is_none(), "{}", seen["failure"]);
+    assert_eq!(seen["errors"], json!([]), "console errors");
+
+    // What the page showed, against what was sent.
+    contains(&seen["pending_text"], &["Send 1.5 ETH", "asked by carol"]);
+    contains(
+        &seen["eth_text"],
+        &[
+            "Ethereum transaction",
+            "Ethereum Mainnet (chain id 1)",
+            &format!("{ETH_TO} (on the allowlist of eth-allowlist)"),
+            "1.5 ETH (1,500,000,000,000,000,000 wei)",
+            "30 gwei",
+            "Worst-case cost",
+            "1.50063 ETH",
+            "carol",
+            "Ethereum transactions need approval",
+        ],
+    );
+    assert_eq!(seen["eth_after_alice"], "pending approval");
+    assert_eq!(seen["eth_after_bob"], "signed");
+    assert_eq!(seen["eth_alice_sees"], "signed");
+    contains(
+        &seen["btc_text"],
+        &[
+            "Bitcoin transaction (regtest)",
+            &format!("{BTC_TO}: 0.001 BTC (100,000 sat)"),
+            "(change)",
+            "0.000135 BTC",
+            "0.000015 BTC (1,500 sat)",
+            "sat/vB",
+        ],
+    );
+    contains(
+        &seen["doc_text"],
+        &[
+            "Document signature",
+            "supply-contract-v3.pdf",
+            "Carol Contracts",
+            "B-B",
+            "sha256:",
+        ],
+    );
+    contains(
+        &seen["mine_text"],
+        &["My requests", "signed", "pending approval"],
+    );
+    assert_eq!(seen["carol_eth_status"], "signed");
+    assert_eq!(seen["carol_btc_approve_buttons"], 0);
+    contains(&seen["carol_btc_text"], &["someone else must approve"]);
+    contains(
+        &seen["doc_after_reject"],
+        &["bob: reject", "wrong contract version"],
+    );
+    contains(
+        &seen["audit_text"],
+        &["Audit log", "Chain: each record", "approval.approve"],
+    );
+    let storage: Value = serde_json::from_str(seen["storage"].as_str().unwrap()).unwrap();
+    assert_eq!(storage, json!({"local": {}, "session": {}, "cookie": ""}));
+    for (page, violations) in seen["axe"].as_object().unwrap() {
+        assert_eq!(violations, &json!([]), "axe on {page}");
+    }
+    assert!(
+        seen["axe"].as_object().unwrap().len() >= 7,
+        "{}",
+        seen["axe"]
+    );
+    for url in seen["signed_in_url"].as_object().unwrap().values() {
+        assert!(!url.as_str().unwrap().contains("code="), "{url}");
+    }
+
+    // The server agrees: signed once after two approvals, the PSBT still waits, the document
+    // was rejected; carol may not approve her own PSBT through the API either.
+    let admin = kw.admin().to_string();
+    let get = |id: &str| format!("/v1/requests/{id}");
+    let (_, signed) = kw.call("GET", &get(&eth), Some(&admin), None).await;
+    assert_eq!(signed["status"], "signed", "{signed}");
+    assert!(
+        signed["ethereum"]["raw_transaction"].is_string(),
+        "{signed}"
+    );
+    let voters: Vec<&str> = signed["votes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["subject"].as_str().unwrap())
+        .collect();
+    assert_eq!(voters, ["alice", "bob"]);
+    assert_eq!(signed["votes"][0]["comment"], "checked the recipient");
+    let carol = kw.token("carol", &["signer", "approver", "treasury"]);
+    let (status, refused) = kw
+        .call(
+            "POST",
+            &format!("{}/approve", get(&btc)),
+            Some(&carol),
+            Some(&json!({})),
+        )
+        .await;
+    assert_eq!(status, 403, "{refused}");
+    let (_, waiting) = kw.call("GET", &get(&btc), Some(&admin), None).await;
+    assert_eq!(waiting["status"], "pending_approval");
+    assert!(waiting.get("result").is_none(), "{waiting}");
+    let (_, rejected) = kw.call("GET", &get(&doc), Some(&admin), None).await;
+    assert_eq!(rejected["status"], "rejected", "{rejected}");
+    assert!(rejected.get("document").is_none(), "{rejected}");
+}
+
+#[tokio::test]
+async fn the_page_is_locked_down_and_the_development_login_refuses_what_it_should() {
+    let dir = tempfile::tempdir().unwrap();
+    let kw = Keyward::dev(dir.path());
+    let http = client();
+    let resp = http.get(format!("{}/ui/", kw.url)).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let csp = resp.headers()["content-security-policy"].to_str().unwrap();
+    for part in [
+        "default-src 'none'",
+        "script-src 'self'",
+        "frame-ancestors 'none'",
+        "connect-src 'self'",
+    ] {
+        assert!(csp.contains(part), "{csp}");
+    }
+    assert!(!csp.contains("unsafe-inline"), "{csp}");
+    assert_eq!(resp.headers()["x-frame-options"], "DENY");
+    let html = resp.text().await.unwrap();
+    assert!(!html.contains("<script>"), "no inline script: {html}");
+    assert!(
+        !html.contains("https://"),
+        "nothing from other origins: {html}"
+    );
+
+    // The development login: only Keyward's page, only back to this server's /ui/, S256 only.
+    let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+    let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+    let redirect = format!("{}/ui/", kw.url);
+    let authorize = |client_id: &str, redirect_uri: &str, method: &str| {
+        vec![
+            ("response_type", "code".to_string()),
+            ("client_id", client_id.to_string()),
+            ("redirect_uri", redirect_uri.to_string()),
+            ("state", "s-1".to_string()),
+            ("code_challenge", challenge.to_string()),
+            ("code_challenge_method", method.to_string()),
+        ]
+    };
+    for (params, why) in [
+        (
+            authorize("other-app", &redirect, "S256"),
+            "unauthorized_client",
+        ),
+        (
+            authorize("keyward-ui", "https://evil.example/ui/", "S256"),
+            "redirect_uri",
+        ),
+        (authorize("keyward-ui", &redirect, "plain"), "S256"),
+    ] {
+        let resp = http
+            .get(format!("{}/ui/dev/authorize", kw.url))
+            .query(&params)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400);
+        assert!(resp.text().await.unwrap().contains(why), "{why}");
+    }
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let mut form = authorize("keyward-ui", &redirect, "S256");
+    form.push(("subject", "erin".into()));
+    form.push(("role", "approver".into()));
+    let resp = no_redirects
+        .post(format!("{}/ui/dev/authorize", kw.url))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303);
+    let location = resp.headers()["location"].to_str().unwrap().to_string();
+    assert!(
+        location.starts_with(&format!("{redirect}?code=")),
+        "{location}"
+    );
+    assert!(location.ends_with("&state=s-1"), "{location}");
+    let code = location
+        .split("code=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap()
+        .to_string();
+    let exchange = |verifier: &str| {
+        vec![
+            ("grant_type", "authorization_code".to_string()),
+            ("code", code.clone()),
+            ("client_id", "keyward-ui".to_string()),
+            ("redirect_uri", redirect.clone()),
+            ("code_verifier", verifier.to_string()),
+        ]
+    };
+    // A wrong verifier is refused and spends the code: the right one comes too late.
+    let token = |form: Vec<(&'static str, String)>| {
+        let http = http.clone();
+        let url = format!("{}/ui/dev/token", kw.url);
+        async move {
+            let resp = http.post(url).form(&form).send().await.unwrap();
+            (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, body) = token(exchange(&"A".repeat(43))).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    let (status, body) = token(exchange(verifier)).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    assert!(body.get("access_token").is_none());
+
+    // The right verifier, first time: a token for the subject and roles chosen.
+    let resp = no_redirects
+        .post(format!("{}/ui/dev/authorize", kw.url))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    let location = resp.headers()["location"].to_str().unwrap().to_string();
+    let code2 = location
+        .split("code=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap();
+    let mut ex = exchange(verifier);
+    ex[1].1 = code2.to_string();
+    let (status, body) = token(ex.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    let access = body["access_token"].as_str().unwrap();
+    let (status, me) = kw.call("GET", "/v1/whoami", Some(access), None).await;
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(
+        (me["subject"].as_str(), me["roles"].clone()),
+        (Some("erin"), json!(["approver"]))
+    );
+    let (status, again) = token(ex).await;
+    assert_eq!(
+        (status, again["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+}
