@@ -14,7 +14,8 @@ const input = JSON.parse(readFileSync(process.argv[3], 'utf8'));
 const { base, shots } = input;
 const require = createRequire(import.meta.url);
 const axeSource = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
-const out = { axe: {}, errors: [] };
+const out = { axe: {}, errors: [], external: [] };
+let lastPage = null;
 
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
@@ -36,11 +37,21 @@ async function axe(page, name) {
 
 async function signIn(person, hash) {
   const context = await browser.newContext({ viewport: { width: 1200, height: 900 } });
+  // Nothing leaves the machine: requests to other hosts are refused and reported with the
+  // page that made them (the provider's development forms link a web font).
+  await context.route((url) => url.hostname !== '127.0.0.1' && url.protocol !== 'data:', (route) => {
+    out.external.push({ url: route.request().url(), from: route.request().frame().url() });
+    return route.abort();
+  });
   const page = await context.newPage();
+  lastPage = page;
+  out.navigations = [];
+  page.on('framenavigated', (f) => { if (f === page.mainFrame()) out.navigations.push(f.url()); });
   page.setDefaultTimeout(20000);
   page.on('console', (m) => { if (m.type() === 'error') out.errors.push(`${person.subject}: ${m.text()}`); });
   page.on('pageerror', (e) => out.errors.push(`${person.subject}: ${e.message}`));
   page.on('response', (r) => { if (r.status() >= 400) out.errors.push(`${person.subject}: ${r.status()} ${r.url()}`); });
+  page.on('console', (m) => { if (m.type() === 'error' && m.text().includes('net::ERR_FAILED')) out.errors.pop(); });
   await page.goto(`${base}/ui/${hash ?? ''}`);
   await page.locator('#sign-in').click();
   if (input.login === 'idp') {
@@ -68,7 +79,24 @@ async function openRequest(page, id) {
   await page.locator(`text=${id}`).first().waitFor();
 }
 
-try {
+// Two approvers sign in through a real OpenID provider and approve one request.
+async function idpScenario() {
+  const alice = await signIn({ subject: 'alice' }, `#/requests/${input.eth}`);
+  await alice.locator('#summary').waitFor();
+  out.who_alice = await alice.locator('#who-name').innerText();
+  out.eth_text = await alice.locator('main').innerText();
+  await axe(alice, 'request-eth-idp');
+  await alice.locator('#approve').click();
+  await alice.locator('text=alice: approve').waitFor();
+  const bob = await signIn({ subject: 'bob' }, `#/requests/${input.eth}`);
+  await bob.locator('#summary').waitFor();
+  await bob.locator('#approve').click();
+  await bob.locator('#request-status', { hasText: 'signed' }).waitFor();
+  out.eth_after_bob = await bob.locator('#request-status').innerText();
+  out.storage = await bob.evaluate(() => JSON.stringify({ local: { ...localStorage }, session: { ...sessionStorage } }));
+}
+
+async function devScenario() {
   const alice = await signIn({ subject: 'alice', roles: ['approver'], other: 'treasury' });
   // The pending list shows the three requests.
   for (const id of [input.eth, input.btc, input.doc]) await alice.locator(`[data-request="${id}"]`).waitFor();
@@ -127,8 +155,14 @@ try {
   await axe(dave, 'audit');
   // Nothing a token looks like sits in storage the page can reach.
   out.storage = await dave.evaluate(() => JSON.stringify({ local: { ...localStorage }, session: { ...sessionStorage }, cookie: document.cookie }));
+}
+
+try {
+  if (input.login === 'idp') await idpScenario();
+  else await devScenario();
 } catch (e) {
   out.failure = String(e.stack ?? e);
+  out.failure_page = JSON.stringify(out.navigations) + '\n' + (lastPage ? `${lastPage.url()}\n${await lastPage.innerText('body').catch(() => '')}` : null);
 } finally {
   await browser.close();
 }

@@ -1,6 +1,10 @@
 // A real OpenID provider for Keyward's end-to-end tests: the certified `oidc-provider`
 // package on loopback, with the client-credentials grant and JWT access tokens.
 //
+// Keyward's web page signs people in as a public client (`keyward-ui`: authorization code
+// with PKCE, the provider's development login and consent forms, where any name is an
+// account); the accounts' claims are in ACCOUNTS.
+//
 // Prints one JSON line `{"issuer": "http://127.0.0.1:PORT"}` once it listens.
 // Test-only endpoints (not part of OpenID):
 //   GET  /_test/stats   -> {"jwks": n, "discovery": n}: requests served so far
@@ -8,6 +12,7 @@
 //                          test can forge tokens the provider would never issue
 //   POST /_test/rotate  -> replaces every signing key with new ones (the old ones vanish from
 //                          the JWKS); tokens issued afterwards use the new keys
+//   POST /_test/ui-client {"redirect_uri": URL} -> registers `keyward-ui` with that redirect
 import http from 'node:http';
 import crypto from 'node:crypto';
 import Provider from 'oidc-provider';
@@ -23,6 +28,13 @@ const CLIENTS = {
   'scope-app': {},
 };
 
+// Account (login name) -> claims added to its access tokens through `keyward-ui`.
+const ACCOUNTS = {
+  alice: { realm_access: { roles: ['kw-approver', 'treasury'] }, groups: [] },
+  bob: { realm_access: { roles: ['kw-approver', 'treasury'] }, groups: [] },
+};
+
+let uiRedirect = null;
 let generation = 0;
 
 function newKeys() {
@@ -54,19 +66,31 @@ function newKeys() {
 
 function makeProvider(issuer, jwks) {
   const provider = new Provider(issuer, {
-    clients: Object.keys(CLIENTS).map((id) => ({
-      client_id: id,
-      client_secret: `${id}-secret`,
-      grant_types: ['client_credentials'],
-      redirect_uris: [],
-      response_types: [],
-      token_endpoint_auth_method: 'client_secret_post',
-    })),
+    clients: [
+      ...Object.keys(CLIENTS).map((id) => ({
+        client_id: id,
+        client_secret: `${id}-secret`,
+        grant_types: ['client_credentials'],
+        redirect_uris: [],
+        response_types: [],
+        token_endpoint_auth_method: 'client_secret_post',
+      })),
+      ...(uiRedirect
+        ? [{
+          client_id: 'keyward-ui',
+          grant_types: ['authorization_code'],
+          response_types: ['code'],
+          redirect_uris: [uiRedirect],
+          token_endpoint_auth_method: 'none',
+        }]
+        : []),
+    ],
+    clientBasedCORS: (ctx, origin, client) => client.clientId === 'keyward-ui' && uiRedirect.startsWith(origin),
     jwks,
     scopes: ['openid', ...SCOPES.split(' ')],
     features: {
       clientCredentials: { enabled: true },
-      devInteractions: { enabled: false },
+      devInteractions: { enabled: true },
       resourceIndicators: {
         enabled: true,
         defaultResource: () => AUDIENCE,
@@ -85,11 +109,17 @@ function makeProvider(issuer, jwks) {
         },
       },
     },
-    extraTokenClaims: async (ctx, token) => CLIENTS[token.clientId] ?? {},
+    extraTokenClaims: async (ctx, token) =>
+      (token.clientId === 'keyward-ui' ? ACCOUNTS[token.accountId] : CLIENTS[token.clientId]) ?? {},
   });
   provider.on('server_error', (ctx, err) => console.error('provider error', err));
   return provider;
 }
+
+// Standard output carries only the banner: the test stops reading it after that line, so
+// the provider's own notices (the development forms print some) go to standard error.
+for (const name of ['log', 'info', 'debug']) console[name] = (...args) => console.error(...args);
+process.stdout.on('error', () => {});
 
 const stats = { jwks: 0, discovery: 0 };
 let current = null;
@@ -112,6 +142,17 @@ const server = http.createServer((req, res) => {
     current = makeProvider(issuer, keys.jwks);
     res.setHeader('content-type', 'application/json');
     res.end(JSON.stringify(keys.exported.rsa.kid));
+    return;
+  }
+  if (path === '/_test/ui-client' && req.method === 'POST') {
+    let body = '';
+    req.on('data', (c) => { body += c; });
+    req.on('end', () => {
+      uiRedirect = JSON.parse(body).redirect_uri;
+      current = makeProvider(issuer, keys.jwks);
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify({ client_id: 'keyward-ui', redirect_uri: uiRedirect }));
+    });
     return;
   }
   if (path === '/jwks') stats.jwks += 1;

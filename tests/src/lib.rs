@@ -477,3 +477,116 @@ pub fn example_policy(name: &str) -> Vec<u8> {
     let path = dir.join(format!("{}.wasm", name.replace('-', "_")));
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
+
+/// The audience of the test provider's access tokens.
+pub const AUDIENCE: &str = "urn:keyward:api";
+
+/// A running OpenID provider.
+pub struct Idp {
+    child: Option<Child>,
+    /// The issuer URL, e.g. `http://127.0.0.1:40111`.
+    pub issuer: String,
+}
+
+impl Idp {
+    /// Starts tests/js/oidc-provider.mjs on a free loopback port.
+    pub fn start() -> Self {
+        let mut child = Command::new("node")
+            .arg("oidc-provider.mjs")
+            .current_dir(js_dir())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start node");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let v: Value = serde_json::from_str(&line).expect("provider banner");
+        Idp {
+            child: Some(child),
+            issuer: v["issuer"].as_str().unwrap().to_string(),
+        }
+    }
+
+    /// Stops the provider.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// An access token for `client` by the client-credentials grant.
+    pub async fn token(&self, client_id: &str, scope: &str) -> String {
+        let resp = client()
+            .post(format!("{}/token", self.issuer))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", client_id),
+                ("client_secret", &format!("{client_id}-secret")),
+                ("scope", scope),
+                ("resource", AUDIENCE),
+            ])
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap();
+        assert!(status.is_success(), "token request failed: {body}");
+        body["access_token"].as_str().unwrap().to_string()
+    }
+
+    /// GET a path of the provider, as JSON.
+    pub async fn get(&self, path: &str) -> Value {
+        client()
+            .get(format!("{}{path}", self.issuer))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// How many times the JWKS was fetched.
+    pub async fn jwks_fetches(&self) -> u64 {
+        self.get("/_test/stats").await["jwks"].as_u64().unwrap()
+    }
+
+    /// The provider's current keys, private halves included (to forge tokens).
+    pub async fn keys(&self) -> Value {
+        self.get("/_test/keys").await
+    }
+
+    /// Replaces every signing key.
+    pub async fn rotate(&self) {
+        let resp = client()
+            .post(format!("{}/_test/rotate", self.issuer))
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success());
+    }
+}
+
+impl Drop for Idp {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl Idp {
+    /// Registers Keyward's web page as a public client (`keyward-ui`, authorization code with
+    /// PKCE) redirecting to `redirect_uri`.
+    pub async fn register_ui(&self, redirect_uri: &str) {
+        let resp = client()
+            .post(format!("{}/_test/ui-client", self.issuer))
+            .json(&serde_json::json!({ "redirect_uri": redirect_uri }))
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
+    }
+}

@@ -6,109 +6,16 @@
 //! rotation, and refuses every forged or malformed token before the signing pipeline.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use keyward_e2e::{Keyward, assert_error, b64, client, js_dir};
+use keyward_e2e::{AUDIENCE, Idp, Keyward, assert_error, b64, client, js_dir};
 use serde_json::{Value, json};
 use sha2::Digest as _;
-
-const AUDIENCE: &str = "urn:keyward:api";
-
-/// A running OpenID provider.
-struct Idp {
-    child: Option<Child>,
-    issuer: String,
-}
-
-impl Idp {
-    fn start() -> Self {
-        let mut child = Command::new("node")
-            .arg("oidc-provider.mjs")
-            .current_dir(js_dir())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start node");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let v: Value = serde_json::from_str(&line).expect("provider banner");
-        Idp {
-            child: Some(child),
-            issuer: v["issuer"].as_str().unwrap().to_string(),
-        }
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// An access token for `client` by the client-credentials grant.
-    async fn token(&self, client_id: &str, scope: &str) -> String {
-        let resp = client()
-            .post(format!("{}/token", self.issuer))
-            .form(&[
-                ("grant_type", "client_credentials"),
-                ("client_id", client_id),
-                ("client_secret", &format!("{client_id}-secret")),
-                ("scope", scope),
-                ("resource", AUDIENCE),
-            ])
-            .send()
-            .await
-            .unwrap();
-        let status = resp.status();
-        let body: Value = resp.json().await.unwrap();
-        assert!(status.is_success(), "token request failed: {body}");
-        body["access_token"].as_str().unwrap().to_string()
-    }
-
-    async fn get(&self, path: &str) -> Value {
-        client()
-            .get(format!("{}{path}", self.issuer))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
-
-    async fn jwks_fetches(&self) -> u64 {
-        self.get("/_test/stats").await["jwks"].as_u64().unwrap()
-    }
-
-    /// The provider's current keys, private halves included (to forge tokens).
-    async fn keys(&self) -> Value {
-        self.get("/_test/keys").await
-    }
-
-    async fn rotate(&self) {
-        let resp = client()
-            .post(format!("{}/_test/rotate", self.issuer))
-            .send()
-            .await
-            .unwrap();
-        assert!(resp.status().is_success());
-    }
-}
-
-impl Drop for Idp {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 fn b64url(bytes: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)

@@ -4,7 +4,7 @@
 //! with the page's security headers, the development login's refusals and axe-core's report.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use keyward_e2e::{ABANDON, Keyward, b64, client, example_policy, node_json};
+use keyward_e2e::{ABANDON, AUDIENCE, Idp, Keyward, b64, client, example_policy, node_json};
 use serde_json::{Value, json};
 
 const ETH_TO: &str = "0x3535353535353535353535353535353535353535";
@@ -140,8 +140,14 @@ async fn approvers_read_decoded_requests_in_a_browser_and_their_votes_decide() {
         dir.path(),
         json!({"base": kw.url, "shots": shots, "eth": eth, "btc": btc, "doc": doc, "login": "dev"}),
     );
-    assert!(seen.get("failure").is_none(), "{}", seen["failure"]);
+    assert!(
+        seen.get("failure").is_none(),
+        "{}\n{}",
+        seen["failure"],
+        seen["failure_page"]
+    );
     assert_eq!(seen["errors"], json!([]), "console errors");
+    assert_eq!(seen["external"], json!([]), "requests to other hosts");
 
     // What the page showed, against what was sent.
     contains(&seen["pending_text"], &["Send 1.5 ETH", "asked by carol"]);
@@ -396,4 +402,136 @@ async fn the_page_is_locked_down_and_the_development_login_refuses_what_it_shoul
         (status, again["error"].as_str()),
         (400, Some("invalid_grant"))
     );
+}
+
+#[tokio::test]
+async fn approvers_sign_in_through_a_real_openid_provider_and_approve() {
+    let dir = tempfile::tempdir().unwrap();
+    let idp = Idp::start();
+    let data = dir.path().join("data");
+    let config = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+[storage]
+data_dir = "{data}"
+[auth]
+leeway_seconds = 30
+[[auth.issuers]]
+issuer = "{iss}"
+audiences = ["{AUDIENCE}"]
+algorithms = ["RS256"]
+roles_claim = "/realm_access/roles"
+role_map = {{ "kw-signer" = "signer", "kw-admin" = "admin", "kw-approver" = "approver" }}
+[ui]
+issuer = "{iss}"
+client_id = "keyward-ui"
+scope = "openid keyward:sign"
+authorize_params = {{ resource = "{AUDIENCE}" }}
+"#,
+        data = data.display(),
+        iss = idp.issuer
+    );
+    let file = dir.path().join("keyward.toml");
+    std::fs::write(&file, config).unwrap();
+    let kek = "ab".repeat(32);
+    let kw = Keyward::serve(&file, &data, &[("KEYWARD_KEK", &kek)]);
+    idp.register_ui(&format!("{}/ui/", kw.url)).await;
+
+    // The page's configuration names the provider, and its CSP lets it reach the provider.
+    let resp = client()
+        .get(format!("{}/ui/", kw.url))
+        .send()
+        .await
+        .unwrap();
+    let csp = resp.headers()["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains(&format!("connect-src 'self' {}", idp.issuer)),
+        "{csp}"
+    );
+    let (_, cfg) = kw.call("GET", "/ui/config.json", None, None).await;
+    assert_eq!(cfg["sign_in"]["issuer"], idp.issuer.as_str());
+    assert_eq!(cfg["sign_in"]["client_id"], "keyward-ui");
+
+    // A request of the signer-app client that two treasury approvers must approve.
+    let admin = idp.token("admin-app", "keyward:admin").await;
+    let wallet = json!({"name": "payments", "mnemonic": ABANDON});
+    let wallet = ok(&kw, "POST", "/v1/wallets", &admin, wallet, 201).await;
+    let path = format!(
+        "/v1/wallets/{}/accounts",
+        wallet["wallet"]["id"].as_str().unwrap()
+    );
+    let account = json!({"chain": "ethereum", "index": 0});
+    let account = ok(&kw, "POST", &path, &admin, account, 201).await;
+    let key = account["key"]["id"].as_str().unwrap().to_string();
+    let module = b64(&example_policy("approval-above"));
+    let body = json!({"name": "approval-above", "version": "1.0.0", "module": module});
+    let gate = ok(&kw, "POST", "/v1/policies", &admin, body, 201).await;
+    let settings = json!({"max_message_len": 0, "approvals": 2, "approver_roles": ["treasury"]});
+    let bindings = json!({"policies": [{"policy_id": gate["id"], "settings": settings}]});
+    ok(
+        &kw,
+        "PUT",
+        &format!("/v1/keys/{key}/policies"),
+        &admin,
+        bindings,
+        200,
+    )
+    .await;
+    let signer = idp.token("signer-app", "keyward:sign").await;
+    let tx = json!({"chain_id": "11155111", "nonce": "0", "gas_price": "1000000000", "gas": "21000",
+                    "to": ETH_TO, "value": "250000000000000000"});
+    let path = format!("/v1/keys/{key}/ethereum/sign-transaction");
+    let pending = ok(&kw, "POST", &path, &signer, json!({"transaction": tx}), 202).await;
+    let id = pending["request_id"].as_str().unwrap().to_string();
+
+    let seen = node_json(
+        "approver-ui.mjs",
+        "run",
+        dir.path(),
+        json!({"base": kw.url, "shots": dir.path(), "eth": id, "login": "idp"}),
+    );
+    assert!(
+        seen.get("failure").is_none(),
+        "{}\n{}",
+        seen["failure"],
+        seen["failure_page"]
+    );
+    assert_eq!(seen["errors"], json!([]), "console errors");
+    // The provider's forms link a web font; Keyward's page asks no other host for anything.
+    for ext in seen["external"].as_array().unwrap() {
+        assert!(!ext["from"].as_str().unwrap().starts_with(&kw.url), "{ext}");
+    }
+    contains(&seen["who_alice"], &["alice", "approver"]);
+    contains(
+        &seen["eth_text"],
+        &[
+            "Sepolia (chain id 11155111)",
+            "0.25 ETH (250,000,000,000,000,000 wei)",
+            ETH_TO,
+        ],
+    );
+    assert_eq!(seen["eth_after_bob"], "signed");
+    assert_eq!(seen["axe"]["request-eth-idp"], json!([]));
+    let storage: Value = serde_json::from_str(seen["storage"].as_str().unwrap()).unwrap();
+    assert_eq!(storage, json!({"local": {}, "session": {}}));
+
+    let (_, signed) = kw
+        .call("GET", &format!("/v1/requests/{id}"), Some(&signer), None)
+        .await;
+    assert_eq!(signed["status"], "signed", "{signed}");
+    assert!(
+        signed["ethereum"]["raw_transaction"].is_string(),
+        "{signed}"
+    );
+    for vote in signed["votes"].as_array().unwrap() {
+        assert_eq!(vote["issuer"], idp.issuer.as_str(), "{vote}");
+    }
+    let voters: Vec<&str> = signed["votes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["subject"].as_str().unwrap())
+        .collect();
+    assert_eq!(voters, ["alice", "bob"]);
 }
