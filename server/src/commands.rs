@@ -141,6 +141,7 @@ pub async fn dev(data_dir: &Path, listen: SocketAddr) -> Result<(), StartError> 
         let token = issuer.mint("dev-admin", &[Role::Admin], DEV_ADMIN_TOKEN_TTL)?;
         println!("listening: {base_url}");
         println!("swagger: {base_url}/docs");
+        println!("approvals: {base_url}/ui/");
         println!("admin token: {token}");
         use std::io::Write;
         let _ = std::io::stdout().flush();

@@ -4,7 +4,9 @@
 //! with the page's security headers, the development login's refusals and axe-core's report.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use keyward_e2e::{ABANDON, AUDIENCE, Idp, Keyward, b64, client, example_policy, node_json};
+use keyward_e2e::{
+    ABANDON, AUDIENCE, Idp, Keyward, b64, client, example_policy, node_json, workspace_root,
+};
 use serde_json::{Value, json};
 
 const ETH_TO: &str = "0x3535353535353535353535353535353535353535";
@@ -130,9 +132,10 @@ async fn approvers_read_decoded_requests_in_a_browser_and_their_votes_decide() {
     let dir = tempfile::tempdir().unwrap();
     let kw = Keyward::dev(dir.path());
     let (eth, btc, doc) = three_pending(&kw, dir.path()).await;
+    // Screenshots of each page stay after the run (never committed: target/ is ignored).
     let shots = std::env::var_os("KEYWARD_UI_SHOTS")
         .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| dir.path().join("shots"));
+        .unwrap_or_else(|| workspace_root().join("target/ui-screenshots"));
     std::fs::create_dir_all(&shots).unwrap();
     let seen = node_json(
         "approver-ui.mjs",

@@ -7,7 +7,7 @@
 //! from the TOML file: the KEK is read from `KEYWARD_KEK` or `keys.kek_file`.
 //!
 //! Parts: this module (the file schema, the overlay and the validated `Config`), `auth`,
-//! `documents`, `policy`, `approvals` and `csc` (their sections and validation), `tests`.
+//! `documents`, `policy`, `approvals`, `csc` and `ui` (their sections and validation), `tests`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -312,6 +312,48 @@ fn trusted_signers_take_pem_or_base64_keys_with_optional_names() {
 }
 
 #[test]
+fn the_ui_section_names_a_provider_or_none() {
+    let base = "[storage]\ndata_dir = \"d\"\n[auth]\ndev_issuer = true\n";
+    let load = |extra: &str| {
+        Config::from_table(
+            table(&format!("{base}{extra}")),
+            env(&[("KEYWARD_KEK", KEK)]),
+            Path::new("/"),
+        )
+    };
+    let cfg = load("").unwrap();
+    assert!(cfg.ui.enabled);
+    assert_eq!(cfg.ui.sign_in, None);
+    let cfg = load(
+        "[ui]\nissuer = \"https://idp.example.com/realms/x/\"\nclient_id = \"kw\"\n\
+         authorize_params = { audience = \"keyward\" }\n",
+    )
+    .unwrap();
+    let s = cfg.ui.sign_in.unwrap();
+    assert_eq!(s.issuer, "https://idp.example.com/realms/x");
+    assert_eq!((s.client_id.as_str(), s.scope.as_str()), ("kw", "openid"));
+    assert_eq!(s.authorize_params["audience"], "keyward");
+    assert!(!load("[ui]\nenabled = false\n").unwrap().ui.enabled);
+    for (extra, want) in [
+        ("[ui]\nissuer = \"https://idp\"\n", "ui.client_id"),
+        ("[ui]\nclient_id = \"kw\"\n", "ui.issuer"),
+        (
+            "[ui]\nissuer = \"idp.example.com\"\nclient_id = \"kw\"\n",
+            "http(s) URL",
+        ),
+        (
+            "[ui]\nissuer = \"https://idp\"\nclient_id = \"kw\"\nauthorize_params = { state = \"x\" }\n",
+            "set by the page",
+        ),
+        ("[ui]\nredirect_uri = \"https://kw/ui/\"\n", "ui.issuer"),
+        ("[ui]\ncolour = \"blue\"\n", "colour"),
+    ] {
+        let err = load(extra).unwrap_err().to_string();
+        assert!(err.contains(want), "{extra}: {err}");
+    }
+}
+
+#[test]
 fn a_postgres_node_keeps_two_connections_for_the_writer_and_the_usage_reads() {
     let with = |n: u32| {
         Config::from_table(
