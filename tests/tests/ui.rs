@@ -538,3 +538,126 @@ authorize_params = {{ resource = "{AUDIENCE}" }}
         .collect();
     assert_eq!(voters, ["alice", "bob"]);
 }
+
+/// The page's decoder on the SDK's builders of the intents the browser tests do not send
+/// (a server test proves each builder has the shape of the server's own intent).
+#[test]
+fn the_page_decodes_every_kind_of_intent_in_words() {
+    use keyward_policy::Intent;
+    use keyward_policy::testing as t;
+    let dir = tempfile::tempdir().unwrap();
+    let permit_domain = t::eip712_domain(
+        "USD Coin",
+        "2",
+        1,
+        "0xa0b86991c6218b36c1d19d4a2e9eb0ce3606eb48",
+    );
+    let intents: Vec<Intent> = vec![
+        t::solana_transfer(
+            "9WzDXwBbmkg8ZTbNMqUxvQRAyrZzDsGYdLVL9zYtAWWM",
+            "4Nd1mBQtrMJVYVfKf2PJy9NZUZdTAsp7D4xWLs4gDB4T",
+            2_500_000_000,
+        )
+        .into(),
+        t::spl_token_transfer(
+            "9WzDXwBbmkg8ZTbNMqUxvQRAyrZzDsGYdLVL9zYtAWWM",
+            "BQcdHdAQW1hczDbBi9hiegXAR7A98Q9jx3X3iBBBDiq4",
+            "6Ym8kGVnCG6iHz1KBDPVsRN4nSyXGiNm3dFzbDFP5WPs",
+            "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v",
+            12_340_000,
+            6,
+        )
+        .into(),
+        t::solana_message("I agree to the terms").into(),
+        t::ethereum_message(b"Sign in to example.org").into(),
+        t::ethereum_message(&[0xff, 0x00, 0x10]).into(),
+        t::ethereum_typed_data(
+            permit_domain,
+            "Permit",
+            json!({"owner": "0x9858effd232b4033e47d90003d41ec34ecaeda94", "value": "1000000"}),
+        )
+        .into(),
+        t::erc20_approve(
+            1,
+            "0xa0b86991c6218b36c1d19d4a2e9eb0ce3606eb48",
+            ETH_TO,
+            "115792089237316195423570985008687907853269984665640564039457584007913129639935",
+        )
+        .into(),
+        t::erc20_transfer(
+            1,
+            "0xdac17f958d2ee523a2206206994597c13d831ec7",
+            ETH_TO,
+            "2500000",
+        )
+        .into(),
+        t::raw_digest("sha256", &"ab".repeat(32)).into(),
+        t::raw_message(14).into(),
+    ];
+    let seen = node_json(
+        "ui-decode-check.mjs",
+        "run",
+        dir.path(),
+        json!({"intents": intents}),
+    );
+    let text = |i: usize| seen[i].to_string();
+    let has = |i: usize, needles: &[&str]| {
+        for n in needles {
+            assert!(
+                text(i).contains(n),
+                "intent {i} does not show {n:?}: {}",
+                seen[i]
+            );
+        }
+    };
+    has(
+        0,
+        &[
+            "Solana transaction",
+            "2.5 SOL (2,500,000,000 lamports)",
+            "4Nd1mBQtrMJVYVfKf2PJy9NZUZdTAsp7D4xWLs4gDB4T",
+            "Fee payer",
+        ],
+    );
+    has(
+        1,
+        &[
+            "12.34 of mint EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v",
+            "6Ym8kGVnCG6iHz1KBDPVsRN4nSyXGiNm3dFzbDFP5WPs",
+        ],
+    );
+    has(
+        2,
+        &["Solana off-chain message", "Text: I agree to the terms"],
+    );
+    has(3, &["EIP-191", "Text: Sign in to example.org"]);
+    has(4, &["Bytes (hex): 0xff0010", "not text"]);
+    has(
+        5,
+        &[
+            "Typed data (EIP-712): Permit",
+            "Name: USD Coin",
+            "Ethereum Mainnet (chain id 1)",
+            "\\\"value\\\":\\\"1000000\\\"",
+        ],
+    );
+    has(
+        6,
+        &[
+            "Allow 0x3535353535353535353535353535353535353535 to spend",
+            "USDC",
+            "Unlimited approval",
+        ],
+    );
+    has(
+        7,
+        &["Transfer 2.5 USDT to 0x3535353535353535353535353535353535353535"],
+    );
+    has(8, &["Raw signature", "Blind signature", &"ab".repeat(32)]);
+    has(9, &["Message length: 14 bytes"]);
+    assert_eq!(
+        seen[9]["warnings"],
+        json!([]),
+        "a message is not a blind digest"
+    );
+}
