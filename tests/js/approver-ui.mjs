@@ -140,6 +140,16 @@ async function devScenario() {
   out.carol_btc_text = await carol.locator('main').innerText();
   out.carol_btc_approve_buttons = await carol.locator('#approve').count();
 
+  // An approver without the treasury role follows a link to the PSBT: the API does not show
+  // it to her, and the page says so, with nothing to vote on.
+  const erin = await signIn({ subject: 'erin', roles: ['approver'] }, `#/requests/${input.btc}`);
+  await erin.locator('[role="alert"]').waitFor();
+  out.erin_error = await erin.locator('[role="alert"]').innerText();
+  out.erin_buttons = await erin.locator('#approve, #reject').count();
+  // Her refused read is expected: it is reported apart from the errors nobody expects.
+  out.erin_errors = out.errors.filter((e) => e.startsWith('erin: '));
+  out.errors = out.errors.filter((e) => !e.startsWith('erin: '));
+
   // Bob rejects the document with a comment; the page says so.
   await openRequest(bob, input.doc);
   await bob.locator('#comment').fill('wrong contract version');
