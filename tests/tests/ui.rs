@@ -120,6 +120,20 @@ async fn three_pending(kw: &Keyward, dir: &std::path::Path) -> (String, String, 
     (id(&eth_req), id(&btc_req), id(&doc_req))
 }
 
+/// Runs tests/js/approver-ui.mjs on `input`: what the pages showed, once the run finished
+/// with no failure and no error nobody expected.
+fn drive_page(scratch: &std::path::Path, input: Value) -> Value {
+    let seen = node_json("approver-ui.mjs", "run", scratch, input);
+    assert!(
+        seen.get("failure").is_none(),
+        "{}\n{}",
+        seen["failure"],
+        seen["failure_page"]
+    );
+    assert_eq!(seen["errors"], json!([]), "console errors");
+    seen
+}
+
 fn contains(text: &Value, needles: &[&str]) {
     let text = text.as_str().expect("page text");
     for n in needles {
@@ -137,19 +151,10 @@ async fn approvers_read_decoded_requests_in_a_browser_and_their_votes_decide() {
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target/ui-screenshots"));
     std::fs::create_dir_all(&shots).unwrap();
-    let seen = node_json(
-        "approver-ui.mjs",
-        "run",
+    let seen = drive_page(
         dir.path(),
         json!({"base": kw.url, "shots": shots, "eth": eth, "btc": btc, "doc": doc, "login": "dev"}),
     );
-    assert!(
-        seen.get("failure").is_none(),
-        "{}\n{}",
-        seen["failure"],
-        seen["failure_page"]
-    );
-    assert_eq!(seen["errors"], json!([]), "console errors");
     assert_eq!(seen["external"], json!([]), "requests to other hosts");
 
     // What the page showed, against what was sent.
@@ -488,19 +493,10 @@ authorize_params = {{ resource = "{AUDIENCE}" }}
     let pending = ok(&kw, "POST", &path, &signer, json!({"transaction": tx}), 202).await;
     let id = pending["request_id"].as_str().unwrap().to_string();
 
-    let seen = node_json(
-        "approver-ui.mjs",
-        "run",
+    let seen = drive_page(
         dir.path(),
         json!({"base": kw.url, "shots": dir.path(), "eth": id, "login": "idp"}),
     );
-    assert!(
-        seen.get("failure").is_none(),
-        "{}\n{}",
-        seen["failure"],
-        seen["failure_page"]
-    );
-    assert_eq!(seen["errors"], json!([]), "console errors");
     // The provider's forms link a web font; Keyward's page asks no other host for anything.
     for ext in seen["external"].as_array().unwrap() {
         assert!(!ext["from"].as_str().unwrap().starts_with(&kw.url), "{ext}");

@@ -255,22 +255,25 @@ fn policy_inputs_are_kept_30_days_by_default_and_the_retention_is_checked() {
     }
 }
 
+/// A development configuration (data dir, development issuer, KEK) with `extra` appended.
+fn load_dev(extra: &str) -> Result<Config, ConfigError> {
+    let base = "[storage]\ndata_dir = \"d\"\n[auth]\ndev_issuer = true\n";
+    Config::from_table(
+        table(&format!("{base}{extra}")),
+        env(&[("KEYWARD_KEK", KEK)]),
+        Path::new("/"),
+    )
+}
+
 #[test]
 fn trusted_signers_take_pem_or_base64_keys_with_optional_names() {
     use crate::policy::signature::encode_public_key;
-    let base = "[storage]\ndata_dir = \"d\"\n[auth]\ndev_issuer = true\n";
-    let load = |extra: &str| {
-        Config::from_table(
-            table(&format!("{base}{extra}")),
-            env(&[("KEYWARD_KEK", KEK)]),
-            Path::new("/"),
-        )
-    };
-    assert!(!load("").unwrap().policy.trusted_signers.required());
+
+    assert!(!load_dev("").unwrap().policy.trusted_signers.required());
     let a = encode_public_key(&ed25519_dalek::SigningKey::from_bytes(&[1; 32]).verifying_key());
     let b = encode_public_key(&ed25519_dalek::SigningKey::from_bytes(&[2; 32]).verifying_key());
     let pem = format!("-----BEGIN PUBLIC KEY-----\n{b}\n-----END PUBLIC KEY-----\n");
-    let cfg = load(&format!(
+    let cfg = load_dev(&format!(
         "[policy]\ntrusted_signers = [\"{a}\", {{ name = \"release@example.org\", public_key = \"\"\"\n{pem}\"\"\" }}]\n"
     ))
     .unwrap();
@@ -304,7 +307,7 @@ fn trusted_signers_take_pem_or_base64_keys_with_optional_names() {
         ),
         ("trusted_signers = [42]".to_string(), "trusted_signers"),
     ] {
-        let err = load(&format!("[policy]\n{extra}\n"))
+        let err = load_dev(&format!("[policy]\n{extra}\n"))
             .unwrap_err()
             .to_string();
         assert!(err.contains(want), "{extra}: {err}");
@@ -313,18 +316,10 @@ fn trusted_signers_take_pem_or_base64_keys_with_optional_names() {
 
 #[test]
 fn the_ui_section_names_a_provider_or_none() {
-    let base = "[storage]\ndata_dir = \"d\"\n[auth]\ndev_issuer = true\n";
-    let load = |extra: &str| {
-        Config::from_table(
-            table(&format!("{base}{extra}")),
-            env(&[("KEYWARD_KEK", KEK)]),
-            Path::new("/"),
-        )
-    };
-    let cfg = load("").unwrap();
+    let cfg = load_dev("").unwrap();
     assert!(cfg.ui.enabled);
     assert_eq!(cfg.ui.sign_in, None);
-    let cfg = load(
+    let cfg = load_dev(
         "[ui]\nissuer = \"https://idp.example.com/realms/x/\"\nclient_id = \"kw\"\n\
          authorize_params = { audience = \"keyward\" }\n",
     )
@@ -333,7 +328,7 @@ fn the_ui_section_names_a_provider_or_none() {
     assert_eq!(s.issuer, "https://idp.example.com/realms/x");
     assert_eq!((s.client_id.as_str(), s.scope.as_str()), ("kw", "openid"));
     assert_eq!(s.authorize_params["audience"], "keyward");
-    assert!(!load("[ui]\nenabled = false\n").unwrap().ui.enabled);
+    assert!(!load_dev("[ui]\nenabled = false\n").unwrap().ui.enabled);
     for (extra, want) in [
         ("[ui]\nissuer = \"https://idp\"\n", "ui.client_id"),
         ("[ui]\nclient_id = \"kw\"\n", "ui.issuer"),
@@ -348,7 +343,7 @@ fn the_ui_section_names_a_provider_or_none() {
         ("[ui]\nredirect_uri = \"https://kw/ui/\"\n", "ui.issuer"),
         ("[ui]\ncolour = \"blue\"\n", "colour"),
     ] {
-        let err = load(extra).unwrap_err().to_string();
+        let err = load_dev(extra).unwrap_err().to_string();
         assert!(err.contains(want), "{extra}: {err}");
     }
 }
