@@ -100,6 +100,10 @@ async function endpoints(signIn) {
   const resp = await fetch(`${signIn.issuer}/.well-known/openid-configuration`);
   if (!resp.ok) throw new Error(`the provider's discovery document answered ${resp.status}`);
   const d = await resp.json();
+  // The page may connect only to this server and the issuer's origin (its CSP says so).
+  if (new URL(d.token_endpoint).origin !== new URL(signIn.issuer).origin) {
+    throw new Error(`the provider's token endpoint ${d.token_endpoint} is not on its issuer's origin, which is the only one this page may reach`);
+  }
   return { ...signIn, authorization_endpoint: d.authorization_endpoint, token_endpoint: d.token_endpoint };
 }
 
