@@ -1,0 +1,55 @@
+//! The runnable examples of `examples/`, each against the real `keyward dev`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::Command;
+
+use keyward_e2e::{Keyward, keyward_bin, workspace_root};
+
+fn walkthrough(kw: &Keyward, token: &str) -> (bool, String, String) {
+    let out = Command::new("bash")
+        .arg(workspace_root().join("examples/walkthrough.sh"))
+        .env("KEYWARD_URL", &kw.url)
+        .env("KEYWARD_TOKEN", token)
+        .env("KEYWARD_DATA_DIR", &kw.data_dir)
+        .env("KEYWARD_BIN", keyward_bin())
+        .current_dir(&kw.data_dir)
+        .output()
+        .expect("run bash");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn the_curl_walkthrough_runs_against_keyward_dev() {
+    let dir = tempfile::tempdir().unwrap();
+    let kw = Keyward::dev(dir.path());
+    let (ok, out, err) = walkthrough(&kw, kw.admin());
+    assert!(ok, "{out}\n{err}");
+    for step in [
+        "1. create a P-256 key",
+        "(the retry returned the same one)",
+        "Verified OK",
+        r#""action":"sign","outcome":"ok""#,
+        "chain intact",
+    ] {
+        assert!(out.contains(step), "missing {step:?}:\n{out}\n{err}");
+    }
+    // One signature, though the message was sent twice.
+    let (status, audit) = kw
+        .call("GET", "/v1/audit?action=sign", Some(kw.admin()), None)
+        .await;
+    assert_eq!(status, 200, "{audit}");
+    assert_eq!(audit["items"].as_array().unwrap().len(), 1, "{audit}");
+
+    // With a token the server refuses, it stops at the first step and says why.
+    let (ok, out, err) = walkthrough(&kw, "not-a-token");
+    assert!(!ok, "{out}");
+    assert!(
+        err.contains("401") || out.contains("UNAUTHENTICATED"),
+        "{out}\n{err}"
+    );
+    assert!(!out.contains("2. sign"), "{out}");
+}
