@@ -53,3 +53,69 @@ async fn the_curl_walkthrough_runs_against_keyward_dev() {
     );
     assert!(!out.contains("2. sign"), "{out}");
 }
+
+fn sign_document(kw: &Keyward, token: &str, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new("python3")
+        .arg(workspace_root().join("examples/sign_document.py"))
+        .args(args)
+        .env("KEYWARD_URL", &kw.url)
+        .env("KEYWARD_TOKEN", token)
+        .output()
+        .expect("run python3");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn the_python_document_client_signs_what_openssl_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let kw = Keyward::dev(dir.path());
+    let doc = dir.path().join("contract.pdf");
+    std::fs::write(&doc, b"%PDF-1.7 a contract of 1 page").unwrap();
+    let doc_arg = doc.to_str().unwrap();
+    let (ok, out, err) = sign_document(&kw, kw.admin(), &[doc_arg, "--create", "Example Signer"]);
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("as CN=Example Signer"), "{out}");
+    let key = out
+        .split("with key ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    let verify = |content: &std::path::Path| {
+        Command::new("openssl")
+            .args([
+                "cms", "-verify", "-binary", "-inform", "DER", "-purpose", "any", "-in",
+            ])
+            .arg(dir.path().join("contract.pdf.p7s"))
+            .arg("-content")
+            .arg(content)
+            .arg("-CAfile")
+            .arg(dir.path().join("contract.pdf.ca.pem"))
+            .args(["-out", "/dev/null"])
+            .output()
+            .unwrap()
+    };
+    let checked = verify(&doc);
+    assert!(
+        checked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    assert!(String::from_utf8_lossy(&checked.stderr).contains("Verification successful"));
+    // Another document does not verify under it.
+    let other = dir.path().join("other.pdf");
+    std::fs::write(&other, b"%PDF-1.7 a different contract").unwrap();
+    assert!(!verify(&other).status.success());
+
+    // Signing again with the key it made; then a refusal is reported, not a traceback.
+    let (ok, out, err) = sign_document(&kw, kw.admin(), &[doc_arg, "--key", &key]);
+    assert!(ok, "{out}\n{err}");
+    let (ok, out, err) = sign_document(&kw, kw.admin(), &[doc_arg, "--key", "key_missing"]);
+    assert!(!ok, "{out}");
+    assert!(err.contains("keyward: 404 NOT_FOUND"), "{err}");
+    assert!(!err.contains("Traceback"), "{err}");
+}
