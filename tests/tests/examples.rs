@@ -119,3 +119,109 @@ async fn the_python_document_client_signs_what_openssl_verifies() {
     assert!(err.contains("keyward: 404 NOT_FOUND"), "{err}");
     assert!(!err.contains("Traceback"), "{err}");
 }
+
+const ETH_TO: &str = "0x3535353535353535353535353535353535353535";
+
+/// Runs examples/ethers-wallet/wallet.mjs with the ethers that tests/js installs.
+fn wallet(
+    kw: &Keyward,
+    scratch: &std::path::Path,
+    token: &str,
+    args: &[&str],
+) -> (bool, String, String) {
+    let dir = scratch.join("ethers-wallet");
+    if !dir.exists() {
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(
+            workspace_root().join("examples/ethers-wallet/wallet.mjs"),
+            dir.join("wallet.mjs"),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink(
+            keyward_e2e::js_dir().join("node_modules"),
+            dir.join("node_modules"),
+        )
+        .unwrap();
+    }
+    let out = Command::new("node")
+        .arg("wallet.mjs")
+        .args(args)
+        .current_dir(&dir)
+        .env("KEYWARD_URL", &kw.url)
+        .env("KEYWARD_TOKEN", token)
+        .output()
+        .expect("run node");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn the_ethers_wallet_backend_signs_payments_through_the_rpc_signer() {
+    let dir = tempfile::tempdir().unwrap();
+    let kw = Keyward::dev(dir.path());
+    let wallet_id = kw.import_wallet("backend", keyward_e2e::ABANDON).await;
+    let account = kw
+        .derive_account(
+            &wallet_id,
+            serde_json::json!({"chain": "ethereum", "index": 0}),
+        )
+        .await;
+    let address = account["account"]["address"]
+        .as_str()
+        .unwrap()
+        .to_lowercase();
+    let key = account["key"]["id"].as_str().unwrap().to_string();
+    let backend = kw.token("payments-backend", &["signer"]);
+
+    let (ok, out, err) = wallet(&kw, dir.path(), &backend, &["accounts"]);
+    assert!(ok, "{out}\n{err}");
+    assert!(out.to_lowercase().contains(&address), "{out}");
+    let (ok, out, err) = wallet(
+        &kw,
+        dir.path(),
+        &backend,
+        &["pay", ETH_TO, "0.01", "--nonce", "7"],
+    );
+    assert!(ok, "{out}\n{err}");
+    let paid: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(paid["from"].as_str().unwrap().to_lowercase(), address);
+    assert_eq!(paid["to"].as_str().unwrap().to_lowercase(), ETH_TO);
+    assert_eq!(paid["value_wei"], "10000000000000000");
+    assert_eq!(paid["chain_id"], "11155111");
+    assert!(paid["raw"].as_str().unwrap().starts_with("0x02"), "{paid}");
+
+    // With an allowlist bound that lacks the recipient, the payment is refused with the reason.
+    let admin = kw.admin().to_string();
+    let module = keyward_e2e::b64(&keyward_e2e::example_policy("eth-allowlist"));
+    let (s, policy) = kw
+        .call(
+            "POST",
+            "/v1/policies",
+            Some(&admin),
+            Some(&serde_json::json!({"name": "eth-allowlist", "version": "1", "module": module})),
+        )
+        .await;
+    assert_eq!(s, 201, "{policy}");
+    let only = "0x4545454545454545454545454545454545454545";
+    let bindings = serde_json::json!({"policies": [{"policy_id": policy["id"], "settings": {"recipients": [only]}}]});
+    let (s, b) = kw
+        .call(
+            "PUT",
+            &format!("/v1/keys/{key}/policies"),
+            Some(&admin),
+            Some(&bindings),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let (ok, out, err) = wallet(&kw, dir.path(), &backend, &["pay", ETH_TO, "0.01"]);
+    assert!(!ok, "{out}");
+    assert!(out.is_empty(), "no signed transaction: {out}");
+    assert!(err.starts_with("keyward: "), "{err}");
+    assert!(
+        err.to_lowercase().contains("allowlist") || err.contains("denied"),
+        "{err}"
+    );
+}
