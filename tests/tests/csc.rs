@@ -36,10 +36,10 @@ async fn credential(kw: &Keyward, name: &str, subject: &str) -> String {
     id
 }
 
-/// Runs `tests/py/csc_pdf.py` (needs `pip install -r tests/py/requirements.txt`).
+/// Runs `examples/csc_sign_pdf.py` (needs `pip install -r tests/py/requirements.txt`).
 fn pyhanko(args: &[&str]) -> (bool, Value, String) {
     let out = Command::new("python3")
-        .arg(workspace_root().join("tests/py/csc_pdf.py"))
+        .arg(workspace_root().join("examples/csc_sign_pdf.py"))
         .args(args)
         .output()
         .expect("python3 runs (scripts/test installs tests/py/requirements.txt)");

@@ -1,13 +1,13 @@
 """Signs a PDF through Keyward's CSC API with pyHanko's CSC signer, and validates it.
 
-Used by the end-to-end test tests/tests/csc.rs; also a runnable example of a standard CSC
-client talking to Keyward.
+A standard CSC client talking to Keyward; the end-to-end test tests/tests/csc.rs runs it.
+Needs pyHanko: python3 -m pip install -r tests/py/requirements.txt
 
-    python3 csc_pdf.py sign --url URL --token JWT --out signed.pdf
+    python3 examples/csc_sign_pdf.py sign --url URL --token JWT --out signed.pdf
         Makes a one-page PDF, finds the caller's credential with credentials/list, and signs
         the PDF with pyHanko's CSCSigner (credentials/info, credentials/authorize with the
         hashes to be signed, signatures/signHash). Prints a JSON summary.
-    python3 csc_pdf.py validate --url URL --pdf signed.pdf
+    python3 examples/csc_sign_pdf.py validate --url URL --pdf signed.pdf
         Validates the PDF's signature with pyHanko against Keyward's CA certificate
         (GET /v1/ca/certificate) as the only trust root. Prints a JSON summary; exits 0 only
         when the signature is intact, valid and trusted.
