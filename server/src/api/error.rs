@@ -454,6 +454,7 @@ impl<E: Endpoint> Endpoint for ErrorEnvelopeEndpoint<E> {
         // HTML; everything else answers in the uniform body.
         let csc = req.uri().path().starts_with("/csc/");
         let page = req.uri().path().starts_with("/ui/");
+        let path = req.uri().path().to_string();
         let mut resp = crate::request_id::scope(id, async {
             match self.inner.call(req).await {
                 Ok(out) => {
@@ -486,6 +487,12 @@ impl<E: Endpoint> Endpoint for ErrorEnvelopeEndpoint<E> {
         .await;
         if let Ok(value) = header.parse() {
             resp.headers_mut().insert("x-request-id", value);
+        }
+        if resp.status() == StatusCode::METHOD_NOT_ALLOWED
+            && !resp.headers().contains_key(poem::http::header::ALLOW)
+            && let Some(allow) = super::allow::allowed(&path).and_then(|a| a.parse().ok())
+        {
+            resp.headers_mut().insert(poem::http::header::ALLOW, allow);
         }
         Ok(resp)
     }

@@ -2,6 +2,7 @@
 //! administrative operations, and call the layer below; signing goes through
 //! `SigningPath::submit` only. Errors become HTTP in `error` alone.
 
+mod allow;
 pub mod audit;
 pub mod bitcoin;
 pub mod certificates;

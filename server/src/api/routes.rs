@@ -33,7 +33,7 @@ pub fn routes(state: AppState) -> impl poem::Endpoint<Output = poem::Response> {
     Route::new()
         .nest("/", service)
         .nest("/docs", docs)
-        .at("/openapi.json", spec)
+        .at("/openapi.json", poem::get(spec))
         .at(
             "/.well-known/openid-configuration",
             poem::get(super::system::discovery),

@@ -125,3 +125,52 @@ async fn health_and_discovery_are_public() {
     assert_eq!(jwks["keys"][0]["kty"], "OKP");
     assert!(jwks["keys"][0].get("d").is_none(), "no private part");
 }
+
+#[tokio::test]
+async fn an_unanswered_method_is_405_with_the_methods_that_are_answered() {
+    let server = crate::setup().await;
+    for (method, path, allow) in [
+        (poem::http::Method::DELETE, "/v1/whoami", "GET, HEAD"),
+        (poem::http::Method::PATCH, "/v1/keys", "GET, HEAD, POST"),
+        (poem::http::Method::GET, "/v1/keys/key_x/sign", "POST"),
+        (poem::http::Method::PUT, "/v1/requests/r1/approve", "POST"),
+        (poem::http::Method::DELETE, "/openapi.json", "GET, HEAD"),
+        (poem::http::Method::POST, "/v1/ca/crl", "GET, HEAD"),
+        (poem::http::Method::GET, "/rpc/ethereum", "POST"),
+    ] {
+        let resp = server
+            .client
+            .request(method.clone(), path)
+            .header("authorization", format!("Bearer {}", server.admin))
+            .send()
+            .await;
+        assert_eq!(
+            resp.0.status(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}"
+        );
+        assert_eq!(
+            resp.0.headers().get("allow").and_then(|v| v.to_str().ok()),
+            Some(allow),
+            "{method} {path}"
+        );
+        let body: serde_json::Value =
+            serde_json::from_slice(&resp.0.into_body().into_bytes().await.unwrap()).unwrap();
+        assert_eq!(
+            body["code"], "METHOD_NOT_ALLOWED",
+            "{method} {path}: {body}"
+        );
+    }
+    // HEAD is answered where GET is.
+    let resp = server
+        .client
+        .request(poem::http::Method::HEAD, "/v1/keys")
+        .header("authorization", format!("Bearer {}", server.admin))
+        .send()
+        .await;
+    assert_eq!(resp.0.status(), StatusCode::OK);
+    // An unknown path stays 404, with no Allow.
+    let resp = server.client.delete("/v1/nothing").send().await;
+    assert_eq!(resp.0.status(), StatusCode::NOT_FOUND);
+    assert!(resp.0.headers().get("allow").is_none());
+}
