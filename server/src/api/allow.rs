@@ -56,7 +56,7 @@ fn templates() -> &'static [Template] {
 /// path.
 pub fn allowed(path: &str) -> Option<String> {
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let mut methods: Vec<&str> = templates()
+    let matching: Vec<&Template> = templates()
         .iter()
         .filter(|t| {
             t.segments.len() == parts.len()
@@ -65,6 +65,14 @@ pub fn allowed(path: &str) -> Option<String> {
                     .zip(&parts)
                     .all(|(s, p)| s.as_deref().is_none_or(|s| s == *p))
         })
+        .collect();
+    // As the router does, a literal segment wins over a parameter at the first place they
+    // differ: `/v1/keys/adopt` is that route, not `/v1/keys/{id}`.
+    let literals = |t: &Template| t.segments.iter().map(Option::is_some).collect::<Vec<_>>();
+    let best = matching.iter().map(|t| literals(t)).max();
+    let mut methods: Vec<&str> = matching
+        .iter()
+        .filter(|t| Some(literals(t)) == best)
         .flat_map(|t| t.methods.iter().map(String::as_str))
         .collect();
     if methods.contains(&"GET") {
@@ -96,6 +104,11 @@ mod tests {
             Some("GET, HEAD")
         );
         assert_eq!(super::allowed("/rpc/ethereum").as_deref(), Some("POST"));
+        assert_eq!(super::allowed("/v1/keys/adopt").as_deref(), Some("POST"));
+        assert_eq!(
+            super::allowed("/v1/keys/key_1").as_deref(),
+            Some("GET, HEAD")
+        );
         assert_eq!(super::allowed("/v1/nothing/here"), None);
     }
 }

@@ -16,6 +16,7 @@ pub struct AuditApi;
 
 /// Who acted.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ActorView {
     /// Token issuer.
     pub issuer: String,
@@ -25,6 +26,7 @@ pub struct ActorView {
 
 /// One audit record.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct AuditRecordView {
     /// Position in the chain (from 1, no gaps).
     pub seq: i64,
@@ -75,6 +77,7 @@ impl AuditRecordView {
 
 /// A page of audit records, newest first.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct AuditPage {
     /// Records, newest first.
     pub items: Vec<AuditRecordView>,

@@ -33,6 +33,7 @@ pub struct BitcoinApi;
 
 /// Sign a PSBT.
 #[derive(Debug, Clone, Object, serde::Serialize)]
+#[oai(skip_serializing_if_is_none)]
 pub struct SignPsbtBody {
     /// The PSBT (BIP-174), standard base64. Every input must carry the output it spends
     /// (`witness_utxo`, or `non_witness_utxo`).
@@ -46,6 +47,7 @@ pub struct SignPsbtBody {
 
 /// A signed PSBT.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct SignedPsbtView {
     /// The PSBT with the account's signatures, base64.
     pub psbt: String,

@@ -21,6 +21,7 @@ pub struct CertificatesApi;
 
 /// The subject of a certificate or CSR.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct SubjectBody {
     /// Common name (CN), 1 to 64 characters.
     pub common_name: String,
@@ -48,6 +49,7 @@ impl From<SubjectBody> for SubjectSpec {
 
 /// Issue a certificate from the internal CA.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct IssueCertificateBody {
     /// The subject.
     pub subject: SubjectBody,
@@ -59,6 +61,7 @@ pub struct IssueCertificateBody {
 
 /// Ask for a CSR.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct CsrBody {
     /// The subject.
     pub subject: SubjectBody,
@@ -66,6 +69,7 @@ pub struct CsrBody {
 
 /// A PKCS#10 request.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct CsrView {
     /// PEM `CERTIFICATE REQUEST`, signed by the key.
     pub csr_pem: String,
@@ -73,6 +77,7 @@ pub struct CsrView {
 
 /// Import an externally issued chain.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ImportChainBody {
     /// PEM certificates, the key's certificate first, then its issuers.
     pub chain_pem: String,
@@ -82,6 +87,7 @@ pub struct ImportChainBody {
 
 /// Revoke a certificate.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct RevokeBody {
     /// `unspecified`, `key_compromise`, `ca_compromise`, `affiliation_changed`, `superseded`,
     /// `cessation_of_operation` or `privilege_withdrawn`.
@@ -90,6 +96,7 @@ pub struct RevokeBody {
 
 /// A certificate as shown by the API.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct CertificateView {
     /// Id.
     pub id: String,
@@ -149,6 +156,7 @@ impl CertificateView {
 
 /// A page of certificates.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct CertificatePage {
     /// Certificates, ordered by id.
     pub items: Vec<CertificateView>,
@@ -158,6 +166,7 @@ pub struct CertificatePage {
 
 /// A key's signer certificate and its chain.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct KeyCertificates {
     /// Key id.
     pub key_id: String,

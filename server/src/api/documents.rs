@@ -29,6 +29,7 @@ pub struct CaApi;
 
 /// Sign a document or its hash.
 #[derive(Debug, Clone, Object, serde::Serialize)]
+#[oai(skip_serializing_if_is_none)]
 pub struct DocumentSignBody {
     /// A key of purpose `document`.
     pub key_id: String,
@@ -48,6 +49,7 @@ pub struct DocumentSignBody {
 
 /// A document signature.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct DocumentSignResult {
     /// Base64: a DER CMS ContentInfo (`cms`) or the bare signature (`raw`; ECDSA as DER).
     pub signature: String,
@@ -87,6 +89,7 @@ impl From<documents::sign::SignedDocument> for DocumentSignResult {
 
 /// Verify a CMS signature.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct DocumentVerifyBody {
     /// The CMS signature (DER ContentInfo), standard base64.
     pub signature: String,
@@ -100,6 +103,7 @@ pub struct DocumentVerifyBody {
 
 /// The outcome of a verification.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct DocumentVerifyResult {
     /// Signature, document digest and certificate chain are all good.
     pub valid: bool,
@@ -130,6 +134,7 @@ pub struct DocumentVerifyResult {
 
 /// Import a CA.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ImportCaBody {
     /// The CA certificate, PEM.
     pub certificate_pem: String,
@@ -139,6 +144,7 @@ pub struct ImportCaBody {
 
 /// The internal CA.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct CaView {
     /// Subject (RFC 4514).
     pub subject: String,

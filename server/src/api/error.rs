@@ -33,6 +33,7 @@ use crate::request_id::current as current_request_id;
 
 /// The uniform error body.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ErrorBody {
     /// Stable machine-readable code, e.g. `POLICY_DENIED`.
     pub code: String,
@@ -187,6 +188,7 @@ const DOCUMENTED: &[(u16, &str)] = &[
         "Conflict with the current state (name taken, key disabled).",
     ),
     (413, "The body is larger than the server accepts."),
+    (415, "The body is not `application/json`."),
     (422, "Well-formed but invalid input."),
     (
         503,

@@ -23,6 +23,7 @@ pub struct EthereumApi;
 
 /// An access list entry.
 #[derive(Debug, Clone, Object, serde::Serialize)]
+#[oai(skip_serializing_if_is_none)]
 pub struct AccessListEntry {
     /// Address.
     pub address: String,
@@ -33,6 +34,7 @@ pub struct AccessListEntry {
 
 /// A transaction as fields. Quantities are 0x hex or decimal strings.
 #[derive(Debug, Clone, Object, serde::Serialize)]
+#[oai(skip_serializing_if_is_none)]
 pub struct TransactionFields {
     /// `legacy` (`0x0`), `eip2930` (`0x1`) or `eip1559` (`0x2`); inferred when absent
     /// (EIP-1559 fee fields: eip1559; an access list: eip2930; else legacy).
@@ -82,6 +84,7 @@ impl From<TransactionFields> for TxFields {
 
 /// Sign a transaction: `transaction` (fields) or `unsigned` (its unsigned encoding, hex).
 #[derive(Debug, Clone, Object, serde::Serialize)]
+#[oai(skip_serializing_if_is_none)]
 pub struct SignTransactionBody {
     /// The transaction as fields.
     pub transaction: Option<TransactionFields>,
@@ -94,6 +97,7 @@ pub struct SignTransactionBody {
 
 /// Sign an EIP-191 message: `message` (UTF-8 text) or `message_hex` (bytes).
 #[derive(Debug, Clone, Object, serde::Serialize)]
+#[oai(skip_serializing_if_is_none)]
 pub struct SignMessageBody {
     /// The message as UTF-8 text.
     pub message: Option<String>,
@@ -105,6 +109,7 @@ pub struct SignMessageBody {
 
 /// Sign EIP-712 typed data.
 #[derive(Debug, Clone, Object, serde::Serialize)]
+#[oai(skip_serializing_if_is_none)]
 pub struct SignTypedDataBody {
     /// The `eth_signTypedData_v4` object: `types` (with `EIP712Domain`), `primaryType`,
     /// `domain` and `message`.
@@ -115,6 +120,7 @@ pub struct SignTypedDataBody {
 
 /// An Ethereum signature.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct EthSignatureView {
     /// `r || s || v`, 65 bytes, 0x hex (for transactions, `v` is the y parity; the signed
     /// transaction carries the standard's `v`).

@@ -22,6 +22,7 @@ pub struct HsmApi;
 
 /// Adopt an existing private key from a PKCS#11 token.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct AdoptKeyRequest {
     /// Unique Keyward name for the key.
     pub name: String,
@@ -42,6 +43,7 @@ pub struct AdoptKeyRequest {
 
 /// A slot of a PKCS#11 module.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct SlotInfoView {
     /// Slot id given by the module (tokens are found by label, not by this number).
     pub slot_id: u64,
@@ -63,6 +65,7 @@ pub struct SlotInfoView {
 
 /// A key object on the token (no secret attribute is ever read).
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct TokenObjectView {
     /// `private_key` or `public_key`.
     pub class: String,

@@ -17,6 +17,7 @@ pub struct IdentityApi;
 
 /// The authenticated caller, as Keyward sees them.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct WhoAmI {
     /// Token issuer (`iss`).
     pub issuer: String,
@@ -41,6 +42,7 @@ pub struct WhoAmI {
 
 /// A key's new signers list.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct SignersBody {
     /// Entries `subject:<sub>`, `role:<role>` or `group:<name>`, at most 100. An empty list
     /// admits every caller with the role `signer`.
@@ -52,9 +54,9 @@ impl IdentityApi {
     /// The caller's identity: subject, issuer, roles, groups and the claims handed to
     /// policies (any authenticated caller, with or without a role).
     #[oai(path = "/v1/whoami", method = "get", tag = "ApiTags::Identity")]
-    async fn whoami(&self, auth: BearerAuth) -> Json<WhoAmI> {
+    async fn whoami(&self, auth: BearerAuth) -> ApiResult<Json<WhoAmI>> {
         let p = &auth.0;
-        Json(WhoAmI {
+        Ok(Json(WhoAmI {
             issuer: p.issuer.clone(),
             subject: p.subject.clone(),
             roles: p.roles.iter().map(|r| r.as_str().to_string()).collect(),
@@ -63,7 +65,7 @@ impl IdentityApi {
             name: p.name.clone(),
             acr: p.acr.clone(),
             amr: p.amr.clone(),
-        })
+        }))
     }
 
     /// Replace who may sign with a key (roles: key-admin, admin). Audited as `key.signers`

@@ -21,6 +21,7 @@ pub struct KeysApi;
 
 /// A key as shown by the API.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct KeyView {
     /// Key id.
     pub id: String,
@@ -77,6 +78,7 @@ impl KeyView {
 
 /// Create a key.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct CreateKeyRequest {
     /// Unique name: 1 to 100 characters of A-Z, a-z, 0-9, '.', '_' and '-'.
     pub name: String,
@@ -95,6 +97,7 @@ pub struct CreateKeyRequest {
 
 /// Import a private key.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ImportKeyRequest {
     /// Unique name.
     pub name: String,
@@ -113,6 +116,7 @@ pub struct ImportKeyRequest {
 
 /// A page of keys.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct KeyPage {
     /// Keys, ordered by id.
     pub items: Vec<KeyView>,

@@ -223,6 +223,7 @@ pub fn page_cursor(cursor: Option<&str>) -> Result<Option<String>, ApiError> {
 
 /// A public key in the API.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct PublicKeyView {
     /// PEM `PUBLIC KEY` (SubjectPublicKeyInfo).
     pub pem: String,

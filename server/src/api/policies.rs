@@ -23,6 +23,7 @@ pub struct PoliciesApi;
 
 /// Sandbox limits of a policy.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct LimitsView {
     /// Fuel (roughly, WebAssembly instructions) per evaluation.
     pub fuel: u64,
@@ -34,6 +35,7 @@ pub struct LimitsView {
 
 /// Limits asked for at upload; each at most the server's maximum. Omitted: server default.
 #[derive(Debug, Clone, Object, Default)]
+#[oai(skip_serializing_if_is_none)]
 pub struct LimitsRequest {
     /// Fuel per evaluation.
     pub fuel: Option<u64>,
@@ -45,6 +47,7 @@ pub struct LimitsRequest {
 
 /// A stored policy.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct PolicyInfo {
     /// Policy id.
     pub id: String,
@@ -73,6 +76,7 @@ pub struct PolicyInfo {
 
 /// A module's signer and signature.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct SignerView {
     /// The signer's Ed25519 public key, standard base64 of its SubjectPublicKeyInfo DER.
     pub public_key: String,
@@ -112,6 +116,7 @@ impl PolicyInfo {
 
 /// Upload a policy module.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct UploadPolicyRequest {
     /// Name: 1 to 100 characters of A-Z, a-z, 0-9, '.', '_', '-' and '+'.
     pub name: String,
@@ -131,6 +136,7 @@ pub struct UploadPolicyRequest {
 
 /// A page of policies.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct PolicyPage {
     /// Policies, ordered by id.
     pub items: Vec<PolicyInfo>,
@@ -140,6 +146,7 @@ pub struct PolicyPage {
 
 /// One entry of a key's policy list.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct BindingRequest {
     /// The policy.
     pub policy_id: String,
@@ -149,6 +156,7 @@ pub struct BindingRequest {
 
 /// A key's ordered policy list.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct SetKeyPoliciesRequest {
     /// Policies in evaluation order (empty: the server's default decision applies).
     pub policies: Vec<BindingRequest>,
@@ -156,6 +164,7 @@ pub struct SetKeyPoliciesRequest {
 
 /// A policy bound to a key.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct BindingView {
     /// Policy id.
     pub policy_id: String,
@@ -171,6 +180,7 @@ pub struct BindingView {
 
 /// A key's policies, in evaluation order.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct KeyPolicies {
     /// Key id.
     pub key_id: String,
@@ -180,6 +190,7 @@ pub struct KeyPolicies {
 
 /// Evaluate a policy on an input, without signing.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct EvaluateRequest {
     /// A sign request as policies see it (see `policy-sdk/schema/input.schema.json`).
     pub request: Value,
@@ -189,6 +200,7 @@ pub struct EvaluateRequest {
 
 /// What a policy decided.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct EvaluateResult {
     /// The decision document, e.g. `{"decision":"deny","reason":"..."}`.
     pub decision: Value,

@@ -23,6 +23,7 @@ const DEFAULT_REQUESTS: u32 = 100;
 
 /// Which past requests to replay a policy on, and with which settings.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ReplayRequest {
     /// Settings to evaluate with (checked by the policy first, as a bind would).
     pub settings: Option<Value>,
@@ -40,6 +41,7 @@ pub struct ReplayRequest {
 
 /// How many requests got each decision.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct DecisionCountsView {
     /// Allowed.
     pub allow: u32,
@@ -61,6 +63,7 @@ impl From<DecisionCounts> for DecisionCountsView {
 
 /// A past request the policy would decide differently.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ChangedRequestView {
     /// The sign request's id.
     pub request_id: String,
@@ -109,6 +112,7 @@ impl From<ChangedRequest> for ChangedRequestView {
 
 /// What a replay found.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ReplayResult {
     /// The replayed policy.
     pub policy_id: String,

@@ -24,6 +24,7 @@ pub struct RequestsApi;
 
 /// Someone's vote.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct VoteView {
     /// Voter's issuer.
     pub issuer: String,
@@ -40,6 +41,7 @@ pub struct VoteView {
 
 /// One policy's approval requirement and how far it got.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct RequirementView {
     /// The policy that asked (empty for requests stored before requirements were kept).
     pub policy: String,
@@ -57,6 +59,7 @@ pub struct RequirementView {
 
 /// The requester.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct RequesterView {
     /// Issuer.
     pub issuer: String,
@@ -66,6 +69,7 @@ pub struct RequesterView {
 
 /// A request waiting for (or decided by) approvers.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct RequestView {
     /// Request id.
     pub id: String,
@@ -120,6 +124,7 @@ pub struct RequestView {
 
 /// A page of requests.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct RequestPage {
     /// Requests, newest first.
     pub items: Vec<RequestView>,
@@ -130,6 +135,7 @@ pub struct RequestPage {
 
 /// An optional comment.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct VoteBody {
     /// Why (up to 1000 characters).
     pub comment: Option<String>,

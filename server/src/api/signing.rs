@@ -23,6 +23,7 @@ pub struct SigningApi;
 
 /// A request waiting for approvers.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct PendingResult {
     /// Request id.
     pub request_id: String,
@@ -73,6 +74,7 @@ pub enum SignResponse {
 
 /// Sign with a key: a `digest` or a `message`.
 #[derive(Debug, Clone, Object, serde::Serialize)]
+#[oai(skip_serializing_if_is_none)]
 pub struct SignBody {
     /// Base64 digest; its length must match `hash`.
     pub digest: Option<String>,
@@ -91,6 +93,7 @@ pub struct SignBody {
 
 /// Verify a signature.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct VerifyBody {
     /// Base64 digest (or send `message`).
     pub digest: Option<String>,
@@ -108,6 +111,7 @@ pub struct VerifyBody {
 
 /// The outcome of a verification.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct VerifyResult {
     /// Whether the signature verifies under the key.
     pub valid: bool,
@@ -119,6 +123,7 @@ pub struct VerifyResult {
 
 /// One policy's part in a decision.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct TraceView {
     /// Policy name.
     pub policy: String,
@@ -140,6 +145,7 @@ pub struct TraceView {
 
 /// How the policy stage decided.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct PolicyView {
     /// `allow`, `deny` or `require_approval`.
     pub decision: String,
@@ -187,6 +193,7 @@ impl PolicyView {
 
 /// A signature.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct SignResult {
     /// Base64 signature (DER or r||s for ECDSA, as asked).
     pub signature: String,
@@ -221,6 +228,7 @@ impl From<SignReceipt> for SignResult {
 
 /// The answer to a dry run: what the policies decided. Nothing was signed.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct DryRunResult {
     /// Always `true`.
     pub dry_run: bool,

@@ -33,6 +33,7 @@ pub struct SolanaApi;
 /// Sign a transaction: `transaction` (signatures and message) or `message` (the message
 /// alone), standard base64 of the wire format.
 #[derive(Debug, Clone, Object, serde::Serialize)]
+#[oai(skip_serializing_if_is_none)]
 pub struct SignSolanaTransactionBody {
     /// A serialized transaction (legacy or v0), with its signature slots.
     pub transaction: Option<String>,
@@ -44,6 +45,7 @@ pub struct SignSolanaTransactionBody {
 
 /// Sign an off-chain message: `message` (UTF-8 text) or `message_base64` (its bytes, UTF-8).
 #[derive(Debug, Clone, Object, serde::Serialize)]
+#[oai(skip_serializing_if_is_none)]
 pub struct SignSolanaMessageBody {
     /// The message as text.
     pub message: Option<String>,
@@ -55,6 +57,7 @@ pub struct SignSolanaMessageBody {
 
 /// A Solana signature.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct SolanaSignatureView {
     /// The Ed25519 signature, base58 (as Solana shows signatures and transaction ids).
     pub signature: String,

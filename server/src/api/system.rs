@@ -15,6 +15,7 @@ pub struct SystemApi;
 
 /// Health report.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Health {
     /// `ok` or `unavailable`.
     pub status: String,

@@ -27,6 +27,7 @@ pub struct WalletsApi;
 
 /// Create a wallet, or import one from its mnemonic.
 #[derive(Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct CreateWalletRequest {
     /// Unique name: 1 to 100 characters of A-Z, a-z, 0-9, '.', '_' and '-'.
     pub name: String,
@@ -46,6 +47,7 @@ pub struct CreateWalletRequest {
 
 /// A wallet.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct WalletView {
     /// Wallet id.
     pub id: String,
@@ -85,6 +87,7 @@ impl WalletView {
 
 /// A created wallet.
 #[derive(Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct CreatedWalletView {
     /// The wallet.
     pub wallet: WalletView,
@@ -95,6 +98,7 @@ pub struct CreatedWalletView {
 
 /// A wallet with its accounts.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct WalletDetail {
     /// The wallet.
     pub wallet: WalletView,
@@ -104,6 +108,7 @@ pub struct WalletDetail {
 
 /// A page of wallets.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct WalletPage {
     /// Wallets, ordered by id.
     pub items: Vec<WalletView>,
@@ -139,6 +144,7 @@ impl ChainName {
 
 /// Derive an account.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct CreateAccountRequest {
     /// The chain.
     pub chain: ChainName,
@@ -164,6 +170,7 @@ pub struct CreateAccountRequest {
 
 /// An account: a key derived from a wallet.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct AccountView {
     /// The key's id (sign with `/v1/keys/{key_id}/...`).
     pub key_id: String,
@@ -205,6 +212,7 @@ impl AccountView {
 
 /// A created account with its key.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct CreatedAccount {
     /// The account.
     pub account: AccountView,
