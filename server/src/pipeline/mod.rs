@@ -212,7 +212,11 @@ impl SigningPath {
     /// The same checks as `submit` apply: an unknown or disabled key, a missing role or the
     /// wrong purpose are errors, not verdicts.
     pub async fn dry_run(&self, call: SignCall) -> Result<DryRunReport, PipelineError> {
-        let judged = judge(self, call).await?.case;
+        let judged = judge(self, call).await?;
+        // A dry run signs nothing: its reservation is given back before it answers, or the
+        // caller's next request could find it still counted (PostgreSQL keeps it in a table).
+        release(judged.reservation).await;
+        let judged = judged.case;
         let event = AuditEvent {
             action: "sign.dry_run",
             outcome: "ok",

@@ -953,3 +953,31 @@ async fn the_host_context_counts_signatures_by_key_and_principal() {
         (0, 3)
     );
 }
+
+/// A dry run reserves usage while its context is read, like any request; it gives the
+/// reservation back before it answers, so the next real request is not counted against it.
+#[tokio::test]
+async fn a_dry_run_leaves_nothing_counted_for_the_next_request() {
+    let server = setup().await;
+    let rate = upload_example(&server, "rate-limit").await;
+    let signer = server.token("alice", &[Role::Signer]);
+    let mut dry = digest_body();
+    dry["dry_run"] = json!(true);
+    for round in 0..25 {
+        let k = key_with(
+            &server,
+            &format!("k{round}"),
+            &[(&rate, json!({"max_per_hour": 1}))],
+        )
+        .await;
+        let (status, resp) = sign(&server, &k, &signer, dry.clone()).await;
+        assert_eq!(
+            (status, resp["policy"]["decision"].as_str()),
+            (StatusCode::OK, Some("allow")),
+            "{resp}"
+        );
+        let (status, resp) = sign(&server, &k, &signer, digest_body()).await;
+        assert_eq!(status, StatusCode::OK, "round {round}: {resp}");
+        assert!(resp["signature"].is_string(), "{resp}");
+    }
+}
