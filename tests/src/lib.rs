@@ -95,17 +95,59 @@ pub fn keyward_bin() -> &'static Path {
     })
 }
 
-/// Runs `keyward` with `args` to completion; returns (exit success, stdout, stderr).
-pub fn run_keyward(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(keyward_bin())
-        .args(args)
+/// Runs `cmd` to completion; returns (exit success, stdout, stderr).
+pub fn run_to_end(cmd: &mut Command) -> (bool, String, String) {
+    let out = cmd
         .output()
-        .expect("run keyward");
+        .unwrap_or_else(|e| panic!("run {:?}: {e}", cmd.get_program()));
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// Runs `keyward` with `args` to completion; returns (exit success, stdout, stderr).
+pub fn run_keyward(args: &[&str]) -> (bool, String, String) {
+    run_to_end(Command::new(keyward_bin()).args(args))
+}
+
+/// Runs `scripts/pg-cluster COMMAND DIR ARGS...`, which must succeed; returns its stdout.
+pub fn pg_cluster(command: &str, dir: &Path, args: &[&str]) -> String {
+    let (ok, out, err) = run_to_end(
+        Command::new(workspace_root().join("scripts/pg-cluster"))
+            .arg(command)
+            .arg(dir)
+            .args(args),
+    );
+    assert!(ok, "pg-cluster {command}: {err}");
+    out
+}
+
+/// A throwaway PostgreSQL cluster (scripts/pg-cluster), removed when dropped.
+pub struct PgCluster {
+    /// Its directory.
+    pub dir: PathBuf,
+    /// The URL of its database.
+    pub url: String,
+}
+
+impl PgCluster {
+    /// Starts a cluster in `parent/pg`.
+    pub fn start(parent: &Path) -> Self {
+        let dir = parent.join("pg");
+        let url = pg_cluster("start", &dir, &[]).trim().to_string();
+        PgCluster { dir, url }
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        let _ = Command::new(workspace_root().join("scripts/pg-cluster"))
+            .arg("stop")
+            .arg(&self.dir)
+            .output();
+    }
 }
 
 /// A running `keyward` process.
@@ -589,4 +631,28 @@ impl Idp {
             .unwrap();
         assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
     }
+}
+
+/// Writes `work/keyward.toml` for `keyward serve`: loopback on a free port, data in
+/// `work/data`, 30 s of clock leeway, `auth_toml` under `[auth]`, then `issuer_toml` (issuers
+/// and any later sections), signing allowed by default. Returns its path.
+pub fn write_config(work: &Path, issuer_toml: &str, auth_toml: &str) -> PathBuf {
+    let config = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+[storage]
+data_dir = "{data}"
+[auth]
+leeway_seconds = 30
+{auth_toml}
+{issuer_toml}
+[policy]
+default_decision = "allow"
+"#,
+        data = work.join("data").display()
+    );
+    let path = work.join("keyward.toml");
+    std::fs::write(&path, config).unwrap();
+    path
 }

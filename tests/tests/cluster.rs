@@ -4,55 +4,18 @@
 //! and a node killed under load loses no acknowledged signature. A second test restarts the
 //! database under load: callers get 503, nothing acknowledged is lost, the nodes recover.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-use keyward_e2e::{JwksIssuer, Keyward, assert_error, b64, example_policy, workspace_root};
+use keyward_e2e::{
+    JwksIssuer, Keyward, PgCluster, assert_error, b64, example_policy, pg_cluster, workspace_root,
+};
 use serde_json::{Value, json};
-
-/// A throwaway PostgreSQL cluster, removed when dropped.
-struct Cluster {
-    dir: PathBuf,
-    url: String,
-}
-
-impl Cluster {
-    fn start(parent: &Path) -> Self {
-        let dir = parent.join("pg");
-        let url = pg_cluster("start", &dir, &[]).trim().to_string();
-        Cluster { dir, url }
-    }
-}
-
-/// Runs `scripts/pg-cluster COMMAND DIR ARGS...`, which must succeed; returns its stdout.
-fn pg_cluster(command: &str, dir: &Path, args: &[&str]) -> String {
-    let out = Command::new(workspace_root().join("scripts/pg-cluster"))
-        .arg(command)
-        .arg(dir)
-        .args(args)
-        .output()
-        .expect("run scripts/pg-cluster");
-    assert!(
-        out.status.success(),
-        "pg-cluster {command}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 /// Stops the database of the cluster in `dir` at once, as a crash would, and starts it again
 /// on the same port after `down` seconds (blocks until it accepts connections).
 fn restart_database(dir: &Path, down: u32) {
     pg_cluster("restart", dir, &[&down.to_string()]);
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = Command::new(workspace_root().join("scripts/pg-cluster"))
-            .arg("stop")
-            .arg(&self.dir)
-            .output();
-    }
 }
 
 fn node(work: &Path, name: &str, url: &str, kek: &str) -> Keyward {
@@ -209,7 +172,7 @@ fn audit_verify(work: &Path, kek: &str) {
 async fn three_nodes_on_one_database_keep_every_guarantee() {
     let dir = tempfile::tempdir().unwrap();
     let work = dir.path();
-    let cluster = Cluster::start(work);
+    let cluster = PgCluster::start(work);
     let issuer = JwksIssuer::new(work, "https://idp.cluster.test");
     let kek = "cd".repeat(32);
     let mut nodes: Vec<Keyward> = ["node-1", "node-2", "node-3"]
@@ -445,7 +408,7 @@ enum Seen {
 async fn a_database_restarted_under_load_gives_503_loses_nothing_and_the_nodes_recover() {
     let dir = tempfile::tempdir().unwrap();
     let work = dir.path();
-    let cluster = Cluster::start(work);
+    let cluster = PgCluster::start(work);
     let issuer = JwksIssuer::new(work, "https://idp.cluster.test");
     let kek = "ef".repeat(32);
     // A short wait for a connection, so that callers hear of the outage while it lasts.

@@ -5,10 +5,9 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
-use keyward_e2e::{Keyward, b64, client, run_keyward, workspace_root};
+use keyward_e2e::{Keyward, PgCluster, b64, client, run_keyward};
 use serde_json::{Value, json};
 
 const ROUNDS: u64 = 20;
@@ -130,8 +129,8 @@ async fn twenty_sigkills_under_load_lose_no_acknowledged_signature_on_sqlite() {
 #[tokio::test]
 async fn twenty_sigkills_under_load_lose_no_acknowledged_signature_on_postgres() {
     let dir = tempfile::tempdir().unwrap();
-    let pg = Cluster(dir.path().join("pg"));
-    let url = pg.run("start");
+    let pg = PgCluster::start(dir.path());
+    let url = pg.url.clone();
     let data = dir.path().join("data");
     let config = dir.path().join("verify.toml");
     std::fs::write(
@@ -150,32 +149,4 @@ async fn twenty_sigkills_under_load_lose_no_acknowledged_signature_on_postgres()
         &["audit", "verify", "--config", &config_arg],
     )
     .await;
-}
-
-/// A throwaway PostgreSQL cluster (scripts/pg-cluster), removed when dropped.
-struct Cluster(std::path::PathBuf);
-
-impl Cluster {
-    fn run(&self, command: &str) -> String {
-        let out = Command::new(workspace_root().join("scripts/pg-cluster"))
-            .arg(command)
-            .arg(&self.0)
-            .output()
-            .expect("run scripts/pg-cluster");
-        assert!(
-            out.status.success(),
-            "pg-cluster {command}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = Command::new(workspace_root().join("scripts/pg-cluster"))
-            .arg("stop")
-            .arg(&self.0)
-            .output();
-    }
 }

@@ -3,22 +3,17 @@
 
 use std::process::Command;
 
-use keyward_e2e::{Keyward, keyward_bin, workspace_root};
+use keyward_e2e::{Keyward, keyward_bin, run_to_end, workspace_root};
 
 fn walkthrough(kw: &Keyward, token: &str) -> (bool, String, String) {
-    let out = Command::new("bash")
-        .arg(workspace_root().join("examples/walkthrough.sh"))
-        .env("KEYWARD_URL", &kw.url)
-        .env("KEYWARD_TOKEN", token)
-        .env("KEYWARD_DATA_DIR", &kw.data_dir)
-        .env("KEYWARD_BIN", keyward_bin())
-        .current_dir(&kw.data_dir)
-        .output()
-        .expect("run bash");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
+    run_to_end(
+        Command::new("bash")
+            .arg(workspace_root().join("examples/walkthrough.sh"))
+            .env("KEYWARD_URL", &kw.url)
+            .env("KEYWARD_TOKEN", token)
+            .env("KEYWARD_DATA_DIR", &kw.data_dir)
+            .env("KEYWARD_BIN", keyward_bin())
+            .current_dir(&kw.data_dir),
     )
 }
 
@@ -55,17 +50,12 @@ async fn the_curl_walkthrough_runs_against_keyward_dev() {
 }
 
 fn sign_document(kw: &Keyward, token: &str, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new("python3")
-        .arg(workspace_root().join("examples/sign_document.py"))
-        .args(args)
-        .env("KEYWARD_URL", &kw.url)
-        .env("KEYWARD_TOKEN", token)
-        .output()
-        .expect("run python3");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
+    run_to_end(
+        Command::new("python3")
+            .arg(workspace_root().join("examples/sign_document.py"))
+            .args(args)
+            .env("KEYWARD_URL", &kw.url)
+            .env("KEYWARD_TOKEN", token),
     )
 }
 
@@ -143,18 +133,13 @@ fn wallet(
         )
         .unwrap();
     }
-    let out = Command::new("node")
-        .arg("wallet.mjs")
-        .args(args)
-        .current_dir(&dir)
-        .env("KEYWARD_URL", &kw.url)
-        .env("KEYWARD_TOKEN", token)
-        .output()
-        .expect("run node");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
+    run_to_end(
+        Command::new("node")
+            .arg("wallet.mjs")
+            .args(args)
+            .current_dir(&dir)
+            .env("KEYWARD_URL", &kw.url)
+            .env("KEYWARD_TOKEN", token),
     )
 }
 

@@ -6,14 +6,14 @@
 //! rotation, and refuses every forged or malformed token before the signing pipeline.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use keyward_e2e::{AUDIENCE, Idp, Keyward, assert_error, b64, client, js_dir};
+use keyward_e2e::{AUDIENCE, Idp, Keyward, assert_error, b64, client, js_dir, write_config};
 use serde_json::{Value, json};
 use sha2::Digest as _;
 
@@ -86,27 +86,6 @@ impl Forger {
         }
         forge(&header, claims, &self.rsa, jsonwebtoken::Algorithm::RS256)
     }
-}
-
-fn write_config(work: &Path, issuer_toml: &str, auth_toml: &str) -> PathBuf {
-    let config = format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-[storage]
-data_dir = "{data}"
-[auth]
-leeway_seconds = 30
-{auth_toml}
-{issuer_toml}
-[policy]
-default_decision = "allow"
-"#,
-        data = work.join("data").display()
-    );
-    let path = work.join("keyward.toml");
-    std::fs::write(&path, config).unwrap();
-    path
 }
 
 /// Keyward trusting `idp` with Keycloak-style nested roles and groups.

@@ -6,6 +6,7 @@
 
 use keyward_e2e::{
     ABANDON, AUDIENCE, Idp, Keyward, b64, client, example_policy, node_json, workspace_root,
+    write_config,
 };
 use serde_json::{Value, json};
 
@@ -134,6 +135,23 @@ fn drive_page(scratch: &std::path::Path, input: Value) -> Value {
     seen
 }
 
+/// Asserts that an Ethereum approval request was signed (its raw transaction came back) after
+/// the votes of `voters`, in that order.
+fn assert_signed_by(signed: &Value, voters: &[&str]) {
+    assert_eq!(signed["status"], "signed", "{signed}");
+    assert!(
+        signed["ethereum"]["raw_transaction"].is_string(),
+        "{signed}"
+    );
+    let subjects: Vec<&str> = signed["votes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["subject"].as_str().unwrap())
+        .collect();
+    assert_eq!(subjects, voters, "{signed}");
+}
+
 fn contains(text: &Value, needles: &[&str]) {
     let text = text.as_str().expect("page text");
     for n in needles {
@@ -231,18 +249,7 @@ async fn approvers_read_decoded_requests_in_a_browser_and_their_votes_decide() {
     let admin = kw.admin().to_string();
     let get = |id: &str| format!("/v1/requests/{id}");
     let (_, signed) = kw.call("GET", &get(&eth), Some(&admin), None).await;
-    assert_eq!(signed["status"], "signed", "{signed}");
-    assert!(
-        signed["ethereum"]["raw_transaction"].is_string(),
-        "{signed}"
-    );
-    let voters: Vec<&str> = signed["votes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v["subject"].as_str().unwrap())
-        .collect();
-    assert_eq!(voters, ["alice", "bob"]);
+    assert_signed_by(&signed, &["alice", "bob"]);
     assert_eq!(signed["votes"][0]["comment"], "checked the recipient");
     let carol = kw.token("carol", &["signer", "approver", "treasury"]);
     let (status, refused) = kw
@@ -417,14 +424,8 @@ async fn approvers_sign_in_through_a_real_openid_provider_and_approve() {
     let dir = tempfile::tempdir().unwrap();
     let idp = Idp::start();
     let data = dir.path().join("data");
-    let config = format!(
+    let issuer_and_ui = format!(
         r#"
-[server]
-listen = "127.0.0.1:0"
-[storage]
-data_dir = "{data}"
-[auth]
-leeway_seconds = 30
 [[auth.issuers]]
 issuer = "{iss}"
 audiences = ["{AUDIENCE}"]
@@ -437,11 +438,9 @@ client_id = "keyward-ui"
 scope = "openid keyward:sign"
 authorize_params = {{ resource = "{AUDIENCE}" }}
 "#,
-        data = data.display(),
         iss = idp.issuer
     );
-    let file = dir.path().join("keyward.toml");
-    std::fs::write(&file, config).unwrap();
+    let file = write_config(dir.path(), &issuer_and_ui, "");
     let kek = "ab".repeat(32);
     let kw = Keyward::serve(&file, &data, &[("KEYWARD_KEK", &kek)]);
     idp.register_ui(&format!("{}/ui/", kw.url)).await;
@@ -518,21 +517,10 @@ authorize_params = {{ resource = "{AUDIENCE}" }}
     let (_, signed) = kw
         .call("GET", &format!("/v1/requests/{id}"), Some(&signer), None)
         .await;
-    assert_eq!(signed["status"], "signed", "{signed}");
-    assert!(
-        signed["ethereum"]["raw_transaction"].is_string(),
-        "{signed}"
-    );
+    assert_signed_by(&signed, &["alice", "bob"]);
     for vote in signed["votes"].as_array().unwrap() {
         assert_eq!(vote["issuer"], idp.issuer.as_str(), "{vote}");
     }
-    let voters: Vec<&str> = signed["votes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v["subject"].as_str().unwrap())
-        .collect();
-    assert_eq!(voters, ["alice", "bob"]);
 }
 
 /// The page's decoder on the SDK's builders of the intents the browser tests do not send

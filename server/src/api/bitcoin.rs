@@ -33,7 +33,6 @@ pub struct BitcoinApi;
 
 /// Sign a PSBT.
 #[derive(Debug, Clone, Object, serde::Serialize)]
-#[oai(skip_serializing_if_is_none)]
 pub struct SignPsbtBody {
     /// The PSBT (BIP-174), standard base64. Every input must carry the output it spends
     /// (`witness_utxo`, or `non_witness_utxo`).

@@ -21,7 +21,6 @@ pub struct CertificatesApi;
 
 /// The subject of a certificate or CSR.
 #[derive(Debug, Clone, Object)]
-#[oai(skip_serializing_if_is_none)]
 pub struct SubjectBody {
     /// Common name (CN), 1 to 64 characters.
     pub common_name: String,
@@ -49,7 +48,6 @@ impl From<SubjectBody> for SubjectSpec {
 
 /// Issue a certificate from the internal CA.
 #[derive(Debug, Clone, Object)]
-#[oai(skip_serializing_if_is_none)]
 pub struct IssueCertificateBody {
     /// The subject.
     pub subject: SubjectBody,
@@ -61,7 +59,6 @@ pub struct IssueCertificateBody {
 
 /// Ask for a CSR.
 #[derive(Debug, Clone, Object)]
-#[oai(skip_serializing_if_is_none)]
 pub struct CsrBody {
     /// The subject.
     pub subject: SubjectBody,
@@ -77,7 +74,6 @@ pub struct CsrView {
 
 /// Import an externally issued chain.
 #[derive(Debug, Clone, Object)]
-#[oai(skip_serializing_if_is_none)]
 pub struct ImportChainBody {
     /// PEM certificates, the key's certificate first, then its issuers.
     pub chain_pem: String,
@@ -87,7 +83,6 @@ pub struct ImportChainBody {
 
 /// Revoke a certificate.
 #[derive(Debug, Clone, Object)]
-#[oai(skip_serializing_if_is_none)]
 pub struct RevokeBody {
     /// `unspecified`, `key_compromise`, `ca_compromise`, `affiliation_changed`, `superseded`,
     /// `cessation_of_operation` or `privilege_withdrawn`.

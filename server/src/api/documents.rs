@@ -29,7 +29,6 @@ pub struct CaApi;
 
 /// Sign a document or its hash.
 #[derive(Debug, Clone, Object, serde::Serialize)]
-#[oai(skip_serializing_if_is_none)]
 pub struct DocumentSignBody {
     /// A key of purpose `document`.
     pub key_id: String,
@@ -89,7 +88,6 @@ impl From<documents::sign::SignedDocument> for DocumentSignResult {
 
 /// Verify a CMS signature.
 #[derive(Debug, Clone, Object)]
-#[oai(skip_serializing_if_is_none)]
 pub struct DocumentVerifyBody {
     /// The CMS signature (DER ContentInfo), standard base64.
     pub signature: String,
@@ -134,7 +132,6 @@ pub struct DocumentVerifyResult {
 
 /// Import a CA.
 #[derive(Debug, Clone, Object)]
-#[oai(skip_serializing_if_is_none)]
 pub struct ImportCaBody {
     /// The CA certificate, PEM.
     pub certificate_pem: String,

@@ -456,7 +456,8 @@ impl<E: Endpoint> Endpoint for ErrorEnvelopeEndpoint<E> {
         // HTML; everything else answers in the uniform body.
         let csc = req.uri().path().starts_with("/csc/");
         let page = req.uri().path().starts_with("/ui/");
-        let path = req.uri().path().to_string();
+        // Kept for the `Allow` of a 405 (a cheap clone: the URI shares its bytes).
+        let uri = req.uri().clone();
         let mut resp = crate::request_id::scope(id, async {
             match self.inner.call(req).await {
                 Ok(out) => {
@@ -492,7 +493,7 @@ impl<E: Endpoint> Endpoint for ErrorEnvelopeEndpoint<E> {
         }
         if resp.status() == StatusCode::METHOD_NOT_ALLOWED
             && !resp.headers().contains_key(poem::http::header::ALLOW)
-            && let Some(allow) = super::allow::allowed(&path).and_then(|a| a.parse().ok())
+            && let Some(allow) = super::allow::allowed(uri.path()).and_then(|a| a.parse().ok())
         {
             resp.headers_mut().insert(poem::http::header::ALLOW, allow);
         }

@@ -84,7 +84,6 @@ impl From<TransactionFields> for TxFields {
 
 /// Sign a transaction: `transaction` (fields) or `unsigned` (its unsigned encoding, hex).
 #[derive(Debug, Clone, Object, serde::Serialize)]
-#[oai(skip_serializing_if_is_none)]
 pub struct SignTransactionBody {
     /// The transaction as fields.
     pub transaction: Option<TransactionFields>,
@@ -97,7 +96,6 @@ pub struct SignTransactionBody {
 
 /// Sign an EIP-191 message: `message` (UTF-8 text) or `message_hex` (bytes).
 #[derive(Debug, Clone, Object, serde::Serialize)]
-#[oai(skip_serializing_if_is_none)]
 pub struct SignMessageBody {
     /// The message as UTF-8 text.
     pub message: Option<String>,
@@ -109,7 +107,6 @@ pub struct SignMessageBody {
 
 /// Sign EIP-712 typed data.
 #[derive(Debug, Clone, Object, serde::Serialize)]
-#[oai(skip_serializing_if_is_none)]
 pub struct SignTypedDataBody {
     /// The `eth_signTypedData_v4` object: `types` (with `EIP712Domain`), `primaryType`,
     /// `domain` and `message`.

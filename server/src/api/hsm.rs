@@ -22,7 +22,6 @@ pub struct HsmApi;
 
 /// Adopt an existing private key from a PKCS#11 token.
 #[derive(Debug, Clone, Object)]
-#[oai(skip_serializing_if_is_none)]
 pub struct AdoptKeyRequest {
     /// Unique Keyward name for the key.
     pub name: String,

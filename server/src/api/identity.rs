@@ -42,7 +42,6 @@ pub struct WhoAmI {
 
 /// A key's new signers list.
 #[derive(Debug, Clone, Object)]
-#[oai(skip_serializing_if_is_none)]
 pub struct SignersBody {
     /// Entries `subject:<sub>`, `role:<role>` or `group:<name>`, at most 100. An empty list
     /// admits every caller with the role `signer`.

@@ -78,7 +78,6 @@ impl KeyView {
 
 /// Create a key.
 #[derive(Debug, Clone, Object)]
-#[oai(skip_serializing_if_is_none)]
 pub struct CreateKeyRequest {
     /// Unique name: 1 to 100 characters of A-Z, a-z, 0-9, '.', '_' and '-'.
     pub name: String,
@@ -97,7 +96,6 @@ pub struct CreateKeyRequest {
 
 /// Import a private key.
 #[derive(Debug, Clone, Object)]
-#[oai(skip_serializing_if_is_none)]
 pub struct ImportKeyRequest {
     /// Unique name.
     pub name: String,

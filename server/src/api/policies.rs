@@ -35,7 +35,6 @@ pub struct LimitsView {
 
 /// Limits asked for at upload; each at most the server's maximum. Omitted: server default.
 #[derive(Debug, Clone, Object, Default)]
-#[oai(skip_serializing_if_is_none)]
 pub struct LimitsRequest {
     /// Fuel per evaluation.
     pub fuel: Option<u64>,
@@ -116,7 +115,6 @@ impl PolicyInfo {
 
 /// Upload a policy module.
 #[derive(Debug, Clone, Object)]
-#[oai(skip_serializing_if_is_none)]
 pub struct UploadPolicyRequest {
     /// Name: 1 to 100 characters of A-Z, a-z, 0-9, '.', '_', '-' and '+'.
     pub name: String,
@@ -146,7 +144,6 @@ pub struct PolicyPage {
 
 /// One entry of a key's policy list.
 #[derive(Debug, Clone, Object)]
-#[oai(skip_serializing_if_is_none)]
 pub struct BindingRequest {
     /// The policy.
     pub policy_id: String,
@@ -156,7 +153,6 @@ pub struct BindingRequest {
 
 /// A key's ordered policy list.
 #[derive(Debug, Clone, Object)]
-#[oai(skip_serializing_if_is_none)]
 pub struct SetKeyPoliciesRequest {
     /// Policies in evaluation order (empty: the server's default decision applies).
     pub policies: Vec<BindingRequest>,
@@ -190,7 +186,6 @@ pub struct KeyPolicies {
 
 /// Evaluate a policy on an input, without signing.
 #[derive(Debug, Clone, Object)]
-#[oai(skip_serializing_if_is_none)]
 pub struct EvaluateRequest {
     /// A sign request as policies see it (see `policy-sdk/schema/input.schema.json`).
     pub request: Value,

@@ -23,7 +23,6 @@ const DEFAULT_REQUESTS: u32 = 100;
 
 /// Which past requests to replay a policy on, and with which settings.
 #[derive(Debug, Clone, Object)]
-#[oai(skip_serializing_if_is_none)]
 pub struct ReplayRequest {
     /// Settings to evaluate with (checked by the policy first, as a bind would).
     pub settings: Option<Value>,

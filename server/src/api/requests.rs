@@ -135,7 +135,6 @@ pub struct RequestPage {
 
 /// An optional comment.
 #[derive(Debug, Clone, Object)]
-#[oai(skip_serializing_if_is_none)]
 pub struct VoteBody {
     /// Why (up to 1000 characters).
     pub comment: Option<String>,

@@ -74,7 +74,6 @@ pub enum SignResponse {
 
 /// Sign with a key: a `digest` or a `message`.
 #[derive(Debug, Clone, Object, serde::Serialize)]
-#[oai(skip_serializing_if_is_none)]
 pub struct SignBody {
     /// Base64 digest; its length must match `hash`.
     pub digest: Option<String>,
@@ -93,7 +92,6 @@ pub struct SignBody {
 
 /// Verify a signature.
 #[derive(Debug, Clone, Object)]
-#[oai(skip_serializing_if_is_none)]
 pub struct VerifyBody {
     /// Base64 digest (or send `message`).
     pub digest: Option<String>,

@@ -33,7 +33,6 @@ pub struct SolanaApi;
 /// Sign a transaction: `transaction` (signatures and message) or `message` (the message
 /// alone), standard base64 of the wire format.
 #[derive(Debug, Clone, Object, serde::Serialize)]
-#[oai(skip_serializing_if_is_none)]
 pub struct SignSolanaTransactionBody {
     /// A serialized transaction (legacy or v0), with its signature slots.
     pub transaction: Option<String>,
@@ -45,7 +44,6 @@ pub struct SignSolanaTransactionBody {
 
 /// Sign an off-chain message: `message` (UTF-8 text) or `message_base64` (its bytes, UTF-8).
 #[derive(Debug, Clone, Object, serde::Serialize)]
-#[oai(skip_serializing_if_is_none)]
 pub struct SignSolanaMessageBody {
     /// The message as text.
     pub message: Option<String>,

@@ -27,7 +27,6 @@ pub struct WalletsApi;
 
 /// Create a wallet, or import one from its mnemonic.
 #[derive(Object)]
-#[oai(skip_serializing_if_is_none)]
 pub struct CreateWalletRequest {
     /// Unique name: 1 to 100 characters of A-Z, a-z, 0-9, '.', '_' and '-'.
     pub name: String,
@@ -144,7 +143,6 @@ impl ChainName {
 
 /// Derive an account.
 #[derive(Debug, Clone, Object)]
-#[oai(skip_serializing_if_is_none)]
 pub struct CreateAccountRequest {
     /// The chain.
     pub chain: ChainName,

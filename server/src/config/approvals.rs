@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::{ConfigError, invalid};
+use super::{ConfigError, http_url, invalid};
 
 /// `[approvals]`
 #[derive(Debug, Clone, Deserialize)]
@@ -121,14 +121,8 @@ pub(super) fn validate_approvals(
             "must be at least 1",
         ));
     }
-    if let Some(url) = &a.webhook_url
-        && !(url.starts_with("http://") || url.starts_with("https://"))
-    {
-        return Err(invalid(
-            "approvals.webhook_url",
-            url,
-            "must be an http(s) URL",
-        ));
+    if let Some(url) = &a.webhook_url {
+        http_url("approvals.webhook_url", url)?;
     }
     let webhook_secret = match (secret_env, &a.webhook_secret_file) {
         (Some(s), _) => Some(zeroize::Zeroizing::new(s.into_bytes())),

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::{ConfigError, invalid};
+use super::{ConfigError, http_url, invalid};
 use crate::auth::{IssuerSettings, Role};
 
 /// `[auth]`
@@ -160,13 +160,7 @@ pub(super) fn validate_issuers(
     let mut issuers = Vec::new();
     for (i, section) in auth.issuers.iter().enumerate() {
         let key = |k: &str| format!("auth.issuers[{i}].{k}");
-        if !section.issuer.starts_with("https://") && !section.issuer.starts_with("http://") {
-            return Err(invalid(
-                &key("issuer"),
-                &section.issuer,
-                "must be an http(s) URL",
-            ));
-        }
+        http_url(&key("issuer"), &section.issuer)?;
         if section.audiences.is_empty() {
             return Err(invalid(
                 &key("audiences"),
@@ -216,9 +210,7 @@ pub(super) fn validate_issuers(
             }
             (Some(file), None) => IssuerKeys::File(resolve(file)),
             (None, Some(uri)) => {
-                if !uri.starts_with("https://") && !uri.starts_with("http://") {
-                    return Err(invalid(&key("jwks_uri"), uri, "must be an http(s) URL"));
-                }
+                http_url(&key("jwks_uri"), uri)?;
                 IssuerKeys::Remote(Some(uri.clone()))
             }
             (None, None) => IssuerKeys::Remote(None),

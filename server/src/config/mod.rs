@@ -75,6 +75,15 @@ fn invalid(key: &str, value: impl std::fmt::Display, reason: impl Into<String>) 
     }
 }
 
+/// `value`, at `key`, must be an `http://` or `https://` URL.
+fn http_url(key: &str, value: &str) -> Result<(), ConfigError> {
+    if value.starts_with("https://") || value.starts_with("http://") {
+        Ok(())
+    } else {
+        Err(invalid(key, value, "must be an http(s) URL"))
+    }
+}
+
 /// The configuration file's schema.
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]

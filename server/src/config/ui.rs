@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::{ConfigError, invalid};
+use super::{ConfigError, http_url, invalid};
 
 /// `[ui]`
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -66,18 +66,14 @@ impl Default for UiConfig {
     }
 }
 
-fn http_url(key: &str, value: &str) -> Result<(), ConfigError> {
-    let ok = (value.starts_with("https://") || value.starts_with("http://"))
-        && !value.contains(char::is_whitespace)
-        && value
-            .split("://")
-            .nth(1)
-            .is_some_and(|rest| !rest.is_empty());
-    if ok {
-        Ok(())
-    } else {
-        Err(invalid(key, value, "must be an http(s) URL"))
+/// An http(s) URL with a host and no white space (the page builds URLs from it).
+fn page_url(key: &str, value: &str) -> Result<(), ConfigError> {
+    http_url(key, value)?;
+    let host = value.split("://").nth(1).unwrap_or_default();
+    if host.is_empty() || value.contains(char::is_whitespace) {
+        return Err(invalid(key, value, "must be an http(s) URL"));
     }
+    Ok(())
 }
 
 impl UiSection {
@@ -101,12 +97,12 @@ impl UiSection {
                 return Err(invalid("ui.issuer", "", "ui.client_id needs ui.issuer"));
             }
             (Some(issuer), Some(client_id)) => {
-                http_url("ui.issuer", issuer)?;
+                page_url("ui.issuer", issuer)?;
                 if client_id.is_empty() || client_id.len() > 200 {
                     return Err(invalid("ui.client_id", client_id, "must be 1 to 200 bytes"));
                 }
                 if let Some(uri) = &self.redirect_uri {
-                    http_url("ui.redirect_uri", uri)?;
+                    page_url("ui.redirect_uri", uri)?;
                 }
                 for name in self.authorize_params.keys() {
                     let reserved = [

@@ -189,8 +189,7 @@ pub fn read_signing_key(bytes: &[u8]) -> Result<SigningKey, String> {
 pub fn generate_signing_key() -> (zeroize::Zeroizing<String>, String) {
     use ed25519_dalek::pkcs8::EncodePrivateKey as _;
     let mut seed = zeroize::Zeroizing::new([0u8; 32]);
-    getrandom::fill(seed.as_mut_slice())
-        .expect("the operating system random number generator failed");
+    crate::keys::fill_random_bytes(seed.as_mut_slice());
     let key = SigningKey::from_bytes(&seed);
     // PKCS#8 v1 (no public key inside), which every tool reads; OpenSSL 3.0 refuses v2.
     let pem = ed25519_dalek::pkcs8::KeypairBytes {
