@@ -129,7 +129,7 @@ impl BitcoinApi {
         auth: BearerAuth,
         id: Path<String>,
         /// Makes retries safe: the same key with the same body returns the same response.
-        #[oai(name = "Idempotency-Key")]
+        #[oai(name = "Idempotency-Key", validator(pattern = r"^[!-~]{1,255}$"))]
         idempotency_key: Header<Option<String>>,
         body: Json<SignPsbtBody>,
     ) -> ApiResult<PsbtResponse> {

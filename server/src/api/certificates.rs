@@ -52,6 +52,7 @@ pub struct IssueCertificateBody {
     /// The subject.
     pub subject: SubjectBody,
     /// Validity in days, 1 to 3650 (default 365; never beyond the CA's own validity).
+    #[oai(validator(minimum(value = "1"), maximum(value = "3650")))]
     pub validity_days: Option<u32>,
     /// Who the certificate belongs to (default: the key's creator).
     pub owner: Option<String>,
@@ -324,6 +325,7 @@ impl CertificatesApi {
         /// `active` or `revoked`.
         status: Query<Option<String>>,
         /// Page size, 1 to 500 (default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "500")))]
         limit: Query<Option<u32>>,
         /// `next_cursor` of the previous page.
         cursor: Query<Option<String>>,

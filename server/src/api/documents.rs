@@ -185,7 +185,7 @@ impl DocumentsApi {
         state: Data<&AppState>,
         auth: BearerAuth,
         /// Makes retries safe: the same key with the same body returns the same signature.
-        #[oai(name = "Idempotency-Key")]
+        #[oai(name = "Idempotency-Key", validator(pattern = r"^[!-~]{1,255}$"))]
         idempotency_key: Header<Option<String>>,
         body: Json<DocumentSignBody>,
     ) -> ApiResult<DocumentSignResponse> {

@@ -134,6 +134,11 @@ impl ApiError {
 
     /// Wraps an error raised by poem itself (routing, extraction, limits).
     fn from_poem(err: &poem::Error) -> Self {
+        if err.status() == StatusCode::BAD_REQUEST
+            && let Some(message) = super::validation::describe(&err.to_string())
+        {
+            return Self::invalid(message);
+        }
         let status = err.status();
         let code = match status {
             StatusCode::BAD_REQUEST => ErrorCode::BadRequest,

@@ -259,7 +259,7 @@ impl EthereumApi {
         auth: BearerAuth,
         id: Path<String>,
         /// Makes retries safe: the same key with the same body returns the same response.
-        #[oai(name = "Idempotency-Key")]
+        #[oai(name = "Idempotency-Key", validator(pattern = r"^[!-~]{1,255}$"))]
         idempotency_key: Header<Option<String>>,
         body: Json<SignTransactionBody>,
     ) -> ApiResult<EthSignResponse> {
@@ -305,7 +305,7 @@ impl EthereumApi {
         auth: BearerAuth,
         id: Path<String>,
         /// Makes retries safe: the same key with the same body returns the same response.
-        #[oai(name = "Idempotency-Key")]
+        #[oai(name = "Idempotency-Key", validator(pattern = r"^[!-~]{1,255}$"))]
         idempotency_key: Header<Option<String>>,
         body: Json<SignMessageBody>,
     ) -> ApiResult<EthSignResponse> {
@@ -346,7 +346,7 @@ impl EthereumApi {
         auth: BearerAuth,
         id: Path<String>,
         /// Makes retries safe: the same key with the same body returns the same response.
-        #[oai(name = "Idempotency-Key")]
+        #[oai(name = "Idempotency-Key", validator(pattern = r"^[!-~]{1,255}$"))]
         idempotency_key: Header<Option<String>>,
         body: Json<SignTypedDataBody>,
     ) -> ApiResult<EthSignResponse> {

@@ -23,7 +23,9 @@ pub struct HsmApi;
 /// Adopt an existing private key from a PKCS#11 token.
 #[derive(Debug, Clone, Object)]
 pub struct AdoptKeyRequest {
-    /// Unique Keyward name for the key.
+    /// Unique Keyward name for the key: 1 to 100 characters of A-Z, a-z, 0-9, '.', '_' and
+    /// '-'.
+    #[oai(validator(pattern = r"^[A-Za-z0-9._-]{1,100}$"))]
     pub name: String,
     /// The PKCS#11 backend (a `[[keys.pkcs11]]` name).
     pub backend: String,

@@ -80,6 +80,7 @@ impl KeyView {
 #[derive(Debug, Clone, Object)]
 pub struct CreateKeyRequest {
     /// Unique name: 1 to 100 characters of A-Z, a-z, 0-9, '.', '_' and '-'.
+    #[oai(validator(pattern = r"^[A-Za-z0-9._-]{1,100}$"))]
     pub name: String,
     /// `ed25519`, `secp256k1`, `p256`, `rsa-2048`, `rsa-3072` or `rsa-4096`.
     pub algorithm: String,
@@ -97,7 +98,8 @@ pub struct CreateKeyRequest {
 /// Import a private key.
 #[derive(Debug, Clone, Object)]
 pub struct ImportKeyRequest {
-    /// Unique name.
+    /// Unique name: 1 to 100 characters of A-Z, a-z, 0-9, '.', '_' and '-'.
+    #[oai(validator(pattern = r"^[A-Za-z0-9._-]{1,100}$"))]
     pub name: String,
     /// PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`). Never echoed or stored unsealed.
     pub private_key_pem: String,
@@ -235,6 +237,7 @@ impl KeysApi {
         state: Data<&AppState>,
         auth: BearerAuth,
         /// Page size, 1 to 500 (default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "500")))]
         limit: Query<Option<u32>>,
         /// `next_cursor` of the previous page.
         cursor: Query<Option<String>>,

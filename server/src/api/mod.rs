@@ -26,6 +26,7 @@ pub mod signing;
 pub mod solana;
 pub mod system;
 pub mod ui;
+mod validation;
 pub mod wallets;
 
 use poem::Request;

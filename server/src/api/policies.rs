@@ -117,6 +117,7 @@ impl PolicyInfo {
 #[derive(Debug, Clone, Object)]
 pub struct UploadPolicyRequest {
     /// Name: 1 to 100 characters of A-Z, a-z, 0-9, '.', '_', '-' and '+'.
+    #[oai(validator(pattern = r"^[A-Za-z0-9._+-]{1,100}$"))]
     pub name: String,
     /// Version, unique per name, e.g. `1.0.0`.
     pub version: String,
@@ -301,6 +302,7 @@ impl PoliciesApi {
         state: Data<&AppState>,
         auth: BearerAuth,
         /// Page size, 1 to 500 (default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "500")))]
         limit: Query<Option<u32>>,
         /// `next_cursor` of the previous page.
         cursor: Query<Option<String>>,

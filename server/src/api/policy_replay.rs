@@ -35,6 +35,7 @@ pub struct ReplayRequest {
     /// Only requests judged before this time (RFC 3339).
     pub until: Option<String>,
     /// The newest this many matching requests, 1 to 1000 (default 100).
+    #[oai(validator(minimum(value = "1"), maximum(value = "1000")))]
     pub limit: Option<u32>,
 }
 

@@ -289,6 +289,7 @@ impl RequestsApi {
         /// `pending` (same as `pending_approval`), `signed`, `rejected`, `expired`, `cancelled`, `failed`.
         status: Query<Option<String>>,
         /// Page size, 1 to 500 (default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "500")))]
         limit: Query<Option<u32>>,
         /// `next_cursor` of the previous page.
         cursor: Query<Option<String>>,

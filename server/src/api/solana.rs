@@ -209,7 +209,7 @@ impl SolanaApi {
         auth: BearerAuth,
         id: Path<String>,
         /// Makes retries safe: the same key with the same body returns the same response.
-        #[oai(name = "Idempotency-Key")]
+        #[oai(name = "Idempotency-Key", validator(pattern = r"^[!-~]{1,255}$"))]
         idempotency_key: Header<Option<String>>,
         body: Json<SignSolanaTransactionBody>,
     ) -> ApiResult<SolanaResponse> {
@@ -279,7 +279,7 @@ impl SolanaApi {
         auth: BearerAuth,
         id: Path<String>,
         /// Makes retries safe: the same key with the same body returns the same response.
-        #[oai(name = "Idempotency-Key")]
+        #[oai(name = "Idempotency-Key", validator(pattern = r"^[!-~]{1,255}$"))]
         idempotency_key: Header<Option<String>>,
         body: Json<SignSolanaMessageBody>,
     ) -> ApiResult<SolanaResponse> {

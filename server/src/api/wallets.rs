@@ -29,8 +29,10 @@ pub struct WalletsApi;
 #[derive(Object)]
 pub struct CreateWalletRequest {
     /// Unique name: 1 to 100 characters of A-Z, a-z, 0-9, '.', '_' and '-'.
+    #[oai(validator(pattern = r"^[A-Za-z0-9._-]{1,100}$"))]
     pub name: String,
     /// Words of a new mnemonic: 12 (default), 15, 18, 21 or 24.
+    #[oai(validator(minimum(value = "12"), maximum(value = "24"), multiple_of = "3"))]
     pub words: Option<u32>,
     /// Import this BIP-39 English mnemonic instead of generating one. Never echoed or stored;
     /// only the sealed seed is kept.
@@ -151,7 +153,9 @@ pub struct CreateAccountRequest {
     pub index: Option<u32>,
     /// A full BIP-32 derivation path, e.g. `m/44'/60'/1'/0/0`.
     pub path: Option<String>,
-    /// Key name (default `<wallet>.<chain>.<path>`).
+    /// Key name (default `<wallet>.<chain>.<path>`): 1 to 100 characters of A-Z, a-z, 0-9,
+    /// '.', '_' and '-'.
+    #[oai(validator(pattern = r"^[A-Za-z0-9._-]{1,100}$"))]
     pub name: Option<String>,
     /// Labels of the key.
     pub labels: Option<BTreeMap<String, String>>,
@@ -279,6 +283,7 @@ impl WalletsApi {
         state: Data<&AppState>,
         auth: BearerAuth,
         /// Page size, 1 to 500 (default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "500")))]
         limit: Query<Option<u32>>,
         /// `next_cursor` of the previous page.
         cursor: Query<Option<String>>,

@@ -2,9 +2,9 @@
 
 use keyward_server::auth::Role;
 use poem::http::StatusCode;
-use serde_json::json;
+use serde_json::{Value, json};
 
-use crate::{assert_error, setup, setup_with};
+use crate::{assert_error, b64, setup, setup_with};
 
 #[tokio::test]
 async fn tokens_are_required_and_checked() {
@@ -173,4 +173,104 @@ async fn an_unanswered_method_is_405_with_the_methods_that_are_answered() {
     let resp = server.client.delete("/v1/nothing").send().await;
     assert_eq!(resp.0.status(), StatusCode::NOT_FOUND);
     assert!(resp.0.headers().get("allow").is_none());
+}
+
+/// Constraints the spec declares (poem-openapi validators, checked before a handler runs)
+/// answer 422 `INVALID_REQUEST` with the rule in words, as the handlers' own checks do; a
+/// value of the wrong type stays 400. The spec carries each of them.
+#[tokio::test]
+async fn declared_constraints_are_refused_with_422_in_words() {
+    let server = setup().await;
+    let admin = server.admin.clone();
+    for (path, message) in [
+        ("/v1/keys?limit=0", "limit must be at least 1"),
+        ("/v1/keys?limit=501", "limit must be at most 500"),
+        ("/v1/audit?limit=0", "limit must be at least 1"),
+        ("/v1/wallets?limit=100000", "limit must be at most 500"),
+    ] {
+        let (status, body) = server.call("GET", path, Some(&admin), None).await;
+        assert_error(
+            status,
+            &body,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "INVALID_REQUEST",
+        );
+        assert_eq!(body["message"], message, "{path}");
+    }
+    let (status, body) = server
+        .call("GET", "/v1/keys?limit=ten", Some(&admin), None)
+        .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "BAD_REQUEST");
+
+    let (status, body) = server
+        .call(
+            "POST",
+            "/v1/keys",
+            Some(&admin),
+            Some(json!({"name": "has space", "algorithm": "ed25519"})),
+        )
+        .await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "INVALID_REQUEST",
+    );
+    assert_eq!(
+        body["message"],
+        "name is invalid: use 1 to 100 characters of A-Z, a-z, 0-9, '.', '_' and '-'"
+    );
+    let (status, body) = server
+        .call(
+            "POST",
+            "/v1/wallets",
+            Some(&admin),
+            Some(json!({"name": "w", "words": 13})),
+        )
+        .await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "INVALID_REQUEST",
+    );
+    assert_eq!(body["message"], "words must be a multiple of 3");
+
+    let key = server.create_key("constraint-key", "ed25519").await;
+    let path = format!("/v1/keys/{}/sign", key["id"].as_str().unwrap());
+    let (status, body) = server
+        .call_with(
+            "POST",
+            &path,
+            Some(&admin),
+            Some(json!({"digest": b64(&[7; 32])})),
+            &[("Idempotency-Key", "two words")],
+        )
+        .await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "INVALID_REQUEST",
+    );
+    assert_eq!(
+        body["message"],
+        "Idempotency-Key must be 1 to 255 printable ASCII characters without spaces"
+    );
+    assert_eq!(
+        server.audit("sign", &admin).await.len(),
+        0,
+        "a refused request signed nothing"
+    );
+
+    let spec: Value = serde_json::from_str(&keyward_server::api::routes::openapi_json()).unwrap();
+    let limit = spec["paths"]["/v1/keys"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "limit")
+        .unwrap()
+        .clone();
+    assert_eq!(limit["schema"]["minimum"], 1.0, "{limit}");
+    assert_eq!(limit["schema"]["maximum"], 500.0, "{limit}");
 }
