@@ -1,6 +1,7 @@
 //! Certificates of document keys: `/v1/keys/{id}/certificate...`, `/v1/keys/{id}/csr`,
 //! `/v1/certificates...`.
 
+use super::one_of::{CertificateStatuses, OneOf, RevocationReasons};
 use base64::Engine as _;
 use der::{Decode, Encode};
 use poem::web::Data;
@@ -87,7 +88,7 @@ pub struct ImportChainBody {
 pub struct RevokeBody {
     /// `unspecified`, `key_compromise`, `ca_compromise`, `affiliation_changed`, `superseded`,
     /// `cessation_of_operation` or `privilege_withdrawn`.
-    pub reason: String,
+    pub reason: OneOf<RevocationReasons>,
 }
 
 /// A certificate as shown by the API.
@@ -323,7 +324,7 @@ impl CertificatesApi {
         /// Only this owner's certificates.
         owner: Query<Option<String>>,
         /// `active` or `revoked`.
-        status: Query<Option<String>>,
+        status: Query<Option<OneOf<CertificateStatuses>>>,
         /// Page size, 1 to 500 (default 50).
         #[oai(validator(minimum(value = "1"), maximum(value = "500")))]
         limit: Query<Option<u32>>,

@@ -1,6 +1,7 @@
 //! Document signing and verification (`/v1/documents/...`) and the internal CA
 //! (`/v1/ca/...`). Signing goes through `SigningPath::submit` (see `documents::sign`).
 
+use super::one_of::{DocumentFormats, Hashes, OneOf, RsaSchemes};
 use base64::Engine as _;
 use poem::web::Data;
 use poem::{IntoResponse, Response, handler};
@@ -35,15 +36,15 @@ pub struct DocumentSignBody {
     /// The document's hash: standard base64 (with `hash_algorithm`), or `sha256:<hex>`.
     pub document_hash: Option<String>,
     /// `sha256` (default), `sha384` or `sha512`.
-    pub hash_algorithm: Option<String>,
+    pub hash_algorithm: Option<OneOf<Hashes>>,
     /// The document itself, standard base64, up to `documents.max_document_bytes`.
     pub document: Option<String>,
     /// A name for the document, shown to policies and kept in the audit log.
     pub document_name: Option<String>,
     /// `cms` (default: detached CMS SignedData, DER) or `raw` (a bare signature over the hash).
-    pub format: Option<String>,
+    pub format: Option<OneOf<DocumentFormats>>,
     /// RSA keys: `pkcs1v15` (default) or `pss`.
-    pub scheme: Option<String>,
+    pub scheme: Option<OneOf<RsaSchemes>>,
 }
 
 /// A document signature.
@@ -94,7 +95,7 @@ pub struct DocumentVerifyBody {
     /// The document's hash: standard base64 (with `hash_algorithm`), or `sha256:<hex>`.
     pub document_hash: Option<String>,
     /// Hash algorithm of `document_hash`.
-    pub hash_algorithm: Option<String>,
+    pub hash_algorithm: Option<OneOf<Hashes>>,
     /// The document itself, standard base64.
     pub document: Option<String>,
 }

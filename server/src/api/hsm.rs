@@ -1,6 +1,7 @@
 //! HSM (PKCS#11) operations: adopting an existing token key, and the admin listings of a
 //! backend's slots and key objects. Every token call runs on a blocking thread.
 
+use super::one_of::{OneOf, Purposes};
 use std::collections::BTreeMap;
 
 use poem::web::Data;
@@ -34,7 +35,7 @@ pub struct AdoptKeyRequest {
     /// The key's `CKA_ID` on the token, hex (give this or `token_label`).
     pub token_id: Option<String>,
     /// What the key may sign (default `raw`).
-    pub purpose: Option<String>,
+    pub purpose: Option<OneOf<Purposes>>,
     /// Free-form labels.
     pub labels: Option<BTreeMap<String, String>>,
     /// Who may sign with it: `subject:<sub>`, `role:<role>`, `group:<name>` (default: every

@@ -1,6 +1,7 @@
 //! Key management: `/v1/keys...` (create, import, list, show, disable). Signing with a key
 //! is in `signing`.
 
+use super::one_of::{Algorithms, OneOf, Purposes};
 use std::collections::BTreeMap;
 
 use poem::web::Data;
@@ -83,9 +84,9 @@ pub struct CreateKeyRequest {
     #[oai(validator(pattern = r"^[A-Za-z0-9._-]{1,100}$"))]
     pub name: String,
     /// `ed25519`, `secp256k1`, `p256`, `rsa-2048`, `rsa-3072` or `rsa-4096`.
-    pub algorithm: String,
+    pub algorithm: OneOf<Algorithms>,
     /// What the key may sign (default `raw`).
-    pub purpose: Option<String>,
+    pub purpose: Option<OneOf<Purposes>>,
     /// Free-form labels.
     pub labels: Option<BTreeMap<String, String>>,
     /// Who may sign with it: `subject:<sub>`, `role:<role>`, `group:<name>` (default: every
@@ -104,9 +105,9 @@ pub struct ImportKeyRequest {
     /// PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`). Never echoed or stored unsealed.
     pub private_key_pem: String,
     /// If given, the key must be of this algorithm.
-    pub algorithm: Option<String>,
+    pub algorithm: Option<OneOf<Algorithms>>,
     /// What the key may sign (default `raw`).
-    pub purpose: Option<String>,
+    pub purpose: Option<OneOf<Purposes>>,
     /// Free-form labels.
     pub labels: Option<BTreeMap<String, String>>,
     /// Who may sign with it: `subject:<sub>`, `role:<role>`, `group:<name>` (default: every

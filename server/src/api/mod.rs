@@ -16,6 +16,7 @@ pub mod hsm;
 pub mod identity;
 pub mod keys;
 pub mod limits;
+pub mod one_of;
 pub mod policies;
 pub mod policy_replay;
 pub mod requests;

@@ -1,5 +1,6 @@
 //! Approval requests: `/v1/requests...`.
 
+use super::one_of::{OneOf, RequestStatuses};
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
@@ -287,7 +288,7 @@ impl RequestsApi {
         state: Data<&AppState>,
         auth: BearerAuth,
         /// `pending` (same as `pending_approval`), `signed`, `rejected`, `expired`, `cancelled`, `failed`.
-        status: Query<Option<String>>,
+        status: Query<Option<OneOf<RequestStatuses>>>,
         /// Page size, 1 to 500 (default 50).
         #[oai(validator(minimum(value = "1"), maximum(value = "500")))]
         limit: Query<Option<u32>>,

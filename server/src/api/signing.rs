@@ -2,6 +2,7 @@
 //! answer shapes every sign route shares (a signature, a pending request, a dry-run trace, the
 //! policy decision). Never signs by itself: the sign route calls the pipeline.
 
+use super::one_of::{EcdsaFormats, Hashes, OneOf, RsaSchemes};
 use poem::web::Data;
 use poem_openapi::param::{Header, Path};
 use poem_openapi::payload::Json;
@@ -80,11 +81,11 @@ pub struct SignBody {
     /// Base64 message; hashed with `hash` by the server (Ed25519 signs it as is).
     pub message: Option<String>,
     /// `sha256` (default), `sha384` or `sha512`.
-    pub hash: Option<String>,
+    pub hash: Option<OneOf<Hashes>>,
     /// RSA only: `pkcs1v15` (default) or `pss`.
-    pub scheme: Option<String>,
+    pub scheme: Option<OneOf<RsaSchemes>>,
     /// ECDSA only: `der` (default) or `raw` (r||s).
-    pub format: Option<String>,
+    pub format: Option<OneOf<EcdsaFormats>>,
     /// `true`: run the key's policies and return their decision trace, without signing.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dry_run: Option<bool>,
@@ -98,13 +99,13 @@ pub struct VerifyBody {
     /// Base64 message.
     pub message: Option<String>,
     /// `sha256` (default), `sha384` or `sha512`.
-    pub hash: Option<String>,
+    pub hash: Option<OneOf<Hashes>>,
     /// Base64 signature.
     pub signature: String,
     /// RSA only: `pkcs1v15` (default) or `pss`.
-    pub scheme: Option<String>,
+    pub scheme: Option<OneOf<RsaSchemes>>,
     /// ECDSA only: `der` (default) or `raw`.
-    pub format: Option<String>,
+    pub format: Option<OneOf<EcdsaFormats>>,
 }
 
 /// The outcome of a verification.
