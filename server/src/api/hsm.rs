@@ -40,6 +40,11 @@ pub struct AdoptKeyRequest {
     pub labels: Option<BTreeMap<String, String>>,
     /// Who may sign with it: `subject:<sub>`, `role:<role>`, `group:<name>` (default: every
     /// caller with the role `signer`).
+    #[oai(validator(
+        max_items = 100,
+        max_length = 256,
+        pattern = r"^((subject|group):\S(.*\S)?|role:(admin|key-admin|policy-admin|signer|approver|auditor))$"
+    ))]
     pub signers: Option<Vec<String>>,
 }
 

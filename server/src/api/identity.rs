@@ -45,6 +45,11 @@ pub struct WhoAmI {
 pub struct SignersBody {
     /// Entries `subject:<sub>`, `role:<role>` or `group:<name>`, at most 100. An empty list
     /// admits every caller with the role `signer`.
+    #[oai(validator(
+        max_items = 100,
+        max_length = 256,
+        pattern = r"^((subject|group):\S(.*\S)?|role:(admin|key-admin|policy-admin|signer|approver|auditor))$"
+    ))]
     pub signers: Vec<String>,
 }
 

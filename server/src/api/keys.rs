@@ -91,6 +91,11 @@ pub struct CreateKeyRequest {
     pub labels: Option<BTreeMap<String, String>>,
     /// Who may sign with it: `subject:<sub>`, `role:<role>`, `group:<name>` (default: every
     /// caller with the role `signer`).
+    #[oai(validator(
+        max_items = 100,
+        max_length = 256,
+        pattern = r"^((subject|group):\S(.*\S)?|role:(admin|key-admin|policy-admin|signer|approver|auditor))$"
+    ))]
     pub signers: Option<Vec<String>>,
     /// Where to generate it: `software` (default) or the name of a `[[keys.pkcs11]]` backend.
     pub backend: Option<String>,
@@ -112,6 +117,11 @@ pub struct ImportKeyRequest {
     pub labels: Option<BTreeMap<String, String>>,
     /// Who may sign with it: `subject:<sub>`, `role:<role>`, `group:<name>` (default: every
     /// caller with the role `signer`).
+    #[oai(validator(
+        max_items = 100,
+        max_length = 256,
+        pattern = r"^((subject|group):\S(.*\S)?|role:(admin|key-admin|policy-admin|signer|approver|auditor))$"
+    ))]
     pub signers: Option<Vec<String>>,
 }
 

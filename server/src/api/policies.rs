@@ -119,7 +119,9 @@ pub struct UploadPolicyRequest {
     /// Name: 1 to 100 characters of A-Z, a-z, 0-9, '.', '_', '-' and '+'.
     #[oai(validator(pattern = r"^[A-Za-z0-9._+-]{1,100}$"))]
     pub name: String,
-    /// Version, unique per name, e.g. `1.0.0`.
+    /// Version, unique per name, e.g. `1.0.0`: 1 to 64 characters of A-Z, a-z, 0-9, '.', '_',
+    /// '-' and '+'.
+    #[oai(validator(pattern = r"^[A-Za-z0-9._+-]{1,64}$"))]
     pub version: String,
     /// What the policy does.
     pub description: Option<String>,

@@ -17,7 +17,20 @@ const PATTERNS: &[(&str, &str)] = &[
         "^[A-Za-z0-9._+-]{1,100}$",
         "is invalid: use 1 to 100 characters of A-Z, a-z, 0-9, '.', '_', '-' and '+'",
     ),
+    (
+        "^[A-Za-z0-9._+-]{1,64}$",
+        "is invalid: use 1 to 64 characters of A-Z, a-z, 0-9, '.', '_', '-' and '+'",
+    ),
+    (
+        SIGNER_ENTRY,
+        "entries must look like subject:<sub>, group:<name> (a value without surrounding \
+         spaces) or role:<a Keyward role>",
+    ),
 ];
+
+/// The pattern of a signers entry (`auth::signers::SignerEntry`), as the API declares it.
+const SIGNER_ENTRY: &str =
+    r"^((subject|group):\S(.*\S)?|role:(admin|key-admin|policy-admin|signer|approver|auditor))$";
 
 /// The message for a failed poem-openapi validator, or `None` when `message` (a poem error's
 /// text) is not one.
@@ -95,6 +108,31 @@ mod tests {
             describe("failed to parse parameter `limit`: invalid digit found in string"),
             None
         );
+    }
+
+    #[test]
+    fn the_signer_entry_pattern_names_every_role_and_agrees_with_the_parser() {
+        let roles: Vec<&str> = crate::auth::Role::ALL.iter().map(|r| r.as_str()).collect();
+        assert!(super::SIGNER_ENTRY.contains(&format!("role:({})", roles.join("|"))));
+        let re = regex::Regex::new(super::SIGNER_ENTRY).expect("a regex");
+        for entry in [
+            "subject:alice",
+            "group:treasury ops",
+            "role:signer",
+            "role:nobody",
+            "subject:",
+            "subject: alice",
+            "alice",
+            "group:x ",
+            "role:admin",
+            "subject:a",
+        ] {
+            assert_eq!(
+                re.is_match(entry),
+                crate::auth::signers::SignerEntry::parse(entry).is_ok(),
+                "{entry:?}"
+            );
+        }
     }
 
     #[test]

@@ -161,6 +161,11 @@ pub struct CreateAccountRequest {
     pub labels: Option<BTreeMap<String, String>>,
     /// Who may sign with it: `subject:<sub>`, `role:<role>`, `group:<name>` (default: every
     /// caller with the role `signer`).
+    #[oai(validator(
+        max_items = 100,
+        max_length = 256,
+        pattern = r"^((subject|group):\S(.*\S)?|role:(admin|key-admin|policy-admin|signer|approver|auditor))$"
+    ))]
     pub signers: Option<Vec<String>>,
     /// Ethereum: the chain ids this key may sign for (default: any).
     pub chain_ids: Option<Vec<u64>>,
