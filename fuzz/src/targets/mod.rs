@@ -25,6 +25,28 @@ pub struct Target {
     pub check: fn(&[u8]),
 }
 
+/// Calls `$then!(name, ...)` with every target's name: the one list of targets, for [`ALL`]
+/// and the smoke test's one test per target.
+#[macro_export]
+macro_rules! with_targets {
+    ($then:ident) => {
+        $then!(
+            bitcoin_psbt,
+            certificate_chain,
+            cms_verify,
+            csc_request,
+            csr_subject,
+            ethereum_transaction,
+            ethereum_typed_data,
+            jwt,
+            policy_output,
+            rpc_ethereum,
+            solana_offchain_message,
+            solana_transaction,
+        );
+    };
+}
+
 macro_rules! targets {
     ($($name:ident),* $(,)?) => {
         /// Every target.
@@ -36,20 +58,7 @@ macro_rules! targets {
     };
 }
 
-targets!(
-    bitcoin_psbt,
-    certificate_chain,
-    cms_verify,
-    csc_request,
-    csr_subject,
-    ethereum_transaction,
-    ethereum_typed_data,
-    jwt,
-    policy_output,
-    rpc_ethereum,
-    solana_offchain_message,
-    solana_transaction,
-);
+with_targets!(targets);
 
 /// The target called `name`.
 pub fn by_name(name: &str) -> Option<Target> {
