@@ -25,9 +25,9 @@ pub mod ethereum;
 pub mod smoke;
 pub mod targets;
 
+use std::cell::Cell;
 use std::future::Future;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -165,28 +165,32 @@ impl Answer {
 }
 
 static HARNESS: OnceLock<Harness> = OnceLock::new();
-static SIGN_EVERY_INPUT: AtomicBool = AtomicBool::new(false);
-static VERIFIED: AtomicUsize = AtomicUsize::new(0);
-
-/// Makes every input that decodes a real signature (for the tests that prove the targets
-/// reach their signature checks).
-pub fn sign_every_input(on: bool) {
-    SIGN_EVERY_INPUT.store(on, Ordering::SeqCst);
+thread_local! {
+    // Per thread: `cargo test` runs the smoke tests as threads of one process, and a target's
+    // checks run on the thread that calls it.
+    static SIGN_EVERY_INPUT: Cell<bool> = const { Cell::new(false) };
+    static VERIFIED: Cell<usize> = const { Cell::new(0) };
 }
 
-/// How many signatures the targets have checked independently so far.
+/// Makes every input that decodes a real signature, on this thread (for the tests that prove
+/// the targets reach their signature checks).
+pub fn sign_every_input(on: bool) {
+    SIGN_EVERY_INPUT.with(|c| c.set(on));
+}
+
+/// How many signatures the targets have checked independently on this thread so far.
 pub fn verified_signatures() -> usize {
-    VERIFIED.load(Ordering::SeqCst)
+    VERIFIED.with(Cell::get)
 }
 
 /// Counts a signature a target checked independently.
 pub fn count_verified() {
-    VERIFIED.fetch_add(1, Ordering::SeqCst);
+    VERIFIED.with(|c| c.set(c.get() + 1));
 }
 
 /// Whether `data` is signed for real rather than as a dry run.
 pub fn real_signature(data: &[u8]) -> bool {
-    SIGN_EVERY_INPUT.load(Ordering::SeqCst) || one_in(data, REAL_SIGNATURE_ONE_IN)
+    SIGN_EVERY_INPUT.with(Cell::get) || one_in(data, REAL_SIGNATURE_ONE_IN)
 }
 
 /// The harness, started on first use.
