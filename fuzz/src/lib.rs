@@ -218,6 +218,14 @@ pub fn unb64(text: &str) -> Vec<u8> {
         .unwrap_or_else(|e| panic!("the server answered bad base64 {text:?}: {e}"))
 }
 
+/// Seeds from JSON values (their compact encoding).
+pub fn json_seeds(values: &[Value]) -> Vec<Vec<u8>> {
+    values
+        .iter()
+        .map(|v| serde_json::to_vec(v).expect("a JSON value encodes"))
+        .collect()
+}
+
 /// What a cargo-fuzz binary does before its first input: starts the harness and writes the
 /// target's seeds.
 pub fn start(seeds: fn() -> Vec<Vec<u8>>) {

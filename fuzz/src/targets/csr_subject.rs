@@ -32,15 +32,12 @@ fn spec(value: &Value) -> Option<SubjectSpec> {
 
 /// Seed inputs.
 pub fn seeds() -> Vec<Vec<u8>> {
-    [
+    crate::json_seeds(&[
         json!({"common_name": "Alice Example"}),
         json!({"common_name": "Jürgen Müller", "email": "juergen@example.de",
                "organization": "Example GmbH", "organizational_unit": "Legal", "country": "DE"}),
         json!({"common_name": "a,b=c+d\"<e>;f\\g", "country": "fr"}),
-    ]
-    .iter()
-    .map(|v| serde_json::to_vec(v).expect("JSON"))
-    .collect()
+    ])
 }
 
 /// Checks one input.

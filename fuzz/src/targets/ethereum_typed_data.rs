@@ -56,10 +56,7 @@ pub fn seeds() -> Vec<Vec<u8>> {
         "message": {"items": [{"id": 1, "data": "0x00ff"}, {"id": 255, "data": "0x"}],
                     "tags": ["0x01", "0x0203"], "flag": true, "delta": -5}
     });
-    [mail, permit, arrays]
-        .iter()
-        .map(|v| serde_json::to_vec(v).expect("JSON"))
-        .collect()
+    crate::json_seeds(&[mail, permit, arrays])
 }
 
 /// Checks one input.

@@ -12,16 +12,13 @@ use serde_json::{Value, json};
 
 /// Seed inputs.
 pub fn seeds() -> Vec<Vec<u8>> {
-    [
+    crate::json_seeds(&[
         json!({"decision": "allow"}),
         json!({"decision": "deny", "reason": "over the daily limit"}),
         json!({"decision": "require_approval", "reason": "large transfer", "approvals": 2,
                "approver_roles": ["treasury"], "ttl_seconds": 3600}),
         json!({"decision": "deny"}),
-    ]
-    .iter()
-    .map(|v| serde_json::to_vec(v).expect("JSON"))
-    .collect()
+    ])
 }
 
 /// Checks one input.

@@ -28,10 +28,7 @@ pub fn seeds() -> Vec<Vec<u8>> {
         json!([{"jsonrpc": "2.0", "id": 4, "method": "eth_accounts"},
                {"jsonrpc": "2.0", "id": 5, "method": "eth_chainId"}]),
     ];
-    calls
-        .iter()
-        .map(|c| serde_json::to_vec(c).expect("JSON"))
-        .collect()
+    crate::json_seeds(&calls)
 }
 
 fn signs(call: &Value) -> bool {

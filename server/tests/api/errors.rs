@@ -202,39 +202,27 @@ async fn declared_constraints_are_refused_with_422_in_words() {
         .await;
     assert_error(status, &body, StatusCode::BAD_REQUEST, "BAD_REQUEST");
 
-    let (status, body) = server
-        .call(
-            "POST",
+    for (path, request, message) in [
+        (
             "/v1/keys",
-            Some(&admin),
-            Some(json!({"name": "has space", "algorithm": "ed25519"})),
-        )
-        .await;
-    assert_error(
-        status,
-        &body,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "INVALID_REQUEST",
-    );
-    assert_eq!(
-        body["message"],
-        "name is invalid: use 1 to 100 characters of A-Z, a-z, 0-9, '.', '_' and '-'"
-    );
-    let (status, body) = server
-        .call(
-            "POST",
+            json!({"name": "has space", "algorithm": "ed25519"}),
+            "name is invalid: use 1 to 100 characters of A-Z, a-z, 0-9, '.', '_' and '-'",
+        ),
+        (
             "/v1/wallets",
-            Some(&admin),
-            Some(json!({"name": "w", "words": 13})),
-        )
-        .await;
-    assert_error(
-        status,
-        &body,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "INVALID_REQUEST",
-    );
-    assert_eq!(body["message"], "words must be a multiple of 3");
+            json!({"name": "w", "words": 13}),
+            "words must be a multiple of 3",
+        ),
+    ] {
+        let (status, body) = server.call("POST", path, Some(&admin), Some(request)).await;
+        assert_error(
+            status,
+            &body,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "INVALID_REQUEST",
+        );
+        assert_eq!(body["message"], message, "{path}");
+    }
 
     let key = server.create_key("constraint-key", "ed25519").await;
     let path = format!("/v1/keys/{}/sign", key["id"].as_str().unwrap());
